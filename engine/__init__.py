@@ -1,0 +1,18 @@
+"""cadence-engine: declarative YAML sales cadences, validated, compiled and run."""
+
+from __future__ import annotations
+
+from engine.errors import CadenceError, InputError, InternalError, UsageError
+from engine.findings import Finding, Severity
+from engine.model import Cadence, Step
+
+__all__ = [
+    "Cadence",
+    "CadenceError",
+    "Finding",
+    "InputError",
+    "InternalError",
+    "Severity",
+    "Step",
+    "UsageError",
+]

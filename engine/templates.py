@@ -1,0 +1,25 @@
+"""The sandboxed Jinja environment every template is compiled and rendered in."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from jinja2 import Template as JinjaTemplate
+from jinja2.sandbox import SandboxedEnvironment
+
+
+@functools.cache
+def environment() -> SandboxedEnvironment:
+    """One shared sandbox: templates cannot reach Python internals (SPEC §7, safe templates)."""
+    return SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_template(source: str) -> JinjaTemplate:
+    """Compile once per distinct source text; rendering many contacts reuses it."""
+    return environment().from_string(source)
+
+
+def render(source: str, context: dict[str, Any]) -> str:
+    return compile_template(source).render(context)

@@ -1,0 +1,1 @@
+"""cadence-engine packaged JSON Schema."""
