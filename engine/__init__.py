@@ -5,6 +5,7 @@ from __future__ import annotations
 from engine.errors import CadenceError, InputError, InternalError, UsageError
 from engine.findings import Finding, Severity
 from engine.model import Cadence, Step
+from engine.validate import load_cadence
 
 __all__ = [
     "Cadence",
@@ -15,4 +16,5 @@ __all__ = [
     "Severity",
     "Step",
     "UsageError",
+    "load_cadence",
 ]
