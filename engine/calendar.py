@@ -1,0 +1,118 @@
+"""Campaign days, business days, holidays and the contact's scheduling zone (SPEC §5).
+
+Everything here is cached: a plan over 100,000 contacts touches only a handful of
+(zone, launch date) pairs, so per-contact work is a dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from engine.errors import InputError
+from engine.model import Cadence, Settings
+
+ONE_DAY = timedelta(days=1)
+
+
+def is_campaign_day(d: date, *, skip_weekends: bool, holidays: frozenset[date]) -> bool:
+    """Holidays are never campaign days; with `skip_weekends` neither are Sat/Sun."""
+    if d in holidays:
+        return False
+    return not (skip_weekends and d.weekday() >= 5)
+
+
+@functools.lru_cache(maxsize=4096)
+def campaign_dates(
+    first: date, count: int, *, skip_weekends: bool, holidays: frozenset[date]
+) -> tuple[date, ...]:
+    """Local dates of campaign days 1..count, day 1 being the first campaign day on/after `first`.
+
+    Days are absolute (SPEC §2): day N is the Nth campaign day, not N days after anything.
+    """
+    out: list[date] = []
+    d = first
+    while len(out) < count:
+        if is_campaign_day(d, skip_weekends=skip_weekends, holidays=holidays):
+            out.append(d)
+        d += ONE_DAY
+    return tuple(out)
+
+
+def day_dates(settings: Settings, launch_date: date, count: int) -> tuple[date, ...]:
+    """`campaign_dates` with the cadence's own weekend and holiday settings."""
+    return campaign_dates(
+        launch_date, count, skip_weekends=settings.skip_weekends, holidays=settings.holidays
+    )
+
+
+def next_campaign_day(settings: Settings, d: date) -> date:
+    """The first campaign day strictly after `d` (the next opening for a moved email)."""
+    return shift_campaign_days(settings, d, 1)
+
+
+def shift_campaign_days(settings: Settings, d: date, days: int) -> date:
+    """Move local date `d` forward by `days` campaign days (the runner's R5 lateness shift).
+
+    With `days == 0` the result is `d` itself when it is a campaign day, else the next one,
+    so a shifted step never lands on a weekend (with `skip_weekends`) or a holiday.
+    """
+    if days < 0:
+        raise ValueError("campaign days only move forward")
+    skip, holidays = settings.skip_weekends, settings.holidays
+    while not is_campaign_day(d, skip_weekends=skip, holidays=holidays):
+        d += ONE_DAY
+    for _ in range(days):
+        d += ONE_DAY
+        while not is_campaign_day(d, skip_weekends=skip, holidays=holidays):
+            d += ONE_DAY
+    return d
+
+
+@functools.lru_cache(maxsize=1024)
+def zone(name: str) -> ZoneInfo:
+    """A ZoneInfo by IANA name; raises InputError (not a traceback) for unknown names."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError(
+            f"unknown time zone {name!r}", hint="use an IANA name such as Europe/Amsterdam"
+        ) from None
+
+
+def is_zone_name(name: str) -> bool:
+    try:
+        zone(name)
+    except InputError:
+        return False
+    return True
+
+
+def scheduling_zone_name(cadence: Cadence, contact_timezone: str | None) -> str:
+    """SPEC §5: the contact's own zone under `timezone: contact`, else `default_timezone`."""
+    settings = cadence.settings
+    if settings.timezone == "contact":
+        return contact_timezone or settings.default_timezone
+    return settings.timezone
+
+
+def scheduling_zone(cadence: Cadence, contact: object) -> ZoneInfo:
+    """The zone a contact's local times are read in (`contact` needs a `timezone` attribute)."""
+    return zone(scheduling_zone_name(cadence, getattr(contact, "timezone", None)))
+
+
+@functools.lru_cache(maxsize=65536)
+def resolve_local(d: date, t: time, tz: ZoneInfo) -> datetime:
+    """The UTC instant of wall time `t` on `d` in `tz` (SPEC §5).
+
+    fold=0 does both DST decisions at once: in a spring-forward gap zoneinfo applies the
+    pre-transition offset, which lands the instant *after* the gap by exactly its length
+    (02:30 → 03:30); in a fall-back overlap it picks the first occurrence.
+    """
+    return datetime.combine(d, t, tzinfo=tz).astimezone(UTC)
+
+
+def local_wall(instant: datetime, tz: ZoneInfo) -> datetime:
+    """`instant` seen on the wall clock of `tz` (aware, in `tz`)."""
+    return instant.astimezone(tz)

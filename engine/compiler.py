@@ -1,0 +1,185 @@
+"""Cadence + contacts + launch → plan (SPEC §5, R1–R5). Pure: no clock, no I/O.
+
+A contact's schedule depends on the contact only through its scheduling zone, so the
+compiler computes one `ContactSchedule` per zone and shares it between contacts; only a
+daily limit that is full makes a contact's schedule its own (then it is computed for that
+contact alone, in input order, which keeps the result deterministic).
+
+Runner entry points: `plan_contact` (enrol one contact), `same_time_reference` and
+`due_after_reference` (R4: a step's time once the referenced email's real send time is
+known).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import date, datetime
+
+from engine.calendar import (
+    next_campaign_day,
+    resolve_local,
+    scheduling_zone_name,
+    zone,
+)
+from engine.contacts import Contact
+from engine.errors import UsageError
+from engine.model import Cadence, Step
+from engine.plan import PlannedStep
+from engine.schedule import (
+    ContactSchedule,
+    DailyLimit,
+    Launch,
+    Slot,
+    action_of,
+    build_schedule,
+    same_time_reference,
+)
+
+__all__ = [
+    "ContactSchedule",
+    "DailyLimit",
+    "Launch",
+    "Scheduler",
+    "Slot",
+    "action_of",
+    "compile_plan",
+    "due_after_reference",
+    "plan_contact",
+    "same_time_reference",
+    "schedule_contacts",
+]
+
+
+class Scheduler:
+    """Schedules contacts of one launch, caching one schedule per scheduling zone.
+
+    `limit` carries the daily-limit counts; the runner may pass one seeded with the
+    emails already booked for the sender so a new launch respects them.
+    """
+
+    def __init__(self, cadence: Cadence, launch: Launch, *, limit: DailyLimit | None = None):
+        check_launch(cadence, launch)
+        self.cadence = cadence
+        self.launch = launch
+        daily = cadence.settings.daily_limit
+        self.limit = limit if limit is not None else (DailyLimit(daily) if daily else None)
+        self._by_zone: dict[str, ContactSchedule] = {}
+
+    def schedule(self, contact: Contact) -> ContactSchedule:
+        name = scheduling_zone_name(self.cadence, contact.timezone)
+        base = self._by_zone.get(name)
+        if base is None:
+            base = build_schedule(self.cadence, name, self.launch)
+            self._by_zone[name] = base
+        limit = self.limit
+        if limit is None:
+            return base
+        sender = self.cadence.sender.email
+        if limit.fits(sender, base.email_days):
+            limit.book(sender, base.email_days)
+            return base
+        # The day is full: this contact's emails move, which can move its later steps too.
+        return build_schedule(self.cadence, base.zone, self.launch, limit=limit)
+
+
+def check_launch(cadence: Cadence, launch: Launch) -> None:
+    """R1: `choose_at_launch` needs a send time at launch; without one nothing is planned."""
+    if launch.start.tzinfo is None:
+        raise ValueError("Launch.start must be timezone-aware")
+    if launch.send_at is not None:
+        return
+    for step in cadence.steps:
+        if step.email is not None and step.email.send.kind.value == "choose_at_launch":
+            raise UsageError(
+                f"step {step.id!r} is sent at a time chosen at launch (choose_at_launch), "
+                "but no --send-at was given",
+                hint="pass --send-at HH:MM (day 1, each contact's own zone) or a date-time",
+            )
+
+
+def schedule_contacts(
+    cadence: Cadence, contacts: Iterable[Contact], launch: Launch
+) -> Iterator[tuple[Contact, ContactSchedule]]:
+    """Each contact with its schedule, in input order (the fast path for reporters).
+
+    Schedules are shared between contacts (compare them by identity).
+    """
+    scheduler = Scheduler(cadence, launch)
+    for contact in contacts:
+        yield contact, scheduler.schedule(contact)
+
+
+def compile_plan(
+    cadence: Cadence, contacts: Iterable[Contact], launch: Launch, *, render: bool = False
+) -> Iterator[PlannedStep]:
+    """The plan: one `PlannedStep` per (contact, step), contacts in input order, steps in
+    file order. With `render`, rows carry the rendered subject and body (tasks: title and
+    notes). Raises UsageError before yielding anything when the launch lacks a send time.
+    """
+    scheduler = Scheduler(cadence, launch)
+    for contact in contacts:
+        yield from rows_for(cadence, contact, scheduler.schedule(contact), render=render)
+
+
+def plan_contact(
+    cadence: Cadence,
+    contact: Contact,
+    launch: Launch,
+    *,
+    limit: DailyLimit | None = None,
+    render: bool = False,
+) -> list[PlannedStep]:
+    """The plan rows of one contact enrolled at `launch` (what the runner stores)."""
+    scheduler = Scheduler(cadence, launch, limit=limit)
+    return list(rows_for(cadence, contact, scheduler.schedule(contact), render=render))
+
+
+def rows_for(
+    cadence: Cadence, contact: Contact, schedule: ContactSchedule, *, render: bool = False
+) -> Iterator[PlannedStep]:
+    texts: dict[str, tuple[str, str]] = {}
+    if render:
+        from engine.messages import PREVIEW_UNSUBSCRIBE_URL, render_step_texts
+
+        texts = render_step_texts(cadence, contact, unsubscribe_url=PREVIEW_UNSUBSCRIBE_URL)
+    for slot in schedule.slots:
+        text = texts.get(slot.step.id)
+        yield PlannedStep(
+            contact=contact.email,
+            step_id=slot.step.id,
+            step_index=slot.step.index,
+            day=slot.step.day,
+            action=slot.action,
+            due_utc=slot.due_utc,
+            due_local=slot.due_local,
+            zone=schedule.zone,
+            depends_on=slot.depends_on,
+            thread_step_id=slot.thread_step_id,
+            moved=slot.moved,
+            subject=text[0] if text else None,
+            body=text[1] if text else None,
+        )
+
+
+def due_after_reference(
+    cadence: Cadence, step: Step, zone_name: str, day: date, reference_sent: datetime
+) -> datetime:
+    """R4: the UTC due time of `same_time_as_previous` step `step` on local date `day`, now
+    that its reference email (`same_time_reference`) was really sent at `reference_sent`.
+
+    The wall time of the real send, in the contact's zone, is used on `day`; the send
+    window then applies as usual. The daily limit is the runner's to apply (it knows the
+    sender's bookings).
+    """
+    tz = zone(zone_name)
+    wall = reference_sent.astimezone(tz).time().replace(tzinfo=None)
+    due = resolve_local(day, wall, tz)
+    window = cadence.settings.send_window
+    if window is None:
+        return due
+    local = due.astimezone(tz)
+    if local.time().replace(tzinfo=None) < window.start:
+        return resolve_local(local.date(), window.start, tz)
+    if local.time().replace(tzinfo=None) >= window.end:
+        return resolve_local(next_campaign_day(cadence.settings, local.date()), window.start, tz)
+    return due

@@ -1,0 +1,212 @@
+"""Contact list sources: CSV, JSON, JSONL and YAML records with normalised column names.
+
+Each source yields `(line, row, values)`: the 1-based line where the record starts, its
+1-based data row, and either the column→value mapping or a string saying why the record
+is malformed. File-level problems (no header, empty file, not UTF-8) raise InputError.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from engine.errors import InputError
+
+RawRecord = tuple[int, int, "dict[str, Any] | str"]
+FORMATS = ("csv", "json", "jsonl", "yaml")
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+}
+_CHUNK = 1 << 16
+
+
+def column_name(header: str) -> str:
+    """`First Name` and `first-name` both become `first_name` (what templates use)."""
+    return re.sub(r"[\s-]+", "_", header.strip()).lower()
+
+
+def open_records(path: Path, fmt: str | None) -> Iterator[RawRecord]:
+    """Records of `path` in its format; file-level problems raise InputError."""
+    kind = fmt or _EXTENSIONS.get(path.suffix.lower())
+    if kind not in FORMATS:
+        raise InputError(
+            f"{path}: cannot tell the contact list format from {path.suffix or 'no extension'!r}",
+            hint="use .csv, .json, .jsonl or .yaml, or pass --contacts-format",
+        )
+    reader = {"csv": _csv, "json": _json, "jsonl": _jsonl, "yaml": _yaml}[kind]
+    try:
+        yield from reader(path)
+    except UnicodeDecodeError:
+        raise InputError(
+            f"{path}:{_first_undecodable_line(path)}: not UTF-8 text",
+            hint="re-save the contact list as UTF-8 (e.g. 'CSV UTF-8' in Excel)",
+        ) from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _first_undecodable_line(path: Path) -> int:
+    # Only runs after a decode failure, so a second (binary) read costs nothing normally.
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 1
+
+
+def _header(path: Path, names: list[str]) -> list[str]:
+    columns = [column_name(n) for n in names]
+    if "email" not in columns:
+        raise InputError(
+            f"{path}:1: no 'email' column (columns: {', '.join(columns) or 'none'})",
+            hint="the first row must be a header naming the columns, one of them 'email'",
+        )
+    dupes = sorted({c for c in columns if columns.count(c) > 1})
+    if dupes:
+        raise InputError(f"{path}:1: column {dupes[0]!r} appears more than once in the header")
+    return columns
+
+
+def _csv(path: Path) -> Iterator[RawRecord]:
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        first = next(reader, None)
+        if first is None:
+            raise InputError(f"{path}: the file is empty", hint=_EMPTY_HINT)
+        columns = _header(path, first)
+        width = len(columns)
+        row = 0
+        line = reader.line_num + 1
+        for cells in reader:
+            start, line = line, reader.line_num + 1
+            if not cells or cells == [""]:
+                continue  # blank lines are not rows
+            row += 1
+            if len(cells) > width:
+                yield start, row, f"{len(cells)} cells but the header has {width} columns"
+                continue
+            yield start, row, dict(zip(columns, cells, strict=False))
+        if row == 0:
+            raise InputError(f"{path}: has a header but no contacts", hint=_EMPTY_HINT)
+
+
+_EMPTY_HINT = "a contact list needs a header row with an 'email' column and one row per contact"
+
+
+def _normalised(values: Any) -> dict[str, Any] | str:
+    if not isinstance(values, dict):
+        return f"expected an object with an 'email' key, got {type(values).__name__}"
+    return {column_name(str(k)): v for k, v in values.items()}
+
+
+def _jsonl(path: Path) -> Iterator[RawRecord]:
+    row = 0
+    with path.open(encoding="utf-8-sig") as f:
+        for line, text in enumerate(f, start=1):
+            if not text.strip():
+                continue
+            row += 1
+            try:
+                yield line, row, _normalised(json.loads(text.rstrip("\r\n")))
+            except json.JSONDecodeError as exc:
+                yield line, row, f"invalid JSON at column {exc.colno}: {exc.msg}"
+    if row == 0:
+        raise InputError(f"{path}: the file is empty", hint=_EMPTY_HINT)
+
+
+def _json(path: Path) -> Iterator[RawRecord]:
+    """A top-level JSON array, decoded one element at a time from 64 KiB chunks."""
+    decoder = json.JSONDecoder()
+    with path.open(encoding="utf-8-sig") as f:
+        buf, pos, line, row = f.read(_CHUNK), 0, 1, 0
+        eof = len(buf) < _CHUNK
+
+        def fill() -> None:
+            nonlocal buf, pos, eof
+            more = f.read(_CHUNK)
+            eof = len(more) < _CHUNK
+            buf, pos = buf[pos:] + more, 0
+
+        def skip(chars: str) -> None:
+            nonlocal pos, line
+            while True:
+                while pos < len(buf) and buf[pos] in chars:
+                    line += buf[pos] == "\n"
+                    pos += 1
+                if pos < len(buf) or eof:
+                    return
+                fill()
+
+        skip(" \t\r\n")
+        if pos >= len(buf):
+            raise InputError(f"{path}: the file is empty", hint=_EMPTY_HINT)
+        if buf[pos] != "[":
+            raise InputError(f"{path}:{line}: expected a JSON array of contact objects")
+        pos += 1
+        while True:
+            skip(" \t\r\n,")
+            if pos >= len(buf):
+                raise InputError(f"{path}:{line}: the JSON array is not closed with ']'")
+            if buf[pos] == "]":
+                break
+            while True:
+                try:
+                    value, end = decoder.raw_decode(buf, pos)
+                    break
+                except json.JSONDecodeError as exc:
+                    if eof:
+                        raise InputError(
+                            f"{path}:{line + buf.count(chr(10), pos, exc.pos)}: invalid JSON: "
+                            f"{exc.msg}"
+                        ) from None
+                    fill()
+            row += 1
+            yield line, row, _normalised(value)
+            line += buf.count("\n", pos, end)
+            pos = end
+        if row == 0:
+            raise InputError(f"{path}: has no contacts", hint=_EMPTY_HINT)
+
+
+def _yaml(path: Path) -> Iterator[RawRecord]:
+    # YAML lists are parsed whole (ruamel has no element streaming); use CSV or JSONL for
+    # very large lists. Safe loading only: no arbitrary tags.
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        data = YAML(typ="rt", pure=True).load(path.read_text(encoding="utf-8-sig"))
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise InputError(f"{where}: YAML syntax error: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        raise InputError(f"{path}: the file is empty", hint=_EMPTY_HINT)
+    if not isinstance(data, list):
+        raise InputError(f"{path}:1: expected a YAML list of contacts")
+    if not data:
+        raise InputError(f"{path}: has no contacts", hint=_EMPTY_HINT)
+    positions: Any = getattr(data, "lc", None)
+    for row, values in enumerate(data, start=1):
+        # Round-trip loading keeps positions, so YAML rows are reported by line too.
+        line = positions.item(row - 1)[0] + 1 if positions is not None else 1
+        yield line, row, _normalised(_plain(values))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

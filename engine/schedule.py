@@ -1,0 +1,205 @@
+"""The scheduler proper: one contact's steps → due instants, in one scheduling zone.
+
+Order of decisions for each step (SPEC §5/§6, R1–R5), each one only ever moving later:
+1. the intended wall time on the step's campaign day (send option, `--send-at` for the
+   first step, task default time, `same_time_as_previous` reference);
+2. not before the launch instant ("launch time passed", SPEC §6);
+3. not before the step listed before it ("after previous step", file order within a day);
+4. automatic emails only: inside the send window, else the next opening ("send window");
+5. automatic emails only: a day with room under the daily limit ("daily limit").
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime, time
+
+from engine.calendar import day_dates, next_campaign_day, resolve_local, zone
+from engine.model import DEFAULT_TASK_TIME, Cadence, SendKind, Step, StepKind
+from engine.plan import Action, Dependency, DependencyKind
+from engine.when import SendAt
+
+_TASK_ACTIONS = {
+    StepKind.CALL: Action.CALL_TASK,
+    StepKind.INMAIL: Action.INMAIL_TASK,
+    StepKind.CUSTOM: Action.CUSTOM_TASK,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """When contacts are enrolled (`start`, aware) and the launch-time send choice (R1)."""
+
+    start: datetime
+    send_at: SendAt | None = None
+
+
+def action_of(step: Step) -> Action:
+    if step.email is None:
+        return _TASK_ACTIONS[step.kind]
+    return Action.EMAIL_TASK if step.email.send.kind is SendKind.TASK else Action.SEND_EMAIL
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One step of one schedule: the contact-independent part of a plan row."""
+
+    step: Step
+    action: Action
+    due_utc: datetime
+    due_local: datetime
+    depends_on: tuple[Dependency, ...]
+    thread_step_id: str | None
+    moved: str | None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ContactSchedule:
+    """A whole schedule in one zone; shared by every contact it fits (identity = key)."""
+
+    zone: str
+    slots: tuple[Slot, ...]
+    email_days: tuple[date, ...]  # local dates of the automatic emails (daily limit)
+
+
+class DailyLimit:
+    """Automatic emails booked per (sender, local date); the limit is per day and sender.
+
+    The day is the contact's local date: that is the day the recipient sees, and the
+    only one that is the same for every step of the schedule.
+    """
+
+    def __init__(self, limit: int, booked: dict[tuple[str, date], int] | None = None) -> None:
+        self.limit = limit
+        self.booked: dict[tuple[str, date], int] = dict(booked or {})
+
+    def room(self, sender: str, day: date) -> int:
+        return self.limit - self.booked.get((sender, day), 0)
+
+    def fits(self, sender: str, days: tuple[date, ...]) -> bool:
+        return all(self.room(sender, d) >= n for d, n in Counter(days).items())
+
+    def book(self, sender: str, days: tuple[date, ...]) -> None:
+        for d in days:
+            self.booked[(sender, d)] = self.booked.get((sender, d), 0) + 1
+
+
+def same_time_reference(cadence: Cadence, step: Step) -> Step | None:
+    """R2: the email whose wall time `same_time_as_previous` step `step` copies.
+
+    The email directly before it; when that one is on the same day, the last email on
+    the most recent earlier day; None when there is no email on an earlier day.
+    """
+    earlier = [s for s in cadence.steps[: step.index] if s.kind is StepKind.EMAIL]
+    if earlier and earlier[-1].day == step.day:
+        earlier = [s for s in earlier if s.day < step.day]
+    return earlier[-1] if earlier else None
+
+
+def thread_of(cadence: Cadence, step: Step) -> str | None:
+    """R3: the step a follow-up replies to (the email step directly before it)."""
+    if step.email is None or not step.email.follow_up:
+        return None
+    previous = cadence.previous_email(step)
+    return previous.id if previous is not None else None
+
+
+def build_schedule(
+    cadence: Cadence, zone_name: str, launch: Launch, *, limit: DailyLimit | None = None
+) -> ContactSchedule:
+    """Schedule every step for one scheduling zone (see the module docstring for the order)."""
+    tz = zone(zone_name)
+    settings = cadence.settings
+    start, send_at = launch.start, launch.send_at
+    first_date = start.astimezone(tz).date()
+    if send_at is not None and send_at.instant is not None and send_at.instant > start:
+        # A send date/time given at launch starts the campaign on that date (R1 override).
+        first_date = send_at.instant.astimezone(tz).date()
+    dates = day_dates(settings, first_date, max(s.day for s in cadence.steps))
+    window = settings.send_window
+    task_time = window.start if window else DEFAULT_TASK_TIME
+    sender = cadence.sender.email
+
+    slots: list[Slot] = []
+    by_id: dict[str, Slot] = {}
+    email_days: list[date] = []
+    held_by: str | None = None
+    previous: datetime | None = None
+    for step in cadence.steps:
+        d = dates[step.day - 1]
+        action = action_of(step)
+        deps: list[Dependency] = []
+        if held_by is not None:
+            deps.append(Dependency(DependencyKind.TASK, held_by))  # R5
+        moved: str | None = None
+        send = step.email.send if step.email is not None else None
+
+        chosen = send is not None and send.kind is SendKind.CHOOSE_AT_LAUNCH
+        if send_at is not None and (step.index == 0 or chosen):
+            if send_at.instant is not None:
+                local = send_at.instant.astimezone(tz)
+                same_day = local.date() == d
+                due = send_at.instant if same_day else resolve_local(d, _wall(local), tz)
+            else:
+                assert send_at.time_of_day is not None
+                due = resolve_local(d, send_at.time_of_day, tz)
+        elif action is Action.SEND_EMAIL and send is not None and send.kind is SendKind.AT:
+            assert send.at is not None
+            due = resolve_local(d, send.at, tz)
+        elif action is Action.SEND_EMAIL and send is not None:  # same_time_as_previous
+            ref = same_time_reference(cadence, step)
+            if ref is None:
+                # R2: no email on an earlier day → the launch instant (its wall time later on).
+                due = start if step.day == 1 else resolve_local(d, _wall(start.astimezone(tz)), tz)
+            else:
+                ref_slot = by_id[ref.id]
+                due = resolve_local(d, _wall(ref_slot.due_local), tz)
+                if ref_slot.action is Action.EMAIL_TASK or any(
+                    dep.kind is DependencyKind.SENT_TIME for dep in ref_slot.depends_on
+                ):
+                    deps.append(Dependency(DependencyKind.SENT_TIME, ref.id))  # R4
+        else:
+            due = resolve_local(d, step.at or task_time, tz)
+
+        if due < start:
+            due, moved = start, "launch time passed"
+        if previous is not None and due < previous:
+            due, moved = previous, "after previous step"
+        if action is Action.SEND_EMAIL:
+            if window is not None:
+                local = due.astimezone(tz)
+                wall = _wall(local)
+                if wall < window.start:
+                    due, moved = resolve_local(local.date(), window.start, tz), "send window"
+                elif wall >= window.end:
+                    nxt = next_campaign_day(settings, local.date())
+                    due, moved = resolve_local(nxt, window.start, tz), "send window"
+            local_day = due.astimezone(tz).date()
+            if limit is not None:
+                if limit.room(sender, local_day) <= 0:
+                    wall = _wall(due.astimezone(tz))
+                    while limit.room(sender, local_day) <= 0:
+                        local_day = next_campaign_day(settings, local_day)
+                    due, moved = resolve_local(local_day, wall, tz), "daily limit"
+                limit.book(sender, (local_day,))
+            email_days.append(local_day)
+        else:
+            held_by = step.id
+        slot = Slot(
+            step=step,
+            action=action,
+            due_utc=due,
+            due_local=due.astimezone(tz),
+            depends_on=tuple(deps),
+            thread_step_id=thread_of(cadence, step),
+            moved=moved,
+        )
+        slots.append(slot)
+        by_id[step.id] = slot
+        previous = due
+    return ContactSchedule(zone_name, tuple(slots), tuple(email_days))
+
+
+def _wall(local: datetime) -> time:
+    return local.time().replace(tzinfo=None)

@@ -1,0 +1,72 @@
+"""WHEN values of the command line (SPEC §6): `now`, ISO 8601 instants, local date-times.
+
+`--send-at` also takes a bare `HH:MM`, meaning that time on day 1 in each contact's own
+scheduling zone; `SendAt` keeps the two meanings apart.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+
+from engine.calendar import resolve_local, zone
+from engine.errors import InputError, UsageError
+
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+WHEN_HELP = (
+    "use 'now', an ISO 8601 instant such as 2026-03-02T09:00:00Z or 2026-03-02T09:00+01:00, "
+    "or a local date-time such as 2026-03-02T09:00 (read in the cadence's default_timezone)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SendAt:
+    """A launch-time send time: either one instant for everyone, or a local time of day."""
+
+    instant: datetime | None = None
+    time_of_day: time | None = None
+
+    def __post_init__(self) -> None:
+        if (self.instant is None) == (self.time_of_day is None):
+            raise ValueError("SendAt needs exactly one of instant or time_of_day")
+
+    def __str__(self) -> str:
+        if self.instant is not None:
+            return self.instant.isoformat().replace("+00:00", "Z")
+        assert self.time_of_day is not None
+        return self.time_of_day.strftime("%H:%M")
+
+
+def parse_when(text: str, default_zone: str, *, now: datetime, option: str = "--start") -> datetime:
+    """Parse a WHEN into an aware UTC instant; naive date-times are read in `default_zone`.
+
+    A date alone means midnight local. Raises UsageError naming the option on bad input.
+    """
+    raw = text.strip()
+    if raw.lower() == "now":
+        return now.astimezone(UTC)
+    try:
+        parsed = datetime.fromisoformat(raw.replace("z", "Z").replace(" ", "T", 1))
+    except ValueError:
+        try:
+            parsed = datetime.combine(date.fromisoformat(raw), time(0))
+        except ValueError:
+            raise UsageError(f"{option} {text!r} is not a valid WHEN", hint=WHEN_HELP) from None
+    if parsed.tzinfo is not None:
+        return parsed.astimezone(UTC)
+    try:
+        tz = zone(default_zone)
+    except InputError as exc:
+        raise UsageError(f"{option}: {exc.message}") from None
+    # Naive local time: same gap/overlap rules as every scheduled time (SPEC §5).
+    return resolve_local(parsed.date(), parsed.time().replace(tzinfo=None), tz)
+
+
+def parse_send_at(text: str, default_zone: str, *, now: datetime) -> SendAt:
+    """Parse `--send-at`: `HH:MM` (time of day on day 1, per contact zone) or any WHEN."""
+    match = _HHMM.match(text.strip())
+    if match:
+        return SendAt(time_of_day=time(int(match.group(1)), int(match.group(2))))
+    return SendAt(instant=parse_when(text, default_zone, now=now, option="--send-at"))

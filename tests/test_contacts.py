@@ -1,0 +1,152 @@
+"""Contact lists: every format, every bad-input message, and streaming."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.contacts import read_contacts
+from engine.errors import InputError
+
+CASES = Path(__file__).parent / "cases" / "contacts"
+
+
+@pytest.mark.parametrize("name", ["good.csv", "good.json", "good.jsonl", "good.yaml"])
+def test_every_format_reads_the_same_two_contacts(name: str) -> None:
+    contacts = list(read_contacts(CASES / name))
+    assert [c.email for c in contacts] == ["ava@northwind.example", "ben@globex.example"]
+    assert [c.row for c in contacts] == [1, 2]
+    assert contacts[0].timezone == "America/New_York"
+    assert contacts[1].timezone is None  # empty/absent cells are not fields
+    assert contacts[0].fields["first_name"] == "Ava"
+    assert contacts[1].fields["first_name"] == "Ben"
+
+
+def test_csv_headers_are_normalised_and_unknown_columns_kept() -> None:
+    ava, ben = read_contacts(CASES / "good.csv")
+    assert ava.fields == {
+        "email": "ava@northwind.example",
+        "first_name": "Ava",
+        "last_name": "Nakamura",
+        "timezone": "America/New_York",
+        "team_size": "25",
+    }
+    assert ben.fields["last_name"] == "Smith, Jr."
+    assert "timezone" not in ben.fields
+
+
+def test_json_values_become_text() -> None:
+    _, ben = read_contacts(CASES / "good.jsonl")
+    assert ben.fields == {"email": "ben@globex.example", "first_name": "Ben", "vip": "true"}
+
+
+def test_one_bad_row_fails_the_whole_list_with_every_row_listed() -> None:
+    reader = read_contacts(CASES / "bad-rows.csv")
+    with pytest.raises(InputError) as info:
+        next(reader)
+    text = str(info.value)
+    name = str(CASES / "bad-rows.csv")
+    assert text.splitlines()[0] == f"{name}: 5 bad rows"
+    assert f"{name}:3: row 2, column email: 'not-an-email' is not an email address" in text
+    assert f"{name}:4: row 3, column timezone: 'Mars/Olympus' is not an IANA time zone" in text
+    assert f"{name}:5: row 4, column email: duplicate of row 1 (AVA@northwind.example)" in text
+    assert f"{name}:6: row 5, column email: email is empty" in text
+    assert f"{name}:7: row 6, column -: 4 cells but the header has 3 columns" in text
+    assert "--skip-invalid" in text
+
+
+def test_skip_invalid_drops_bad_rows_and_reports_them() -> None:
+    reader = read_contacts(CASES / "bad-rows.csv", skip_invalid=True)
+    assert [c.email for c in reader] == ["ava@northwind.example", "eve@soylent.example"]
+    assert [(e.row, e.column) for e in reader.skipped] == [
+        (2, "email"),
+        (3, "timezone"),
+        (4, "email"),
+        (5, "email"),
+        (6, "-"),
+    ]
+    assert reader.count == 2
+
+
+def test_bad_jsonl_rows_name_line_and_reason() -> None:
+    reader = read_contacts(CASES / "bad-rows.jsonl", skip_invalid=True)
+    assert [c.email for c in reader] == ["ava@northwind.example"]
+    assert [str(e).split(": ", 1)[1] for e in reader.skipped] == [
+        'row 2, column tags: nested value ["a"] is not supported',
+        "row 3, column -: expected an object with an 'email' key, got list",
+        "row 4, column -: invalid JSON at column 19: Expecting ',' delimiter",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "no-email-column.csv",
+            "no-email-column.csv:1: no 'email' column (columns: name, company)",
+        ),
+        ("empty.csv", "empty.csv: the file is empty"),
+        ("header-only.csv", "header-only.csv: has a header but no contacts"),
+        ("latin1.csv", "latin1.csv:3: not UTF-8 text"),
+        ("list.txt", "list.txt: cannot tell the contact list format from '.txt'"),
+    ],
+)
+def test_file_level_problems(name: str, message: str) -> None:
+    with pytest.raises(InputError) as info:
+        list(read_contacts(CASES / name, skip_invalid=True))
+    assert str(info.value).startswith(f"{CASES / name}"[: -len(name)] + message)
+    assert info.value.hint  # always says what to do
+
+
+def test_format_override_reads_an_unknown_extension() -> None:
+    (c,) = read_contacts(CASES / "list.txt", fmt="csv")
+    assert c.email == "ava@northwind.example"
+
+
+def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="cannot read"):
+        list(read_contacts(tmp_path / "nope.csv"))
+
+
+def _big_csv(path: Path, rows: int) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        f.write("email,first_name,company,timezone\n")
+        for i in range(rows):
+            f.write(f"person{i}@example.com,Person{i},Company {i % 97},Europe/Berlin\n")
+
+
+def _peak(run: Callable[[], object]) -> int:
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "json"])
+def test_a_huge_list_is_streamed_not_loaded(tmp_path: Path, fmt: str) -> None:
+    rows = 8_000
+    path = tmp_path / f"big.{fmt}"
+    if fmt == "csv":
+        _big_csv(path, rows)
+    else:
+        lines = [f'{{"email": "p{i}@example.com", "first_name": "P{i}"}}' for i in range(rows)]
+        text = "\n".join(lines) if fmt == "jsonl" else "[\n" + ",\n".join(lines) + "\n]"
+        path.write_text(text, encoding="utf-8")
+    reader = read_contacts(path)
+    assert isinstance(reader, Iterator)
+    counted: list[int] = []
+
+    def stream() -> None:
+        counted.append(sum(1 for _ in read_contacts(path)))
+
+    streaming = _peak(stream)
+    holding = _peak(lambda: list(read_contacts(path)))
+    assert counted == [rows]
+    # Only the set of seen addresses (for duplicates) grows with the list; holding the
+    # contacts themselves costs several times more.
+    assert streaming * 3 < holding, (streaming, holding)
