@@ -5,7 +5,9 @@ Rule ids are stable: they appear in output, SARIF and the README's rule table.
 
 from __future__ import annotations
 
+import difflib
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -28,6 +30,11 @@ class Finding:
 
     def location(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
+
+    def render(self) -> str:
+        """The one-line form every text output uses: `path:line:col: message [rule-id]`."""
+        prefix = "warning: " if self.severity is Severity.WARNING else ""
+        return f"{self.location()}: {prefix}{self.message} [{self.rule}]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,3 +62,10 @@ def rule(id: str, summary: str, help: str, severity: Severity = Severity.ERROR) 
 
 def has_errors(findings: list[Finding]) -> bool:
     return any(f.severity is Severity.ERROR for f in findings)
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """A ` (did you mean 'x'?)` suffix when a candidate is close to `word`, else ""."""
+    others = [c for c in candidates if c != word]
+    close = difflib.get_close_matches(word, others, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

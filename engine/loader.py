@@ -1,30 +1,257 @@
-"""YAML text → plain data. Safe loading only (no arbitrary tags).
+"""YAML text → plain data, and (only when needed) a position table. Safe loading only.
 
-This is the minimal loader; the position table and fast path are built on top of it.
+Two passes by design: the common clean file is read once with ruamel's safe loader into
+plain data; only a file that has findings is read again with the round-trip loader, whose
+line/column marks locate each finding. ruamel's round-trip loader is the slower one, so a
+clean file never pays for it.
+
+Safety: the safe constructor refuses arbitrary tags; aliases are bounded by counting the
+values they expand to, so a 'billion laughs' file is a finding, not an out-of-memory.
+Dates stay text (as JSON Schema and editors see them), checked by the schema's format.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import functools
+import os
+import pathlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+from ruamel.yaml.constructor import (
+    ConstructorError,
+    DuplicateKeyError,
+    RoundTripConstructor,
+    SafeConstructor,
+)
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
 from engine.errors import InputError
+from engine.rules import Path, yaml_rules
+
+PathLike = str | os.PathLike[str]
+
+MAX_VALUES = 100_000  # expanded scalars + collections; real cadences have a few hundred
 
 
-def load_data(path: Path) -> Any:
-    """Read and parse one YAML file into plain Python data."""
+@dataclass(frozen=True, slots=True)
+class LoadProblem:
+    """Why the text could not become plain data, with a 1-based position."""
+
+    rule: str
+    message: str
+    line: int = 1
+    col: int = 1
+
+
+class _TextDatesConstructor(SafeConstructor):
+    """Keeps timestamps as the text written: `2026-13-45` becomes a date/format finding."""
+
+
+_TextDatesConstructor.add_constructor(
+    "tag:yaml.org,2002:timestamp", SafeConstructor.construct_yaml_str
+)
+
+
+class TextDatesRoundTrip(RoundTripConstructor):
+    """The position pass must read every file the safe pass reads, dates included."""
+
+
+TextDatesRoundTrip.add_constructor(
+    "tag:yaml.org,2002:timestamp", RoundTripConstructor.construct_yaml_str
+)
+
+
+@functools.cache
+def _safe_yaml() -> YAML:
+    yaml = YAML(typ="safe", pure=True)
+    yaml.Constructor = _TextDatesConstructor
+    return yaml
+
+
+def decode(raw: bytes) -> str | LoadProblem:
+    """UTF-8 bytes → text; a BOM is accepted, anything else names the first bad byte."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}:1:1: file is not UTF-8 ({exc.reason})") from None
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        return LoadProblem(
+            yaml_rules.ENCODING.id,
+            f"file is not UTF-8: byte 0x{raw[exc.start]:02x} cannot be decoded; "
+            "save the file as UTF-8",
+            line,
+            col,
+        )
+
+
+def load_data(path: PathLike) -> Any:
+    """Read and parse one YAML file into plain data; InputError names file:line:col."""
+    try:
+        raw = pathlib.Path(path).read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    text = decode(raw)
+    data = parse(text) if isinstance(text, str) else text
+    if isinstance(data, LoadProblem):
+        raise InputError(f"{path}:{data.line}:{data.col}: {data.message} [{data.rule}]")
+    return data
+
+
+def parse(text: str) -> Any:
+    """Plain data (dicts, lists, str, int, float, bool, None) or a LoadProblem."""
     try:
-        return YAML(typ="safe", pure=True).load(text)
+        data = _safe_yaml().load(text)
+    except DuplicateKeyError as exc:
+        return _problem(yaml_rules.DUPLICATE_KEY.id, exc, "duplicate key")
+    except ConstructorError as exc:
+        return _problem(yaml_rules.TAG.id, exc, "YAML tag not allowed")
+    except ReaderError as exc:
+        return LoadProblem(
+            yaml_rules.SYNTAX.id,
+            f"character {exc.character!r} is not allowed in YAML",
+            *_line_col(text, exc.position),
+        )
     except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise InputError(f"{where}: YAML syntax error: {getattr(exc, 'problem', exc)}") from None
+        return _problem(yaml_rules.SYNTAX.id, exc, "YAML syntax error")
+    except RecursionError:
+        return LoadProblem(yaml_rules.SYNTAX.id, "YAML nesting is too deep to read")
+    except (ValueError, TypeError, OverflowError) as exc:
+        # ruamel's scalar constructors raise these for values its resolver misjudged.
+        return LoadProblem(yaml_rules.SYNTAX.id, f"YAML value cannot be read: {exc}")
+    if data is None:
+        return LoadProblem(
+            yaml_rules.EMPTY.id, "file is empty; a cadence needs cadence, name, sender and steps"
+        )
+    return plain(data)
+
+
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    before = text[:offset]
+    return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
+
+
+def _problem(rule_id: str, exc: YAMLError, what: str) -> LoadProblem:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None) if isinstance(exc, MarkedYAMLError) else None
+    message = f"{what}: {problem}" + (
+        f" ({context})" if context and what != "duplicate key" else ""
+    )
+    if mark is None:
+        return LoadProblem(rule_id, message)
+    return LoadProblem(rule_id, message, mark.line + 1, mark.column + 1)
+
+
+class _TooBig(Exception):
+    pass
+
+
+def plain(data: Any) -> Any:
+    """A copy with aliases expanded (bounded), keys as text; or a LoadProblem."""
+    budget = [MAX_VALUES]
+    try:
+        return _copy(data, budget, ())
+    except _TooBig as exc:
+        return LoadProblem(yaml_rules.ALIASES.id, str(exc))
+    except RecursionError:
+        return LoadProblem(yaml_rules.SYNTAX.id, "YAML nesting is too deep to read")
+
+
+def _copy(node: Any, budget: list[int], active: tuple[int, ...]) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooBig(f"aliases expand to more than {MAX_VALUES:,} values; write the values out")
+    if isinstance(node, dict | list):
+        if id(node) in active:
+            raise _TooBig("a YAML alias refers to the collection that contains it")
+        inner = (*active, id(node))
+        if isinstance(node, dict):
+            return {_key(k): _copy(v, budget, inner) for k, v in node.items()}
+        return [_copy(v, budget, inner) for v in node]
+    return node
+
+
+def _key(key: Any) -> Any:
+    # JSON has text keys only; YAML `1:` or `true:` keys are compared as their text.
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if key is None:
+        return "null"
+    return str(key)
+
+
+class Positions:
+    """Line and column of any JSON path, from the round-trip loader's marks (1-based)."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+        try:
+            yaml = YAML(typ="rt", pure=True)
+            yaml.Constructor = TextDatesRoundTrip
+            self.root: Any = yaml.load(text)
+        except (YAMLError, ValueError, TypeError, RecursionError):
+            self.root = None
+
+    def locate(
+        self, path: Path, *, at_key: bool = False, text_pos: tuple[int, int] | None = None
+    ) -> tuple[int, int]:
+        node, where = self.root, (1, 1)
+        for depth, part in enumerate(path):
+            last = depth == len(path) - 1
+            found = self._child(node, part, key_mark=at_key and last)
+            if found is None:
+                return where
+            node, where = found
+        if text_pos is not None:
+            return self._inside_scalar(node, where, text_pos)
+        return where
+
+    @staticmethod
+    def _child(node: Any, part: Any, *, key_mark: bool) -> tuple[Any, tuple[int, int]] | None:
+        lc = getattr(node, "lc", None)
+        if lc is None:
+            return None
+        try:
+            if isinstance(node, Mapping):
+                key = part if part in node else next((k for k in node if _key(k) == part), None)
+                if key is None:
+                    return None
+                line, col = lc.key(key) if key_mark else lc.value(key)
+                return node[key], (line + 1, col + 1)
+            if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                line, col = lc.item(part)
+                return node[part], (line + 1, col + 1)
+        except (KeyError, TypeError, AttributeError):
+            return None
+        return None
+
+    def _inside_scalar(
+        self, node: Any, where: tuple[int, int], text_pos: tuple[int, int]
+    ) -> tuple[int, int]:
+        from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
+
+        line, col = text_pos
+        if isinstance(node, LiteralScalarString | FoldedScalarString):
+            # The mark is on the `|` indicator; the text's line 1 is the next file line.
+            file_line = where[0] + line
+            if file_line <= len(self.lines):
+                source = self.lines[file_line - 1]
+                indent = len(source) - len(source.lstrip(" "))
+                return file_line, indent + (col if col else 1)
+            return where
+        if line == 1:
+            quoted = (
+                1
+                if where[1] <= len(self.lines[where[0] - 1])
+                and self.lines[where[0] - 1][where[1] - 1] in "\"'"
+                else 0
+            )
+            return where[0], where[1] + quoted + max(col - 1, 0)
+        return where[0] + line - 1, 1

@@ -1,13 +1,153 @@
-"""Load a cadence file and check it: the one entry point every command uses."""
+"""Load a cadence file and check it: the one entry point every command uses.
+
+load (engine.loader) → validate (engine.schema: schema + custom keywords) → locate
+(positions only for files with findings) → build (Cadence.from_data).
+"""
 
 from __future__ import annotations
 
+import glob
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from engine.loader import load_data
+from engine.errors import InputError, UsageError
+from engine.findings import Finding, Severity, has_errors
 from engine.model import Cadence
+
+CADENCE_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    """One checked file: its findings (sorted by position) and its text, for snippets."""
+
+    path: str
+    findings: tuple[Finding, ...]
+    text: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationReport:
+    files: tuple[FileResult, ...]
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for r in self.files for f in r.findings]
+
+    @property
+    def errors(self) -> int:
+        return sum(f.severity is Severity.ERROR for f in self.findings)
+
+    @property
+    def warnings(self) -> int:
+        return sum(f.severity is Severity.WARNING for f in self.findings)
+
+    @property
+    def files_with_findings(self) -> int:
+        return sum(1 for r in self.files if r.findings)
+
+    def failed(self, *, strict: bool = False) -> bool:
+        return self.errors > 0 or (strict and self.warnings > 0)
+
+
+def validate_text(text: str, source: str) -> tuple[Cadence | None, list[Finding]]:
+    """Check cadence text; the Cadence is returned when there is no error finding."""
+    from engine import loader, schema
+
+    data = loader.parse(text)
+    if isinstance(data, loader.LoadProblem):
+        return None, [Finding(source, data.line, data.col, data.rule, Severity.ERROR, data.message)]
+    raw = schema.check(data)
+    findings: list[Finding] = []
+    if raw:
+        positions = loader.Positions(text)
+        for r in raw:
+            line, col = positions.locate(r.path, at_key=r.at_key, text_pos=r.text_pos)
+            findings.append(Finding(source, line, col, r.rule, r.severity, r.message, r.path))
+        findings.sort()
+    if has_errors(findings):
+        return None, findings
+    return Cadence.from_data(data, source=source), findings
+
+
+def validate_path(path: Path) -> tuple[Cadence | None, list[Finding], str | None]:
+    """Check one file: (cadence or None, findings, the text when it could be decoded)."""
+    from engine import loader
+    from engine.rules import yaml_rules
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        finding = Finding(
+            str(path), 1, 1, yaml_rules.READ.id, Severity.ERROR, f"cannot read: {reason}"
+        )
+        return None, [finding], None
+    text = loader.decode(raw)
+    if isinstance(text, loader.LoadProblem):
+        finding = Finding(str(path), text.line, text.col, text.rule, Severity.ERROR, text.message)
+        return None, [finding], None
+    cadence, findings = validate_text(text, str(path))
+    return cadence, findings, text
 
 
 def load_cadence(path: Path) -> Cadence:
     """Load, validate and build a cadence; raises InputError naming file:line:col."""
-    return Cadence.from_data(load_data(path), source=str(path))
+    cadence, findings, _ = validate_path(Path(path))
+    errors = [f for f in findings if f.severity is Severity.ERROR]
+    if cadence is None or errors:
+        lines = "\n".join(f.render() for f in errors)
+        raise InputError(
+            f"{path}: {len(errors)} error(s) in the cadence file:\n{lines}",
+            hint=f"run `cadence validate {path}` for details",
+        )
+    return cadence
+
+
+def validate_paths(paths: Iterable[Path]) -> ValidationReport:
+    results = []
+    for path in paths:
+        _, findings, text = validate_path(path)
+        results.append(FileResult(str(path), tuple(findings), text))
+    return ValidationReport(tuple(results))
+
+
+def expand_paths(arguments: Sequence[str]) -> list[Path]:
+    """Files, folders (searched for *.yaml / *.yml) and globs → the cadence files, in order.
+
+    A path that does not exist, a glob that matches nothing or a folder without cadence
+    files is a usage error: CI should fail loudly when it checks nothing.
+    """
+    found: dict[Path, None] = {}
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            files = sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix in CADENCE_SUFFIXES
+                and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            if not files:
+                raise UsageError(
+                    f"{argument}: no cadence files (*.yaml, *.yml) in this folder",
+                    hint="pass the folder that holds the cadences, or the files themselves",
+                )
+        elif path.exists():
+            files = [path]
+        elif glob.has_magic(argument):
+            files = sorted(
+                Path(p) for p in glob.glob(argument, recursive=True) if Path(p).is_file()
+            )
+            if not files:
+                raise UsageError(f"{argument}: no files match this pattern")
+        else:
+            raise UsageError(f"{argument}: no such file or folder")
+        found.update(dict.fromkeys(files))
+    return list(found)

@@ -1,1 +1,99 @@
-"""rules package."""
+"""The rules the schema's custom keywords enforce: one module per rule, its docstring its doc.
+
+Each rule module registers its id with `engine.findings.rule` at import and offers a
+`check` that yields `Issue`s. `engine.schema` runs them from its custom keywords, so one
+validation pass yields every finding. `catalogue()` imports every module so the full
+rule table (README, SARIF) is known even before anything was validated.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from engine.findings import RULES, Rule, Severity
+
+# Order is the order findings of one kind are reported in; new rules add a line here.
+STEP_RULE_MODULES = (
+    "day_order",
+    "step_id_unique",
+    "choose_at_launch_later",
+    "follow_up_previous",
+    "same_time_day_one",
+    "same_day_order",
+)
+CADENCE_RULE_MODULES = (
+    "template_reference",
+    "template_subject",
+    "template_syntax",
+    "template_filter",
+    "template_variable",
+)
+KEYWORD_RULE_MODULES = ("timezone_iana", "send_window_order")
+CATALOGUE_MODULES = ("yaml_rules", "schema_rules")
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """What a rule found, relative to the instance its keyword was applied to.
+
+    `at_key` points the position at the mapping key instead of its value; `text_pos` is a
+    (line, col) inside a template string (1-based, col 0 when unknown), mapped onto the
+    YAML file later so a Jinja error lands on its own line of a block scalar.
+    """
+
+    rule: Rule
+    message: str
+    path: Path = ()
+    at_key: bool = False
+    text_pos: tuple[int, int] | None = None
+
+    @property
+    def severity(self) -> Severity:
+        return self.rule.severity
+
+
+def step_dicts(steps: Any) -> list[tuple[int, dict[str, Any]]]:
+    """The well-formed steps with their index; malformed ones get schema findings instead."""
+    if not isinstance(steps, list):
+        return []
+    return [(i, s) for i, s in enumerate(steps) if isinstance(s, dict)]
+
+
+def step_kind(step: dict[str, Any]) -> str | None:
+    for kind in ("email", "call", "inmail", "custom"):
+        if kind in step:
+            return kind
+    return None
+
+
+def email_of(step: dict[str, Any]) -> dict[str, Any] | None:
+    email = step.get("email")
+    return email if isinstance(email, dict) else None
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(f"engine.rules.{name}")
+
+
+def step_checks() -> Iterator[Any]:
+    for name in STEP_RULE_MODULES:
+        yield _module(name).check
+
+
+def cadence_checks() -> Iterator[Any]:
+    for name in CADENCE_RULE_MODULES:
+        yield _module(name).check
+
+
+def catalogue() -> dict[str, Rule]:
+    """Every rule id with its summary and help, in a stable order."""
+    for name in (*CATALOGUE_MODULES, *KEYWORD_RULE_MODULES, *STEP_RULE_MODULES):
+        _module(name)
+    for name in CADENCE_RULE_MODULES:
+        _module(name)
+    return dict(sorted(RULES.items()))

@@ -1,0 +1,86 @@
+"""`cadence fmt`: the canonical layout of a cadence file, comments kept (ruamel round-trip).
+
+Canonical means: top-level keys in the documented order, two-space mapping indent,
+sequences indented under their key (`  - …`), flow/block style and quoting as written,
+no line wrapping. Formatting twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from engine import loader
+
+TOP_LEVEL_ORDER = (
+    "cadence",
+    "name",
+    "description",
+    "sender",
+    "contact_fields",
+    "settings",
+    "templates",
+    "steps",
+)
+
+
+def _yaml() -> YAML:
+    # The stock round-trip constructor: its timestamps dump back exactly as written.
+    yaml = YAML(typ="rt", pure=True)
+    yaml.preserve_quotes = True
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 4096  # never re-wrap a long flow mapping or string
+    return yaml
+
+
+def format_text(text: str) -> str:
+    """The canonical form of cadence text; raises YAMLError (or ValueError, for a date
+    that does not exist) for text that cannot be read."""
+    yaml = _yaml()
+    data = yaml.load(text)
+    if data is None:
+        return text
+    _order_top_level(data)
+    out = io.StringIO()
+    yaml.dump(data, out)
+    return out.getvalue()
+
+
+def _order_top_level(data: Any) -> None:
+    if not hasattr(data, "move_to_end"):
+        return
+    rank = {key: i for i, key in enumerate(TOP_LEVEL_ORDER)}
+    keys = list(data.keys())
+    wanted = sorted(keys, key=lambda k: rank.get(k, len(rank)))
+    if wanted == keys:
+        return  # already canonical: leave comment anchoring untouched
+    for key in wanted:
+        data.move_to_end(key)
+
+
+def format_paths(paths: Iterable[Path], *, write: bool) -> tuple[list[Path], list[str]]:
+    """(files that change, problems); with `write` the changed files are rewritten."""
+    changed: list[Path] = []
+    problems: list[str] = []
+    for path in paths:
+        text = loader.decode(path.read_bytes())
+        if isinstance(text, loader.LoadProblem):
+            problems.append(f"{path}:{text.line}:{text.col}: {text.message} [{text.rule}]")
+            continue
+        try:
+            formatted = format_text(text)
+        except (YAMLError, ValueError) as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else f"{path}:1:1"
+            problems.append(f"{where}: not formatted, the YAML does not parse [yaml/syntax]")
+            continue
+        if formatted != text:
+            changed.append(path)
+            if write:
+                path.write_text(formatted, encoding="utf-8")
+    return changed, problems

@@ -1,0 +1,58 @@
+"""`cadence fmt`: canonical layout, comments kept, idempotent, `--check` names files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from cli import cadence
+
+from .conftest import CADENCES
+
+MESSY = """\
+# top comment
+steps:   # the steps
+   - {id: a,   day: 1, call: {}}   # first
+name: x  # name
+cadence: 1
+"""
+
+
+def fmt(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cadence, ["fmt", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_examples_are_already_canonical(tmp_path: Path) -> None:
+    copy = tmp_path / "cadences"
+    shutil.copytree(CADENCES, copy)
+    assert fmt("--check", str(copy)) == (0, "", "")
+
+
+def test_check_names_files_and_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "messy.yaml"
+    path.write_text(MESSY, encoding="utf-8")
+    code, out, _ = fmt("--check", str(path))
+    assert (code, out) == (1, f"would reformat {path}\n")
+    assert path.read_text(encoding="utf-8") == MESSY
+
+
+def test_fmt_orders_keys_keeps_comments_and_is_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "messy.yaml"
+    path.write_text(MESSY, encoding="utf-8")
+    assert fmt(str(path))[0] == 0
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert lines[:4] == ["# top comment", "cadence: 1", "name: x  # name", "steps:   # the steps"]
+    assert lines[4].startswith("  - {id: a, day: 1, call: {}}") and lines[4].endswith("# first")
+    assert fmt("--check", str(path))[0] == 0
+
+
+def test_unparsable_file_is_reported_not_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: [unclosed\n", encoding="utf-8")
+    code, _, err = fmt(str(path))
+    assert code == 1 and f"{path}:2:1: not formatted" in err and "Traceback" not in err
+    assert path.read_text(encoding="utf-8") == "name: [unclosed\n"

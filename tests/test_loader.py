@@ -1,0 +1,121 @@
+"""The loader never raises on bad input: it returns plain data or a LoadProblem, and the
+whole validation returns findings or a cadence, for any text and any YAML-shaped data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.loader import LoadProblem, Positions, decode, parse
+from engine.validate import validate_text
+
+from .conftest import CADENCES
+
+KEYS = st.sampled_from(
+    [
+        "cadence",
+        "name",
+        "sender",
+        "steps",
+        "templates",
+        "settings",
+        "id",
+        "day",
+        "email",
+        "call",
+        "send",
+        "template",
+        "follow_up",
+        "at",
+        "notes",
+        "subject",
+        "body",
+        "title",
+    ]
+)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 40),
+    st.floats(allow_nan=False),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "choose_at_launch",
+            "task",
+            "same_time_as_previous",
+            "09:00",
+            "{{ contact.x }}",
+            "{% if %}",
+            "2026-02-30",
+        ]
+    ),
+)
+YAML_SHAPED = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.dictionaries(st.one_of(KEYS, st.text(max_size=5)), inner, max_size=6),
+    ),
+    max_leaves=40,
+)
+
+
+def _check(text: str) -> None:
+    cadence, findings = validate_text(text, "t.yaml")
+    assert cadence is not None or findings
+    for f in findings:
+        assert f.line >= 1 and f.col >= 1 and f.rule and f.message
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=300))
+def test_any_text_gives_findings_or_a_cadence(text: str) -> None:
+    _check(text)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(YAML_SHAPED)
+def test_any_yaml_shaped_data_gives_findings_or_a_cadence(data: Any) -> None:
+    from io import StringIO
+
+    from ruamel.yaml import YAML
+
+    stream = StringIO()
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.dump(data, stream)
+    _check(stream.getvalue())
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=200))
+def test_any_bytes_decode_or_name_the_bad_byte(raw: bytes) -> None:
+    result = decode(raw)
+    assert isinstance(result, str) or (result.line >= 1 and result.col >= 1)
+
+
+def test_dates_stay_text_and_keys_become_text() -> None:
+    assert parse("d: 2026-12-25\n2: x\ntrue: y\n") == {"d": "2026-12-25", "2": "x", "true": "y"}
+
+
+def test_recursive_alias_is_refused() -> None:
+    problem = parse("a: &a [*a]\n")
+    assert isinstance(problem, LoadProblem) and problem.rule == "yaml/aliases"
+
+
+def test_positions_point_into_a_block_scalar(example_cadence_path: Path) -> None:
+    text = example_cadence_path.read_text(encoding="utf-8")
+    positions = Positions(text)
+    line, col = positions.locate(("templates", "intro", "body"), text_pos=(3, 0))
+    assert text.splitlines()[line - 1].strip().startswith("Platform teams of")
+    assert col == 7
+    assert positions.locate(("steps", 3, "email", "follow_up"), at_key=True) == (59, 72)
+
+
+def test_examples_parse_to_plain_data() -> None:
+    for path in CADENCES.glob("*.yaml"):
+        assert isinstance(parse(path.read_text(encoding="utf-8")), dict)
