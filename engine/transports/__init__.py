@@ -1,1 +1,87 @@
-"""transports package."""
+"""Transports hand a finished message to the world: `outbox:DIR`, `smtp://`, `smtps://`.
+
+`parse_transport` is the one registry: the `--transport` / `CADENCE_TRANSPORT` value picks
+the implementation. A transport reports failures as one of three exceptions, because the
+runner's guarantees depend on exactly that distinction: known not sent (retry), refused
+for good (record the answer), or outcome unknown (never resend automatically).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from engine.errors import UsageError
+
+DEFAULT_TRANSPORT = "outbox:./outbox"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    sender: str
+    recipient: str
+    message_id: str
+
+
+class TemporaryFailure(Exception):
+    """Known not delivered (4xx, connection error before DATA): retry later."""
+
+
+class PermanentFailure(Exception):
+    """Refused for good. `recipient` is True for a 5xx to RCPT (the address bounced)."""
+
+    def __init__(self, answer: str, *, recipient: bool) -> None:
+        super().__init__(answer)
+        self.recipient = recipient
+
+
+class DeliveryUnknown(Exception):
+    """Failed during or after DATA: the message may have been delivered."""
+
+
+class Transport(Protocol):
+    def open(self) -> None:
+        """Get ready to send (connect, log in); failures mean nothing was sent."""
+
+    def send(self, envelope: Envelope, data: bytes) -> str:
+        """Deliver one message; returns the server's answer (or the file written)."""
+
+    def flush(self) -> None:
+        """Make what was delivered so far durable (called before recording `sent`)."""
+
+    def close(self) -> None: ...
+
+
+def parse_transport(spec: str | None = None) -> Transport:
+    """Build the transport named by `spec`, else `CADENCE_TRANSPORT`, else the outbox."""
+    text = spec or os.environ.get("CADENCE_TRANSPORT") or DEFAULT_TRANSPORT
+    if text.startswith("outbox:"):
+        from engine.transports.outbox import OutboxTransport
+
+        folder = text[len("outbox:") :]
+        if not folder:
+            raise UsageError("outbox transport needs a folder, e.g. outbox:./outbox")
+        return OutboxTransport(Path(folder))
+    parts = urlsplit(text)
+    if parts.scheme in ("smtp", "smtps"):
+        from engine.transports.smtp import SmtpTransport, settings_from_env
+
+        if not parts.hostname:
+            raise UsageError(f"transport {text!r} has no host", hint="smtp://host:587")
+        try:
+            port = parts.port
+        except ValueError:
+            raise UsageError(f"transport {text!r} has a bad port") from None
+        return SmtpTransport(
+            host=parts.hostname,
+            port=port or (465 if parts.scheme == "smtps" else 587),
+            implicit_tls=parts.scheme == "smtps",
+            settings=settings_from_env(),
+        )
+    raise UsageError(
+        f"unknown transport {text!r}",
+        hint="use outbox:DIR, smtp://host:port (STARTTLS) or smtps://host:port (TLS)",
+    )

@@ -1,0 +1,27 @@
+"""Fault points for the crash tests: `CADENCE_FAULT=<point>` makes the process SIGKILL itself.
+
+A real crash, not an exception: no `finally`, no rollback, no flush. Points in order of a
+send: after-claim, after-sending-commit, during-data (SMTP only, half the message
+written), after-250 (the server accepted it, nothing recorded yet). `CADENCE_FAULT_AFTER=N`
+lets N messages pass the point first.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+POINTS = ("after-claim", "after-sending-commit", "during-data", "after-250")
+
+_passed: dict[str, int] = {}
+
+
+def fault(point: str) -> None:
+    """Die here if the environment names this point (and its allowance is used up)."""
+    if os.environ.get("CADENCE_FAULT") != point:
+        return
+    allowance = int(os.environ.get("CADENCE_FAULT_AFTER", "0"))
+    seen = _passed.get(point, 0)
+    _passed[point] = seen + 1
+    if seen >= allowance:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,474 @@
+"""The runner: claim → render → `sending` → last check → transport → record.
+
+Guarantees (SPEC §7) and where they come from:
+- no double send: rows are claimed under a lease with a fencing token; `sending` is
+  committed before any byte goes to the transport; a row found in `sending` after its
+  lease expired becomes `unknown` and is only ever resent by an operator;
+- no lost send: a claimed row that never reached `sending` is claimed again once its
+  lease expires; a failure known to be before DATA is retried with backoff;
+- signals win: the claim only takes rows of active, unsuppressed enrolments,
+  `begin_sending` checks again under the write lock, and each message is checked once
+  more right before the transport gets it.
+
+Work is batched (`batch` rows per claim, one fencing token per batch): three fsynced
+transactions per batch instead of three per email. A crash makes the whole in-flight
+batch `unknown`, never a second delivery.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from engine.calendar import next_campaign_day, resolve_local, shift_campaign_days, zone
+from engine.compiler import due_after_reference, same_time_reference
+from engine.contacts import Contact
+from engine.delivery import Outgoing, build_message, thread_ids, unsubscribe_url
+from engine.errors import CadenceError
+from engine.faults import fault
+from engine.messages import render_email
+from engine.model import Cadence, Step
+from engine.plan import Action
+from engine.store import (
+    Decision,
+    DecisionKind,
+    Outcome,
+    OutcomeKind,
+    SentOn,
+    SignalKind,
+    StepRow,
+    Store,
+)
+from engine.transports import DeliveryUnknown, PermanentFailure, TemporaryFailure, Transport
+
+DEFAULT_BATCH = 500
+DEFAULT_LEASE = 300.0
+MAX_ATTEMPTS = 8
+
+
+class Clock:
+    """The runner's idea of now: real time, or `--now` moving on with real time."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._offset = 0.0 if start is None else start.timestamp() - time.time()
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(time.time() + self._offset, UTC)
+
+    def seconds(self) -> int:
+        return int(time.time() + self._offset)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    batch: int = DEFAULT_BATCH
+    lease: float = DEFAULT_LEASE  # seconds a claim may stay in flight
+    max_attempts: int = MAX_ATTEMPTS
+
+
+@dataclass(slots=True)
+class RunReport:
+    sent: int = 0
+    tasks_opened: int = 0
+    rescheduled: int = 0
+    cancelled: int = 0
+    retried: int = 0
+    failed: int = 0
+    bounced: int = 0
+    unknown: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "sent": self.sent,
+            "tasks_opened": self.tasks_opened,
+            "rescheduled": self.rescheduled,
+            "cancelled": self.cancelled,
+            "retried": self.retried,
+            "failed": self.failed,
+            "bounced": self.bounced,
+            "unknown": self.unknown,
+        }
+
+
+def contact_of(row: StepRow) -> Contact:
+    data = json.loads(row.contact)
+    return Contact(
+        email=data["email"], fields=data["fields"], timezone=data.get("timezone"), row=data["row"]
+    )
+
+
+def contact_json(contact: Contact) -> str:
+    return json.dumps(
+        {
+            "email": contact.email,
+            "fields": contact.fields,
+            "timezone": contact.timezone,
+            "row": contact.row,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+class Versions:
+    """Pinned cadence versions by content hash, rebuilt from the store once each."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cache: dict[str, Cadence] = {}
+
+    def get(self, cadence_hash: str) -> Cadence:
+        found = self._cache.get(cadence_hash)
+        if found is None:
+            data, source = self.store.version(cadence_hash)
+            found = Cadence.from_data(json.loads(data), source=source)
+            self._cache[cadence_hash] = found
+        return found
+
+    def end_state(self, kind: SignalKind, cadence_hash: str) -> tuple[str | None, bool]:
+        """How a signal ends an enrolment of this version (on_reply, remove_on_bounce)."""
+        settings = self.get(cadence_hash).settings
+        if kind is SignalKind.REPLY:
+            return ("replied" if settings.on_reply.end else None), settings.on_reply.mark_success
+        if kind is SignalKind.BOUNCE:
+            return ("bounced" if settings.remove_on_bounce else None), False
+        return "unsubscribed", False
+
+
+def render(versions: Versions, row: StepRow, at: datetime) -> Outgoing:
+    """The message for one step run: the rep's edits if any, else the template (R3)."""
+    cadence = versions.get(row.cadence_hash)
+    step = cadence.step(row.step_id)
+    contact = contact_of(row)
+    url = unsubscribe_url(cadence, row.unsubscribe_token)
+    if row.by_hand and row.body is not None:
+        subject, text = row.subject or "", row.body
+    else:
+        previous_at = (
+            datetime.fromtimestamp(row.thread_sent_utc, UTC).astimezone(zone(row.zone))
+            if row.thread_sent_utc is not None
+            else None
+        )
+        email = render_email(
+            cadence, step, contact, unsubscribe_url=url, previous_sent_at=previous_at
+        )
+        subject, text = email.subject, email.text
+    name = " ".join(
+        p for p in (contact.fields.get("first_name"), contact.fields.get("last_name")) if p
+    )
+    assert row.message_id is not None
+    return build_message(
+        cadence=cadence,
+        to_name=name,
+        to_email=contact.email,
+        subject=subject,
+        text=text,
+        msg_id=row.message_id,
+        references=thread_ids(cadence, step, row.uid),
+        date=at,
+        unsubscribe=url,
+    )
+
+
+def lateness_days(cadence: Cadence, row: StepRow, done: datetime) -> int:
+    """R5: campaign days between a task's due date and the day it was really completed."""
+    tz = zone(row.zone)
+    due_day = datetime.fromtimestamp(row.planned_utc, UTC).astimezone(tz).date()
+    done_day = done.astimezone(tz).date()
+    days = 0
+    d = due_day
+    while True:
+        d = next_campaign_day(cadence.settings, d)
+        if d > done_day:
+            return days
+        days += 1
+
+
+def later_moves(
+    cadence: Cadence, row: StepRow, later: list[StepRow], done: datetime
+) -> list[tuple[int, int]]:
+    """New due times of `later` steps after `row` was completed (or sent by hand) at `done`.
+
+    R5: shifted by the lateness in whole campaign days, gaps kept. R4: a
+    `same_time_as_previous` email whose reference is `row` takes the real send time.
+    """
+    shift = lateness_days(cadence, row, done)
+    tz = zone(row.zone)
+    moves: dict[int, int] = {}
+    for other in later:
+        due = datetime.fromtimestamp(other.due_utc, UTC)
+        if shift:
+            local = due.astimezone(tz)
+            day = shift_campaign_days(cadence.settings, local.date(), shift)
+            due = resolve_local(day, local.time().replace(tzinfo=None), tz)
+        step = cadence.step(other.step_id)
+        if row.action == Action.EMAIL_TASK and _copies_time_of(cadence, step, row.step_id):
+            due = due_after_reference(cadence, step, row.zone, due.astimezone(tz).date(), done)
+        if int(due.timestamp()) != other.due_utc:
+            moves[other.id] = int(due.timestamp())
+    return sorted(moves.items())
+
+
+def _copies_time_of(cadence: Cadence, step: Step, reference_id: str) -> bool:
+    if step.email is None or step.email.send.kind.value != "same_time_as_previous":
+        return False
+    ref = same_time_reference(cadence, step)
+    return ref is not None and ref.id == reference_id
+
+
+class Runner:
+    def __init__(
+        self,
+        store: Store,
+        transport: Transport,
+        *,
+        clock: Clock | None = None,
+        options: RunOptions | None = None,
+        progress: Callable[[RunReport], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.transport = transport
+        self.clock = clock or Clock()
+        self.options = options or RunOptions()
+        self.versions = Versions(store)
+        self.progress = progress
+        self.stop_requested = False
+        self._opened = False
+
+    # -- deciding what a due row becomes --------------------------------------------------
+
+    def decide(self, row: StepRow, sent_on: SentOn) -> Decision:
+        if row.action != Action.SEND_EMAIL and not row.by_hand:
+            return Decision(DecisionKind.OPEN_TASK)
+        if row.suppressed:
+            return Decision(DecisionKind.CANCEL, reason="address suppressed")
+        if row.by_hand:  # a rep chose this time: no window, no limit
+            return Decision(DecisionKind.CLAIM)
+        cadence = self.versions.get(row.cadence_hash)
+        settings = cadence.settings
+        tz = zone(row.zone)
+        local = self.clock.now().astimezone(tz)
+        wall = local.time().replace(tzinfo=None)
+        window = settings.send_window
+        if window is not None and not window.contains(wall):
+            # Executed late (or the runner was down): the next opening, never outside it.
+            if wall < window.start:
+                day = shift_campaign_days(settings, local.date(), 0)
+            else:
+                day = next_campaign_day(settings, local.date())
+            when = resolve_local(day, window.start, tz)
+            return Decision(DecisionKind.RESCHEDULE, int(when.timestamp()), "send window")
+        limit = settings.daily_limit
+        if limit is None:
+            return Decision(DecisionKind.CLAIM)
+        sender = cadence.sender.email
+        day = local.date()
+        if sent_on(sender, day.isoformat()) >= limit:
+            nxt = next_campaign_day(settings, day)
+            start = window.start if window is not None else wall
+            when = resolve_local(nxt, start, tz)
+            return Decision(DecisionKind.RESCHEDULE, int(when.timestamp()), "daily limit")
+        return Decision(DecisionKind.CLAIM, day_key=(sender, day.isoformat()))
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run_once(self) -> RunReport:
+        """Execute every due step (looping over batches) and return what happened."""
+        report = RunReport()
+        try:
+            while not self.stop_requested:
+                lease_now = time.time()
+                claim = self.store.claim(
+                    self.clock.seconds(),
+                    self.options.batch,
+                    lease_now,
+                    lease_now + self.options.lease,
+                    self.decide,
+                )
+                if claim.examined == 0:
+                    break
+                report.tasks_opened += claim.opened
+                report.rescheduled += claim.rescheduled
+                report.cancelled += claim.cancelled
+                if claim.rows:
+                    fault("after-claim")
+                    self._send_batch(claim.fence, list(claim.rows), report)
+                if self.progress is not None:
+                    self.progress(report)
+        finally:
+            if self._opened:
+                self.transport.close()
+                self._opened = False
+        return report
+
+    def send_claimed(self, fence: int, rows: list[StepRow]) -> RunReport:
+        """Send rows already claimed under `fence` (a rep's `tasks send`)."""
+        report = RunReport()
+        try:
+            self._send_batch(fence, rows, report)
+        finally:
+            if self._opened:
+                self.transport.close()
+                self._opened = False
+        return report
+
+    def _open(self) -> None:
+        if not self._opened:
+            self.transport.open()
+            self._opened = True
+
+    def _send_batch(self, fence: int, rows: list[StepRow], report: RunReport) -> None:
+        now = self.clock.now()
+        outcomes: list[Outcome] = []
+        ready: list[tuple[StepRow, Outgoing]] = []
+        for row in rows:
+            try:
+                ready.append((row, render(self.versions, row, now)))
+            except CadenceError as exc:
+                outcomes.append(Outcome(row.id, OutcomeKind.FAILED, int(now.timestamp()), str(exc)))
+        try:
+            self._open()
+        except TemporaryFailure as exc:
+            # Nothing was handed over: the whole batch is known-not-sent.
+            at = int(now.timestamp())
+            outcomes += [self._retry(row, at, str(exc)) for row, _ in ready]
+            self._record(fence, outcomes, report)
+            raise CadenceError(f"transport unavailable: {exc}") from None
+        ours = self.store.begin_sending(fence, [row.id for row, _ in ready])
+        fault("after-sending-commit")
+        for row, message in ready:
+            if row.id not in ours:
+                continue  # cancelled by a signal, or no longer ours (lease lost)
+            at = self.clock.seconds()
+            if self.stop_requested:
+                outcomes.append(Outcome(row.id, OutcomeKind.RELEASED, at))
+                continue
+            if self.store.stopped([row.id]):  # the last check before handing it over
+                outcomes.append(Outcome(row.id, OutcomeKind.CANCELLED, at, "stopped by a signal"))
+                continue
+            outcomes.append(self._deliver(row, message))
+        self.transport.flush()
+        self._record(fence, outcomes, report)
+
+    def _deliver(self, row: StepRow, message: Outgoing) -> Outcome:
+        try:
+            answer = self.transport.send(message.envelope, message.data)
+        except TemporaryFailure as exc:
+            return self._retry(row, self.clock.seconds(), str(exc))
+        except PermanentFailure as exc:
+            kind = OutcomeKind.BOUNCED if exc.recipient else OutcomeKind.FAILED
+            return Outcome(row.id, kind, self.clock.seconds(), str(exc))
+        except DeliveryUnknown as exc:
+            return Outcome(row.id, OutcomeKind.UNKNOWN, self.clock.seconds(), str(exc))
+        sent = self.clock.now()
+        return Outcome(
+            row.id,
+            OutcomeKind.SENT,
+            int(sent.timestamp()),
+            answer,
+            followers=self._followers(row, sent),
+        )
+
+    def _followers(self, row: StepRow, sent: datetime) -> tuple[tuple[str, int], ...]:
+        """R4/R5 for emails sent by hand or moved by the runner: later steps' new times."""
+        if not row.by_hand and row.due_utc == row.planned_utc:
+            return ()
+        cadence = self.versions.get(row.cadence_hash)
+        later = [
+            r
+            for r in self.store.step_runs(row.enrolment_id)
+            if r.step_index > row.step_index and r.state == "planned"
+        ]
+        if row.by_hand:
+            moved = dict(later_moves(cadence, row, later, sent))
+        else:
+            moved = {}
+            tz = zone(row.zone)
+            for other in later:
+                step = cadence.step(other.step_id)
+                if _copies_time_of(cadence, step, row.step_id):
+                    day = datetime.fromtimestamp(other.due_utc, UTC).astimezone(tz).date()
+                    due = due_after_reference(cadence, step, row.zone, day, sent)
+                    moved[other.id] = int(due.timestamp())
+        by_id = {r.id: r.step_id for r in later}
+        return tuple((by_id[i], due) for i, due in sorted(moved.items()))
+
+    def _retry(self, row: StepRow, at: int, answer: str) -> Outcome:
+        attempts = row.attempts + 1
+        if attempts >= self.options.max_attempts:
+            return Outcome(row.id, OutcomeKind.FAILED, at, f"gave up after {attempts}: {answer}")
+        backoff = min(60 * 2**row.attempts, 3600)
+        return Outcome(row.id, OutcomeKind.RETRY, at, answer, retry_utc=at + backoff)
+
+    def _record(self, fence: int, outcomes: list[Outcome], report: RunReport) -> None:
+        self.store.finish(fence, outcomes, self.versions.end_state)
+        for o in outcomes:
+            if o.kind is OutcomeKind.SENT:
+                report.sent += 1
+            elif o.kind is OutcomeKind.RETRY:
+                report.retried += 1
+            elif o.kind is OutcomeKind.FAILED:
+                report.failed += 1
+            elif o.kind is OutcomeKind.BOUNCED:
+                report.bounced += 1
+            elif o.kind is OutcomeKind.UNKNOWN:
+                report.unknown += 1
+            elif o.kind is OutcomeKind.CANCELLED:
+                report.cancelled += 1
+
+
+def run_every(
+    runner: Runner,
+    expression: str,
+    on_report: Callable[[datetime, RunReport], None],
+    on_error: Callable[[CadenceError], None],
+) -> None:
+    """Run at every fire time of a 5-field cron expression until SIGINT/SIGTERM.
+
+    A signal only sets a flag: the message in hand is finished and recorded, the rest of
+    its batch is released (due again), then the loop ends.
+    """
+    import signal
+
+    from croniter import croniter
+
+    def stop(signum: int, frame: object) -> None:
+        runner.stop_requested = True
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        schedule = croniter(expression, runner.clock.now())
+        while not runner.stop_requested:
+            fire: datetime = schedule.get_next(datetime)
+            while not runner.stop_requested:
+                left = fire.timestamp() - runner.clock.now().timestamp()
+                if left <= 0:
+                    break
+                time.sleep(min(left, 0.2))
+            if runner.stop_requested:
+                break
+            try:
+                report = runner.run_once()
+            except CadenceError as exc:  # e.g. SMTP down: try again at the next fire time
+                on_error(exc)
+                continue
+            on_report(runner.clock.now(), report)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def check_cron(expression: str) -> None:
+    """Raise UsageError unless `expression` is a valid 5-field cron expression."""
+    from croniter import croniter
+
+    from engine.errors import UsageError
+
+    if len(expression.split()) != 5 or not croniter.is_valid(expression):
+        raise UsageError(
+            f"--every {expression!r} is not a 5-field cron expression",
+            hint="e.g. '*/5 * * * *' (every 5 minutes) or '0 9-17 * * 1-5'",
+        )

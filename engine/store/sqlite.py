@@ -1,0 +1,749 @@
+"""The embedded SQLite store: WAL, BEGIN IMMEDIATE writes, synchronous=FULL.
+
+Why these settings: WAL lets readers (`status`, `tasks list`) run beside a runner;
+`BEGIN IMMEDIATE` takes the write lock up front so two runners never both read a row as
+free and then race to update it (a deferred transaction would fail at upgrade time instead
+of waiting); `synchronous=FULL` makes a committed `sending` record survive power loss,
+which is what "never resent automatically" rests on; `busy_timeout` makes concurrent
+runners queue for the lock instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from engine.errors import InputError, UsageError
+from engine.store import (
+    TERMINAL_STATES,
+    Claim,
+    Decide,
+    DecisionKind,
+    EndState,
+    LaunchResult,
+    NewEnrolment,
+    Outcome,
+    OutcomeKind,
+    Shift,
+    SignalKind,
+    SignalResult,
+    StepRow,
+    TaskFilter,
+    VersionStatus,
+    batched,
+)
+from engine.store.migrations import MIGRATIONS, SCHEMA_VERSION
+
+BUSY_TIMEOUT_MS = 60_000
+_TERMINAL = "(" + ",".join(f"'{s}'" for s in TERMINAL_STATES) + ")"
+
+_ROW_SELECT = """
+SELECT sr.id, sr.enrolment_id, e.cadence_name, e.cadence_hash, e.email, e.contact, e.uid,
+       e.unsubscribe_token, e.state,
+       EXISTS (SELECT 1 FROM suppressions s WHERE s.email = e.email),
+       sr.step_id, sr.step_index, sr.day, sr.action, sr.zone, sr.due_utc, sr.planned_utc,
+       sr.depends_on, sr.thread_step_id, sr.message_id, sr.state, sr.fence, sr.attempts,
+       sr.by_hand, sr.subject, sr.body, sr.sent_utc, sr.done_utc, sr.answer,
+       (SELECT t.sent_utc FROM step_runs t
+        WHERE t.enrolment_id = sr.enrolment_id AND t.step_id = sr.thread_step_id)
+FROM step_runs sr JOIN enrolments e ON e.id = sr.enrolment_id
+"""
+
+# Due and reachable: every earlier step of the enrolment is settled (R5 holds the rest).
+_DUE = (
+    _ROW_SELECT
+    + f"""
+WHERE sr.state = 'planned' AND sr.due_utc <= ? AND e.state = 'active'
+  AND NOT EXISTS (
+    SELECT 1 FROM step_runs p
+    WHERE p.enrolment_id = sr.enrolment_id AND p.step_index < sr.step_index
+      AND p.state NOT IN {_TERMINAL})
+ORDER BY sr.due_utc, sr.id
+LIMIT ?
+"""
+)
+
+_EVENT = (
+    "INSERT INTO events (at_utc, kind, email, enrolment_id, step_run_id, detail) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def _row(r: tuple[Any, ...]) -> StepRow:
+    return StepRow(
+        id=r[0],
+        enrolment_id=r[1],
+        cadence_name=r[2],
+        cadence_hash=r[3],
+        email=r[4],
+        contact=r[5],
+        uid=r[6],
+        unsubscribe_token=r[7],
+        enrolment_state=r[8],
+        suppressed=bool(r[9]),
+        step_id=r[10],
+        step_index=r[11],
+        day=r[12],
+        action=r[13],
+        zone=r[14],
+        due_utc=r[15],
+        planned_utc=r[16],
+        depends_on=r[17],
+        thread_step_id=r[18],
+        message_id=r[19],
+        state=r[20],
+        fence=r[21],
+        attempts=r[22],
+        by_hand=bool(r[23]),
+        subject=r[24],
+        body=r[25],
+        sent_utc=r[26],
+        done_utc=r[27],
+        answer=r[28],
+        thread_sent_utc=r[29],
+    )
+
+
+class SqliteStore:
+    """`Store` on one SQLite file. One connection; not shared between threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._db = sqlite3.connect(
+                path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+            )
+        except sqlite3.OperationalError as exc:
+            raise UsageError(f"cannot open state store {path}: {exc}") from None
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise InputError(f"{path}: not a cadence state store ({exc})") from None
+        except BaseException:
+            self._db.close()
+            raise
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        (current,) = self._db.execute("PRAGMA user_version").fetchone()
+        if current == SCHEMA_VERSION:
+            return
+        with self._write() as db:
+            # Re-read under the write lock: another process may have just migrated.
+            (current,) = db.execute("PRAGMA user_version").fetchone()
+            if current > SCHEMA_VERSION:
+                raise UsageError(
+                    f"{self.path} has schema version {current}; this cadence-engine knows "
+                    f"up to {SCHEMA_VERSION}",
+                    hint="upgrade cadence-engine",
+                )
+            for number, script in MIGRATIONS:
+                if number > current:
+                    for statement in _statements(script):
+                        db.execute(statement)
+                    db.execute(f"PRAGMA user_version = {number}")
+
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    # -- cadence versions and launch ------------------------------------------------------
+
+    def save_version(self, cadence_hash: str, name: str, source: str, data: str, now: int) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO cadence_versions VALUES (?, ?, ?, ?, ?)",
+                (cadence_hash, name, source, data, now),
+            )
+
+    def version(self, cadence_hash: str) -> tuple[str, str]:
+        row = self._db.execute(
+            "SELECT data, source FROM cadence_versions WHERE hash = ?", (cadence_hash,)
+        ).fetchone()
+        if row is None:
+            raise InputError(f"cadence version {cadence_hash} is not in the state store")
+        return str(row[0]), str(row[1])
+
+    def versions(self) -> dict[str, tuple[str, str]]:
+        rows = self._db.execute("SELECT hash, name, data FROM cadence_versions").fetchall()
+        return {h: (n, d) for h, n, d in rows}
+
+    def launch(
+        self, cadence_name: str, cadence_hash: str, enrolments: Iterable[NewEnrolment], now: int
+    ) -> LaunchResult:
+        enrolled: list[str] = []
+        already: list[str] = []
+        suppressed: list[str] = []
+        with self._write() as db:
+            for new in enrolments:
+                if db.execute(
+                    "SELECT 1 FROM suppressions WHERE email = ?", (new.email,)
+                ).fetchone():
+                    suppressed.append(new.email)
+                    continue
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO enrolments (uid, cadence_name, cadence_hash, email, "
+                    "contact, unsubscribe_token, launched_utc) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        new.uid,
+                        cadence_name,
+                        cadence_hash,
+                        new.email,
+                        new.contact,
+                        new.unsubscribe_token,
+                        now,
+                    ),
+                )
+                if cur.rowcount == 0:  # the partial unique index: already enrolled
+                    already.append(new.email)
+                    continue
+                enrolment_id = cur.lastrowid
+                db.executemany(
+                    "INSERT INTO step_runs (enrolment_id, step_id, step_index, day, action, "
+                    "zone, due_utc, planned_utc, depends_on, thread_step_id, message_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            enrolment_id,
+                            s.step_id,
+                            s.step_index,
+                            s.day,
+                            s.action,
+                            s.zone,
+                            s.due_utc,
+                            s.due_utc,
+                            s.depends_on,
+                            s.thread_step_id,
+                            s.message_id,
+                        )
+                        for s in new.steps
+                    ],
+                )
+                db.execute(_EVENT, (now, "launched", new.email, enrolment_id, None, cadence_hash))
+                enrolled.append(new.email)
+        return LaunchResult(tuple(enrolled), tuple(already), tuple(suppressed))
+
+    # -- the claim → sending → finish protocol --------------------------------------------
+
+    def _expire_leases(self, db: sqlite3.Connection, lease_now: float, now: int) -> None:
+        # Claimed but never marked sending: nothing was handed over, so claim again.
+        db.execute(
+            "UPDATE step_runs SET state = 'planned', fence = NULL, lease_until = NULL "
+            "WHERE state = 'claimed' AND lease_until < ?",
+            (lease_now,),
+        )
+        # In `sending` when its runner died: it may or may not have gone out. Never resend
+        # automatically; an operator settles it with `cadence resolve`.
+        expired = db.execute(
+            "SELECT sr.id, sr.enrolment_id, e.email, sr.message_id FROM step_runs sr "
+            "JOIN enrolments e ON e.id = sr.enrolment_id "
+            "WHERE sr.state = 'sending' AND sr.lease_until < ?",
+            (lease_now,),
+        ).fetchall()
+        if expired:
+            db.executemany(
+                "UPDATE step_runs SET state = 'unknown', "
+                "answer = 'runner stopped while sending' WHERE id = ?",
+                [(r[0],) for r in expired],
+            )
+            db.executemany(_EVENT, [(now, "unknown", r[2], r[1], r[0], r[3]) for r in expired])
+
+    def claim(
+        self, now: int, limit: int, lease_now: float, lease_until: float, decide: Decide
+    ) -> Claim:
+        with self._write() as db:
+            self._expire_leases(db, lease_now, now)
+            (fence,) = db.execute(
+                "UPDATE fences SET last = last + 1 WHERE id = 1 RETURNING last"
+            ).fetchone()
+            rows = [_row(r) for r in db.execute(_DUE, (now, limit)).fetchall()]
+            counts: dict[tuple[str, str], int] = {}
+
+            def sent_on(sender: str, day: str) -> int:
+                key = (sender, day)
+                if key not in counts:
+                    found = db.execute(
+                        "SELECT sent FROM sender_days WHERE sender = ? AND day = ?", key
+                    ).fetchone()
+                    counts[key] = int(found[0]) if found else 0
+                return counts[key]
+
+            claimed: list[StepRow] = []
+            claim_args: list[tuple[Any, ...]] = []
+            events: list[tuple[Any, ...]] = []
+            for row in rows:
+                d = decide(row, sent_on)
+                if d.kind is DecisionKind.CLAIM:
+                    claimed.append(row)
+                    claim_args.append((fence, lease_until, row.id))
+                    if d.day_key is not None:
+                        counts[d.day_key] = sent_on(*d.day_key) + 1
+                elif d.kind is DecisionKind.OPEN_TASK:
+                    db.execute("UPDATE step_runs SET state = 'open' WHERE id = ?", (row.id,))
+                    events.append(
+                        (now, "task created", row.email, row.enrolment_id, row.id, row.action)
+                    )
+                elif d.kind is DecisionKind.RESCHEDULE:
+                    assert d.due_utc is not None
+                    db.execute("UPDATE step_runs SET due_utc = ? WHERE id = ?", (d.due_utc, row.id))
+                    events.append(
+                        (now, "rescheduled", row.email, row.enrolment_id, row.id, d.reason)
+                    )
+                else:
+                    db.execute(
+                        "UPDATE step_runs SET state = 'cancelled', answer = ? WHERE id = ?",
+                        (d.reason, row.id),
+                    )
+                    events.append((now, "cancelled", row.email, row.enrolment_id, row.id, d.reason))
+            db.executemany(
+                "UPDATE step_runs SET state = 'claimed', fence = ?, lease_until = ? WHERE id = ?",
+                claim_args,
+            )
+            db.executemany(_EVENT, events)
+            db.executemany(
+                "INSERT INTO sender_days VALUES (?, ?, ?) "
+                "ON CONFLICT (sender, day) DO UPDATE SET sent = excluded.sent",
+                [(s, d, n) for (s, d), n in counts.items()],
+            )
+        kinds = [e[1] for e in events]
+        return Claim(
+            fence=fence,
+            rows=tuple(claimed),
+            examined=len(rows),
+            opened=kinds.count("task created"),
+            rescheduled=kinds.count("rescheduled"),
+            cancelled=kinds.count("cancelled"),
+        )
+
+    def begin_sending(self, fence: int, ids: Iterable[int]) -> set[int]:
+        wanted = list(ids)
+        with self._write() as db:
+            # A signal recorded since the claim wins: check again under the write lock.
+            stopped = self._stopped(db, wanted)
+            if stopped:
+                db.executemany(
+                    "UPDATE step_runs SET state = 'cancelled', answer = 'stopped by a signal' "
+                    "WHERE id = ? AND fence = ? AND state = 'claimed'",
+                    [(i, fence) for i in stopped],
+                )
+            db.executemany(
+                "UPDATE step_runs SET state = 'sending' "
+                "WHERE id = ? AND fence = ? AND state = 'claimed'",
+                [(i, fence) for i in wanted if i not in stopped],
+            )
+            ours = {
+                r[0]
+                for r in db.execute(
+                    "SELECT id FROM step_runs WHERE fence = ? AND state = 'sending'", (fence,)
+                )
+            }
+        return ours & set(wanted)
+
+    def _stopped(self, db: sqlite3.Connection, ids: list[int]) -> set[int]:
+        out: set[int] = set()
+        for chunk in batched(ids):
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                r[0]
+                for r in db.execute(
+                    f"SELECT sr.id FROM step_runs sr JOIN enrolments e ON e.id = sr.enrolment_id "
+                    f"WHERE sr.id IN ({marks}) AND (e.state != 'active' OR sr.state = 'cancelled'"
+                    f" OR EXISTS (SELECT 1 FROM suppressions s WHERE s.email = e.email))",
+                    chunk,
+                )
+            )
+        return out
+
+    def stopped(self, ids: Iterable[int]) -> set[int]:
+        return self._stopped(self._db, list(ids))
+
+    def finish(self, fence: int, outcomes: Iterable[Outcome], end_state: EndState) -> None:
+        with self._write() as db:
+            touched: set[int] = set()
+            events: list[tuple[Any, ...]] = []
+            bounced: list[tuple[str, int]] = []
+            for o in outcomes:
+                info = db.execute(
+                    "SELECT sr.enrolment_id, e.email, sr.message_id, sr.step_id "
+                    "FROM step_runs sr JOIN enrolments e ON e.id = sr.enrolment_id "
+                    "WHERE sr.id = ? AND sr.fence = ? "
+                    "AND sr.state IN ('claimed', 'sending', 'unknown')",
+                    (o.step_run_id, fence),
+                ).fetchone()
+                if info is None:  # no longer ours: another runner's fence took it
+                    continue
+                enrolment_id, email, message_id, _step = info
+                touched.add(enrolment_id)
+                if o.kind is OutcomeKind.SENT:
+                    db.execute(
+                        "UPDATE step_runs SET state = 'sent', sent_utc = ?, answer = ? "
+                        "WHERE id = ?",
+                        (o.at_utc, o.answer or None, o.step_run_id),
+                    )
+                    for follower, due in o.followers:
+                        db.execute(
+                            "UPDATE step_runs SET due_utc = ? WHERE enrolment_id = ? "
+                            "AND step_id = ? AND state = 'planned'",
+                            (due, enrolment_id, follower),
+                        )
+                    events.append(
+                        (o.at_utc, "sent", email, enrolment_id, o.step_run_id, message_id)
+                    )
+                elif o.kind is OutcomeKind.RELEASED:
+                    db.execute(
+                        "UPDATE step_runs SET state = 'planned', fence = NULL, "
+                        "lease_until = NULL WHERE id = ?",
+                        (o.step_run_id,),
+                    )
+                elif o.kind is OutcomeKind.RETRY:
+                    db.execute(
+                        "UPDATE step_runs SET state = 'planned', fence = NULL, "
+                        "lease_until = NULL, due_utc = ?, attempts = attempts + 1, answer = ? "
+                        "WHERE id = ?",
+                        (o.retry_utc, o.answer, o.step_run_id),
+                    )
+                    events.append((o.at_utc, "retry", email, enrolment_id, o.step_run_id, o.answer))
+                else:
+                    state = {
+                        OutcomeKind.FAILED: "failed",
+                        OutcomeKind.BOUNCED: "failed",
+                        OutcomeKind.CANCELLED: "cancelled",
+                        OutcomeKind.UNKNOWN: "unknown",
+                    }[o.kind]
+                    db.execute(
+                        "UPDATE step_runs SET state = ?, answer = ? WHERE id = ?",
+                        (state, o.answer, o.step_run_id),
+                    )
+                    events.append(
+                        (o.at_utc, str(o.kind), email, enrolment_id, o.step_run_id, o.answer)
+                    )
+                    if o.kind is OutcomeKind.BOUNCED:
+                        bounced.append((email, o.at_utc))
+            db.executemany(_EVENT, events)
+            for email, at in bounced:
+                self._signal(db, SignalKind.BOUNCE, email, None, at, end_state, log=False)
+            self._complete(db, touched, max((e[0] for e in events), default=0))
+
+    def _complete(self, db: sqlite3.Connection, enrolment_ids: Iterable[int], now: int) -> None:
+        db.executemany(
+            "UPDATE enrolments SET state = 'completed', ended_utc = ? "
+            "WHERE id = ? AND state = 'active' AND NOT EXISTS ("
+            f"SELECT 1 FROM step_runs WHERE enrolment_id = ? AND state NOT IN {_TERMINAL})",
+            [(now, i, i) for i in enrolment_ids],
+        )
+
+    # -- signals --------------------------------------------------------------------------
+
+    def record_signal(
+        self, kind: SignalKind, email: str, cadence_name: str | None, now: int, end: EndState
+    ) -> SignalResult:
+        with self._write() as db:
+            return self._signal(db, kind, email.lower(), cadence_name, now, end, log=True)
+
+    def _signal(
+        self,
+        db: sqlite3.Connection,
+        kind: SignalKind,
+        email: str,
+        cadence_name: str | None,
+        now: int,
+        end: EndState,
+        *,
+        log: bool,
+    ) -> SignalResult:
+        new = (
+            db.execute(
+                "INSERT OR IGNORE INTO signals VALUES (?, ?, ?, ?)",
+                (str(kind), email, cadence_name or "", now),
+            ).rowcount
+            == 1
+        )
+        if log and new:
+            db.execute(_EVENT, (now, str(kind), email, None, None, cadence_name))
+        if kind is not SignalKind.REPLY:
+            db.execute(
+                "INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?)", (email, str(kind), now)
+            )
+        query = "SELECT id, cadence_hash FROM enrolments WHERE email = ? AND state = 'active'"
+        args: tuple[Any, ...] = (email,)
+        if cadence_name is not None and kind is SignalKind.REPLY:
+            query += " AND cadence_name = ?"
+            args += (cadence_name,)
+        ended: list[int] = []
+        cancelled = 0
+        for enrolment_id, cadence_hash in db.execute(query, args).fetchall():
+            state, success = end(kind, cadence_hash)
+            if success:
+                db.execute("UPDATE enrolments SET success = 1 WHERE id = ?", (enrolment_id,))
+            if state is None:
+                continue
+            db.execute(
+                "UPDATE enrolments SET state = ?, ended_utc = ? WHERE id = ?",
+                (state, now, enrolment_id),
+            )
+            # Claimed rows belong to a runner that has not committed `sending`: its
+            # begin_sending sees them cancelled. Rows already `sending` are caught by the
+            # runner's last check before the transport.
+            cancelled += db.execute(
+                "UPDATE step_runs SET state = 'cancelled', answer = ? WHERE enrolment_id = ? "
+                "AND state IN ('planned', 'claimed', 'open')",
+                (f"stopped: {kind}", enrolment_id),
+            ).rowcount
+            ended.append(enrolment_id)
+        return SignalResult(new=new, ended=tuple(ended), cancelled_steps=cancelled)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def step_run(self, step_run_id: int) -> StepRow | None:
+        found = self._db.execute(_ROW_SELECT + " WHERE sr.id = ?", (step_run_id,)).fetchone()
+        return _row(found) if found else None
+
+    def step_runs(self, enrolment_id: int) -> list[StepRow]:
+        rows = self._db.execute(
+            _ROW_SELECT + " WHERE sr.enrolment_id = ? ORDER BY sr.step_index", (enrolment_id,)
+        ).fetchall()
+        return [_row(r) for r in rows]
+
+    def enrolment_ids(self, email: str) -> list[int]:
+        return [
+            r[0]
+            for r in self._db.execute(
+                "SELECT id FROM enrolments WHERE email = ? ORDER BY id", (email.lower(),)
+            )
+        ]
+
+    def tasks(self, where: TaskFilter) -> list[StepRow]:
+        query = _ROW_SELECT + " WHERE sr.state = 'open'"
+        args: list[Any] = []
+        if where.cadence is not None:
+            query += " AND e.cadence_name = ?"
+            args.append(where.cadence)
+        if where.action is not None:
+            query += " AND sr.action = ?"
+            args.append(where.action)
+        if where.due_before is not None:
+            query += " AND sr.due_utc <= ?"
+            args.append(where.due_before)
+        if where.sender is not None:
+            query += (
+                " AND e.cadence_hash IN (SELECT hash FROM cadence_versions "
+                "WHERE lower(json_extract(data, '$.sender.email')) = ?)"
+            )
+            args.append(where.sender.lower())
+        query += " ORDER BY sr.due_utc, sr.id"
+        return [_row(r) for r in self._db.execute(query, args).fetchall()]
+
+    def events(self, step_run_id: int | None = None) -> list[tuple[int, str, str, str]]:
+        query = "SELECT at_utc, kind, coalesce(email, ''), coalesce(detail, '') FROM events"
+        args: tuple[Any, ...] = ()
+        if step_run_id is not None:
+            query += " WHERE step_run_id = ?"
+            args = (step_run_id,)
+        return [tuple(r) for r in self._db.execute(query + " ORDER BY id", args).fetchall()]
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def _open_task(self, db: sqlite3.Connection, step_run_id: int) -> StepRow:
+        found = db.execute(_ROW_SELECT + " WHERE sr.id = ?", (step_run_id,)).fetchone()
+        if found is None:
+            raise UsageError(f"no task {step_run_id}")
+        row = _row(found)
+        if row.state != "open":
+            raise UsageError(f"task {step_run_id} is not open (it is {row.state})")
+        return row
+
+    def complete_task(self, step_run_id: int, state: str, now: int, shift: Shift) -> StepRow:
+        with self._write() as db:
+            row = self._open_task(db, step_run_id)
+            db.execute(
+                "UPDATE step_runs SET state = ?, done_utc = ? WHERE id = ?",
+                (state, now, step_run_id),
+            )
+            later = [
+                _row(r)
+                for r in db.execute(
+                    _ROW_SELECT + " WHERE sr.enrolment_id = ? AND sr.step_index > ? "
+                    "AND sr.state = 'planned' ORDER BY sr.step_index",
+                    (row.enrolment_id, row.step_index),
+                ).fetchall()
+            ]
+            moves = shift(row, later)
+            db.executemany(
+                "UPDATE step_runs SET due_utc = ? WHERE id = ?", [(d, i) for i, d in moves]
+            )
+            kind = "task done" if state == "done" else "task skipped"
+            db.execute(_EVENT, (now, kind, row.email, row.enrolment_id, row.id, row.action))
+            db.executemany(
+                _EVENT,
+                [
+                    (now, "rescheduled", row.email, row.enrolment_id, i, "after late task")
+                    for i, _ in moves
+                ],
+            )
+            self._complete(db, [row.enrolment_id], now)
+        updated = self.step_run(step_run_id)
+        assert updated is not None
+        return updated
+
+    def schedule_task_email(
+        self, step_run_id: int, subject: str, body: str, due_utc: int
+    ) -> StepRow:
+        with self._write() as db:
+            row = self._open_task(db, step_run_id)
+            if row.action != "email task":
+                raise UsageError(f"task {step_run_id} is a {row.action}, not an email task")
+            db.execute(
+                "UPDATE step_runs SET state = 'planned', by_hand = 1, subject = ?, body = ?, "
+                "due_utc = ? WHERE id = ?",
+                (subject, body, due_utc, step_run_id),
+            )
+            db.execute(
+                _EVENT,
+                (due_utc, "rescheduled", row.email, row.enrolment_id, row.id, "sent by a rep"),
+            )
+        updated = self.step_run(step_run_id)
+        assert updated is not None
+        return updated
+
+    def take_task_email(
+        self, step_run_id: int, subject: str, body: str, lease_until: float
+    ) -> tuple[int, StepRow]:
+        with self._write() as db:
+            row = self._open_task(db, step_run_id)
+            if row.action != "email task":
+                raise UsageError(f"task {step_run_id} is a {row.action}, not an email task")
+            (fence,) = db.execute(
+                "UPDATE fences SET last = last + 1 WHERE id = 1 RETURNING last"
+            ).fetchone()
+            db.execute(
+                "UPDATE step_runs SET state = 'claimed', fence = ?, lease_until = ?, "
+                "by_hand = 1, subject = ?, body = ? WHERE id = ?",
+                (fence, lease_until, subject, body, step_run_id),
+            )
+        updated = self.step_run(step_run_id)
+        assert updated is not None
+        return int(fence), updated
+
+    # -- status and resolve ---------------------------------------------------------------
+
+    def status(self, now: int) -> list[VersionStatus]:
+        out: list[VersionStatus] = []
+        versions = self._db.execute(
+            "SELECT v.hash, v.name, coalesce(json_extract(v.data, '$.sender.email'), '') "
+            "FROM cadence_versions v ORDER BY v.name, v.created_utc"
+        ).fetchall()
+        for cadence_hash, name, sender in versions:
+            states = dict(
+                self._db.execute(
+                    "SELECT state, count(*) FROM enrolments WHERE cadence_hash = ? GROUP BY state",
+                    (cadence_hash,),
+                ).fetchall()
+            )
+            steps = dict(
+                self._db.execute(
+                    "SELECT sr.state || CASE WHEN sr.state = 'planned' AND sr.due_utc <= ? "
+                    "THEN ':due' ELSE '' END, count(*) FROM step_runs sr "
+                    "JOIN enrolments e ON e.id = sr.enrolment_id "
+                    "WHERE e.cadence_hash = ? GROUP BY 1",
+                    (now, cadence_hash),
+                ).fetchall()
+            )
+            out.append(
+                VersionStatus(
+                    cadence_name=name,
+                    cadence_hash=cadence_hash,
+                    sender=sender,
+                    enrolled=sum(states.values()),
+                    active=states.get("active", 0),
+                    finished={
+                        k: states.get(k, 0)
+                        for k in ("replied", "bounced", "unsubscribed", "completed")
+                    },
+                    sent=steps.get("sent", 0),
+                    due=steps.get("planned:due", 0),
+                    open_tasks=steps.get("open", 0),
+                )
+            )
+        return out
+
+    def unknown_sends(self) -> list[StepRow]:
+        rows = self._db.execute(
+            _ROW_SELECT + " WHERE sr.state = 'unknown' ORDER BY sr.id"
+        ).fetchall()
+        return [_row(r) for r in rows]
+
+    def resolve(self, step_run_id: int, sent: bool, now: int) -> StepRow:
+        with self._write() as db:
+            found = db.execute(_ROW_SELECT + " WHERE sr.id = ?", (step_run_id,)).fetchone()
+            if found is None:
+                raise UsageError(f"no send with key {step_run_id}")
+            row = _row(found)
+            if row.state != "unknown":
+                raise UsageError(f"send {step_run_id} is {row.state}, not unknown")
+            if sent:
+                db.execute(
+                    "UPDATE step_runs SET state = 'sent', sent_utc = ?, fence = NULL WHERE id = ?",
+                    (now, step_run_id),
+                )
+            else:
+                # Same row, same Message-ID: a receiving server that did get it can dedupe.
+                db.execute(
+                    "UPDATE step_runs SET state = 'planned', due_utc = ?, fence = NULL, "
+                    "lease_until = NULL WHERE id = ?",
+                    (now, step_run_id),
+                )
+            detail = "sent" if sent else "resend"
+            db.execute(_EVENT, (now, "resolved", row.email, row.enrolment_id, row.id, detail))
+            self._complete(db, [row.enrolment_id], now)
+        updated = self.step_run(step_run_id)
+        assert updated is not None
+        return updated
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (sqlite3.execute runs one at a time).
+
+    executescript would COMMIT our BEGIN IMMEDIATE first, so it cannot run inside the
+    migration transaction.
+    """
+    out: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                out.append(current)
+            current = ""
+    return out
+
+
+def dumps(data: object) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
