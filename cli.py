@@ -116,6 +116,206 @@ def fmt_command(paths: tuple[str, ...], check: bool) -> int:
     return 1 if check and changed else 0
 
 
+# --- plans: plan, preview, diff ---
+# The compiler is engine.compiler; reporters live in engine/formats/plan_*.py. Keep this
+# tuple equal to engine.formats.plan_formats.FORMATS (a test checks): importing the
+# registry here would load the engine (YAML, Jinja) for `cadence --help`.
+
+PLAN_FORMATS = ("table", "json", "jsonl", "csv", "markdown", "mermaid")
+CONTACT_FORMATS = ("csv", "json", "jsonl", "yaml")
+
+
+_CONTACTS_HELP = "Contact list: CSV with a header, JSON, JSONL or YAML (by extension)."
+contacts_required_option = click.option(
+    "--contacts",
+    "contacts_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help=_CONTACTS_HELP,
+)
+contacts_optional_option = click.option(
+    "--contacts",
+    "contacts_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help=_CONTACTS_HELP,
+)
+contacts_format_option = click.option(
+    "--contacts-format",
+    type=click.Choice(CONTACT_FORMATS),
+    default=None,
+    help="Read the contact list as this format whatever its extension.",
+)
+
+
+def _with_progress(contacts: Any, total: int | None, label: str) -> Any:
+    """A progress bar on stderr for long lists on a terminal; the plain stream otherwise."""
+    import sys
+
+    if not sys.stderr.isatty() or (total is not None and total < 2000):
+        yield from contacts
+        return
+    with click.progressbar(contacts, length=total, label=label, file=sys.stderr) as bar:
+        yield from bar
+
+
+@cadence.command("plan")
+@click.argument("cadence_path", metavar="CADENCE", type=click.Path(dir_okay=False))
+@contacts_required_option
+@contacts_format_option
+@click.option(
+    "--start",
+    default="now",
+    show_default=True,
+    metavar="now|WHEN",
+    help="Launch instant; a date-time without offset is read in default_timezone.",
+)
+@click.option(
+    "--send-at",
+    default=None,
+    metavar="WHEN|HH:MM",
+    help="Send time of the first step (required for choose_at_launch).",
+)
+@click.option(
+    "-f",
+    "--format",
+    "output_format",
+    type=click.Choice(PLAN_FORMATS),
+    default="table",
+    show_default=True,
+)
+@click.option("--render", is_flag=True, help="Add each row's rendered subject and body.")
+@click.option("--skip-invalid", is_flag=True, help="Leave bad contact rows out (reported).")
+def plan_command(
+    cadence_path: str,
+    contacts_path: str,
+    contacts_format: str | None,
+    start: str,
+    send_at: str | None,
+    output_format: str,
+    render: bool,
+    skip_invalid: bool,
+) -> int:
+    """Compile CADENCE for a contact list: one row per (contact, step) with its due time.
+
+    The same inputs (with a fixed --start) give byte-identical output.
+    """
+    import sys
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from engine.compiler import parse_launch, schedule_contacts
+    from engine.contacts import read_contacts
+    from engine.formats.plan_formats import PlanRun, reporter
+    from engine.validate import load_cadence
+
+    cad = load_cadence(Path(cadence_path))
+    launch = parse_launch(cad, start, send_at, now=datetime.now(UTC))
+    contacts = read_contacts(Path(contacts_path), skip_invalid=skip_invalid, fmt=contacts_format)
+    total = contacts.prepare()
+    stream = _with_progress(contacts, total, "planning")
+    try:
+        reporter(output_format)(
+            PlanRun(cad, launch, render), schedule_contacts(cad, stream, launch), sys.stdout
+        )
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `cadence plan … | head` is normal use: stop quietly, like any Unix filter.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    for row in contacts.skipped:
+        click.echo(f"skipped {row}", err=True)
+    if contacts.skipped:
+        click.echo(f"skipped {len(contacts.skipped)} bad rows; planned {contacts.count}", err=True)
+    return 0
+
+
+@cadence.command("preview")
+@click.argument("cadence_path", metavar="CADENCE", type=click.Path(dir_okay=False))
+@click.option(
+    "--contact",
+    "contact_email",
+    default=None,
+    metavar="EMAIL",
+    help="The contact to preview (with --contacts).",
+)
+@contacts_optional_option
+@contacts_format_option
+@click.option("--sample", is_flag=True, help="Use a built-in sample contact.")
+@click.option("--start", default="now", show_default=True, metavar="now|WHEN")
+@click.option("--send-at", default=None, metavar="WHEN|HH:MM")
+def preview_command(
+    cadence_path: str,
+    contact_email: str | None,
+    contacts_path: str | None,
+    contacts_format: str | None,
+    sample: bool,
+    start: str,
+    send_at: str | None,
+) -> int:
+    """Show each step as the contact will see it: emails, follow-up quotes, tasks, links."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from engine.errors import UsageError
+    from engine.formats.plan_preview import find_contact, render_preview, sample_contact
+    from engine.validate import load_cadence
+
+    if sample == (contact_email is not None):
+        raise UsageError("give either --contact EMAIL (with --contacts FILE) or --sample")
+    cad = load_cadence(Path(cadence_path))
+    if contact_email is not None:
+        if contacts_path is None:
+            raise UsageError("--contact needs --contacts FILE to find the contact in")
+        contact = find_contact(Path(contacts_path), contact_email, fmt=contacts_format)
+    else:
+        contact = sample_contact(cad)
+    click.echo(
+        render_preview(cad, contact, start=start, send_at=send_at, now=datetime.now(UTC)), nl=False
+    )
+    return 0
+
+
+@cadence.command("diff")
+@click.argument("old", metavar="OLD")
+@click.argument("new", metavar="NEW")
+@click.option(
+    "-f",
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "markdown"]),
+    default="text",
+    show_default=True,
+    help="markdown: for a pull-request comment.",
+)
+def diff_command(old: str, new: str, output_format: str) -> int:
+    """What changes for contacts between two versions of a cadence.
+
+    OLD and NEW are files or REV:PATH (read with `git show`). Exit 0 when the plan is
+    unchanged, 1 when it changes.
+    """
+    from engine.diff import diff_versions, load_version
+    from engine.formats.plan_diff import render_markdown, render_text
+
+    result = diff_versions(load_version(old), load_version(new))
+    render = render_markdown if output_format == "markdown" else render_text
+    click.echo(render(result), nl=False)
+    return 1 if result.changed else 0
+
+
+@cadence.command("timeline")
+@click.argument("cadence_path", metavar="CADENCE", type=click.Path(dir_okay=False))
+def timeline_command(cadence_path: str) -> int:
+    """Print the cadence as a Mermaid Gantt chart by campaign day and step type."""
+    from pathlib import Path
+
+    from engine.timeline import campaign_timeline
+    from engine.validate import load_cadence
+
+    click.echo(campaign_timeline(load_cadence(Path(cadence_path))), nl=False)
+    return 0
+
+
 def main() -> None:
     cadence(prog_name="cadence")
 

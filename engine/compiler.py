@@ -44,6 +44,7 @@ __all__ = [
     "action_of",
     "compile_plan",
     "due_after_reference",
+    "parse_launch",
     "plan_contact",
     "same_time_reference",
     "schedule_contacts",
@@ -80,6 +81,17 @@ class Scheduler:
             return base
         # The day is full: this contact's emails move, which can move its later steps too.
         return build_schedule(self.cadence, base.zone, self.launch, limit=limit)
+
+
+def parse_launch(cadence: Cadence, start: str, send_at: str | None, *, now: datetime) -> Launch:
+    """A Launch from the command line's WHEN texts (SPEC §6), read in `default_timezone`."""
+    from engine.when import parse_send_at, parse_when
+
+    zone_name = cadence.settings.default_timezone
+    return Launch(
+        start=parse_when(start, zone_name, now=now),
+        send_at=parse_send_at(send_at, zone_name, now=now) if send_at else None,
+    )
 
 
 def check_launch(cadence: Cadence, launch: Launch) -> None:

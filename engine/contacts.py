@@ -65,6 +65,8 @@ class ContactReader:
         self.fmt = fmt
         self.skipped: list[RowError] = []
         self.count = 0
+        self.total: int | None = None  # rows in the file, once `prepare` has counted them
+        self._checked = False
         self._stream: Iterator[Contact] | None = None
 
     def __iter__(self) -> ContactReader:
@@ -79,18 +81,30 @@ class ContactReader:
         """One full streaming pass that only checks; returns every bad row."""
         errors: list[RowError] = []
         seen: dict[str, int] = {}
+        rows = 0
         for record in open_records(self.path, self.fmt):
+            rows += 1
             result = _to_contact(record, seen, str(self.path))
             if isinstance(result, RowError):
                 errors.append(result)
+        self.total = rows
         return errors
+
+    def prepare(self) -> int | None:
+        """Fail now if the list is bad (default mode): before any output or enrolment.
+
+        Returns the number of rows when known (default mode), for a progress bar.
+        """
+        if not self.skip_invalid and not self._checked:
+            errors = self.check()
+            if errors:
+                raise InputError(_summary(str(self.path), errors), hint=_HINT)
+            self._checked = True
+        return self.total
 
     def _contacts(self) -> Iterator[Contact]:
         name = str(self.path)
-        if not self.skip_invalid:
-            errors = self.check()
-            if errors:
-                raise InputError(_summary(name, errors), hint=_HINT)
+        self.prepare()
         seen: dict[str, int] = {}
         for record in open_records(self.path, self.fmt):
             result = _to_contact(record, seen, name)

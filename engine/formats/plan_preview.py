@@ -1,0 +1,146 @@
+"""`cadence preview`: every step as one contact will see it (emails) or a rep will (tasks).
+
+Follow-ups show the quoted previous email (always the template rendering, R3); email
+tasks show the compose view and prefilled Gmail, Outlook and mailto links (R6). When the
+launch can be planned, each step shows its due time and the quote its date.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from engine.contacts import Contact, read_contacts
+from engine.errors import UsageError
+from engine.messages import (
+    PREVIEW_UNSUBSCRIBE_URL,
+    compose_links,
+    render_email,
+    render_task_text,
+)
+from engine.model import Cadence
+from engine.plan import Action, DependencyKind
+from engine.schedule import ContactSchedule, Slot, action_of
+
+SAMPLE_FIELDS = {
+    "email": "alex.morgan@example.com",
+    "first_name": "Alex",
+    "last_name": "Morgan",
+    "company": "Example Corp",
+    "title": "Head of Platform",
+    "phone": "+1 555 0100",
+    "linkedin_url": "https://www.linkedin.com/in/alex-morgan-example",
+}
+RULE = "─" * 72
+
+
+def sample_contact(cadence: Cadence) -> Contact:
+    """A built-in contact; fields the cadence declares get a visible `[field]` value."""
+    fields = dict(SAMPLE_FIELDS)
+    for name in cadence.contact_fields:
+        fields.setdefault(name, f"[{name}]")
+    return Contact(fields["email"], fields, None, 0)
+
+
+def find_contact(path: Path, email: str, *, fmt: str | None = None) -> Contact:
+    """The contact with address `email` (any case); bad rows elsewhere do not matter here."""
+    wanted = email.strip().lower()
+    for contact in read_contacts(path, skip_invalid=True, fmt=fmt):
+        if contact.email.lower() == wanted:
+            return contact
+    raise UsageError(f"no contact {email!r} in {path}", hint="check --contact against the list")
+
+
+def _schedule(
+    cadence: Cadence, contact: Contact, start: str, send_at: str | None, now: datetime
+) -> ContactSchedule | None:
+    from engine.compiler import Scheduler, parse_launch
+
+    try:
+        return Scheduler(cadence, parse_launch(cadence, start, send_at, now=now)).schedule(contact)
+    except UsageError as exc:
+        if "choose_at_launch" in exc.message:  # a preview is still useful without dates
+            return None
+        raise
+
+
+def _when(slot: Slot | None) -> str:
+    if slot is None:
+        return "time chosen at launch (pass --send-at to see dates)"
+    text = slot.due_local.strftime("%a %Y-%m-%d %H:%M %Z")
+    return text + (f" (moved: {slot.moved})" if slot.moved else "")
+
+
+def _holds(slot: Slot | None) -> list[str]:
+    if slot is None:
+        return []
+    out = []
+    for dep in slot.depends_on:
+        if dep.kind is DependencyKind.TASK:
+            out.append(f"Held until task {dep.step_id} is done or skipped.")
+        else:
+            out.append(f"Sent at the time of day {dep.step_id} is actually sent (R4).")
+    return out
+
+
+def render_preview(
+    cadence: Cadence, contact: Contact, *, start: str, send_at: str | None, now: datetime
+) -> str:
+    schedule = _schedule(cadence, contact, start, send_at, now)
+    slots = {s.step.id: s for s in schedule.slots} if schedule else {}
+    name = " ".join(
+        p for p in (contact.fields.get("first_name"), contact.fields.get("last_name")) if p
+    )
+    to = f"{name} <{contact.email}>" if name else contact.email
+    sender = f"{cadence.sender.name} <{cadence.sender.email}>"
+    zone = schedule.zone if schedule else "zone decided at launch"
+    out = [f"Preview: {cadence.name}", f"Contact: {to} ({zone})", ""]
+    total = len(cadence.steps)
+    for step in cadence.steps:
+        slot = slots.get(step.id)
+        action = action_of(step)
+        out += [
+            RULE,
+            f"Step {step.index + 1}/{total} · {step.id} · day {step.day} · {action}",
+            f"Due: {_when(slot)}",
+            *_holds(slot),
+        ]
+        if step.email is None:
+            task = render_task_text(cadence, step, contact)
+            out += [f"Task: {task.title}"]
+            if task.notes:
+                out += ["Notes:", *(f"  {line}" for line in task.notes.splitlines())]
+            out.append("")
+            continue
+        previous = cadence.previous_email(step)
+        prev_slot = slots.get(previous.id) if previous is not None else None
+        sent_at = (
+            prev_slot.due_local
+            if prev_slot is not None
+            and prev_slot.action is Action.SEND_EMAIL
+            and all(d.kind is not DependencyKind.SENT_TIME for d in prev_slot.depends_on)
+            else None
+        )
+        email = render_email(
+            cadence,
+            step,
+            contact,
+            unsubscribe_url=PREVIEW_UNSUBSCRIBE_URL,
+            previous_sent_at=sent_at,
+        )
+        if action is Action.EMAIL_TASK:
+            out.append("Email task: compose view (the rep may edit, then send or schedule)")
+        out += [f"From: {sender}", f"To: {to}", f"Subject: {email.subject}"]
+        if email.thread_step_id:
+            out.append(f"In reply to: step {email.thread_step_id} (same thread)")
+        out += ["", email.text.rstrip("\n"), ""]
+        if action is Action.EMAIL_TASK:
+            links = compose_links(contact.email, email.subject, email.text)
+            out += [
+                "Open a prefilled compose window:",
+                f"  Gmail:   {links['gmail']}",
+                f"  Outlook: {links['outlook']}",
+                f"  mailto:  {links['mailto']}",
+                "",
+            ]
+    return "\n".join(out)

@@ -1,0 +1,180 @@
+"""`cadence plan` end to end through click, on the example cadences and contacts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli import PLAN_FORMATS, cadence
+from engine.compiler import Launch, compile_plan, parse_launch
+from engine.contacts import Contact, read_contacts
+from engine.formats.plan_formats import FORMATS
+from engine.validate import load_cadence
+from engine.when import SendAt
+
+from .conftest import CADENCES
+
+CONTACTS = CADENCES / "contacts.csv"
+CASES = Path(__file__).parent / "cases"
+START = ["--start", "2026-03-06T07:00", "--send-at", "09:30"]
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cadence, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_format_choice_is_the_registry() -> None:
+    assert tuple(FORMATS) == PLAN_FORMATS
+
+
+@pytest.mark.parametrize("fmt", PLAN_FORMATS)
+@pytest.mark.parametrize("render", [False, True], ids=["plain", "render"])
+def test_same_inputs_give_byte_identical_output(fmt: str, render: bool) -> None:
+    args = ["plan", str(CADENCES / "heads-of-platform.yaml"), "--contacts", str(CONTACTS)]
+    args += [*START, "-f", fmt] + (["--render"] if render else [])
+    first, second = run(*args), run(*args)
+    assert first[0] == 0, first[2]
+    assert first == second
+    assert first[1]
+
+
+def test_jsonl_fast_path_equals_the_planned_rows(example_cadence_path: Path) -> None:
+    code, out, _ = run(
+        "plan",
+        str(example_cadence_path),
+        "--contacts",
+        str(CONTACTS),
+        *START,
+        "-f",
+        "jsonl",
+        "--render",
+    )
+    assert code == 0
+    cad = load_cadence(example_cadence_path)
+    launch = parse_launch(cad, "2026-03-06T07:00", "09:30", now=datetime.now(UTC))
+    rows = compile_plan(cad, read_contacts(CONTACTS), launch, render=True)
+    expected = "".join(json.dumps(r.as_dict(), ensure_ascii=False) + "\n" for r in rows)
+    assert out == expected
+    assert len(out.splitlines()) == 28 * 7
+
+
+def test_table_rows_show_the_hand_checked_first_contact(example_cadence_path: Path) -> None:
+    code, out, _ = run("plan", str(example_cadence_path), "--contacts", str(CONTACTS), *START)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["CONTACT", "DAY", "STEP", "ACTION"]
+    # Launch Fri 6 Mar 07:00 Amsterdam = 01:00 New York; --send-at 09:30 in each zone.
+    assert lines[1].split() == [
+        "ava.nakamura@northwind.example",
+        "1",
+        "intro",
+        "send",
+        "email",
+        "Fri",
+        "2026-03-06",
+        "09:30",
+        "America/New_York",
+        "2026-03-06",
+        "14:30Z",
+    ]
+    assert "after task call-1  reply to bump" in lines[4]
+    assert len(lines) == 1 + 28 * 7
+
+
+def test_csv_and_json_formats_parse() -> None:
+    args = ["plan", str(CADENCES / "event-follow-up.yaml"), "--contacts", str(CONTACTS), *START]
+    code, out, _ = run(*args, "-f", "csv")
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and len(table) == 28 * 5
+    assert table[1]["thread"] == "thanks"
+    code, out, _ = run(*args, "-f", "json")
+    doc = json.loads(out)
+    assert doc["start"] == "2026-03-06T06:00:00Z" and doc["send_at"] == "09:30"
+    assert len(doc["rows"]) == 28 * 5
+
+
+def test_markdown_is_a_table() -> None:
+    args = ["plan", str(CADENCES / "event-follow-up.yaml"), "--contacts", str(CONTACTS), *START]
+    code, out, _ = run(*args, "-f", "markdown")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[2].startswith("| Contact | Day |") and lines[3].startswith("|---|")
+    assert all(line.count(" | ") == 8 for line in lines[4:])
+
+
+def test_choose_at_launch_without_send_at_is_exit_2(example_cadence_path: Path) -> None:
+    code, out, err = run("plan", str(example_cadence_path), "--contacts", str(CONTACTS))
+    assert code == 2 and out == ""
+    assert "step 'intro' is sent at a time chosen at launch" in err and "--send-at" in err
+
+
+def test_bad_start_is_exit_2(example_cadence_path: Path) -> None:
+    code, _, err = run(
+        "plan", str(example_cadence_path), "--contacts", str(CONTACTS), "--start", "soon"
+    )
+    assert code == 2 and "--start 'soon' is not a valid WHEN" in err
+
+
+def test_bad_contact_rows_fail_before_any_output(example_cadence_path: Path) -> None:
+    bad = CASES / "contacts" / "bad-rows.csv"
+    code, out, err = run("plan", str(example_cadence_path), "--contacts", str(bad), *START)
+    assert code == 1 and out == ""
+    assert f"{bad}: 5 bad rows" in err and "Traceback" not in err
+
+
+def test_skip_invalid_plans_the_rest_and_reports(example_cadence_path: Path) -> None:
+    bad = CASES / "contacts" / "bad-rows.csv"
+    code, out, err = run(
+        "plan",
+        str(example_cadence_path),
+        "--contacts",
+        str(bad),
+        *START,
+        "--skip-invalid",
+        "-f",
+        "jsonl",
+    )
+    assert code == 0
+    assert {json.loads(x)["contact"] for x in out.splitlines()} == {
+        "ava@northwind.example",
+        "eve@soylent.example",
+    }
+    assert f"skipped {bad}:3: row 2, column email" in err
+    assert "skipped 5 bad rows; planned 2" in err
+
+
+def test_mermaid_plan_is_a_gantt_on_real_dates() -> None:
+    code, out, _ = run(
+        "plan",
+        str(CADENCES / "event-follow-up.yaml"),
+        "--contacts",
+        str(CONTACTS),
+        *START,
+        "-f",
+        "mermaid",
+    )
+    assert code == 0
+    assert out.startswith("```mermaid\ngantt\n")
+    assert ":s1, 2026-03-06, 1d" in out and "excludes weekends" in out
+
+
+def test_compile_plan_is_lazy_over_contacts(example_cadence_path: Path) -> None:
+    cad = load_cadence(example_cadence_path)
+
+    def endless() -> Iterator[Contact]:
+        n = 0
+        while True:
+            n += 1
+            yield Contact(f"p{n}@example.com", {"email": f"p{n}@example.com"}, None, n)
+
+    launch = Launch(datetime(2026, 3, 6, tzinfo=UTC), SendAt(time_of_day=time(15, 0)))
+    rows = compile_plan(cad, endless(), launch)
+    assert next(rows).contact == "p1@example.com"
