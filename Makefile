@@ -15,8 +15,8 @@ demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine schemas cli.py tests bench
-	$(BIN)/ruff format --check engine schemas cli.py tests bench
+	$(BIN)/ruff check engine schemas cli.py tests $(wildcard bench/*)
+	$(BIN)/ruff format --check engine schemas cli.py tests $(wildcard bench/*)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict engine cli.py
