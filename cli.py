@@ -116,6 +116,464 @@ def fmt_command(paths: tuple[str, ...], check: bool) -> int:
     return 1 if check and changed else 0
 
 
+# --- runner: launch, run, tasks, event, status, resolve ---
+# Thin wrappers over engine.launch / runner / tasks / signals / status. Every command that
+# touches state takes --db (CADENCE_DB, default ./cadence.db); those that send take
+# --transport (CADENCE_TRANSPORT, default outbox:./outbox).
+
+db_option = click.option(
+    "--db",
+    envvar="CADENCE_DB",
+    default="./cadence.db",
+    show_default=True,
+    help="State store: a SQLite file (env CADENCE_DB).",
+)
+transport_option = click.option(
+    "--transport",
+    envvar="CADENCE_TRANSPORT",
+    default="outbox:./outbox",
+    show_default=True,
+    help="outbox:DIR, smtp://host:port (STARTTLS) or smtps://host:port (env CADENCE_TRANSPORT).",
+)
+now_option = click.option(
+    "--now",
+    "now_text",
+    default=None,
+    metavar="WHEN",
+    help="Pretend it is WHEN (demos, tests, back-fills). Naive times are UTC.",
+)
+
+
+def _now(text: str | None) -> Any:
+    from datetime import UTC, datetime
+
+    from engine.when import parse_when
+
+    real = datetime.now(UTC)
+    return real if text is None else parse_when(text, "UTC", now=real, option="--now")
+
+
+def _progress(label: str) -> Any:
+    import sys
+
+    if not sys.stderr.isatty():
+        return None
+    return lambda n: click.echo(f"\r{label} {n}…", err=True, nl=False)
+
+
+@cadence.command("launch")
+@click.argument("cadence_path", metavar="CADENCE", type=click.Path(dir_okay=False))
+@click.option("--contacts", "contacts_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--start", default="now", show_default=True, metavar="now|WHEN")
+@click.option("--send-at", default=None, metavar="WHEN|HH:MM", help="Send time of day 1's email.")
+@click.option("--skip-invalid", is_flag=True, help="Leave bad contact rows out, enrol the rest.")
+@click.option(
+    "-f", "--format", "output_format", type=click.Choice(["text", "json"]), default="text"
+)
+@db_option
+@now_option
+def launch_command(
+    cadence_path: str,
+    contacts_path: str,
+    start: str,
+    send_at: str | None,
+    skip_invalid: bool,
+    output_format: str,
+    db: str,
+    now_text: str | None,
+) -> int:
+    """Validate, plan and enrol a contact list (all or nothing), pinned to this version."""
+    import json
+    from pathlib import Path
+
+    from engine.launch import launch
+    from engine.store import open_store
+
+    store = open_store(db)
+    try:
+        report = launch(
+            store,
+            Path(cadence_path),
+            Path(contacts_path),
+            now=_now(now_text),
+            start=start,
+            send_at=send_at,
+            skip_invalid=skip_invalid,
+            progress=_progress("enrolling"),
+        )
+    finally:
+        store.close()
+    if output_format == "json":
+        click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+        return 0
+    click.echo(f"{report.cadence} (version {report.cadence_hash}): enrolled {report.enrolled}")
+    for email in report.already_enrolled:
+        click.echo(f"  skipped {email}: already enrolled")
+    for email in report.suppressed:
+        click.echo(f"  skipped {email}: unsubscribed or bounced")
+    for row in report.skipped_rows:
+        click.echo(f"  skipped {row}")
+    return 0
+
+
+@cadence.command("run")
+@click.option("--once", is_flag=True, help="Execute every due step, then exit (system cron, CI).")
+@click.option("--every", "every", default=None, metavar="CRON", help="Keep running on a schedule.")
+@click.option(
+    "--batch",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Emails claimed per transaction; a crash leaves at most one batch unknown.",
+)
+@click.option(
+    "--lease",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds a claimed batch may stay in flight before it counts as crashed.",
+)
+@click.option(
+    "-f", "--format", "output_format", type=click.Choice(["text", "json"]), default="text"
+)
+@db_option
+@transport_option
+@now_option
+def run_command(
+    once: bool,
+    every: str | None,
+    batch: int,
+    lease: float,
+    output_format: str,
+    db: str,
+    transport: str,
+    now_text: str | None,
+) -> int:
+    """Send due emails and open due tasks. Exit 1 while unknown sends await `resolve`."""
+    import json
+    from datetime import datetime
+
+    from engine.errors import UsageError
+    from engine.runner import Clock, Runner, RunOptions, RunReport, check_cron, run_every
+    from engine.store import open_store
+    from engine.transports import parse_transport
+
+    if once == (every is not None):
+        raise UsageError("give exactly one of --once and --every CRON")
+    if every is not None:
+        check_cron(every)
+    clock = Clock(_now(now_text) if now_text else None)
+
+    def show(at: datetime, report: RunReport) -> None:
+        if output_format == "json":
+            click.echo(json.dumps({"at": at.isoformat(), **report.as_dict()}))
+        else:
+            parts = ", ".join(
+                f"{k.replace('_', ' ')} {v}" for k, v in report.as_dict().items() if v
+            )
+            click.echo(f"{at:%Y-%m-%d %H:%M:%S}Z {parts or 'nothing due'}")
+
+    def error(exc: Exception) -> None:
+        click.echo(f"error: {exc}", err=True)
+
+    store = open_store(db)
+    try:
+        runner = Runner(
+            store,
+            parse_transport(transport),
+            clock=clock,
+            options=RunOptions(batch=batch, lease=lease),
+        )
+        if every is not None:
+            run_every(runner, every, show, error)
+            return 0
+        report = runner.run_once()
+        unknown = len(store.unknown_sends())
+    finally:
+        store.close()
+    show(clock.now(), report)
+    if unknown:
+        click.echo(f"{unknown} unknown send(s): see `cadence status`", err=True)
+    return 1 if unknown else 0
+
+
+@cadence.group("tasks")
+def tasks_group() -> None:
+    """The task queue: calls, InMails, custom tasks and email tasks."""
+
+
+TASK_TYPES = {
+    "email": "email task",
+    "call": "call task",
+    "inmail": "inmail task",
+    "custom": "custom task",
+}
+
+
+@tasks_group.command("list")
+@click.option("--cadence", "cadence_name", default=None, help="Only this cadence (its name).")
+@click.option("--type", "task_type", type=click.Choice(sorted(TASK_TYPES)), default=None)
+@click.option("--due", "due", default=None, metavar="WHEN", help="Only tasks due by WHEN.")
+@click.option("--assignee", "--sender", "sender", default=None, help="Only this sender's tasks.")
+@click.option(
+    "-f", "--format", "output_format", type=click.Choice(["table", "json"]), default="table"
+)
+@db_option
+@now_option
+def tasks_list(
+    cadence_name: str | None,
+    task_type: str | None,
+    due: str | None,
+    sender: str | None,
+    output_format: str,
+    db: str,
+    now_text: str | None,
+) -> int:
+    """Open tasks, oldest due first."""
+    import json
+
+    from engine.store import TaskFilter, open_store
+    from engine.tasks import list_tasks
+    from engine.when import parse_when
+
+    due_before = (
+        int(parse_when(due, "UTC", now=_now(now_text), option="--due").timestamp()) if due else None
+    )
+    store = open_store(db)
+    try:
+        views = list_tasks(
+            store,
+            TaskFilter(
+                cadence=cadence_name,
+                action=TASK_TYPES[task_type] if task_type else None,
+                due_before=due_before,
+                sender=sender,
+            ),
+        )
+    finally:
+        store.close()
+    if output_format == "json":
+        click.echo(json.dumps([v.as_dict() for v in views], indent=2, ensure_ascii=False))
+        return 0
+    if not views:
+        click.echo("no open tasks")
+        return 0
+    click.echo(f"{'ID':>6}  {'DUE (UTC)':<17} {'TYPE':<12} {'CONTACT':<34} TITLE")
+    for v in views:
+        click.echo(f"{v.id:>6}  {v.due:%Y-%m-%d %H:%M}  {v.action:<12} {v.contact:<34} {v.title}")
+    return 0
+
+
+@tasks_group.command("show")
+@click.argument("task_id", type=int, metavar="ID")
+@click.option(
+    "-f", "--format", "output_format", type=click.Choice(["text", "json"]), default="text"
+)
+@db_option
+def tasks_show(task_id: int, output_format: str, db: str) -> int:
+    """One task; email tasks as a compose view with Gmail, Outlook and mailto: links."""
+    import json
+
+    from engine.store import open_store
+    from engine.tasks import show_task
+
+    store = open_store(db)
+    try:
+        v = show_task(store, task_id)
+    finally:
+        store.close()
+    if output_format == "json":
+        click.echo(json.dumps(v.as_dict(), indent=2, ensure_ascii=False))
+        return 0
+    click.echo(f"Task {v.id} ({v.action}) — {v.cadence}, step {v.step_id}")
+    click.echo(f"Due:     {v.due:%Y-%m-%d %H:%M} UTC")
+    click.echo(f"Contact: {v.contact}")
+    click.echo(f"Title:   {v.title}")
+    if v.notes:
+        click.echo(f"Notes:   {v.notes}")
+    if v.subject is not None and v.links is not None:
+        click.echo(f"\nTo:      {v.contact}\nSubject: {v.subject}\n\n{v.body}")
+        for name, link in v.links.items():
+            click.echo(f"{name}: {link}")
+    return 0
+
+
+def _finish_task(task_id: int, state: str, db: str, now_text: str | None) -> int:
+    from engine.store import open_store
+    from engine.tasks import complete_task
+
+    store = open_store(db)
+    try:
+        row = complete_task(store, task_id, state, _now(now_text))
+    finally:
+        store.close()
+    click.echo(f"task {row.id} {state}")
+    return 0
+
+
+@tasks_group.command("done")
+@click.argument("task_id", type=int, metavar="ID")
+@db_option
+@now_option
+def tasks_done(task_id: int, db: str, now_text: str | None) -> int:
+    """Mark a task done; a late one shifts the contact's later steps (R5)."""
+    return _finish_task(task_id, "done", db, now_text)
+
+
+@tasks_group.command("skip")
+@click.argument("task_id", type=int, metavar="ID")
+@db_option
+@now_option
+def tasks_skip(task_id: int, db: str, now_text: str | None) -> int:
+    """Skip a task; the contact's campaign moves on."""
+    return _finish_task(task_id, "skipped", db, now_text)
+
+
+@tasks_group.command("send")
+@click.argument("task_id", type=int, metavar="ID")
+@click.option(
+    "--body-file",
+    type=click.File("r", encoding="utf-8"),
+    default=None,
+    help="The text to send (else $EDITOR opens the rendered email).",
+)
+@click.option("--subject", default=None, help="Replace the rendered subject.")
+@click.option("--at", "at", default=None, metavar="WHEN", help="Schedule instead of sending now.")
+@db_option
+@transport_option
+@now_option
+def tasks_send(
+    task_id: int,
+    body_file: Any,
+    subject: str | None,
+    at: str | None,
+    db: str,
+    transport: str,
+    now_text: str | None,
+) -> int:
+    """Send an email task with your edits, now or --at WHEN."""
+    from engine.errors import UsageError
+    from engine.store import open_store
+    from engine.tasks import send_task_email, show_task
+    from engine.transports import parse_transport
+    from engine.when import parse_when
+
+    now = _now(now_text)
+    store = open_store(db)
+    try:
+        v = show_task(store, task_id)
+        if v.body is None:
+            raise UsageError(f"task {task_id} is a {v.action}, not an email task")
+        if body_file is not None:
+            body = body_file.read()
+        else:
+            edited = click.edit(v.body)
+            body = v.body if edited is None else edited
+        when = parse_when(at, "UTC", now=now, option="--at") if at else None
+        row = send_task_email(
+            store,
+            parse_transport(transport),
+            task_id,
+            subject=subject or v.subject or "",
+            body=body,
+            now=now,
+            at=when,
+        )
+    finally:
+        store.close()
+    if row.state == "sent":
+        click.echo(f"task {task_id} sent as {row.message_id}")
+    else:
+        click.echo(f"task {task_id} scheduled for {when:%Y-%m-%d %H:%M} UTC")
+    return 0
+
+
+@cadence.command("event")
+@click.argument("kind", type=click.Choice(["reply", "bounce", "unsubscribe"]))
+@click.option("--contact", "email", required=True, metavar="EMAIL")
+@click.option("--cadence", "cadence_name", default=None, help="Only this cadence (replies).")
+@db_option
+@now_option
+def event_command(
+    kind: str, email: str, cadence_name: str | None, db: str, now_text: str | None
+) -> int:
+    """Record a reply, bounce or unsubscribe (idempotent); stops later steps."""
+    from engine.signals import record
+    from engine.store import SignalKind, open_store
+
+    store = open_store(db)
+    try:
+        result = record(store, SignalKind(kind), email, cadence=cadence_name, now=_now(now_text))
+    finally:
+        store.close()
+    note = "" if result.new else " (already recorded)"
+    click.echo(
+        f"{kind} for {email}{note}: {len(result.ended)} enrolment(s) ended, "
+        f"{result.cancelled_steps} step(s) cancelled"
+    )
+    return 0
+
+
+@cadence.command("status")
+@click.option(
+    "-f", "--format", "output_format", type=click.Choice(["text", "json"]), default="text"
+)
+@db_option
+@now_option
+def status_command(output_format: str, db: str, now_text: str | None) -> int:
+    """Per cadence and version: enrolments, sends, tasks. Exit 1 when unknown sends exist."""
+    import json
+
+    from engine.status import status
+    from engine.store import open_store
+
+    store = open_store(db)
+    try:
+        report = status(store, _now(now_text))
+    finally:
+        store.close()
+    if output_format == "json":
+        click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        for v in report.versions:
+            finished = ", ".join(f"{k} {n}" for k, n in v.finished.items())
+            click.echo(f"{v.cadence_name} @ {v.cadence_hash}")
+            click.echo(
+                f"  enrolled {v.enrolled}, active {v.active}, finished: {finished}\n"
+                f"  sent {v.sent}, due {v.due}, open tasks {v.open_tasks}"
+            )
+        if not report.versions:
+            click.echo("nothing launched yet")
+        for u in report.unknown:
+            click.echo(
+                f"UNKNOWN send {u.key}: {u.contact} step {u.step_id} {u.message_id} "
+                f"({u.reason}) — settle with `cadence resolve {u.key} --sent|--resend`"
+            )
+    return 1 if report.unknown else 0
+
+
+@cadence.command("resolve")
+@click.argument("key", metavar="KEY")
+@click.option("--sent", "outcome", flag_value="sent", help="It was delivered: record it sent.")
+@click.option("--resend", "outcome", flag_value="resend", help="Send it again (same Message-ID).")
+@db_option
+def resolve_command(key: str, outcome: str | None, db: str) -> int:
+    """Settle an unknown send shown by `cadence status`."""
+    from engine.errors import UsageError
+    from engine.status import resolve
+    from engine.store import open_store
+
+    if outcome is None:
+        raise UsageError("give --sent or --resend")
+    store = open_store(db)
+    try:
+        u = resolve(store, key, sent=outcome == "sent")
+    finally:
+        store.close()
+    click.echo(f"send {u.key} ({u.message_id}) resolved: {outcome}")
+    return 0
+
+
 # --- plans: plan, preview, diff ---
 # The compiler is engine.compiler; reporters live in engine/formats/plan_*.py. Keep this
 # tuple equal to engine.formats.plan_formats.FORMATS (a test checks): importing the

@@ -715,10 +715,12 @@ class SqliteStore:
                 )
             else:
                 # Same row, same Message-ID: a receiving server that did get it can dedupe.
+                # Its due time is kept: it was due when first claimed, so the next run
+                # (whatever its --now) sends it.
                 db.execute(
-                    "UPDATE step_runs SET state = 'planned', due_utc = ?, fence = NULL, "
+                    "UPDATE step_runs SET state = 'planned', fence = NULL, "
                     "lease_until = NULL WHERE id = ?",
-                    (now, step_run_id),
+                    (step_run_id,),
                 )
             detail = "sent" if sent else "resend"
             db.execute(_EVENT, (now, "resolved", row.email, row.enrolment_id, row.id, detail))

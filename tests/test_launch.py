@@ -1,0 +1,90 @@
+"""`cadence launch`: all or nothing, no doubles, suppression, pinned versions."""
+
+from __future__ import annotations
+
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli import cadence
+from engine.store.sqlite import SqliteStore
+from tests.conftest import CADENCES
+from tests.helpers.runner_env import ONE_EMAIL, write_cadence, write_contacts
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cadence, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CADENCE_DB", str(tmp_path / "state.db"))
+    monkeypatch.setenv("CADENCE_TRANSPORT", f"outbox:{tmp_path / 'outbox'}")
+
+
+def test_choose_at_launch_without_send_at_is_a_usage_error(tmp_path: Path) -> None:
+    code, out = _cli(
+        "launch", str(CADENCES / "heads-of-platform.yaml"), "--contacts",
+        str(CADENCES / "contacts.csv"),
+    )  # fmt: skip
+    assert code == 2 and "--send-at" in out
+    assert not (tmp_path / "state.db").exists() or _enrolled(tmp_path) == 0
+
+
+def _enrolled(folder: Path) -> int:
+    with SqliteStore(folder / "state.db") as store:
+        return sum(v.enrolled for v in store.status(0))
+
+
+def test_example_cadence_launches_and_twice_is_not_double(tmp_path: Path) -> None:
+    args = (
+        "launch", str(CADENCES / "heads-of-platform.yaml"), "--contacts",
+        str(CADENCES / "contacts.csv"), "--send-at", "09:00",
+    )  # fmt: skip
+    code, out = _cli(*args)
+    assert code == 0 and "enrolled 28" in out
+    code, out = _cli(*args)
+    assert code == 0 and "enrolled 0" in out
+    assert out.count("already enrolled") == 28
+    assert _enrolled(tmp_path) == 28
+
+
+def test_bad_rows_enrol_nobody_unless_skip_invalid(tmp_path: Path) -> None:
+    contacts = write_contacts(tmp_path, 3)
+    contacts.write_text(contacts.read_text() + "not-an-address,X,Y\n")
+    path = write_cadence(tmp_path)
+    code, out = _cli("launch", str(path), "--contacts", str(contacts))
+    assert code == 1 and "row 4" in out
+    assert _enrolled(tmp_path) == 0
+    code, out = _cli("launch", str(path), "--contacts", str(contacts), "--skip-invalid")
+    assert code == 0 and "enrolled 3" in out and "not an email address" in out
+
+
+def test_enrolments_keep_their_version_after_the_file_changes(tmp_path: Path) -> None:
+    path = write_cadence(tmp_path)
+    contacts = write_contacts(tmp_path, 1)
+    code, _ = _cli(
+        "launch", str(path), "--contacts", str(contacts), "--start", "2026-03-02T08:00Z",
+        "--now", "2026-03-02T08:00Z",
+    )  # fmt: skip
+    assert code == 0
+    path.write_text(ONE_EMAIL.replace("Hello {{", "Changed {{"))
+    code, _ = _cli("run", "--once", "--now", "2026-03-02T10:00Z")
+    assert code == 0
+    (eml,) = (tmp_path / "outbox").iterdir()
+    msg = message_from_bytes(eml.read_bytes(), policy=policy.default)
+    assert msg["Subject"] == "Hello P0"
+    with SqliteStore(tmp_path / "state.db") as store:
+        (version,) = store.versions()
+        assert "Hello {{" in store.version(version)[1]
+
+
+def test_bad_when_is_a_usage_error(tmp_path: Path) -> None:
+    code, out = _cli(
+        "launch", str(write_cadence(tmp_path)), "--contacts", str(write_contacts(tmp_path, 1)),
+        "--start", "next tuesday",
+    )  # fmt: skip
+    assert code == 2 and "--start" in out

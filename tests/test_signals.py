@@ -1,0 +1,108 @@
+"""Signals win: a reply, bounce or unsubscribe stops later steps, even mid-run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from cli import cadence
+from engine.launch import launch
+from engine.runner import Clock, Runner, RunOptions
+from engine.signals import record
+from engine.store import SignalKind
+from engine.store.sqlite import SqliteStore
+from engine.transports import Envelope
+from engine.transports.outbox import OutboxTransport
+from tests.helpers.runner_env import write_cadence, write_contacts
+
+THREE = """\
+cadence: 1
+name: Three
+sender: {name: Dana Reyes, email: dana@acme.example}
+settings: {skip_weekends: false, default_timezone: UTC, on_reply: {end: true, mark_success: true}}
+templates:
+  t: {subject: "Hello", body: "Body\\n"}
+steps:
+  - {id: a, day: 1, email: {template: t, send: {at: "09:00"}}}
+  - {id: b, day: 2, email: {template: t, send: {at: "09:00"}}}
+  - {id: c, day: 3, email: {template: t, send: {at: "09:00"}}}
+"""
+NOW = datetime(2026, 3, 2, 8, tzinfo=UTC)
+LATER = datetime(2026, 3, 9, 10, tzinfo=UTC)  # every step is overdue
+
+
+class ReplyOnFirstSend(OutboxTransport):
+    """Delivers, and the first time records a reply through another connection."""
+
+    def __init__(self, folder: Path, db: Path, who: str) -> None:
+        super().__init__(folder)
+        self.db, self.who, self.sent = db, who, []  # type: ignore[var-annotated]
+
+    def send(self, envelope: Envelope, data: bytes) -> str:
+        answer = super().send(envelope, data)
+        self.sent.append(envelope.recipient)
+        if len(self.sent) == 1:
+            with SqliteStore(self.db) as other:
+                record(other, SignalKind.REPLY, self.who, cadence=None, now=LATER)
+        return answer
+
+
+def _setup(tmp_path: Path, contacts: int) -> SqliteStore:
+    store = SqliteStore(tmp_path / "state.db")
+    launch(
+        store,
+        write_cadence(tmp_path, THREE),
+        write_contacts(tmp_path, contacts),
+        now=NOW,
+        start="2026-03-02T08:00Z",
+    )
+    return store
+
+
+def test_reply_during_a_run_stops_every_later_step(tmp_path: Path) -> None:
+    with _setup(tmp_path, 1) as store:
+        transport = ReplyOnFirstSend(tmp_path / "out", tmp_path / "state.db", "person0@example.com")
+        report = Runner(store, transport, clock=Clock(LATER)).run_once()
+        assert transport.sent == ["person0@example.com"]  # a only; b and c never
+        assert report.sent == 1
+        states = [r.state for r in store.step_runs(1)]
+        assert states == ["sent", "cancelled", "cancelled"]
+        (status,) = store.status(int(LATER.timestamp()))
+        assert status.finished["replied"] == 1
+
+
+def test_reply_recorded_after_sending_commit_is_caught_before_the_transport(
+    tmp_path: Path,
+) -> None:
+    # Both contacts' first emails are in one batch; the reply for the second arrives while
+    # the first is being delivered — after `sending` was committed for both.
+    with _setup(tmp_path, 2) as store:
+        transport = ReplyOnFirstSend(tmp_path / "out", tmp_path / "state.db", "person1@example.com")
+        Runner(store, transport, clock=Clock(LATER), options=RunOptions(batch=10)).run_once()
+        assert "person1@example.com" not in transport.sent
+        assert [r.state for r in store.step_runs(2)] == ["cancelled"] * 3
+
+
+def test_unsubscribe_suppresses_everywhere_and_events_are_idempotent(
+    tmp_path: Path, monkeypatch: object
+) -> None:
+    db = tmp_path / "state.db"
+    _setup(tmp_path, 2).close()
+    runner = CliRunner()
+    args = ["event", "unsubscribe", "--contact", "PERSON0@example.com", "--db", str(db)]
+    first = runner.invoke(cadence, args)
+    assert first.exit_code == 0 and "1 enrolment(s) ended" in first.output
+    second = runner.invoke(cadence, args)
+    assert "already recorded" in second.output
+    with SqliteStore(db) as store:
+        assert store.step_runs(1)[0].state == "cancelled"
+        again = launch(
+            store,
+            write_cadence(tmp_path, THREE.replace("name: Three", "name: Other")),
+            write_contacts(tmp_path, 2),
+            now=NOW,
+        )
+        assert again.suppressed == ("person0@example.com",)
+        assert again.enrolled == 1

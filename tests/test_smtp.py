@@ -1,0 +1,181 @@
+"""End to end against a real SMTP server (aiosmtpd, STARTTLS + AUTH on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli import cadence
+from engine.store.sqlite import SqliteStore
+from engine.transports import TemporaryFailure
+from engine.transports.smtp import SmtpSettings, SmtpTransport
+from tests.helpers.runner_env import write_cadence
+from tests.helpers.smtp_server import SmtpServer, serve
+
+THREAD = """\
+cadence: 1
+name: Threads
+sender: {name: Dana Reyes, email: dana@acme.example}
+settings: {skip_weekends: false, default_timezone: UTC}
+templates:
+  intro:
+    subject: "{{ contact.company }} and on-call"
+    body: |
+      Hi {{ contact.first_name }},
+      intro text for {{ contact.company }}.
+      Unsubscribe: {{ unsubscribe_url }}
+  bump:
+    body: |
+      Bumping this.
+  last:
+    body: |
+      Last one.
+steps:
+  - {id: intro, day: 1, email: {template: intro, send: {at: "09:00"}}}
+  - {id: bump, day: 2, email: {template: bump, send: {at: "09:00"}, follow_up: true}}
+  - {id: last, day: 3, email: {template: last, send: {at: "09:00"}, follow_up: true}}
+"""
+
+
+@pytest.fixture(scope="module")
+def smtp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpServer]:
+    yield from serve(tmp_path_factory.mktemp("smtp"))
+
+
+@pytest.fixture
+def env(smtp: SmtpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    smtp.recorder.received.clear()
+    smtp.recorder.reject.clear()
+    for key, value in smtp.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CADENCE_DB", str(tmp_path / "state.db"))
+    monkeypatch.setenv("CADENCE_UNSUBSCRIBE_URL", "https://acme.example/u/")
+    return tmp_path
+
+
+def _invoke(*args: str) -> str:
+    result = CliRunner().invoke(cadence, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _launch(folder: Path, rows: list[str]) -> None:
+    path = write_cadence(folder, THREAD)
+    contacts = folder / "contacts.csv"
+    contacts.write_text("email,first_name,company\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    _invoke(
+        "launch", str(path), "--contacts", str(contacts), "--start", "2026-03-02T08:00Z",
+        "--now", "2026-03-02T08:00Z",
+    )  # fmt: skip
+
+
+def test_thread_headers_quoting_and_unsubscribe(env: Path, smtp: SmtpServer) -> None:
+    _launch(env, ["ava@northwind.example,Ava,Northwind"])
+    for day in ("2026-03-02", "2026-03-03", "2026-03-04"):
+        _invoke("run", "--once", "--now", f"{day}T10:00Z")
+    got = [r.message for r in smtp.recorder.received]
+    assert [m["Subject"] for m in got] == ["Northwind and on-call"] + [
+        "Re: Northwind and on-call"
+    ] * 2
+    assert all(r.rcpt_tos == ["ava@northwind.example"] for r in smtp.recorder.received)
+    assert all(r.mail_from == "dana@acme.example" for r in smtp.recorder.received)
+    intro, bump, last = got
+    assert str(intro["From"]) == "Dana Reyes <dana@acme.example>"
+    assert str(intro["To"]) == "Ava <ava@northwind.example>"
+    assert intro["In-Reply-To"] is None
+    assert bump["In-Reply-To"] == intro["Message-ID"]
+    assert bump["References"] == intro["Message-ID"]
+    assert last["In-Reply-To"] == bump["Message-ID"]
+    assert last["References"].split() == [intro["Message-ID"], bump["Message-ID"]]
+    # R3: the previous email is quoted below the new text.
+    text = bump.get_content()
+    assert text.startswith("Bumping this.")
+    assert "> intro text for Northwind." in text
+    # One-click unsubscribe with the per-enrolment token, and a mailto: fallback.
+    unsub = intro["List-Unsubscribe"]
+    assert unsub.startswith("<https://acme.example/u/") and "mailto:dana@acme.example" in unsub
+    assert intro["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    token = unsub.split("/u/")[1].split(">")[0]
+    assert f"Unsubscribe: https://acme.example/u/{token}" in intro.get_content()
+    # Message-IDs are the deterministic ones the store recorded.
+    with SqliteStore(env / "state.db") as store:
+        ids = {r.message_id for r in store.step_runs(1)}
+    assert {m["Message-ID"] for m in got} == ids
+
+
+def test_rcpt_550_bounces_and_suppresses(env: Path, smtp: SmtpServer) -> None:
+    smtp.recorder.reject.add("gone@globex.example")
+    _launch(env, ["gone@globex.example,Ben,Globex", "ok@globex.example,Ok,Globex"])
+    _invoke("run", "--once", "--now", "2026-03-02T10:00Z")
+    _invoke("run", "--once", "--now", "2026-03-03T10:00Z")
+    assert sorted(r.rcpt_tos[0] for r in smtp.recorder.received) == [
+        "ok@globex.example",
+        "ok@globex.example",
+    ]
+    status = json.loads(_invoke("status", "-f", "json"))
+    assert status["cadences"][0]["finished"]["bounced"] == 1
+    with SqliteStore(env / "state.db") as store:
+        (row,) = [r for r in store.step_runs(1) if r.step_id == "intro"]
+        assert row.state == "failed"
+        assert row.answer is not None and row.answer.startswith("550 5.1.1")
+    # Suppressed for every cadence: a new launch skips the address.
+    _launch(env, ["gone@globex.example,Ben,Globex"])
+
+
+def test_header_injection_from_contact_data_is_impossible(env: Path, smtp: SmtpServer) -> None:
+    evil = '"Evil\r\nBcc: victim@evil.example",Ev\r\nX-Injected: yes'
+    path = env / "contacts.json"
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "email": "eve@evil.example",
+                    "first_name": "Eve\r\nBcc: victim@evil.example",
+                    "company": "Evil\nX-Injected: yes",
+                }
+            ]
+        ),
+        encoding="utf-8",
+    )
+    assert evil  # the same payload as a CSV cell would be quoted; JSON keeps it exact
+    cadence_path = write_cadence(env, THREAD)
+    _invoke(
+        "launch", str(cadence_path), "--contacts", str(path), "--start", "2026-03-02T08:00Z",
+        "--now", "2026-03-02T08:00Z",
+    )  # fmt: skip
+    _invoke("run", "--once", "--now", "2026-03-02T10:00Z")
+    (received,) = smtp.recorder.received
+    assert received.rcpt_tos == ["eve@evil.example"]
+    msg = received.message
+    assert msg["Bcc"] is None and msg["X-Injected"] is None
+    assert msg["Subject"] == "Evil X-Injected: yes and on-call"
+
+
+def test_451_to_rcpt_is_retried_with_backoff(env: Path, smtp: SmtpServer) -> None:
+    smtp.recorder.defer.add("later@northwind.example")
+    _launch(env, ["later@northwind.example,Lou,Northwind"])
+    _invoke("run", "--once", "--now", "2026-03-02T10:00Z")
+    assert smtp.recorder.received == []
+    with SqliteStore(env / "state.db") as store:
+        row = store.step_runs(1)[0]
+    assert (row.state, row.attempts) == ("planned", 1)
+    assert row.answer is not None and row.answer.startswith("451")
+    smtp.recorder.defer.clear()
+    _invoke("run", "--once", "--now", "2026-03-02T10:00:30Z")  # backoff not over yet
+    assert smtp.recorder.received == []
+    _invoke("run", "--once", "--now", "2026-03-02T10:05Z")
+    assert [r.rcpt_tos for r in smtp.recorder.received] == [["later@northwind.example"]]
+
+
+def test_connection_refused_is_a_temporary_failure() -> None:
+    from tests.helpers.smtp_server import free_port
+
+    transport = SmtpTransport(
+        "127.0.0.1", free_port(), implicit_tls=False, settings=SmtpSettings(timeout=2)
+    )
+    with pytest.raises(TemporaryFailure):
+        transport.open()

@@ -1,0 +1,124 @@
+"""`cadence status` / `resolve`, `run` flags, and the outbox and message details."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli import cadence
+from engine.delivery import build_message, message_id
+from engine.model import Cadence
+from tests.helpers.runner_env import ROOT, cadence_cmd, write_cadence, write_contacts
+
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CADENCE_DB", str(tmp_path / "state.db"))
+    monkeypatch.setenv("CADENCE_TRANSPORT", f"outbox:{tmp_path / 'outbox'}")
+
+
+def _cli(*args: str, code: int = 0) -> str:
+    result = CliRunner().invoke(cadence, list(args), catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_status_json_counts(tmp_path: Path) -> None:
+    assert "nothing launched yet" in _cli("status")
+    _cli(
+        "launch", str(write_cadence(tmp_path)), "--contacts", str(write_contacts(tmp_path, 3)),
+        "--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z",
+    )  # fmt: skip
+    before = json.loads(_cli("status", "-f", "json", "--now", "2026-03-02T10:00Z"))
+    (c,) = before["cadences"]
+    assert (c["enrolled"], c["active"], c["due"], c["sent"]) == (3, 3, 3, 0)
+    _cli("run", "--once", "--now", "2026-03-02T10:00Z")
+    after = json.loads(_cli("status", "-f", "json"))
+    (c,) = after["cadences"]
+    assert (c["sent"], c["finished"]["completed"], c["active"]) == (3, 3, 0)
+    assert after["unknown_sends"] == []
+
+
+def test_resolve_needs_an_unknown_send(tmp_path: Path) -> None:
+    _cli("resolve", "1", code=2)
+    _cli("resolve", "abc", "--sent", code=2)
+
+
+def test_run_flags_are_checked() -> None:
+    _cli("run", code=2)
+    _cli("run", "--once", "--every", "* * * * *", code=2)
+    _cli("run", "--every", "every minute", code=2)
+
+
+def test_run_every_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    env = {**os.environ, "CADENCE_DB": str(tmp_path / "state.db")}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "run", "--every", "* * * * *"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+
+
+def test_message_ids_are_deterministic_and_header_safe() -> None:
+    a = message_id("C", "uid-1", "intro", "dana@acme.example")
+    assert a == message_id("C", "uid-1", "intro", "dana@acme.example")
+    assert a != message_id("C", "uid-1", "bump", "dana@acme.example")
+    assert a.endswith("@acme.example>")
+    cadence_ = Cadence.from_data(
+        {
+            "cadence": 1,
+            "name": "C",
+            "sender": {"name": "Dana", "email": "dana@acme.example"},
+            "templates": {},
+            "steps": [],
+        }
+    )
+    out = build_message(
+        cadence=cadence_,
+        to_name="Zoë\r\nBcc: x@evil.example",
+        to_email="zoe@globex.example",
+        subject="Héllo\nX-Evil: 1",
+        text="Grüße\n",
+        msg_id=a,
+        references=[],
+        date=datetime(2026, 3, 2, tzinfo=UTC),
+        unsubscribe="mailto:dana@acme.example?subject=unsubscribe",
+    )
+    head = out.data.split(b"\r\n\r\n", 1)[0]
+    assert b"\nBcc:" not in head and b"\nX-Evil:" not in head
+    assert all(line[:1] in b" \t" or b":" in line for line in head.split(b"\r\n"))
+
+
+def test_outbox_keeps_duplicates_visible(tmp_path: Path) -> None:
+    from engine.transports import Envelope
+    from engine.transports.outbox import OutboxTransport
+
+    box = OutboxTransport(tmp_path / "box")
+    env = Envelope("a@x.example", "b@x.example", "<id1@x.example>")
+    box.send(env, b"one")
+    box.send(env, b"two")
+    box.flush()
+    assert sorted(p.name for p in (tmp_path / "box").iterdir()) == [
+        "id1@x.example.2.eml",
+        "id1@x.example.eml",
+    ]
+
+
+def test_postgres_db_is_a_usage_error() -> None:
+    result = cadence_cmd("status", env={"CADENCE_DB": "postgresql://db/cadence"})
+    assert result.returncode == 2 and "postgresql" in result.stderr

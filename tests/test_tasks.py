@@ -1,0 +1,135 @@
+"""Tasks (R5, R6): an open task holds later steps, late completion shifts them, an email
+task goes out with the rep's edits while the next follow-up quotes the template (R3, R4)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli import cadence
+from engine.store.sqlite import SqliteStore
+from tests.helpers.runner_env import write_cadence
+
+TASKS = """\
+cadence: 1
+name: Tasks
+sender: {name: Dana Reyes, email: dana@acme.example}
+settings: {skip_weekends: false, default_timezone: UTC}
+templates:
+  intro: {subject: "Intro for {{ contact.company }}", body: "Intro body.\\n"}
+  manual: {subject: "Personal note", body: "Template text of the manual email.\\n"}
+  bump: {body: "Bump body.\\n"}
+  final: {subject: "Final", body: "Final body.\\n"}
+steps:
+  - {id: intro, day: 1, email: {template: intro, send: {at: "09:00"}}}
+  - {id: call, day: 2, call: {notes: "Call {{ contact.first_name }}"}}
+  - {id: manual, day: 3, email: {template: manual, send: task}}
+  - {id: bump, day: 4, email: {template: bump, send: same_time_as_previous, follow_up: true}}
+  - {id: final, day: 6, email: {template: final, send: {at: "09:00"}}}
+"""
+
+
+def _cli(*args: str, code: int = 0) -> str:
+    result = CliRunner().invoke(cadence, list(args), catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CADENCE_DB", str(tmp_path / "state.db"))
+    monkeypatch.setenv("CADENCE_TRANSPORT", f"outbox:{tmp_path / 'outbox'}")
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text("email,first_name,company\nava@northwind.example,Ava,Northwind\n")
+    _cli(
+        "launch", str(write_cadence(tmp_path, TASKS)), "--contacts", str(contacts),
+        "--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z",
+    )  # fmt: skip
+    return tmp_path
+
+
+def _rows(world: Path) -> dict[str, tuple[str, datetime]]:
+    with SqliteStore(world / "state.db") as store:
+        return {
+            r.step_id: (r.state, datetime.fromtimestamp(r.due_utc, UTC)) for r in store.step_runs(1)
+        }
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def test_open_task_holds_and_late_completion_shifts(world: Path) -> None:
+    _cli("run", "--once", "--now", "2026-03-03T10:00Z")
+    assert _rows(world)["call"][0] == "open"
+    listed = _cli("tasks", "list", "--type", "call")
+    assert "Call Ava" in listed
+    # Two days later the manual email's day has come, but the open call holds it.
+    _cli("run", "--once", "--now", "2026-03-05T10:00Z")
+    assert _rows(world)["manual"][0] == "planned"
+    call_id = listed.split("\n")[1].split()[0]
+    _cli("tasks", "done", call_id, "--now", "2026-03-05T12:00Z")
+    rows = _rows(world)
+    # Due 03-03, done 03-05: two campaign days late; every later step moves by two.
+    assert rows["manual"][1] == _at("2026-03-06T09:00")
+    assert rows["bump"][1] == _at("2026-03-07T09:00")
+    assert rows["final"][1] == _at("2026-03-09T09:00")
+
+
+def test_email_task_sent_with_edits_and_follow_up_quotes_template(world: Path) -> None:
+    _cli("run", "--once", "--now", "2026-03-03T10:00Z")
+    listed = _cli("tasks", "list")
+    _cli("tasks", "skip", listed.split("\n")[1].split()[0], "--now", "2026-03-03T11:00Z")
+    _cli("run", "--once", "--now", "2026-03-04T10:00Z")
+    listed = _cli("tasks", "list", "--type", "email", "-f", "table")
+    task_id = listed.split("\n")[1].split()[0]
+    shown = _cli("tasks", "show", task_id)
+    assert "Template text of the manual email." in shown
+    assert "https://mail.google.com/mail/?view=cm" in shown
+    assert "https://outlook.office.com/mail/deeplink/compose" in shown
+    assert "mailto:ava@northwind.example?subject=Personal%20note" in shown
+    edit = world / "edit.txt"
+    edit.write_text("Hi Ava, a personal edit only you get.\n")
+    _cli("tasks", "send", task_id, "--body-file", str(edit), "--now", "2026-03-04T15:30Z")
+    # R4: `same_time_as_previous` after a hand-sent email uses its real send time.
+    assert _rows(world)["bump"][1] == _at("2026-03-05T15:30")
+    _cli("run", "--once", "--now", "2026-03-05T16:00Z")
+    messages = {}
+    for path in (world / "outbox").iterdir():
+        msg = message_from_bytes(path.read_bytes(), policy=policy.default)
+        text = msg.get_content()  # type: ignore[attr-defined]
+        messages[str(msg["Subject"])] = text.replace("\r\n", "\n")
+    assert messages["Personal note"] == "Hi Ava, a personal edit only you get.\n"
+    bump = messages["Re: Personal note"]
+    assert "> Template text of the manual email." in bump
+    assert "personal edit" not in bump
+
+
+def test_send_at_schedules_the_email_task(world: Path) -> None:
+    _cli("run", "--once", "--now", "2026-03-03T10:00Z")
+    call_id = _cli("tasks", "list").split("\n")[1].split()[0]
+    _cli("tasks", "skip", call_id, "--now", "2026-03-03T11:00Z")
+    _cli("run", "--once", "--now", "2026-03-04T10:00Z")
+    task_id = _cli("tasks", "list").split("\n")[1].split()[0]
+    edit = world / "edit.txt"
+    edit.write_text("Scheduled text.\n")
+    out = _cli(
+        "tasks", "send", task_id, "--body-file", str(edit), "--at", "2026-03-04T17:00Z",
+        "--now", "2026-03-04T10:30Z",
+    )  # fmt: skip
+    assert "scheduled" in out
+    _cli("run", "--once", "--now", "2026-03-04T16:59Z")
+    assert _rows(world)["manual"][0] == "planned"
+    _cli("run", "--once", "--now", "2026-03-04T17:00Z")
+    assert _rows(world)["manual"][0] == "sent"
+
+
+def test_tasks_json_and_errors(world: Path) -> None:
+    _cli("run", "--once", "--now", "2026-03-03T10:00Z")
+    assert '"type": "call task"' in _cli("tasks", "list", "-f", "json")
+    assert "no open tasks" in _cli("tasks", "list", "--cadence", "Other")
+    _cli("tasks", "done", "9999", code=2)
