@@ -29,6 +29,7 @@ from ruamel.yaml.constructor import (
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 
+from engine import yaml_events
 from engine.errors import InputError
 from engine.rules import Path, yaml_rules
 
@@ -104,6 +105,12 @@ def load_data(path: PathLike) -> Any:
 
 def parse(text: str) -> Any:
     """Plain data (dicts, lists, str, int, float, bool, None) or a LoadProblem."""
+    try:
+        fast = yaml_events.load(text)
+    except yaml_events.Unsupported:
+        fast = None
+    if isinstance(fast, dict):
+        return fast  # the common clean file: no node graph, no copy needed
     try:
         data = _safe_yaml().load(text)
     except DuplicateKeyError as exc:

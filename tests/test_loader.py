@@ -119,3 +119,45 @@ def test_positions_point_into_a_block_scalar(example_cadence_path: Path) -> None
 def test_examples_parse_to_plain_data() -> None:
     for path in CADENCES.glob("*.yaml"):
         assert isinstance(parse(path.read_text(encoding="utf-8")), dict)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.text(max_size=200), YAML_SHAPED.map(lambda d: _dump(d))))
+def test_fast_path_agrees_with_the_full_safe_loader(text: str) -> None:
+    from engine import yaml_events
+    from engine.loader import _safe_yaml, plain
+
+    try:
+        fast = yaml_events.load(text)
+    except yaml_events.Unsupported:
+        return
+    assert fast == plain(_safe_yaml().load(text))
+
+
+def _dump(data: Any) -> str:
+    from io import StringIO
+
+    from ruamel.yaml import YAML
+
+    stream = StringIO()
+    YAML(typ="safe", pure=True).dump(data, stream)
+    return stream.getvalue()
+
+
+def test_fast_path_is_taken_for_the_examples_and_refuses_aliases() -> None:
+    from engine import yaml_events
+
+    for path in CADENCES.glob("*.yaml"):
+        assert isinstance(yaml_events.load(path.read_text(encoding="utf-8")), dict)
+    for text in (
+        "a: &x 1\nb: *x\n",
+        "a: 1\na: 2\n",
+        "a: !!str 1\n",
+        "1: x\n",
+        "%YAML 1.1\n---\na: 1\n",
+    ):
+        try:
+            yaml_events.load(text)
+        except yaml_events.Unsupported:
+            continue
+        raise AssertionError(f"fast path accepted {text!r}")
