@@ -85,3 +85,23 @@ def test_unreadable_file_is_a_finding(tmp_path: Path) -> None:
     folder.mkdir()
     _, findings, _ = validate_path(folder)
     assert [(f.line, f.rule) for f in findings] == [(1, "file/unreadable")]
+
+
+README = ROOT / "README.md"
+
+
+def test_readme_rule_table_is_generated_from_the_catalogue() -> None:
+    from engine.rules import markdown_table
+
+    text = README.read_text(encoding="utf-8")
+    table = text.split("<!-- rules:start -->\n", 1)[1].split("<!-- rules:end -->", 1)[0]
+    assert table == markdown_table()
+
+
+def test_readme_example_cadence_is_valid(tmp_path: Path) -> None:
+    text = README.read_text(encoding="utf-8")
+    example = text.split("### A complete example\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "example.yaml"
+    path.write_text(example, encoding="utf-8")
+    _, findings, _ = validate_path(path)
+    assert [f.render() for f in findings] == []

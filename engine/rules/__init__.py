@@ -97,3 +97,12 @@ def catalogue() -> dict[str, Rule]:
     for name in CADENCE_RULE_MODULES:
         _module(name)
     return dict(sorted(RULES.items()))
+
+
+def markdown_table() -> str:
+    """The README's rule table, generated from the catalogue (`python -m engine.rules`)."""
+    rows = ["| rule | severity | what it means |", "| --- | --- | --- |"]
+    for r in catalogue().values():
+        summary = r.summary.replace("|", "\\|")
+        rows.append(f"| `{r.id}` | {r.severity} | {summary} |")
+    return "\n".join(rows) + "\n"
