@@ -17,6 +17,7 @@ from datetime import datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
+from typing import Any
 
 from engine.model import Cadence, Step
 from engine.schedule import thread_of
@@ -26,7 +27,26 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
 _MAX_HEADER = 78
 _POLICY = policy.SMTP
-_CONTENT_TYPE = _POLICY.header_factory("Content-Type", 'text/plain; charset="utf-8"')
+
+
+def _constant(name: str, value: str) -> Any:
+    """A header parsed and folded once, for headers every message shares.
+
+    The generator reads Content-Type and Content-Transfer-Encoding back from the message
+    (parsing a raw string each time) and refolds header objects on every message; a
+    constant header object answers both from what was computed here.
+    """
+    header = _POLICY.header_factory(name, value)
+    folded = header.fold(policy=_POLICY)
+    cls = type(f"Constant{type(header).__name__}", (type(header),), {})
+    cls.fold = lambda self, *, policy: folded
+    return cls(name, value)
+
+
+_MIME_VERSION = _constant("MIME-Version", "1.0")
+_CONTENT_TYPE = _constant("Content-Type", 'text/plain; charset="utf-8"')
+_SEVEN_BIT = _constant("Content-Transfer-Encoding", "7bit")
+_ONE_CLICK = _constant("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,20 +118,25 @@ def build_message(
     msg.set_raw("Date", format_datetime(date))
     msg.set_raw("Message-ID", msg_id)
     if references:
+        # Message-IDs are ours (hex@domain): safe to write raw, one per folded line.
         msg.set_raw("In-Reply-To", references[-1])
-        msg["References"] = " ".join(references)
+        msg.set_raw("References", "\r\n ".join(references))
     unsub = [f"<{clean(unsubscribe)}>"]
     if not unsubscribe.startswith("mailto:"):
         unsub.append(f"<mailto:{cadence.sender.email}?subject=unsubscribe>")
         # RFC 8058 one-click needs an HTTPS URI to POST to.
-        msg.set_raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
-    msg["List-Unsubscribe"] = ", ".join(unsub)
+        msg.set_raw("List-Unsubscribe-Post", _ONE_CLICK)
+    if all(_PRINTABLE_ASCII.match(u) and len(u) < _MAX_HEADER - 20 for u in unsub):
+        msg.set_raw("List-Unsubscribe", ",\r\n ".join(unsub))
+    else:
+        msg["List-Unsubscribe"] = ", ".join(unsub)
     if _PRINTABLE_ASCII.match(text.replace("\n", "")) and all(
         len(line) <= 900 for line in text.split("\n")
     ):
-        msg.set_raw("MIME-Version", "1.0")
-        msg["Content-Type"] = _CONTENT_TYPE
-        msg.set_raw("Content-Transfer-Encoding", "7bit")
+        # set_raw keeps the header objects as they are (no registry lookup, no reparse).
+        msg.set_raw("MIME-Version", _MIME_VERSION)
+        msg.set_raw("Content-Type", _CONTENT_TYPE)
+        msg.set_raw("Content-Transfer-Encoding", _SEVEN_BIT)
         msg.set_payload(text if text.endswith("\n") else text + "\n")
     else:
         msg.set_content(text)
