@@ -37,9 +37,12 @@ def _constant(name: str, value: str) -> Any:
     constant header object answers both from what was computed here.
     """
     header = _POLICY.header_factory(name, value)
-    folded = header.fold(policy=_POLICY)
-    cls = type(f"Constant{type(header).__name__}", (type(header),), {})
-    cls.fold = lambda self, *, policy: folded
+    folded: str = header.fold(policy=_POLICY)
+
+    def fold(self: object, *, policy: object) -> str:
+        return folded
+
+    cls = type(f"Constant{type(header).__name__}", (type(header),), {"fold": fold})
     return cls(name, value)
 
 
