@@ -35,6 +35,11 @@ class CadenceGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except BrokenPipeError:
+            # `cadence … | head` is normal use: stop quietly, like any Unix filter. Point
+            # stdout at /dev/null so the interpreter's final flush does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            ctx.exit(0)
         except Exception as exc:
             if os.environ.get("CADENCE_DEBUG"):
                 traceback.print_exc()
