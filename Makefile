@@ -11,8 +11,40 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
+# The main job on the embedded defaults (a SQLite file, an .eml outbox), with the clock
+# set by --now so every run of the demo shows the same days.
+DEMO      := demo-state
+CADENCE   := $(BIN)/cadence
+EXAMPLE   := cadences/heads-of-platform.yaml
+CONTACTS  := cadences/contacts.csv
+demo: export CADENCE_DB = $(DEMO)/cadence.db
+demo: export CADENCE_TRANSPORT = outbox:$(DEMO)/outbox
+demo: export NO_COLOR = 1
 demo: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)
+	@echo "== 1. validate every example cadence"
+	$(CADENCE) validate cadences/
+	@echo; echo "== 2. the plan for a launch on Monday 2 March 2026, first email 09:00 in each contact's zone"
+	$(CADENCE) plan $(EXAMPLE) --contacts $(CONTACTS) --start 2026-03-02T00:00Z --send-at 09:00 | head -n 16
+	@echo; echo "== 3. launch (a second launch of the same contacts enrols nobody twice)"
+	$(CADENCE) launch $(EXAMPLE) --contacts $(CONTACTS) --start 2026-03-02T00:00Z --send-at 09:00 --now 2026-03-02T00:00Z
+	$(CADENCE) launch $(EXAMPLE) --contacts $(CONTACTS) --start 2026-03-02T00:00Z --send-at 09:00 --now 2026-03-02T00:00Z | tail -n 2
+	@echo; echo "== 4. Monday: the runner, as cron would start it every few hours (UTC); intros go out at 09:00 local"
+	@for h in 00 04 08 09 14 15 17; do $(CADENCE) run --once --now 2026-03-02T$$h:05Z; done
+	@ls $(DEMO)/outbox | head -n 3; echo "   ($$(ls $(DEMO)/outbox | wc -l) messages in $(DEMO)/outbox)"
+	@sed -n '1,/^$$/p' "$(DEMO)/outbox/$$(ls $(DEMO)/outbox | head -n 1)"
+	@echo; echo "== 5. Tuesday: the call tasks open and hold each contact's later steps (R5)"
+	@for h in 00 04 08 09 13 14 16; do $(CADENCE) run --once --now 2026-03-03T$$h:05Z; done
+	$(CADENCE) tasks list | head -n 6
+	@echo; echo "== 6. Wednesday: a rep works two calls (one done, one skipped); one contact replies"
+	$(CADENCE) tasks show "$$($(CADENCE) tasks list -f json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')"
+	$(CADENCE) tasks done "$$($(CADENCE) tasks list -f json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')" --now 2026-03-04T12:00Z
+	$(CADENCE) tasks skip "$$($(CADENCE) tasks list -f json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')" --now 2026-03-04T12:00Z
+	$(CADENCE) event reply --contact ben.smith@globex.example --now 2026-03-04T12:00Z
+	@echo; echo "== 7. Wednesday to Friday: the worked contacts move on, the one who replied is done"
+	@for d in 04 05 06; do for h in 00 04 08 09 14 15 17 19 22; do $(CADENCE) run --once --now 2026-03-$$d'T'$$h:05Z; done; done | grep -v "nothing due"
+	@echo; echo "== 8. status"
+	$(CADENCE) status --now 2026-03-06T23:59Z
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine schemas cli.py tests $(wildcard bench/*)
