@@ -81,6 +81,7 @@ def zone(name: str) -> ZoneInfo:
         ) from None
 
 
+@functools.lru_cache(maxsize=1024)
 def is_zone_name(name: str) -> bool:
     try:
         zone(name)

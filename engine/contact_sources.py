@@ -16,7 +16,9 @@ from typing import Any
 
 from engine.errors import InputError
 
-RawRecord = tuple[int, int, "dict[str, Any] | str"]
+# A record's values: non-empty text per column, or (column, reason) when it is malformed.
+Values = dict[str, str] | tuple[str, str]
+RawRecord = tuple[int, int, Values]
 FORMATS = ("csv", "json", "jsonl", "yaml")
 _EXTENSIONS = {
     ".csv": "csv",
@@ -34,8 +36,13 @@ def column_name(header: str) -> str:
     return re.sub(r"[\s-]+", "_", header.strip()).lower()
 
 
-def open_records(path: Path, fmt: str | None) -> Iterator[RawRecord]:
-    """Records of `path` in its format; file-level problems raise InputError."""
+def open_records(
+    path: Path, fmt: str | None, only: frozenset[str] | None = None
+) -> Iterator[RawRecord]:
+    """Records of `path` in its format; file-level problems raise InputError.
+
+    `only` limits the columns returned (CSV; a checking pass needs two of them).
+    """
     kind = fmt or _EXTENSIONS.get(path.suffix.lower())
     if kind not in FORMATS:
         raise InputError(
@@ -44,7 +51,7 @@ def open_records(path: Path, fmt: str | None) -> Iterator[RawRecord]:
         )
     reader = {"csv": _csv, "json": _json, "jsonl": _jsonl, "yaml": _yaml}[kind]
     try:
-        yield from reader(path)
+        yield from (_csv(path, only) if kind == "csv" else reader(path))
     except UnicodeDecodeError:
         raise InputError(
             f"{path}:{_first_undecodable_line(path)}: not UTF-8 text",
@@ -78,7 +85,7 @@ def _header(path: Path, names: list[str]) -> list[str]:
     return columns
 
 
-def _csv(path: Path) -> Iterator[RawRecord]:
+def _csv(path: Path, only: frozenset[str] | None = None) -> Iterator[RawRecord]:
     with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f)
         first = next(reader, None)
@@ -86,6 +93,7 @@ def _csv(path: Path) -> Iterator[RawRecord]:
             raise InputError(f"{path}: the file is empty", hint=_EMPTY_HINT)
         columns = _header(path, first)
         width = len(columns)
+        keep = [(i, c) for i, c in enumerate(columns) if only is None or c in only]
         row = 0
         line = reader.line_num + 1
         for cells in reader:
@@ -94,9 +102,17 @@ def _csv(path: Path) -> Iterator[RawRecord]:
                 continue  # blank lines are not rows
             row += 1
             if len(cells) > width:
-                yield start, row, f"{len(cells)} cells but the header has {width} columns"
+                yield start, row, ("-", f"{len(cells)} cells but the header has {width} columns")
                 continue
-            yield start, row, dict(zip(columns, cells, strict=False))
+            # Empty cells are left out so a template's `default(...)` applies to them.
+            if only is None:
+                values = {
+                    c: t for c, v in zip(columns, cells, strict=False) if v and (t := v.strip())
+                }
+            else:
+                n = len(cells)
+                values = {c: t for i, c in keep if i < n and (t := cells[i].strip())}
+            yield start, row, values
         if row == 0:
             raise InputError(f"{path}: has a header but no contacts", hint=_EMPTY_HINT)
 
@@ -104,10 +120,32 @@ def _csv(path: Path) -> Iterator[RawRecord]:
 _EMPTY_HINT = "a contact list needs a header row with an 'email' column and one row per contact"
 
 
-def _normalised(values: Any) -> dict[str, Any] | str:
+def _normalised(values: Any) -> Values:
     if not isinstance(values, dict):
-        return f"expected an object with an 'email' key, got {type(values).__name__}"
-    return {column_name(str(k)): v for k, v in values.items()}
+        return ("-", f"expected an object with an 'email' key, got {type(values).__name__}")
+    out: dict[str, str] = {}
+    for key, value in values.items():
+        column = column_name(str(key))
+        text = _as_text(value)
+        if text is None:
+            shown = json.dumps(value, default=str)[:40]
+            return (column, f"nested value {shown} is not supported")
+        if text:
+            out[column] = text
+    return out
+
+
+def _as_text(value: Any) -> str | None:
+    """A JSON/YAML value as template text; None for values a template cannot use."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, dict | list):
+        return None
+    return str(value)
 
 
 def _jsonl(path: Path) -> Iterator[RawRecord]:
@@ -120,7 +158,7 @@ def _jsonl(path: Path) -> Iterator[RawRecord]:
             try:
                 yield line, row, _normalised(json.loads(text.rstrip("\r\n")))
             except json.JSONDecodeError as exc:
-                yield line, row, f"invalid JSON at column {exc.colno}: {exc.msg}"
+                yield line, row, ("-", f"invalid JSON at column {exc.colno}: {exc.msg}")
     if row == 0:
         raise InputError(f"{path}: the file is empty", hint=_EMPTY_HINT)
 

@@ -8,12 +8,10 @@ again. With `skip_invalid=True` it streams once and collects bad rows in `.skipp
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from engine.calendar import is_zone_name
 from engine.contact_sources import FORMATS, RawRecord, open_records
@@ -82,11 +80,12 @@ class ContactReader:
         errors: list[RowError] = []
         seen: dict[str, int] = {}
         rows = 0
-        for record in open_records(self.path, self.fmt):
+        name = str(self.path)
+        for record in open_records(self.path, self.fmt, _CHECKED_COLUMNS):
             rows += 1
-            result = _to_contact(record, seen, str(self.path))
-            if isinstance(result, RowError):
-                errors.append(result)
+            error = _row_error(record, seen, name)
+            if error is not None:
+                errors.append(error)
         self.total = rows
         return errors
 
@@ -106,16 +105,24 @@ class ContactReader:
         name = str(self.path)
         self.prepare()
         seen: dict[str, int] = {}
-        for record in open_records(self.path, self.fmt):
-            result = _to_contact(record, seen, name)
-            if isinstance(result, RowError):
-                # Only reachable with skip_invalid (the check pass found no errors otherwise).
-                self.skipped.append(result)
-                continue
+        checked = self._checked
+        for line, row, fields in open_records(self.path, self.fmt):
+            if checked:
+                # The checking pass already vouched for every row; only a file changed
+                # since then could make this one bad.
+                if isinstance(fields, tuple) or "email" not in fields:
+                    raise InputError(f"{name}:{line}: the file changed while it was read")
+            else:
+                error = _row_error((line, row, fields), seen, name)
+                if error is not None:
+                    self.skipped.append(error)
+                    continue
+            assert isinstance(fields, dict)
             self.count += 1
-            yield result
+            yield Contact(fields["email"], fields, fields.get("timezone"), row)
 
 
+_CHECKED_COLUMNS = frozenset({"email", "timezone"})
 _HINT = "fix those rows, or pass --skip-invalid to leave them out and go on with the rest"
 
 
@@ -134,47 +141,23 @@ def _summary(name: str, errors: list[RowError]) -> str:
     return head + "\n  " + "\n  ".join(lines)
 
 
-def _to_contact(record: RawRecord, seen: dict[str, int], name: str) -> Contact | RowError:
-    line, row, values = record
-
-    def bad(column: str, reason: str) -> RowError:
-        return RowError(name, line, row, column, reason)
-
-    if isinstance(values, str):  # the source already knows the row is malformed
-        return bad("-", values)
-    fields: dict[str, str] = {}
-    for key, value in values.items():
-        text = _as_text(value)
-        if text is None:
-            return bad(key, f"nested value {json.dumps(value, default=str)[:40]} is not supported")
-        if text:
-            fields[key] = text
-    email = fields.get("email", "")
+def _row_error(record: RawRecord, seen: dict[str, int], name: str) -> RowError | None:
+    """Why a record is not a usable contact, or None. Records the address in `seen`."""
+    line, row, fields = record
+    if isinstance(fields, tuple):  # the source already knows the row is malformed
+        return RowError(name, line, row, *fields)
+    email = fields.get("email")
     if not email:
-        return bad("email", "email is empty; every contact needs an address")
+        return RowError(name, line, row, "email", "email is empty; every contact needs an address")
     if not _EMAIL.match(email):
-        return bad("email", f"{email!r} is not an email address")
+        return RowError(name, line, row, "email", f"{email!r} is not an email address")
     tz = fields.get("timezone")
     if tz is not None and not is_zone_name(tz):
-        return bad("timezone", f"{tz!r} is not an IANA time zone (e.g. Europe/Amsterdam)")
+        reason = f"{tz!r} is not an IANA time zone (e.g. Europe/Amsterdam)"
+        return RowError(name, line, row, "timezone", reason)
     key = email.lower()
     first = seen.get(key)
     if first is not None:
-        return bad("email", f"duplicate of row {first} ({email})")
+        return RowError(name, line, row, "email", f"duplicate of row {first} ({email})")
     seen[key] = row
-    return Contact(email=email, fields=fields, timezone=tz, row=row)
-
-
-def _as_text(value: Any) -> str | None:
-    """Cell value as template text; None for values a template cannot use (lists, maps)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, dict | list):
-        return None
-    return str(value)
+    return None

@@ -29,7 +29,7 @@ FORMATS: dict[str, str] = {
 }
 
 Pairs = Iterable[tuple["Contact", "ContactSchedule"]]
-FLUSH_EVERY = 2048  # contacts per write(): few system calls, bounded memory
+FLUSH_EVERY = 1024  # contacts per write() (and per render chunk): bounded memory
 
 
 @dataclass(frozen=True, slots=True)
