@@ -9,11 +9,12 @@ characters, so a newline in contact data can never start a header of its own.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
@@ -26,6 +27,8 @@ from engine.transports import Envelope
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
 _MAX_HEADER = 78
+# Printable ASCII lines of at most 900 characters: sent as 7bit, as they are.
+_SEVEN_BIT_TEXT = re.compile(r"(?:[\x20-\x7e]{0,900}\n)*[\x20-\x7e]{0,900}")
 _POLICY = policy.SMTP
 
 
@@ -98,7 +101,19 @@ def _set(msg: EmailMessage, name: str, value: str) -> None:
         msg[name] = value
 
 
+def _date(when: datetime) -> str:
+    # Equal instants in other zones compare equal: the offset is part of the key.
+    return _date_text(when, when.utcoffset())
+
+
+@functools.lru_cache(maxsize=16)
+def _date_text(when: datetime, offset: timedelta | None) -> str:
+    return format_datetime(when)  # a batch shares one date
+
+
+@functools.lru_cache(maxsize=1024)
 def _address(display: str, addr: str) -> str:
+    """`Display <addr>` of cleaned parts (formataddr adds no control characters)."""
     return formataddr((clean(display), clean(addr)), charset="utf-8")
 
 
@@ -114,34 +129,101 @@ def build_message(
     date: datetime,
     unsubscribe: str,
 ) -> Outgoing:
-    msg = EmailMessage(policy=_POLICY)
-    _set(msg, "From", _address(cadence.sender.name, cadence.sender.email))
-    _set(msg, "To", _address(to_name, to_email))
-    _set(msg, "Subject", subject)
-    msg.set_raw("Date", format_datetime(date))
-    msg.set_raw("Message-ID", msg_id)
+    subject = clean(subject)
+    headers: list[tuple[str, str | Any]] = [
+        ("From", _address(cadence.sender.name, cadence.sender.email)),
+        ("To", _address(to_name, to_email)),
+        ("Subject", subject),
+        ("Date", _date(date)),
+        ("Message-ID", msg_id),
+    ]
     if references:
         # Message-IDs are ours (hex@domain): safe to write raw, one per folded line.
-        msg.set_raw("In-Reply-To", references[-1])
-        msg.set_raw("References", "\r\n ".join(references))
+        headers.append(("In-Reply-To", references[-1]))
+        headers.append(("References", "\r\n ".join(references)))
     unsub = [f"<{clean(unsubscribe)}>"]
     if not unsubscribe.startswith("mailto:"):
         unsub.append(f"<mailto:{cadence.sender.email}?subject=unsubscribe>")
         # RFC 8058 one-click needs an HTTPS URI to POST to.
-        msg.set_raw("List-Unsubscribe-Post", _ONE_CLICK)
+        headers.append(("List-Unsubscribe-Post", _ONE_CLICK))
     if all(_PRINTABLE_ASCII.match(u) and len(u) < _MAX_HEADER - 20 for u in unsub):
-        msg.set_raw("List-Unsubscribe", ",\r\n ".join(unsub))
+        headers.append(("List-Unsubscribe", ",\r\n ".join(unsub)))
     else:
-        msg["List-Unsubscribe"] = ", ".join(unsub)
-    if _PRINTABLE_ASCII.match(text.replace("\n", "")) and all(
-        len(line) <= 900 for line in text.split("\n")
+        headers.append(("List-Unsubscribe", _Policed(", ".join(unsub))))
+    seven_bit = _SEVEN_BIT_TEXT.fullmatch(text) is not None
+    if seven_bit:
+        headers += [
+            ("MIME-Version", _MIME_VERSION),
+            ("Content-Type", _CONTENT_TYPE),
+            ("Content-Transfer-Encoding", _SEVEN_BIT),
+        ]
+        body = text if text.endswith("\n") else text + "\n"
+    envelope = Envelope(sender=cadence.sender.email, recipient=to_email, message_id=msg_id)
+    data = _serialize(headers, body) if seven_bit else None
+    if data is None:
+        data = _through_policy(headers, text, seven_bit)
+    return Outgoing(envelope=envelope, data=data, subject=subject)
+
+
+class _Policed(str):
+    """A header value that must go through the policy (RFC 2047 encoding, folding)."""
+
+
+def _raw_fold(name: str, value: str) -> str | None:
+    """What policy SMTP writes for a raw header value, or None if it would refold it.
+
+    The policy's own rule (`EmailPolicy._fold`): a value whose lines all fit in 78
+    characters is written as it is, its lines joined by CRLF; anything else is refolded.
+    """
+    if isinstance(value, _Policed):
+        return None
+    if "\r\n" not in value:  # one line: the common case
+        if len(name) + 2 + len(value) <= _MAX_HEADER and _PRINTABLE_ASCII.match(value):
+            return f"{name}: {value}\r\n"
+        return None
+    lines = value.split("\r\n")
+    if (
+        not all(lines)
+        or len(lines[0]) + len(name) + 2 > _MAX_HEADER
+        or any(len(line) > _MAX_HEADER for line in lines[1:])
+        or not all(_PRINTABLE_ASCII.match(line) for line in lines)
     ):
-        # set_raw keeps the header objects as they are (no registry lookup, no reparse).
-        msg.set_raw("MIME-Version", _MIME_VERSION)
-        msg.set_raw("Content-Type", _CONTENT_TYPE)
-        msg.set_raw("Content-Transfer-Encoding", _SEVEN_BIT)
+        return None
+    return f"{name}: " + "\r\n".join(lines) + "\r\n"
+
+
+def _serialize(headers: list[tuple[str, str | Any]], body: str) -> bytes | None:
+    """The bytes `EmailMessage(policy=SMTP).as_bytes()` would give, without building one.
+
+    Only for the common case — every header printable ASCII that the policy would write
+    unchanged, a 7bit body — and None otherwise. Byte-for-byte the same output is
+    checked in tests/test_runner_delivery.py.
+    """
+    out: list[str] = []
+    for name, value in headers:
+        if isinstance(value, str):
+            folded = _raw_fold(name, value)
+            if folded is None:
+                return None
+        else:
+            folded = value.fold(policy=_POLICY)
+        out.append(folded)
+    out.append("\r\n")
+    out.append(body.replace("\n", "\r\n"))
+    return "".join(out).encode("ascii")
+
+
+def _through_policy(headers: list[tuple[str, str | Any]], text: str, seven_bit: bool) -> bytes:
+    msg = EmailMessage(policy=_POLICY)
+    for name, value in headers:
+        if isinstance(value, _Policed):
+            msg[name] = str(value)
+        elif isinstance(value, str) and name in ("From", "To", "Subject"):
+            _set(msg, name, value)
+        else:
+            msg.set_raw(name, value)  # ours, or a constant header object kept as it is
+    if seven_bit:
         msg.set_payload(text if text.endswith("\n") else text + "\n")
     else:
         msg.set_content(text)
-    envelope = Envelope(sender=cadence.sender.email, recipient=to_email, message_id=msg_id)
-    return Outgoing(envelope=envelope, data=msg.as_bytes(), subject=clean(subject))
+    return msg.as_bytes()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from engine.calendar import next_campaign_day, resolve_local, shift_campaign_days, zone
@@ -322,35 +322,48 @@ class Runner:
 
     def _send_batch(self, fence: int, rows: list[StepRow], report: RunReport) -> None:
         now = self.clock.now()
-        outcomes: list[Outcome] = []
-        ready: list[tuple[StepRow, Outgoing]] = []
-        for row in rows:
-            try:
-                ready.append((row, render(self.versions, row, now)))
-            except CadenceError as exc:
-                outcomes.append(Outcome(row.id, OutcomeKind.FAILED, int(now.timestamp()), str(exc)))
         try:
             self._open()
         except TemporaryFailure as exc:
             # Nothing was handed over: the whole batch is known-not-sent.
             at = int(now.timestamp())
-            outcomes += [self._retry(row, at, str(exc)) for row, _ in ready]
-            self._record(fence, outcomes, report)
+            self._record(fence, [self._retry(row, at, str(exc)) for row in rows], report)
             raise CadenceError(f"transport unavailable: {exc}") from None
-        ours = self.store.begin_sending(fence, [row.id for row, _ in ready])
+        ours = self.store.begin_sending(fence, [row.id for row in rows])
         fault("after-sending-commit")
-        for row, message in ready:
+        outcomes: list[Outcome] = []
+        # Each message is rendered just before it is handed over, so the transport (the
+        # outbox's writer thread) works on one message while the next one is built.
+        for row in rows:
             if row.id not in ours:
                 continue  # cancelled by a signal, or no longer ours (lease lost)
-            at = self.clock.seconds()
             if self.stop_requested:
-                outcomes.append(Outcome(row.id, OutcomeKind.RELEASED, at))
+                outcomes.append(Outcome(row.id, OutcomeKind.RELEASED, self.clock.seconds()))
+                continue
+            try:
+                message = render(self.versions, row, now)
+            except CadenceError as exc:
+                outcomes.append(Outcome(row.id, OutcomeKind.FAILED, self.clock.seconds(), str(exc)))
                 continue
             if self.store.stopped([row.id]):  # the last check before handing it over
-                outcomes.append(Outcome(row.id, OutcomeKind.CANCELLED, at, "stopped by a signal"))
+                outcomes.append(
+                    Outcome(
+                        row.id, OutcomeKind.CANCELLED, self.clock.seconds(), "stopped by a signal"
+                    )
+                )
                 continue
             outcomes.append(self._deliver(row, message))
-        self.transport.flush()
+        # Durable before any `sent` is recorded; a failure here records nothing (the
+        # batch stays `sending`, so it becomes `unknown`, never resent automatically).
+        answers = self.transport.flush()
+        if answers:
+            ids = {row.id: row.message_id for row in rows}
+            outcomes = [
+                replace(o, answer=answers[mid])
+                if o.kind is OutcomeKind.SENT and (mid := ids[o.step_run_id]) in answers
+                else o
+                for o in outcomes
+            ]
         self._record(fence, outcomes, report)
 
     def _deliver(self, row: StepRow, message: Outgoing) -> Outcome:

@@ -49,8 +49,13 @@ class Transport(Protocol):
     def send(self, envelope: Envelope, data: bytes) -> str:
         """Deliver one message; returns the server's answer (or the file written)."""
 
-    def flush(self) -> None:
-        """Make what was delivered so far durable (called before recording `sent`)."""
+    def flush(self) -> dict[str, str]:
+        """Make what was delivered so far durable (called before recording `sent`).
+
+        A transport may finish `send` in the background (the outbox does): then this waits
+        for it, raises what failed, and returns the answers that differ from what `send`
+        returned, by Message-ID.
+        """
 
     def close(self) -> None: ...
 

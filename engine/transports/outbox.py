@@ -1,15 +1,28 @@
 """`outbox:DIR`: each message becomes `DIR/<message-id>.eml`, the embedded default.
 
-Written to a temporary file in the same folder, then linked into place: a reader never sees half a
-message, and a crash leaves at most a stray `.tmp-*` file. A second delivery of the same
-Message-ID (an operator's `resolve --resend`) gets a `.2.eml` suffix instead of silently
-replacing the first, so duplicates stay visible.
+Written to a temporary file in the same folder (`.tmp-<pid>-…`, never a name ending in
+`.eml`), then linked into place: a reader never sees half a message, and a crash leaves
+at most a stray `.tmp-*` file. A second delivery of the same Message-ID (an operator's
+`resolve --resend`) gets a `.2.eml` suffix instead of silently replacing the first, so
+duplicates stay visible: `link()` never replaces an existing file (`rename()` would).
+
+`send` only queues the message; `flush` writes the batch's files back to back, then makes
+them durable once for the whole batch — their contents (`syncfs` of the outbox's file
+system where Linux has it, else an `fsync` of each file), then the directory entries (one
+`fsync` of the folder) — before the runner may record any of them `sent`. Back to back
+matters: on the VM disks this was measured on, creating a file right after other work
+costs ~200-300 µs, in a burst of creates ~10-30 µs. A crash before `flush` leaves the
+batch `sending` with no file written: `unknown`, delivered zero times, resolved by an
+operator like any other unknown send.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from engine.errors import UsageError
@@ -24,11 +37,26 @@ def file_name(message_id: str) -> str:
     return _UNSAFE.sub("_", message_id.strip("<>")).lstrip(".") + ".eml"
 
 
+def _syncfs() -> Callable[[int], int] | None:
+    """Linux `syncfs(fd)`: one call makes a whole batch of small files' data durable."""
+    if os.uname().sysname != "Linux":
+        return None
+    try:
+        func = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int]
+    func.restype = ctypes.c_int
+    return func
+
+
 class OutboxTransport:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._ready = False
         self._pid = os.getpid()
+        self._queued: list[tuple[str, str, bytes]] = []
+        self._syncfs = _syncfs()
 
     def _ensure(self) -> None:
         if not self._ready:
@@ -42,36 +70,67 @@ class OutboxTransport:
         self._ensure()
 
     def send(self, envelope: Envelope, data: bytes) -> str:
+        """Queue the message; the answer names its file (`flush` corrects a `.N.eml`)."""
         self._ensure()
         name = file_name(envelope.message_id)
-        tmp = self.folder / f".tmp-{self._pid}-{name}"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        # link() never replaces an existing file (rename would): even two processes
-        # writing the same Message-ID at once leave two files, never one.
-        target = self.folder / name
-        n = 1
+        self._queued.append((envelope.message_id, name, data))
+        return f"written {name}"
+
+    def flush(self) -> dict[str, str]:
+        """Write the queued files and make them durable; answers that changed, by Message-ID.
+
+        A write error is raised after the files written so far are made durable: the
+        runner then records nothing, and the batch becomes `unknown` when its lease ends.
+        """
+        queued, self._queued = self._queued, []
+        changed: dict[str, str] = {}
+        written: list[str] = []
+        try:
+            for message_id, name, data in queued:
+                target = self._write(name, data)
+                written.append(target)
+                if target != name:
+                    changed[message_id] = f"written {target}"
+                fault("after-250")
+        finally:
+            if written:
+                self._sync(written)
+        return changed
+
+    def _write(self, name: str, data: bytes) -> str:
+        folder = str(self.folder)
+        tmp = os.path.join(folder, f".tmp-{self._pid}-{name}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        target, n = name, 1
         while True:
             try:
-                os.link(tmp, target)
+                os.link(tmp, os.path.join(folder, target))
                 break
             except FileExistsError:
                 n += 1
-                target = self.folder / f"{name[: -len('.eml')]}.{n}.eml"
+                target = f"{name[: -len('.eml')]}.{n}.eml"
         os.unlink(tmp)
-        fault("after-250")
-        return f"written {target.name}"
+        return target
 
-    def flush(self) -> None:
-        # One directory fsync per batch makes the renames durable before `sent` is
-        # committed; the per-file fsync is skipped on purpose (see README: the outbox is
-        # crash-safe for process crashes, it is not a mail server).
-        if self._ready:
-            fd = os.open(self.folder, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+    def _sync(self, names: list[str]) -> None:
+        fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            if self._syncfs is None or self._syncfs(fd) != 0:
+                for name in names:
+                    file_fd = os.open(self.folder / name, os.O_RDONLY)
+                    try:
+                        os.fsync(file_fd)
+                    finally:
+                        os.close(file_fd)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
-        return None
+        self._queued = []  # never flushed: not delivered (the rows stay `sending`)
