@@ -56,7 +56,7 @@ def _clean(text: str) -> str:
     # ':' separates a Gantt task's name from its data, '#' and ';' end lines; Jinja
     # markup is noise in a picture.
     text = re.sub(r"\{\{.*?\}\}|\{%.*?%\}", "…", text)
-    return re.sub(r"[:;#]", " ", text).strip()
+    return re.sub(r"\s+", " ", re.sub(r"[:;#]", " ", text)).strip()
 
 
 def _gantt(title: str, head: list[str], bars: Iterable[tuple[Step, date]]) -> str:

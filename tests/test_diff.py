@@ -1,0 +1,107 @@
+"""`cadence diff`: driven by tests/cases/plan/diff/<case>/{new.yaml,expected.txt}.
+
+expected.txt: first line `exit: N`, then lines that must appear in the text output.
+A new case needs files, not code.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli import cadence
+
+CASES = Path(__file__).parent / "cases" / "plan" / "diff"
+BASE = CASES / "base.yaml"
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cadence, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("case", sorted(p.name for p in CASES.iterdir() if p.is_dir()))
+def test_diff_case(case: str) -> None:
+    expected = (CASES / case / "expected.txt").read_text(encoding="utf-8").splitlines()
+    code, out, err = run("diff", str(BASE), str(CASES / case / "new.yaml"))
+    assert f"exit: {code}" == expected[0], out + err
+    for line in expected[1:]:
+        assert line in out, f"missing {line!r} in:\n{out}"
+
+
+def test_identical_files_are_no_change() -> None:
+    code, out, _ = run("diff", str(BASE), str(BASE))
+    assert code == 0 and out.endswith("no change for contacts\n")
+
+
+def test_markdown_has_sections_diff_blocks_and_both_timelines() -> None:
+    code, out, _ = run(
+        "diff", str(BASE), str(CASES / "call-before-follow-up" / "new.yaml"), "-f", "markdown"
+    )
+    assert code == 1
+    assert out.startswith("### Cadence diff: Outbound — heads of platform\n")
+    assert "#### Rule consequences\n\n- ⚠️ " in out
+    assert "\n- ⚠️ bump-2 now follows a call (call-2), so it can no longer be a follow-up" in out
+    assert (
+        "#### Before\n\n```mermaid\ngantt\n" in out and "#### After\n\n```mermaid\ngantt\n" in out
+    )
+    after = out.split("#### After")[1]
+    assert "    call-2 :active, s4, 1970-01-04, 1d" in after
+    code, out, _ = run(
+        "diff", str(BASE), str(CASES / "template-text" / "new.yaml"), "-f", "markdown"
+    )
+    assert "  ```diff\n  --- old/last\n  +++ new/last\n" in out
+
+
+def test_rev_path_reads_through_git(tmp_path: Path) -> None:
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    target = repo / "cadence.yaml"
+    shutil.copy(BASE, target)
+
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+        )
+
+    git("init", "-q")
+    git("add", "cadence.yaml")
+    git("commit", "-q", "-m", "base")
+    shutil.copy(CASES / "moved-day" / "new.yaml", target)
+    result = subprocess.run(
+        [
+            str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "python"),
+            "-m",
+            "cli",
+            "diff",
+            "HEAD:cadence.yaml",
+            "cadence.yaml",
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.startswith("HEAD:cadence.yaml → cadence.yaml\n")
+    assert "bump-2 moved from day 4 to day 5" in result.stdout
+
+
+def test_unknown_revision_is_a_usage_error() -> None:
+    code, _, err = run("diff", "no-such-rev-xyz:cadences/x.yaml", str(BASE))
+    assert code == 2 and "git show failed" in err
+
+
+def test_missing_file_is_a_usage_error() -> None:
+    code, _, err = run("diff", "nope.yaml", str(BASE))
+    assert code == 2 and "nope.yaml: no such file" in err

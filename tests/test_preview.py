@@ -1,0 +1,88 @@
+"""`cadence preview`: what the contact (or the rep, for tasks) sees, through the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from click.testing import CliRunner
+
+from cli import cadence
+
+from .conftest import CADENCES
+
+CONTACTS = str(CADENCES / "contacts.csv")
+HOP = str(CADENCES / "heads-of-platform.yaml")
+ENT = str(CADENCES / "enterprise-expansion.yaml")
+WHEN = ["--start", "2026-03-06T07:00", "--send-at", "09:30"]
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cadence, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_preview_for_a_contact_from_the_list() -> None:
+    code, out, _ = run(
+        "preview", HOP, "--contact", "Chloe.Garcia@initech.example", "--contacts", CONTACTS, *WHEN
+    )
+    assert code == 0
+    assert "Contact: Chloé García <chloe.garcia@initech.example> (America/Chicago)" in out
+    assert "Step 1/7 · intro · day 1 · send email\nDue: Fri 2026-03-06 09:30 CST" in out
+    assert "Subject: Initech and on-call load" in out
+    # The follow-up quotes the previous email, dated with its planned send time.
+    assert "Subject: Re: Quick follow-up, Chloé\nIn reply to: step bump (same thread)" in out
+    assert "On Tue, 10 Mar 2026 at 09:30, Dana Reyes <dana@acme.example> wrote:\n> Hi Chloé," in out
+    assert "Held until task call-1 is done or skipped." in out
+    assert "Task: Call Chloé García\nNotes:\n  Ask about Initech's rotation" in out
+
+
+def test_email_task_has_compose_view_and_working_links() -> None:
+    code, out, _ = run("preview", HOP, "--sample", *WHEN)
+    assert code == 0
+    assert "Email task: compose view" in out
+    gmail = next(x.split(": ", 1)[1].strip() for x in out.splitlines() if "Gmail:" in x)
+    query = parse_qs(urlsplit(gmail).query)
+    assert query["to"] == ["alex.morgan@example.com"]
+    assert query["su"] == ["Closing the loop"]
+    assert query["body"][0].startswith("Hi Alex,\n\nI have not heard back")
+    assert "  Outlook: https://outlook.office.com/mail/deeplink/compose?to=" in out
+    assert "  mailto:  mailto:alex.morgan@example.com?subject=Closing%20the%20loop&body=" in out
+
+
+def test_sample_contact_fills_declared_fields_visibly() -> None:
+    code, out, _ = run("preview", ENT, "--sample", "--start", "2026-03-06T07:00")
+    assert code == 0
+    assert "Subject: Example Corp: your [seats] seats" in out
+    assert "[account_owner] mentioned that" in out
+
+
+def test_email_task_first_step_and_sent_time_dependency() -> None:
+    code, out, _ = run("preview", ENT, "--sample", "--start", "2026-03-06T07:00")
+    assert code == 0
+    assert "Step 1/12 · opener · day 1 · email task" in out
+    assert "Sent at the time of day opener is actually sent (R4)." in out
+
+
+def test_preview_without_send_at_still_shows_the_emails() -> None:
+    code, out, _ = run("preview", HOP, "--sample")
+    assert code == 0
+    assert "Due: time chosen at launch (pass --send-at to see dates)" in out
+    assert "Subject: Example Corp and on-call load" in out
+
+
+def test_usage_errors_exit_2() -> None:
+    assert run("preview", HOP)[0] == 2
+    code, _, err = run("preview", HOP, "--sample", "--contact", "a@b.example")
+    assert code == 2 and "either --contact EMAIL" in err
+    code, _, err = run("preview", HOP, "--contact", "a@b.example")
+    assert code == 2 and "--contact needs --contacts FILE" in err
+    code, _, err = run("preview", HOP, "--contact", "nobody@x.example", "--contacts", CONTACTS)
+    assert code == 2 and "no contact 'nobody@x.example' in" in err
+
+
+def test_a_broken_cadence_is_an_input_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cadence: 1\nname: [\n", encoding="utf-8")
+    code, _, err = run("preview", str(bad), "--sample")
+    assert code == 1 and str(bad) in err and "Traceback" not in err
