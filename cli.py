@@ -158,12 +158,62 @@ def _now(text: str | None) -> Any:
     return real if text is None else parse_when(text, "UTC", now=real, option="--now")
 
 
-def _progress(label: str) -> Any:
+def _stderr_is_tty() -> bool:
     import sys
 
-    if not sys.stderr.isatty():
+    return sys.stderr.isatty()
+
+
+def _progress(label: str) -> Any:
+    if not _stderr_is_tty():
         return None
     return lambda n: click.echo(f"\r{label} {n}…", err=True, nl=False)
+
+
+class _RunProgress:
+    """A progress bar on stderr for each `run_once` (one per --every fire).
+
+    The runner calls it with its running report after each claim and each message; the
+    bar's length is what was dealt with so far plus what `status` still counts as due
+    (a run can find more: steps that become reachable as earlier ones are sent).
+    """
+
+    def __init__(self, store: Any, clock: Any) -> None:
+        self.store = store
+        self.clock = clock
+        self._report: Any = None
+        self._bar: Any = None
+        self._shown = 0
+        self._last = 0.0
+
+    def __call__(self, report: Any) -> None:
+        import sys
+        import time
+
+        if report is not self._report:
+            self.close()
+            self._report = report
+            due = sum(v.due for v in self.store.status(self.clock.seconds()))
+            self._bar = click.progressbar(
+                length=max(report.handled + due, 1), label="running", file=sys.stderr
+            )
+            self._bar.render_progress()
+        bar = self._bar
+        now = time.monotonic()
+        if now - self._last < 0.1 and report.handled < bar.length:
+            return  # a terminal does not need ten thousand redraws
+        self._last = now
+        if report.handled > bar.length:
+            bar.length = report.handled
+        bar.update(report.handled - self._shown)
+        self._shown = report.handled
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.render_finish()
+        self._bar = None
+        self._report = None
+        self._shown = 0
 
 
 @cadence.command("launch")
@@ -195,6 +245,13 @@ def launch_command(
     from engine.store import open_store
 
     store = open_store(db)
+    shown: list[int] = []
+    counter = _progress("enrolling")
+
+    def progress(n: int) -> None:
+        shown.append(n)
+        counter(n)
+
     try:
         report = launch(
             store,
@@ -204,10 +261,12 @@ def launch_command(
             start=start,
             send_at=send_at,
             skip_invalid=skip_invalid,
-            progress=_progress("enrolling"),
+            progress=progress if counter is not None else None,
         )
     finally:
         store.close()
+        if shown:
+            click.echo(err=True)  # end the counter's line
     if output_format == "json":
         click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
         return 0
@@ -270,6 +329,8 @@ def run_command(
     clock = Clock(_now(now_text) if now_text else None)
 
     def show(at: datetime, report: RunReport) -> None:
+        if progress is not None:
+            progress.close()
         if output_format == "json":
             click.echo(json.dumps({"at": at.isoformat(), **report.as_dict()}))
         else:
@@ -279,20 +340,28 @@ def run_command(
             click.echo(f"{at:%Y-%m-%d %H:%M:%S}Z {parts or 'nothing due'}")
 
     def error(exc: Exception) -> None:
+        if progress is not None:
+            progress.close()
         click.echo(f"error: {exc}", err=True)
 
     store = open_store(db)
+    progress = _RunProgress(store, clock) if _stderr_is_tty() else None
     try:
         runner = Runner(
             store,
             parse_transport(transport),
             clock=clock,
             options=RunOptions(batch=batch, lease=lease),
+            progress=progress,
         )
         if every is not None:
             run_every(runner, every, show, error)
             return 0
-        report = runner.run_once()
+        try:
+            report = runner.run_once()
+        finally:
+            if progress is not None:
+                progress.close()
         unknown = len(store.unknown_sends())
     finally:
         store.close()
@@ -545,7 +614,7 @@ def status_command(output_format: str, db: str, now_text: str | None) -> int:
             click.echo(f"{v.cadence_name} @ {v.cadence_hash}")
             click.echo(
                 f"  enrolled {v.enrolled}, active {v.active}, finished: {finished}\n"
-                f"  sent {v.sent}, due {v.due}, open tasks {v.open_tasks}"
+                f"  sent {v.sent}, due {v.due}, held {v.held}, open tasks {v.open_tasks}"
             )
         if not report.versions:
             click.echo("nothing launched yet")

@@ -79,6 +79,7 @@ class RunReport:
     failed: int = 0
     bounced: int = 0
     unknown: int = 0
+    handled: int = 0  # due rows dealt with so far (progress only; not in as_dict)
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -290,14 +291,14 @@ class Runner:
                 )
                 if claim.examined == 0:
                     break
+                report.handled += claim.examined - len(claim.rows)
                 report.tasks_opened += claim.opened
                 report.rescheduled += claim.rescheduled
                 report.cancelled += claim.cancelled
+                self._tick(report)
                 if claim.rows:
                     fault("after-claim")
                     self._send_batch(claim.fence, list(claim.rows), report)
-                if self.progress is not None:
-                    self.progress(report)
         finally:
             if self._opened:
                 self.transport.close()
@@ -314,6 +315,10 @@ class Runner:
                 self.transport.close()
                 self._opened = False
         return report
+
+    def _tick(self, report: RunReport) -> None:
+        if self.progress is not None:
+            self.progress(report)
 
     def _open(self) -> None:
         if not self._opened:
@@ -353,6 +358,8 @@ class Runner:
                 )
                 continue
             outcomes.append(self._deliver(row, message))
+            report.handled += 1
+            self._tick(report)
         # Durable before any `sent` is recorded; a failure here records nothing (the
         # batch stays `sending`, so it becomes `unknown`, never resent automatically).
         answers = self.transport.flush()

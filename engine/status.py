@@ -52,6 +52,7 @@ class StatusReport:
                     "finished": v.finished,
                     "sent": v.sent,
                     "due": v.due,
+                    "held": v.held,
                     "open_tasks": v.open_tasks,
                 }
                 for v in self.versions

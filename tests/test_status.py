@@ -122,3 +122,46 @@ def test_outbox_keeps_duplicates_visible(tmp_path: Path) -> None:
 def test_postgres_db_is_a_usage_error() -> None:
     result = cadence_cmd("status", env={"CADENCE_DB": "postgresql://db/cadence"})
     assert result.returncode == 2 and "postgresql" in result.stderr
+
+
+def test_run_shows_progress_on_a_terminal_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cli
+
+    _cli(
+        "launch", str(write_cadence(tmp_path)), "--contacts", str(write_contacts(tmp_path, 30)),
+        "--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z",
+    )  # fmt: skip
+    args = ["run", "--once", "--batch", "7", "--now", "2026-03-02T10:00Z"]
+    monkeypatch.setattr(cli, "_stderr_is_tty", lambda: True)
+    result = CliRunner().invoke(cadence, args, catch_exceptions=False)
+    assert result.exit_code == 0
+    assert "running" in result.stderr and "running" not in result.stdout
+    assert "sent 30" in result.stdout
+    monkeypatch.setattr(cli, "_stderr_is_tty", lambda: False)
+    result = CliRunner().invoke(cadence, args, catch_exceptions=False)
+    assert result.stderr == "" and "nothing due" in result.stdout
+
+
+def test_run_progress_bar_follows_the_runner(tmp_path: Path) -> None:
+    from cli import _RunProgress
+    from engine.runner import RunReport
+
+    class NoStatus:
+        def status(self, now: int) -> list[object]:
+            return []
+
+    class Clock:
+        def seconds(self) -> int:
+            return 0
+
+    progress = _RunProgress(NoStatus(), Clock())
+    report = RunReport()
+    progress(report)
+    report.handled = 5  # more than status predicted: the bar grows instead of overflowing
+    progress._last = 0.0
+    progress(report)
+    assert progress._bar.length == 5 and progress._bar.pos == 5
+    progress.close()
+    assert progress._bar is None

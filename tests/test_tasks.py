@@ -133,3 +133,22 @@ def test_tasks_json_and_errors(world: Path) -> None:
     assert '"type": "call task"' in _cli("tasks", "list", "-f", "json")
     assert "no open tasks" in _cli("tasks", "list", "--cadence", "Other")
     _cli("tasks", "done", "9999", code=2)
+
+
+def test_status_splits_due_from_held_behind_an_open_task(world: Path) -> None:
+    import json
+
+    def counts(now: str) -> tuple[int, int, int]:
+        (c,) = json.loads(_cli("status", "-f", "json", "--now", now))["cadences"]
+        return c["due"], c["held"], c["open_tasks"]
+
+    # Before any run, on day 5: the intro is due; the rest waits behind it (neither).
+    assert counts("2026-03-06T10:00Z") == (1, 0, 0)
+    _cli("run", "--once", "--now", "2026-03-03T10:00Z")  # intro sent, call opened
+    # The manual email (day 3) and the bump (day 4) have come, but the call holds them.
+    assert counts("2026-03-05T10:00Z") == (0, 2, 1)
+    text = _cli("status", "--now", "2026-03-05T10:00Z")
+    assert "due 0, held 2, open tasks 1" in text
+    call_id = _cli("tasks", "list").split("\n")[1].split()[0]
+    _cli("tasks", "skip", call_id, "--now", "2026-03-03T11:00Z")  # on time: nothing moves
+    assert counts("2026-03-05T10:00Z") == (1, 0, 0)

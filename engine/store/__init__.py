@@ -174,8 +174,9 @@ class VersionStatus:
     active: int
     finished: dict[str, int]
     sent: int
-    due: int
+    due: int  # planned, time come, reachable: the next run executes them
     open_tasks: int
+    held: int = 0  # planned, time come, but behind an open task (R5) or an unknown send
 
 
 # Called inside a task's completion transaction with the enrolment's later steps still

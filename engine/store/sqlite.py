@@ -40,6 +40,8 @@ from engine.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 BUSY_TIMEOUT_MS = 60_000
 _TERMINAL = "(" + ",".join(f"'{s}'" for s in TERMINAL_STATES) + ")"
+# States that hold a contact's later steps until a person acts (task, `resolve`).
+_HOLDING = "('open', 'unknown')"
 
 _ROW_SELECT = """
 SELECT sr.id, sr.enrolment_id, e.cadence_name, e.cadence_hash, e.email, e.contact, e.uid,
@@ -66,6 +68,27 @@ ORDER BY sr.due_utc, sr.id
 LIMIT ?
 """
 )
+
+# Step runs of one version by state. Planned ones whose time has come are `due` when
+# reachable (every earlier step settled: what the runner's claim takes), `held` when an
+# open task (R5) or an unknown send before them stops the contact until a person acts,
+# and neither while they queue behind an earlier step of their own that is still to run.
+_STEP_COUNTS = f"""
+SELECT sr.state || CASE
+    WHEN sr.state != 'planned' OR sr.due_utc > ? OR e.state != 'active' THEN ''
+    WHEN EXISTS (
+        SELECT 1 FROM step_runs p
+        WHERE p.enrolment_id = sr.enrolment_id AND p.step_index < sr.step_index
+          AND p.state IN {_HOLDING}) THEN ':held'
+    WHEN EXISTS (
+        SELECT 1 FROM step_runs p
+        WHERE p.enrolment_id = sr.enrolment_id AND p.step_index < sr.step_index
+          AND p.state NOT IN {_TERMINAL}) THEN ':queued'
+    ELSE ':due' END,
+    count(*)
+FROM step_runs sr JOIN enrolments e ON e.id = sr.enrolment_id
+WHERE e.cadence_hash = ? GROUP BY 1
+"""
 
 _EVENT = (
     "INSERT INTO events (at_utc, kind, email, enrolment_id, step_run_id, detail) "
@@ -667,15 +690,7 @@ class SqliteStore:
                     (cadence_hash,),
                 ).fetchall()
             )
-            steps = dict(
-                self._db.execute(
-                    "SELECT sr.state || CASE WHEN sr.state = 'planned' AND sr.due_utc <= ? "
-                    "THEN ':due' ELSE '' END, count(*) FROM step_runs sr "
-                    "JOIN enrolments e ON e.id = sr.enrolment_id "
-                    "WHERE e.cadence_hash = ? GROUP BY 1",
-                    (now, cadence_hash),
-                ).fetchall()
-            )
+            steps = dict(self._db.execute(_STEP_COUNTS, (now, cadence_hash)).fetchall())
             out.append(
                 VersionStatus(
                     cadence_name=name,
@@ -689,6 +704,7 @@ class SqliteStore:
                     },
                     sent=steps.get("sent", 0),
                     due=steps.get("planned:due", 0),
+                    held=steps.get("planned:held", 0),
                     open_tasks=steps.get("open", 0),
                 )
             )
