@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from engine.calendar import next_campaign_day, resolve_local, shift_campaign_days, zone
 from engine.compiler import due_after_reference, same_time_reference
@@ -35,6 +36,7 @@ from engine.plan import Action
 from engine.store import (
     Decision,
     DecisionKind,
+    Move,
     Outcome,
     OutcomeKind,
     SentOn,
@@ -175,7 +177,11 @@ def render(versions: Versions, row: StepRow, at: datetime) -> Outgoing:
 
 
 def lateness_days(cadence: Cadence, row: StepRow, done: datetime) -> int:
-    """R5: campaign days between a task's due date and the day it was really completed."""
+    """R5: campaign days between a task's scheduled date and the day it was really completed.
+
+    The scheduled date is `planned_utc`: the plan's time, moved by earlier R5 shifts but
+    not by a rep's `tasks send --at` (so a late task counts once, however it is finished).
+    """
     tz = zone(row.zone)
     due_day = datetime.fromtimestamp(row.planned_utc, UTC).astimezone(tz).date()
     done_day = done.astimezone(tz).date()
@@ -188,29 +194,39 @@ def lateness_days(cadence: Cadence, row: StepRow, done: datetime) -> int:
         days += 1
 
 
-def later_moves(
-    cadence: Cadence, row: StepRow, later: list[StepRow], done: datetime
-) -> list[tuple[int, int]]:
-    """New due times of `later` steps after `row` was completed (or sent by hand) at `done`.
+def _shifted(cadence: Cadence, instant: int, days: int, tz: ZoneInfo) -> datetime:
+    """`instant` moved by `days` campaign days, its wall time kept."""
+    local = datetime.fromtimestamp(instant, UTC).astimezone(tz)
+    day = shift_campaign_days(cadence.settings, local.date(), days)
+    return resolve_local(day, local.time().replace(tzinfo=None), tz)
 
-    R5: shifted by the lateness in whole campaign days, gaps kept. R4: a
-    `same_time_as_previous` email whose reference is `row` takes the real send time.
+
+def later_moves(
+    cadence: Cadence, row: StepRow, later: list[StepRow], done: datetime, *, sent: bool = True
+) -> list[Move]:
+    """How `later` steps move after `row` was completed (or sent by hand) at `done`.
+
+    R5: shifted by the lateness in whole campaign days, gaps kept — both the due time and
+    the planned time, so the next late task is measured against the shifted schedule.
+    R4: when `row` is an email task that was `sent` (not skipped), a
+    `same_time_as_previous` email whose reference is `row` takes the real send time's wall
+    time on its own day (its due time only: the plan's time stays as it was).
     """
     shift = lateness_days(cadence, row, done)
     tz = zone(row.zone)
-    moves: dict[int, int] = {}
+    moves: list[Move] = []
     for other in later:
         due = datetime.fromtimestamp(other.due_utc, UTC)
+        planned = other.planned_utc
         if shift:
-            local = due.astimezone(tz)
-            day = shift_campaign_days(cadence.settings, local.date(), shift)
-            due = resolve_local(day, local.time().replace(tzinfo=None), tz)
+            due = _shifted(cadence, other.due_utc, shift, tz)
+            planned = int(_shifted(cadence, other.planned_utc, shift, tz).timestamp())
         step = cadence.step(other.step_id)
-        if row.action == Action.EMAIL_TASK and _copies_time_of(cadence, step, row.step_id):
+        if sent and row.action == Action.EMAIL_TASK and _copies_time_of(cadence, step, row.step_id):
             due = due_after_reference(cadence, step, row.zone, due.astimezone(tz).date(), done)
-        if int(due.timestamp()) != other.due_utc:
-            moves[other.id] = int(due.timestamp())
-    return sorted(moves.items())
+        if int(due.timestamp()) != other.due_utc or planned != other.planned_utc:
+            moves.append(Move(other.id, other.step_id, int(due.timestamp()), planned))
+    return moves
 
 
 def _copies_time_of(cadence: Cadence, step: Step, reference_id: str) -> bool:
@@ -392,7 +408,7 @@ class Runner:
             followers=self._followers(row, sent),
         )
 
-    def _followers(self, row: StepRow, sent: datetime) -> tuple[tuple[str, int], ...]:
+    def _followers(self, row: StepRow, sent: datetime) -> tuple[Move, ...]:
         """R4/R5 for emails sent by hand or moved by the runner: later steps' new times."""
         if not row.by_hand and row.due_utc == row.planned_utc:
             return ()
@@ -403,18 +419,16 @@ class Runner:
             if r.step_index > row.step_index and r.state == "planned"
         ]
         if row.by_hand:
-            moved = dict(later_moves(cadence, row, later, sent))
-        else:
-            moved = {}
-            tz = zone(row.zone)
-            for other in later:
-                step = cadence.step(other.step_id)
-                if _copies_time_of(cadence, step, row.step_id):
-                    day = datetime.fromtimestamp(other.due_utc, UTC).astimezone(tz).date()
-                    due = due_after_reference(cadence, step, row.zone, day, sent)
-                    moved[other.id] = int(due.timestamp())
-        by_id = {r.id: r.step_id for r in later}
-        return tuple((by_id[i], due) for i, due in sorted(moved.items()))
+            return tuple(later_moves(cadence, row, later, sent))
+        moves: list[Move] = []
+        tz = zone(row.zone)
+        for other in later:
+            step = cadence.step(other.step_id)
+            if _copies_time_of(cadence, step, row.step_id):
+                day = datetime.fromtimestamp(other.due_utc, UTC).astimezone(tz).date()
+                due = due_after_reference(cadence, step, row.zone, day, sent)
+                moves.append(Move(other.id, other.step_id, int(due.timestamp()), other.planned_utc))
+        return tuple(moves)
 
     def _retry(self, row: StepRow, at: int, answer: str) -> Outcome:
         attempts = row.attempts + 1

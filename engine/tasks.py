@@ -17,7 +17,7 @@ from engine.errors import UsageError
 from engine.messages import compose_links, render_email, render_task_text
 from engine.plan import Action
 from engine.runner import DEFAULT_LEASE, Clock, Runner, Versions, contact_of, later_moves
-from engine.store import StepRow, Store, TaskFilter
+from engine.store import Move, StepRow, Store, TaskFilter
 from engine.transports import Transport
 
 
@@ -99,8 +99,9 @@ def complete_task(store: Store, task_id: int, state: str, now: datetime) -> Step
     email task sent by hand, `same_time_as_previous` takes its real send time (R4)."""
     versions = Versions(store)
 
-    def shift(row: StepRow, later: list[StepRow]) -> list[tuple[int, int]]:
-        return later_moves(versions.get(row.cadence_hash), row, later, now)
+    def shift(row: StepRow, later: list[StepRow]) -> list[Move]:
+        # An email task marked done was sent by hand (R4); a skipped one was never sent.
+        return later_moves(versions.get(row.cadence_hash), row, later, now, sent=state == "done")
 
     return store.complete_task(task_id, state, int(now.timestamp()), shift)
 

@@ -152,3 +152,78 @@ def test_status_splits_due_from_held_behind_an_open_task(world: Path) -> None:
     call_id = _cli("tasks", "list").split("\n")[1].split()[0]
     _cli("tasks", "skip", call_id, "--now", "2026-03-03T11:00Z")  # on time: nothing moves
     assert counts("2026-03-05T10:00Z") == (1, 0, 0)
+
+
+def test_a_second_late_task_counts_from_the_shifted_schedule(world: Path) -> None:
+    _cli("run", "--once", "--now", "2026-03-03T10:00Z")
+    call_id = _cli("tasks", "list").split("\n")[1].split()[0]
+    _cli("tasks", "done", call_id, "--now", "2026-03-05T12:00Z")  # two days late
+    assert _rows(world)["manual"][1] == _at("2026-03-06T09:00")
+    _cli("run", "--once", "--now", "2026-03-06T10:00Z")
+    task_id = _cli("tasks", "list").split("\n")[1].split()[0]
+    # On time for its shifted day: nothing shifts again (R5 counts lateness once).
+    _cli("tasks", "done", task_id, "--now", "2026-03-06T12:00Z")
+    rows = _rows(world)
+    assert rows["bump"][1] == _at("2026-03-07T12:00")  # R4: the email task's real time
+    assert rows["final"][1] == _at("2026-03-09T09:00")
+
+
+def test_skipped_email_task_is_not_a_send_time(world: Path) -> None:
+    _cli("run", "--once", "--now", "2026-03-03T10:00Z")
+    _cli(
+        "tasks",
+        "skip",
+        _cli("tasks", "list").split("\n")[1].split()[0],
+        "--now",
+        "2026-03-03T11:00Z",
+    )
+    _cli("run", "--once", "--now", "2026-03-04T10:00Z")
+    task_id = _cli("tasks", "list").split("\n")[1].split()[0]
+    _cli("tasks", "skip", task_id, "--now", "2026-03-04T15:30Z")
+    assert _rows(world)["bump"][1] == _at("2026-03-05T09:00")  # the plan's time, kept
+
+
+WEEKDAYS = """\
+cadence: 1
+name: Weekdays
+sender: {name: Dana Reyes, email: dana@acme.example}
+settings: {skip_weekends: true, default_timezone: UTC}
+templates:
+  t: {subject: "Hello", body: "Body\\n"}
+steps:
+  - {id: intro, day: 1, email: {template: t, send: {at: "09:00"}}}
+  - {id: call, day: 2, call: {}}
+  - {id: mid, day: 3, email: {template: t, send: {at: "10:00"}}}
+  - {id: last, day: 5, email: {template: t, send: {at: "11:00"}}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("done", "mid", "last"),
+    [
+        ("2026-03-03T20:00Z", "2026-03-04T10:00", "2026-03-06T11:00"),  # on its day
+        ("2026-03-05T12:00Z", "2026-03-06T10:00", "2026-03-10T11:00"),  # 2 business days
+        ("2026-03-07T12:00Z", "2026-03-09T10:00", "2026-03-11T11:00"),  # Sat: 3 (Wed-Fri)
+        ("2026-03-09T12:00Z", "2026-03-10T10:00", "2026-03-12T11:00"),  # Mon: 4
+    ],
+    ids=["on-time", "two-late", "saturday", "monday"],
+)
+def test_late_task_shifts_by_business_days(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, done: str, mid: str, last: str
+) -> None:
+    monkeypatch.setenv("CADENCE_DB", str(tmp_path / "state.db"))
+    monkeypatch.setenv("CADENCE_TRANSPORT", f"outbox:{tmp_path / 'outbox'}")
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text("email\nava@northwind.example\n")
+    _cli(
+        "launch", str(write_cadence(tmp_path, WEEKDAYS)), "--contacts", str(contacts),
+        "--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z",
+    )  # fmt: skip
+    _cli("run", "--once", "--now", "2026-03-03T10:00Z")
+    call_id = _cli("tasks", "list").split("\n")[1].split()[0]
+    _cli("tasks", "done", call_id, "--now", done)
+    rows = _rows(tmp_path)
+    assert (rows["mid"][1], rows["last"][1]) == (_at(mid), _at(last))
+    # No burst: nothing goes out before its shifted time.
+    out = _cli("run", "--once", "--now", done)
+    assert "sent" not in out

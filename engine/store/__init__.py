@@ -117,6 +117,17 @@ class Claim:
     cancelled: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Move:
+    """A later step run's new times (R4, R5): `due_utc` runs it, `planned_utc` is the
+    schedule the next lateness is measured against."""
+
+    step_run_id: int
+    step_id: str
+    due_utc: int
+    planned_utc: int
+
+
 class OutcomeKind(enum.StrEnum):
     SENT = "sent"
     RETRY = "retry"  # known not sent (failure before DATA): try again later
@@ -134,8 +145,8 @@ class Outcome:
     at_utc: int
     answer: str = ""
     retry_utc: int | None = None
-    # R4: new due times of steps whose time is this email's actual send time.
-    followers: tuple[tuple[str, int], ...] = ()
+    # R4/R5: later steps of the enrolment that move now this email went out.
+    followers: tuple[Move, ...] = ()
 
 
 class SignalKind(enum.StrEnum):
@@ -180,8 +191,8 @@ class VersionStatus:
 
 
 # Called inside a task's completion transaction with the enrolment's later steps still
-# planned; returns (step run id, new due) for those that move (R5).
-Shift = Callable[[StepRow, list[StepRow]], list[tuple[int, int]]]
+# planned; returns the moves of those that move (R5, and R4 after an email task).
+Shift = Callable[[StepRow, list[StepRow]], list[Move]]
 
 
 class Store(Protocol):

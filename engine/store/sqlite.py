@@ -431,11 +431,11 @@ class SqliteStore:
                         "WHERE id = ?",
                         (o.at_utc, o.answer or None, o.step_run_id),
                     )
-                    for follower, due in o.followers:
+                    for move in o.followers:
                         db.execute(
-                            "UPDATE step_runs SET due_utc = ? WHERE enrolment_id = ? "
-                            "AND step_id = ? AND state = 'planned'",
-                            (due, enrolment_id, follower),
+                            "UPDATE step_runs SET due_utc = ?, planned_utc = ? "
+                            "WHERE enrolment_id = ? AND step_id = ? AND state = 'planned'",
+                            (move.due_utc, move.planned_utc, enrolment_id, move.step_id),
                         )
                     events.append(
                         (o.at_utc, "sent", email, enrolment_id, o.step_run_id, message_id)
@@ -619,16 +619,20 @@ class SqliteStore:
                 ).fetchall()
             ]
             moves = shift(row, later)
+            planned = {r.id: r.planned_utc for r in later}
+            late = any(m.planned_utc != planned[m.step_run_id] for m in moves)
+            why = "after late task" if late else "after email task sent"
             db.executemany(
-                "UPDATE step_runs SET due_utc = ? WHERE id = ?", [(d, i) for i, d in moves]
+                "UPDATE step_runs SET due_utc = ?, planned_utc = ? WHERE id = ?",
+                [(m.due_utc, m.planned_utc, m.step_run_id) for m in moves],
             )
             kind = "task done" if state == "done" else "task skipped"
             db.execute(_EVENT, (now, kind, row.email, row.enrolment_id, row.id, row.action))
             db.executemany(
                 _EVENT,
                 [
-                    (now, "rescheduled", row.email, row.enrolment_id, i, "after late task")
-                    for i, _ in moves
+                    (now, "rescheduled", row.email, row.enrolment_id, m.step_run_id, why)
+                    for m in moves
                 ],
             )
             self._complete(db, [row.enrolment_id], now)
