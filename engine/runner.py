@@ -258,10 +258,12 @@ class Runner:
     # -- deciding what a due row becomes --------------------------------------------------
 
     def decide(self, row: StepRow, sent_on: SentOn) -> Decision:
+        if row.suppressed and row.action in (Action.SEND_EMAIL, Action.EMAIL_TASK):
+            # Bounced or unsubscribed (remove_on_bounce: false keeps the enrolment): no
+            # email of any kind goes to the address; calls and other tasks go on.
+            return Decision(DecisionKind.CANCEL, reason="address suppressed")
         if row.action != Action.SEND_EMAIL and not row.by_hand:
             return Decision(DecisionKind.OPEN_TASK)
-        if row.suppressed:
-            return Decision(DecisionKind.CANCEL, reason="address suppressed")
         if row.by_hand:  # a rep chose this time: no window, no limit
             return Decision(DecisionKind.CLAIM)
         cadence = self.versions.get(row.cadence_hash)
@@ -350,6 +352,12 @@ class Runner:
             at = int(now.timestamp())
             self._record(fence, [self._retry(row, at, str(exc)) for row in rows], report)
             raise CadenceError(f"transport unavailable: {exc}") from None
+        except CadenceError:
+            # Refused (e.g. SMTP login): nothing was handed over. Release the batch so the
+            # next run, once the setting is fixed, sends it without waiting for the lease.
+            at = self.clock.seconds()
+            self._record(fence, [Outcome(row.id, OutcomeKind.RELEASED, at) for row in rows], report)
+            raise
         ours = self.store.begin_sending(fence, [row.id for row in rows])
         fault("after-sending-commit")
         outcomes: list[Outcome] = []

@@ -179,3 +179,69 @@ def test_connection_refused_is_a_temporary_failure() -> None:
     )
     with pytest.raises(TemporaryFailure):
         transport.open()
+
+
+def test_auth_failure_is_clear_and_sends_nothing(
+    env: Path, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _launch(env, ["ava@northwind.example,Ava,Northwind"])
+    monkeypatch.setenv("CADENCE_SMTP_PASSWORD", "wrong")
+    result = CliRunner().invoke(cadence, ["run", "--once", "--now", "2026-03-02T10:00Z"])
+    assert result.exit_code == 2, result.output
+    assert "SMTP login refused" in result.output and "CADENCE_SMTP_PASSWORD" in result.output
+    with SqliteStore(env / "state.db") as store:
+        assert store.step_runs(1)[0].state == "planned"  # released, not sent
+    # Fixed credentials: the email goes out at once, not after the claim's lease.
+    monkeypatch.setenv("CADENCE_SMTP_PASSWORD", "s3cret-for-tests")
+    assert "sent 1" in _invoke("run", "--once", "--now", "2026-03-02T10:00Z")
+    assert [r.rcpt_tos for r in smtp.recorder.received] == [["ava@northwind.example"]]
+
+
+KEEP_ON_BOUNCE = """\
+cadence: 1
+name: Keep on bounce
+sender: {name: Dana Reyes, email: dana@acme.example}
+settings: {skip_weekends: false, default_timezone: UTC, remove_on_bounce: false}
+templates:
+  t: {subject: "Hello", body: "Body\\n"}
+steps:
+  - {id: intro, day: 1, email: {template: t, send: {at: "09:00"}}}
+  - {id: call, day: 2, call: {}}
+  - {id: note, day: 2, email: {template: t, send: task}}
+  - {id: last, day: 3, email: {template: t, send: {at: "09:00"}}}
+"""
+
+
+def test_remove_on_bounce_false_keeps_tasks_but_sends_no_more(env: Path, smtp: SmtpServer) -> None:
+    smtp.recorder.reject.add("gone@globex.example")
+    path = write_cadence(env, KEEP_ON_BOUNCE)
+    contacts = env / "contacts.csv"
+    contacts.write_text("email\ngone@globex.example\n", encoding="utf-8")
+    _invoke(
+        "launch", str(path), "--contacts", str(contacts), "--start", "2026-03-02T08:00Z",
+        "--now", "2026-03-02T08:00Z",
+    )  # fmt: skip
+    assert "bounced 1" in _invoke("run", "--once", "--now", "2026-03-02T10:00Z")
+    (c,) = json.loads(_invoke("status", "-f", "json"))["cadences"]
+    assert (c["active"], c["finished"]["bounced"]) == (1, 0)  # still enrolled
+    with SqliteStore(env / "state.db") as store:
+        intro = store.step_runs(1)[0]
+        assert intro.state == "failed" and intro.answer and intro.answer.startswith("550")
+    # The call still becomes a task; the email task and the last email do not go out.
+    _invoke("run", "--once", "--now", "2026-03-03T10:00Z")
+    listed = _invoke("tasks", "list")
+    assert "call task" in listed and "email task" not in listed
+    _invoke("tasks", "done", listed.split("\n")[1].split()[0], "--now", "2026-03-03T11:00Z")
+    _invoke("run", "--once", "--now", "2026-03-04T10:00Z")
+    with SqliteStore(env / "state.db") as store:
+        states = {r.step_id: r.state for r in store.step_runs(1)}
+    assert states == {"intro": "failed", "call": "done", "note": "cancelled", "last": "cancelled"}
+    assert len(smtp.recorder.received) == 0
+    (c,) = json.loads(_invoke("status", "-f", "json"))["cadences"]
+    assert c["finished"]["completed"] == 1
+    # Suppressed for every cadence: launching the address elsewhere reports it.
+    other = write_cadence(env, KEEP_ON_BOUNCE.replace("Keep on bounce", "Other"), "other.yaml")
+    out = _invoke(
+        "launch", str(other), "--contacts", str(contacts), "--now", "2026-03-04T10:00Z",
+    )  # fmt: skip
+    assert "enrolled 0" in out and "gone@globex.example: unsubscribed or bounced" in out

@@ -320,6 +320,7 @@ class SqliteStore:
                 return counts[key]
 
             claimed: list[StepRow] = []
+            ended: set[int] = set()  # enrolments a cancellation may have finished
             claim_args: list[tuple[Any, ...]] = []
             events: list[tuple[Any, ...]] = []
             for row in rows:
@@ -346,6 +347,7 @@ class SqliteStore:
                         (d.reason, row.id),
                     )
                     events.append((now, "cancelled", row.email, row.enrolment_id, row.id, d.reason))
+                    ended.add(row.enrolment_id)
             db.executemany(
                 "UPDATE step_runs SET state = 'claimed', fence = ?, lease_until = ? WHERE id = ?",
                 claim_args,
@@ -356,6 +358,7 @@ class SqliteStore:
                 "ON CONFLICT (sender, day) DO UPDATE SET sent = excluded.sent",
                 [(s, d, n) for (s, d), n in counts.items()],
             )
+            self._complete(db, ended, now)
         kinds = [e[1] for e in events]
         return Claim(
             fence=fence,

@@ -53,6 +53,35 @@ def _answer(code: int, text: bytes | str) -> str:
     return f"{code} {message}".strip()
 
 
+# smtplib's own order of preference.
+_MECHANISMS = ("CRAM-MD5", "PLAIN", "LOGIN")
+
+
+def _login(conn: smtplib.SMTP, host: str, user: str, password: str) -> None:
+    """AUTH with the first mechanism both sides know; the next only if one is refused as
+    unsupported (504, 502). `SMTP.login` goes on to the next mechanism after a 535 too:
+    the same wrong password once more, and some servers then stall instead of answering.
+    """
+    if not conn.has_extn("auth"):
+        raise UsageError(
+            f"{host} does not offer SMTP AUTH, but CADENCE_SMTP_USER is set",
+            hint="unset CADENCE_SMTP_USER / CADENCE_SMTP_PASSWORD, or use the submission port",
+        )
+    offered = conn.esmtp_features["auth"].upper().split()
+    mechanisms = [m for m in _MECHANISMS if m in offered]
+    if not mechanisms:
+        raise UsageError(f"no SMTP AUTH mechanism in common (the server offers {offered})")
+    conn.user, conn.password = user, password
+    for mechanism in mechanisms:
+        method = getattr(conn, "auth_" + mechanism.lower().replace("-", "_"))
+        try:
+            conn.auth(mechanism, method)
+            return
+        except smtplib.SMTPAuthenticationError as exc:
+            if exc.smtp_code not in (502, 504) or mechanism == mechanisms[-1]:
+                raise
+
+
 class SmtpTransport:
     def __init__(self, host: str, port: int, *, implicit_tls: bool, settings: SmtpSettings):
         self.host = host
@@ -95,7 +124,7 @@ class SmtpTransport:
                 conn.ehlo()
             if self.settings.user:
                 assert self.settings.password is not None
-                conn.login(self.settings.user, self.settings.password)
+                _login(conn, self.host, self.settings.user, self.settings.password)
         except smtplib.SMTPAuthenticationError as exc:
             conn.close()
             raise UsageError(

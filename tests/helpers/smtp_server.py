@@ -74,7 +74,8 @@ def _authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data
         and data.login == USER.encode()
         and data.password == PASSWORD.encode()
     )
-    return AuthResult(success=ok)
+    # handled=False: the server answers a refusal with 535 itself (else it stays silent).
+    return AuthResult(success=ok, handled=False)
 
 
 def free_port() -> int:
