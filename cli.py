@@ -565,7 +565,12 @@ def tasks_send(
 @cadence.command("event")
 @click.argument("kind", type=click.Choice(["reply", "bounce", "unsubscribe"]))
 @click.option("--contact", "email", required=True, metavar="EMAIL")
-@click.option("--cadence", "cadence_name", default=None, help="Only this cadence (replies).")
+@click.option(
+    "--cadence",
+    "cadence_name",
+    default=None,
+    help="Only this cadence's enrolment (replies; bounce and unsubscribe suppress everywhere).",
+)
 @db_option
 @now_option
 def event_command(
@@ -581,9 +586,10 @@ def event_command(
     finally:
         store.close()
     note = "" if result.new else " (already recorded)"
+    scope = "" if kind == "reply" else " (suppressed for every cadence)"
     click.echo(
         f"{kind} for {email}{note}: {len(result.ended)} enrolment(s) ended, "
-        f"{result.cancelled_steps} step(s) cancelled"
+        f"{result.cancelled_steps} step(s) cancelled{scope}"
     )
     return 0
 
@@ -613,7 +619,8 @@ def status_command(output_format: str, db: str, now_text: str | None) -> int:
             finished = ", ".join(f"{k} {n}" for k, n in v.finished.items())
             click.echo(f"{v.cadence_name} @ {v.cadence_hash}")
             click.echo(
-                f"  enrolled {v.enrolled}, active {v.active}, finished: {finished}\n"
+                f"  enrolled {v.enrolled}, active {v.active}, finished: {finished}, "
+                f"successes {v.successes}\n"
                 f"  sent {v.sent}, due {v.due}, held {v.held}, open tasks {v.open_tasks}"
             )
         if not report.versions:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from engine.errors import UsageError
 from engine.runner import Versions
 from engine.store import SignalKind, SignalResult, Store
 
@@ -17,7 +18,17 @@ from engine.store import SignalKind, SignalResult, Store
 def record(
     store: Store, kind: SignalKind, email: str, *, cadence: str | None, now: datetime
 ) -> SignalResult:
+    """Record a signal; UsageError for an address that is not one or an unknown cadence."""
+    address = email.strip().lower()
+    local, _, domain = address.partition("@")
+    if not local or not domain or any(c.isspace() for c in address):
+        raise UsageError(f"--contact {email!r} is not an email address")
+    if cadence is not None:
+        names = sorted({name for name, _ in store.versions().values()})
+        if cadence not in names:
+            known = ", ".join(repr(n) for n in names) or "none launched yet"
+            raise UsageError(
+                f"--cadence {cadence!r}: no such cadence in the state store", hint=f"known: {known}"
+            )
     versions = Versions(store)
-    return store.record_signal(
-        kind, email.strip().lower(), cadence, int(now.timestamp()), versions.end_state
-    )
+    return store.record_signal(kind, address, cadence, int(now.timestamp()), versions.end_state)

@@ -50,6 +50,7 @@ class StatusReport:
                     "enrolled": v.enrolled,
                     "active": v.active,
                     "finished": v.finished,
+                    "successes": v.successes,
                     "sent": v.sent,
                     "due": v.due,
                     "held": v.held,

@@ -106,3 +106,64 @@ def test_unsubscribe_suppresses_everywhere_and_events_are_idempotent(
         )
         assert again.suppressed == ("person0@example.com",)
         assert again.enrolled == 1
+
+
+def _two_cadences(tmp_path: Path, end_b: str = "false") -> SqliteStore:
+    store = SqliteStore(tmp_path / "state.db")
+    for name, end in (("A", "true"), ("B", end_b)):
+        text = THREE.replace("name: Three", f"name: Cad {name}").replace(
+            "on_reply: {end: true,", f"on_reply: {{end: {end},"
+        )
+        launch(
+            store,
+            write_cadence(tmp_path, text, f"{name}.yaml"),
+            write_contacts(tmp_path, 1),
+            now=NOW,
+            start="2026-03-02T08:00Z",
+        )
+    return store
+
+
+def _cli_db(tmp_path: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cadence, [*args, "--db", str(tmp_path / "state.db")])
+    return result.exit_code, result.output
+
+
+def test_reply_with_cadence_ends_only_that_one_and_on_reply_end_false_goes_on(
+    tmp_path: Path,
+) -> None:
+    _two_cadences(tmp_path).close()
+    who = ["--contact", "person0@example.com"]
+    code, out = _cli_db(tmp_path, "event", "reply", *who, "--cadence", "Cad B")
+    assert code == 0 and "0 enrolment(s) ended" in out  # on_reply.end false: goes on
+    with SqliteStore(tmp_path / "state.db") as store:
+        a, b = store.status(0)
+        assert (a.cadence_name, a.active, a.successes) == ("Cad A", 1, 0)
+        assert (b.cadence_name, b.active, b.successes) == ("Cad B", 1, 1)  # mark_success
+        assert [r.state for r in store.step_runs(2)] == ["planned"] * 3
+    code, out = _cli_db(tmp_path, "event", "reply", *who, "--cadence", "Cad A")
+    assert code == 0 and "1 enrolment(s) ended, 3 step(s) cancelled" in out
+    with SqliteStore(tmp_path / "state.db") as store:
+        a, b = store.status(0)
+        assert (a.active, a.finished["replied"], a.successes) == (0, 1, 1)
+        assert b.active == 1
+
+
+def test_reply_after_the_last_email_still_counts(tmp_path: Path) -> None:
+    with _two_cadences(tmp_path, end_b="true") as store:
+        Runner(store, OutboxTransport(tmp_path / "out"), clock=Clock(LATER)).run_once()
+        assert [v.finished["completed"] for v in store.status(0)] == [1, 1]
+        record(store, SignalKind.REPLY, "person0@example.com", cadence="Cad A", now=LATER)
+        a, b = store.status(0)
+        assert (a.finished["replied"], a.finished["completed"], a.successes) == (1, 0, 1)
+        assert (b.finished["completed"], b.successes) == (1, 0)
+
+
+def test_signal_arguments_are_checked(tmp_path: Path) -> None:
+    _two_cadences(tmp_path).close()
+    code, out = _cli_db(tmp_path, "event", "reply", "--contact", "nobody", "--cadence", "Cad A")
+    assert code == 2 and "not an email address" in out
+    code, out = _cli_db(tmp_path, "event", "reply", "--contact", "a@b.example", "--cadence", "X")
+    assert code == 2 and "no such cadence" in out and "'Cad A'" in out
+    code, out = _cli_db(tmp_path, "event", "bounce", "--contact", "a@b.example")
+    assert code == 0 and "suppressed for every cadence" in out

@@ -188,6 +188,7 @@ class VersionStatus:
     due: int  # planned, time come, reachable: the next run executes them
     open_tasks: int
     held: int = 0  # planned, time come, but behind an open task (R5) or an unknown send
+    successes: int = 0  # enrolments a reply marked a success (on_reply.mark_success)
 
 
 # Called inside a task's completion transaction with the enrolment's later steps still

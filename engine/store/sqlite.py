@@ -544,7 +544,33 @@ class SqliteStore:
                 (f"stopped: {kind}", enrolment_id),
             ).rowcount
             ended.append(enrolment_id)
+        if kind is SignalKind.REPLY:
+            self._reply_after_completion(db, email, cadence_name, end)
         return SignalResult(new=new, ended=tuple(ended), cancelled_steps=cancelled)
+
+    def _reply_after_completion(
+        self, db: sqlite3.Connection, email: str, cadence_name: str | None, end: EndState
+    ) -> None:
+        """A reply to the last email comes after the enrolment completed: it still counts.
+
+        Only the contact's latest enrolment of each cadence, and only one that ran to its
+        end: it becomes `replied` (per on_reply.end) and a success (per mark_success).
+        """
+        query = (
+            "SELECT id, cadence_hash FROM enrolments e WHERE email = ? AND state = 'completed' "
+            "AND id = (SELECT max(id) FROM enrolments l "
+            "WHERE l.email = e.email AND l.cadence_name = e.cadence_name)"
+        )
+        args: tuple[Any, ...] = (email,)
+        if cadence_name is not None:
+            query += " AND cadence_name = ?"
+            args += (cadence_name,)
+        for enrolment_id, cadence_hash in db.execute(query, args).fetchall():
+            state, success = end(SignalKind.REPLY, cadence_hash)
+            db.execute(
+                "UPDATE enrolments SET state = ?, success = max(success, ?) WHERE id = ?",
+                (state or "completed", int(success), enrolment_id),
+            )
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -697,6 +723,10 @@ class SqliteStore:
                     (cadence_hash,),
                 ).fetchall()
             )
+            (successes,) = self._db.execute(
+                "SELECT count(*) FROM enrolments WHERE cadence_hash = ? AND success = 1",
+                (cadence_hash,),
+            ).fetchone()
             steps = dict(self._db.execute(_STEP_COUNTS, (now, cadence_hash)).fetchall())
             out.append(
                 VersionStatus(
@@ -712,6 +742,7 @@ class SqliteStore:
                     sent=steps.get("sent", 0),
                     due=steps.get("planned:due", 0),
                     held=steps.get("planned:held", 0),
+                    successes=int(successes),
                     open_tasks=steps.get("open", 0),
                 )
             )
