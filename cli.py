@@ -538,6 +538,8 @@ def tasks_send(
         v = show_task(store, task_id)
         if v.body is None:
             raise UsageError(f"task {task_id} is a {v.action}, not an email task")
+        if v.state != "open":  # before any editor opens
+            raise UsageError(f"task {task_id} is not open (it is {v.state})")
         if body_file is not None:
             body = body_file.read()
         else:

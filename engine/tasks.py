@@ -32,6 +32,7 @@ class TaskView:
     zone: str
     title: str
     notes: str
+    state: str = "open"  # open, or done / skipped / planned (scheduled) / sent / cancelled
     subject: str | None = None
     body: str | None = None
     links: dict[str, str] | None = None
@@ -47,6 +48,7 @@ class TaskView:
             "due_local": self.due.astimezone(zone(self.zone)).isoformat(),
             "title": self.title,
             "notes": self.notes,
+            "state": self.state,
         }
         if self.subject is not None:
             out.update(subject=self.subject, body=self.body, links=self.links)
@@ -76,6 +78,7 @@ def view(versions: Versions, row: StepRow, *, compose: bool = False) -> TaskView
         zone=row.zone,
         title=text.title,
         notes=text.notes,
+        state=row.state,
         subject=subject,
         body=body,
         links=links,
@@ -118,8 +121,12 @@ def send_task_email(
 ) -> StepRow:
     """Send an email task with the rep's text now, or schedule it for `at` (R6)."""
     row = store.step_run(task_id)
-    if row is None or row.state != "open":
-        raise UsageError(f"no open task {task_id}", hint="see `cadence tasks list`")
+    if row is None or (row.action == Action.SEND_EMAIL and not row.by_hand):
+        raise UsageError(f"no task {task_id}", hint="see `cadence tasks list`")
+    if row.action != Action.EMAIL_TASK:
+        raise UsageError(f"task {task_id} is a {row.action}, not an email task")
+    if row.state != "open":
+        raise UsageError(f"task {task_id} is not open (it is {row.state})")
     if at is not None and at > now:
         return store.schedule_task_email(task_id, subject, body, int(at.timestamp()))
     fence, claimed = store.take_task_email(task_id, subject, body, time.time() + DEFAULT_LEASE)

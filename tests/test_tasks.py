@@ -227,3 +227,26 @@ def test_late_task_shifts_by_business_days(
     # No burst: nothing goes out before its shifted time.
     out = _cli("run", "--once", "--now", done)
     assert "sent" not in out
+
+
+def test_task_commands_on_wrong_ids_are_clear(world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import click
+
+    def no_editor(*args: object, **kwargs: object) -> str:
+        raise AssertionError("the editor must not open")
+
+    monkeypatch.setattr(click, "edit", no_editor)
+    _cli("run", "--once", "--now", "2026-03-03T10:00Z")
+    call_id = _cli("tasks", "list").split("\n")[1].split()[0]
+    out = _cli("tasks", "send", call_id, code=2)
+    assert "is a call task, not an email task" in out
+    _cli("tasks", "done", call_id, "--now", "2026-03-03T11:00Z")
+    assert "is not open (it is done)" in _cli("tasks", "skip", call_id, code=2)
+    assert "is not open (it is done)" in _cli("tasks", "done", call_id, code=2)
+    assert '"state": "done"' in _cli("tasks", "show", call_id, "-f", "json")
+    assert "no task 1" in _cli("tasks", "done", "1", code=2)  # the intro: an automatic email
+    assert "no task 9999" in _cli("tasks", "send", "9999", code=2)
+    _cli("run", "--once", "--now", "2026-03-04T10:00Z")
+    email_id = _cli("tasks", "list", "--type", "email").split("\n")[1].split()[0]
+    _cli("tasks", "skip", email_id, "--now", "2026-03-04T11:00Z")
+    assert "is not open (it is skipped)" in _cli("tasks", "send", email_id, code=2)

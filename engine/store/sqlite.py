@@ -625,9 +625,9 @@ class SqliteStore:
 
     def _open_task(self, db: sqlite3.Connection, step_run_id: int) -> StepRow:
         found = db.execute(_ROW_SELECT + " WHERE sr.id = ?", (step_run_id,)).fetchone()
-        if found is None:
-            raise UsageError(f"no task {step_run_id}")
-        row = _row(found)
+        row = _row(found) if found is not None else None
+        if row is None or (row.action == "send email" and not row.by_hand):
+            raise UsageError(f"no task {step_run_id}", hint="see `cadence tasks list`")
         if row.state != "open":
             raise UsageError(f"task {step_run_id} is not open (it is {row.state})")
         return row
