@@ -189,31 +189,38 @@ class _Thread:
         self.cadence = cadence
         self.contact = contact
         self.render = ContactRenderer(template_context(cadence, contact, unsubscribe_url))
-        self.done: dict[str, RenderedEmail] = {}
+        self.texts: dict[str, tuple[str, str, str]] = {}
 
-    def email(self, step: Step, previous_sent_at: datetime | None = None) -> RenderedEmail:
-        found = self.done.get(step.id)
-        if found is not None and previous_sent_at is None:
+    def parts(self, step: Step) -> tuple[str, str, str]:
+        """(subject, own body, full text with the undated quote) of an email step."""
+        found = self.texts.get(step.id)
+        if found is not None:
             return found
-        assert step.email is not None, f"step {step.id!r} is not an email"
-        template = self.cadence.templates[step.email.template]
+        spec = step.email
+        assert spec is not None, f"step {step.id!r} is not an email"
+        template = self.cadence.templates[spec.template]
         body = self.render(template.body)
         subject = self.render(template.subject) if template.subject else None
-        quoted: str | None = None
-        thread: str | None = None
-        previous = self.cadence.previous_email(step)
-        if step.email.follow_up and previous is not None:
-            parent = self.email(previous)
-            thread = previous.id
+        text = body
+        previous = self.cadence.previous_email(step) if spec.follow_up else None
+        if previous is not None:
+            parent_subject, _, parent_text = self.parts(previous)
             if subject is None:
-                subject = reply_subject(parent.subject)
-            quoted = quote_email(
-                parent.text, self.cadence.sender.name, self.cadence.sender.email, previous_sent_at
-            )
-        result = RenderedEmail(step.id, self.contact.email, subject or "", body, quoted, thread)
-        if previous_sent_at is None:
-            self.done[step.id] = result
-        return result
+                subject = reply_subject(parent_subject)
+            sender = self.cadence.sender
+            text = f"{body.rstrip()}\n\n{quote_email(parent_text, sender.name, sender.email, None)}"
+        found = self.texts[step.id] = (subject or "", body, text)
+        return found
+
+    def email(self, step: Step, previous_sent_at: datetime | None = None) -> RenderedEmail:
+        subject, body, _ = self.parts(step)
+        assert step.email is not None
+        previous = self.cadence.previous_email(step) if step.email.follow_up else None
+        if previous is None:
+            return RenderedEmail(step.id, self.contact.email, subject, body)
+        sender = self.cadence.sender
+        quoted = quote_email(self.parts(previous)[2], sender.name, sender.email, previous_sent_at)
+        return RenderedEmail(step.id, self.contact.email, subject, body, quoted, previous.id)
 
     def task(self, step: Step) -> TaskText:
         name = display_name(self.contact)
@@ -225,7 +232,7 @@ class _Thread:
         elif step.kind is StepKind.INMAIL:
             title = f"InMail {name}"
         else:
-            title = f"Email {name}: {self.email(step).subject}"
+            title = f"Email {name}: {self.parts(step)[0]}"
         return TaskText(step.id, title, notes)
 
 
@@ -319,8 +326,8 @@ class StepTexts:
     def get(self, step: Step) -> tuple[str, str]:
         """(subject, full text) for an email step, (title, notes) for another task."""
         if step.email is not None:
-            email = self.thread.email(step)
-            return email.subject, email.text
+            subject, _, text = self.thread.parts(step)
+            return subject, text
         task = self.thread.task(step)
         return task.title, task.notes
 

@@ -178,3 +178,27 @@ def test_compile_plan_is_lazy_over_contacts(example_cadence_path: Path) -> None:
     launch = Launch(datetime(2026, 3, 6, tzinfo=UTC), SendAt(time_of_day=time(15, 0)))
     rows = compile_plan(cad, endless(), launch)
     assert next(rows).contact == "p1@example.com"
+
+
+def test_render_workers_give_the_same_bytes_as_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # More contacts than one chunk, so the worker processes really take part.
+    contacts = tmp_path / "many.csv"
+    with contacts.open("w", encoding="utf-8") as f:
+        f.write("email,first_name,company,timezone\n")
+        for i in range(2600):
+            zone = ["Europe/Berlin", "America/Chicago", ""][i % 3]
+            f.write(f"p{i}@example.com,Name{i % 40},Company {i % 7},{zone}\n")
+    args = ["plan", str(CADENCES / "heads-of-platform.yaml"), "--contacts", str(contacts)]
+    args += [*START, "-f", "jsonl", "--render"]
+    outputs = []
+    for workers in ("0", "2"):
+        monkeypatch.setenv("CADENCE_WORKERS", workers)
+        code, out, err = run(*args)
+        assert code == 0, err
+        outputs.append(out)
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0].splitlines()) == 2600 * 7
+    first = json.loads(outputs[0].splitlines()[3])
+    assert (first["step"], first["subject"]) == ("bump-2", "Re: Quick follow-up, Name0")

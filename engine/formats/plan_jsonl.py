@@ -4,10 +4,14 @@ This is the hot path of `bench/plan`, so per-contact work is kept to a few looku
 - a schedule is shared by every contact in its zone, so each slot's JSON (everything
   but the contact) is encoded once per schedule and a contact's rows are one `str.join`;
 - with `--render`, a step's texts depend only on the contact fields its templates read
-  (`messages.step_text_reads`), so their encoded JSON is memoised on those values and a
-  contact is rendered only when one of its steps misses.
-The output is byte-identical to `json.dumps(row.as_dict(), ensure_ascii=False)` per row
-(a test checks).
+  (`messages.step_text_reads`), so their encoded JSON is memoised on those values, and a
+  contact's steps are rendered only when they miss;
+- rendering is most of the work of `--render`, so chunks of contacts go to worker
+  processes a few chunks ahead of the writer (bounded: the list is never held), each
+  with the slot JSON it needs, and come back as finished text, taken in input order.
+Schedules are still computed here, in input order (the daily limit depends on it), and
+the output is byte-identical to `json.dumps(row.as_dict(), ensure_ascii=False)` per row
+whatever the number of workers (tests check both).
 """
 
 from __future__ import annotations
@@ -26,40 +30,41 @@ if TYPE_CHECKING:
     from engine.compiler import ContactSchedule
     from engine.contacts import Contact
 
+MAX_WORKERS = 4
 MEMO_LIMIT = 200_000  # entries over all steps (a few hundred bytes each)
 PROBE = 2_000  # lookups before a step's memo is judged
 MIN_HIT_RATE = 0.25  # below this a step's texts are too varied to be worth memoising
 _dumps = json.JSONEncoder(ensure_ascii=False).encode
 
+# One contact as shipped to a renderer: email, fields, timezone, row, schedule number.
+Row = tuple[str, dict[str, str], str | None, int, int]
+
 
 def write(run: PlanRun, pairs: Pairs, out: TextIO) -> int:
-    # id(schedule) → (schedule, slot suffixes, join parts); holding the schedule keeps
-    # its id from being reused while it is cached.
-    encoded: dict[int, tuple[ContactSchedule, list[str], list[str]]] = {}
+    # id(schedule) → (schedule, number, slot suffixes, join parts); holding the schedule
+    # keeps its id from being reused while it is cached.
+    encoded: dict[int, tuple[ContactSchedule, int, list[str], list[str]]] = {}
     rows = 0
-    for chunk, tails in _chunks_with_texts(run, pairs):
-        buffer: list[str] = []
-        for i, (contact, schedule) in enumerate(chunk):
-            hit = encoded.get(id(schedule))
-            if hit is None:
-                hit = encoded[id(schedule)] = _encode(run, schedule)
-            # Addresses are validated (no quotes, backslashes or control characters), so
-            # they need no JSON escaping.
-            head = '{"contact": "' + contact.email + '", '
-            if tails is None:
-                buffer.append(head.join(hit[2]))
-            else:
-                buffer.extend(head + s + t for s, t in zip(hit[1], tails[i], strict=True))
-            rows += len(hit[1])
-        out.write("".join(buffer))
+    chunks: Iterator[list[tuple[Contact, ContactSchedule]]] = _chunks(pairs)
+    if not run.render:
+        for chunk in chunks:
+            buffer = []
+            for contact, schedule in chunk:
+                hit = encoded.get(id(schedule)) or _remember(run, schedule, encoded)
+                # Addresses are validated (no quotes, backslashes or control characters),
+                # so they need no JSON escaping.
+                buffer.append(('{"contact": "' + contact.email + '", ').join(hit[3]))
+                rows += len(hit[2])
+            out.write("".join(buffer))
+        return rows
+    for text, count in _rendered(run, chunks, encoded):
+        out.write(text)
+        rows += count
     return rows
 
 
-Chunk = list[tuple["Contact", "ContactSchedule"]]
-
-
-def _chunks(pairs: Pairs) -> Iterator[Chunk]:
-    chunk: Chunk = []
+def _chunks(pairs: Pairs) -> Iterator[list[tuple[Contact, ContactSchedule]]]:
+    chunk: list[tuple[Contact, ContactSchedule]] = []
     for pair in pairs:
         chunk.append(pair)
         if len(chunk) == FLUSH_EVERY:
@@ -69,74 +74,11 @@ def _chunks(pairs: Pairs) -> Iterator[Chunk]:
         yield chunk
 
 
-def _chunks_with_texts(
-    run: PlanRun, pairs: Pairs
-) -> Iterator[tuple[Chunk, list[list[str]] | None]]:
-    """Chunks of contacts, with their rendered texts when asked.
-
-    Rendering is most of the work of `--render`, so from the second chunk on it runs in
-    worker processes, a few chunks ahead of the writer (bounded: the list is never held),
-    and results are taken in input order, so the output is the same as a serial run.
-    """
-    chunks = _chunks(pairs)
-    if not run.render:
-        for chunk in chunks:
-            yield chunk, None
-        return
-    first = next(chunks, None)
-    if first is None:
-        return
-    texts = _RenderedTexts(run)
-    yield first, [texts.for_contact(c) for c, _ in first]
-    workers = _workers()
-    if workers < 2:
-        for chunk in chunks:
-            yield chunk, [texts.for_contact(c) for c, _ in chunk]
-        return
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(workers, initializer=_start_worker, initargs=(run,)) as pool:
-        pending: deque[tuple[Chunk, AsyncResult[list[list[str]]]]] = deque()
-        for chunk in chunks:
-            # Plain tuples pickle several times faster than the dataclass.
-            rows = [(c.email, c.fields, c.timezone, c.row) for c, _ in chunk]
-            pending.append((chunk, pool.apply_async(_render_chunk, (rows,))))
-            if len(pending) >= workers * 2:
-                done, result = pending.popleft()
-                yield done, result.get()
-        while pending:
-            done, result = pending.popleft()
-            yield done, result.get()
-
-
-MAX_WORKERS = 4
-
-
-def _workers() -> int:
-    """Render processes: one per CPU (at most 4); CADENCE_WORKERS=1 renders in-process."""
-    configured = os.environ.get("CADENCE_WORKERS", "")
-    if configured.isdigit() and int(configured) > 0:
-        return int(configured)
-    return min(os.cpu_count() or 1, MAX_WORKERS)
-
-
-_worker_texts: _RenderedTexts | None = None
-
-
-def _start_worker(run: PlanRun) -> None:
-    global _worker_texts
-    _worker_texts = _RenderedTexts(run)
-
-
-def _render_chunk(rows: list[tuple[str, dict[str, str], str | None, int]]) -> list[list[str]]:
-    from engine.contacts import Contact
-
-    assert _worker_texts is not None
-    return [_worker_texts.for_contact(Contact(*row)) for row in rows]
-
-
-def _encode(
-    run: PlanRun, schedule: ContactSchedule
-) -> tuple[ContactSchedule, list[str], list[str]]:
+def _remember(
+    run: PlanRun,
+    schedule: ContactSchedule,
+    encoded: dict[int, tuple[ContactSchedule, int, list[str], list[str]]],
+) -> tuple[ContactSchedule, int, list[str], list[str]]:
     from engine.compiler import rows_for
     from engine.contacts import Contact
 
@@ -146,14 +88,79 @@ def _encode(
         data = row.as_dict()
         del data["contact"]
         suffixes.append(_dumps(data)[1:-1])
-    return schedule, suffixes, [""] + [s + "}\n" for s in suffixes]
+    hit = (schedule, len(encoded), suffixes, ["", *(s + "}\n" for s in suffixes)])
+    encoded[id(schedule)] = hit
+    return hit
 
 
-class _RenderedTexts:
-    """`, "subject": …, "body": …}` per step for a contact, memoised on what it reads.
+def _rendered(
+    run: PlanRun,
+    chunks: Iterator[list[tuple[Contact, ContactSchedule]]],
+    encoded: dict[int, tuple[ContactSchedule, int, list[str], list[str]]],
+) -> Iterator[tuple[str, int]]:
+    """(text, rows) per chunk; the first chunk renders here, the rest in workers."""
+
+    def job(chunk: list[tuple[Contact, ContactSchedule]]) -> tuple[list[Row], dict[int, list[str]]]:
+        rows: list[Row] = []
+        slots: dict[int, list[str]] = {}
+        for c, schedule in chunk:
+            hit = encoded.get(id(schedule)) or _remember(run, schedule, encoded)
+            slots[hit[1]] = hit[2]
+            rows.append((c.email, c.fields, c.timezone, c.row, hit[1]))  # tuples pickle fast
+        return rows, slots
+
+    first = next(chunks, None)
+    if first is None:
+        return
+    renderer = _Renderer(run)
+    yield renderer.chunk(*job(first))
+    workers = _workers()
+    if workers < 1:
+        for chunk in chunks:
+            yield renderer.chunk(*job(chunk))
+        return
+    context = multiprocessing.get_context("fork")
+    with context.Pool(workers, initializer=_start_worker, initargs=(run,)) as pool:
+        pending: deque[AsyncResult[tuple[str, int]]] = deque()
+        for chunk in chunks:
+            pending.append(pool.apply_async(_render_chunk, job(chunk)))
+            if len(pending) >= workers * 2:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+def _workers() -> int:
+    """Render processes: one per CPU, at most 4 (the main process reads, plans and writes).
+
+    CADENCE_WORKERS overrides it; 0 renders in this process.
+    """
+    configured = os.environ.get("CADENCE_WORKERS", "")
+    if configured.isdigit():
+        return int(configured)
+    return min(os.cpu_count() or 1, MAX_WORKERS)
+
+
+_worker: _Renderer | None = None
+
+
+def _start_worker(run: PlanRun) -> None:
+    global _worker
+    _worker = _Renderer(run)
+
+
+def _render_chunk(rows: list[Row], slots: dict[int, list[str]]) -> tuple[str, int]:
+    assert _worker is not None
+    return _worker.chunk(rows, slots)
+
+
+class _Renderer:
+    """Finished JSONL text for chunks of contacts, with step texts memoised on what they read.
 
     Call and InMail titles (`Call Ava Nakamura`) vary with every name, so only their
-    notes are memoised and the title is encoded per contact.
+    notes are memoised and the title is encoded per contact. A step whose texts rarely
+    repeat (they read a first name *and* a company) would only fill memory, so after
+    PROBE lookups such a step is no longer memoised.
     """
 
     def __init__(self, run: PlanRun) -> None:
@@ -165,10 +172,25 @@ class _RenderedTexts:
         titles = {StepKind.CALL: "Call ", StepKind.INMAIL: "InMail "}
         self.steps = [(s, titles.get(s.kind)) for s in run.cadence.steps]
         self.memo: dict[tuple[str | None, ...], str] = {}
+        self.judging = set(self.reads)
         self.lookups = dict.fromkeys(self.reads, 0)
         self.hits = dict.fromkeys(self.reads, 0)
 
-    def for_contact(self, contact: Contact) -> list[str]:
+    def chunk(self, rows: list[Row], slots: dict[int, list[str]]) -> tuple[str, int]:
+        from engine.contacts import Contact
+
+        out: list[str] = []
+        count = 0
+        for email, fields, tz, row, number in rows:
+            head = '{"contact": "' + email + '", '
+            suffixes = slots[number]
+            tails = self.tails(Contact(email, fields, tz, row))
+            out.extend(head + s + t for s, t in zip(suffixes, tails, strict=True))
+            count += len(suffixes)
+        return "".join(out), count
+
+    def tails(self, contact: Contact) -> list[str]:
+        """`, "subject": …, "body": …}` and a newline, per step."""
         from engine.messages import PREVIEW_UNSUBSCRIBE_URL, StepTexts, display_name
 
         fields = contact.fields
@@ -178,7 +200,7 @@ class _RenderedTexts:
             reads = self.reads[step.id]
             key = None if reads is None else (step.id, *map(fields.get, reads))
             tail = None if key is None else self.memo.get(key)
-            if key is not None:
+            if key is not None and step.id in self.judging:
                 self._count(step.id, tail is not None)
             if tail is None:
                 if texts is None:
@@ -195,9 +217,9 @@ class _RenderedTexts:
         return out
 
     def _count(self, step_id: str, hit: bool) -> None:
-        # A step whose texts rarely repeat (e.g. they read first name *and* company) would
-        # only fill memory: after PROBE lookups it stops being memoised at all.
         n = self.lookups[step_id] = self.lookups[step_id] + 1
         self.hits[step_id] += hit
-        if n == PROBE and self.hits[step_id] < PROBE * MIN_HIT_RATE:
-            self.reads[step_id] = None
+        if n == PROBE:
+            self.judging.discard(step_id)
+            if self.hits[step_id] < PROBE * MIN_HIT_RATE:
+                self.reads[step_id] = None
