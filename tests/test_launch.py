@@ -88,3 +88,44 @@ def test_bad_when_is_a_usage_error(tmp_path: Path) -> None:
         "--start", "next tuesday",
     )  # fmt: skip
     assert code == 2 and "--start" in out
+
+
+def test_launch_of_an_edited_file_pins_new_contacts_to_the_new_version(tmp_path: Path) -> None:
+    path = write_cadence(tmp_path)
+    old_list = write_contacts(tmp_path, 2, "old.csv")  # person0, person1
+    new_list = write_contacts(tmp_path, 3, "new.csv")  # person0..2
+    at = ("--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z")
+    assert _cli("launch", str(path), "--contacts", str(old_list), *at)[0] == 0
+    path.write_text(ONE_EMAIL.replace("Hello {{", "Changed {{"))
+    code, out = _cli("launch", str(path), "--contacts", str(new_list), *at)
+    assert code == 0 and "enrolled 1" in out and out.count("already enrolled") == 2
+    with SqliteStore(tmp_path / "state.db") as store:
+        old, new = sorted(store.status(0), key=lambda v: v.enrolled, reverse=True)
+        assert (old.enrolled, new.enrolled) == (2, 1) and old.cadence_hash != new.cadence_hash
+    assert _cli("run", "--once", "--now", "2026-03-02T10:00Z")[0] == 0
+    subjects = sorted(
+        str(message_from_bytes(p.read_bytes(), policy=policy.default)["Subject"])
+        for p in (tmp_path / "outbox").iterdir()
+    )
+    assert subjects == ["Changed P2", "Hello P0", "Hello P1"]
+
+
+def test_send_at_time_of_day_and_instant(tmp_path: Path) -> None:
+    path = write_cadence(tmp_path)
+    contacts = tmp_path / "c.csv"
+    contacts.write_text("email,timezone\nava@x.example,Europe/Amsterdam\nben@x.example,\n")
+    at = ("--start", "2026-03-02T06:00Z", "--now", "2026-03-02T06:00Z")
+    assert _cli("launch", str(path), "--contacts", str(contacts), "--send-at", "11:00", *at)[0] == 0
+    with SqliteStore(tmp_path / "state.db") as store:
+        # HH:MM: that time on day 1 in each contact's own zone (UTC is the default here).
+        assert [store.step_runs(i)[0].due_utc for i in (1, 2)] == [
+            1772445600,  # 2026-03-02T10:00Z = 11:00 Amsterdam
+            1772449200,  # 2026-03-02T11:00Z
+        ]
+    code, _ = _cli(
+        "launch", str(path), "--contacts", str(contacts), "--send-at", "2026-03-03T15:30Z", *at,
+        "--db", str(tmp_path / "other.db"),
+    )  # fmt: skip
+    assert code == 0
+    with SqliteStore(tmp_path / "other.db") as store:
+        assert {store.step_runs(i)[0].due_utc for i in (1, 2)} == {1772551800}  # the instant

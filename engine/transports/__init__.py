@@ -76,6 +76,11 @@ def parse_transport(spec: str | None = None) -> Transport:
 
         if not parts.hostname:
             raise UsageError(f"transport {text!r} has no host", hint="smtp://host:587")
+        if parts.username is not None or parts.password is not None:
+            raise UsageError(
+                "the transport URL must not carry credentials",
+                hint="give them in CADENCE_SMTP_USER / CADENCE_SMTP_PASSWORD",
+            )
         try:
             port = parts.port
         except ValueError:
