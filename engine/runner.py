@@ -286,9 +286,12 @@ class Runner:
         sender = cadence.sender.email
         day = local.date()
         if sent_on(sender, day.isoformat()) >= limit:
+            # Like the compiler: the next campaign day, at the email's own wall time.
             nxt = next_campaign_day(settings, day)
-            start = window.start if window is not None else wall
-            when = resolve_local(nxt, start, tz)
+            due_wall = datetime.fromtimestamp(row.due_utc, UTC).astimezone(tz).time()
+            if window is not None and not window.contains(due_wall):
+                due_wall = window.start
+            when = resolve_local(nxt, due_wall, tz)
             return Decision(DecisionKind.RESCHEDULE, int(when.timestamp()), "daily limit")
         return Decision(DecisionKind.CLAIM, day_key=(sender, day.isoformat()))
 
