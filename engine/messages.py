@@ -71,26 +71,30 @@ class ContactRenderer:
       over them (what `Template.render` does inside, so `{% set %}` never leaks between
       templates; same sandbox, same compiled code);
     - a template that reads only `contact.<field>`, `sender` and `unsubscribe_url` is a
-      pure function of those values, so its output is memoised on them (`MEMO`).
+      pure function of those values, so its output is memoised on them (`TemplateMemo`).
     """
 
     def __init__(self, context: dict[str, Any]) -> None:
         self.context = context
         self.variables = {**environment().globals, **context}
-        self._constant_key: tuple[str, ...] | None = None
+        self._constants: tuple[str, ...] | None = None
 
     def __call__(self, source: str) -> str:
-        reads = MEMO.reads(source)
-        if reads is None:
+        memo = _MEMOS.get(source) or TemplateMemo.of(source)
+        if not memo.on:
             return self.render(source)
-        if self._constant_key is None:
-            self._constant_key = tuple(repr(self.context.get(n)) for n in sorted(_PURE_NAMES))
-        fields = self.context["contact"]
-        key = (source, self._constant_key, *map(fields.get, reads))
-        found = MEMO.get(source, key)
+        key = tuple(map(self.context["contact"].get, memo.fields))
+        if memo.names:
+            if self._constants is None:
+                self._constants = tuple(repr(self.context.get(n)) for n in sorted(_PURE_NAMES))
+            key += self._constants
+        found = memo.texts.get(key)
+        if memo.lookups < PROBE:
+            memo.judge(found is not None)
         if found is None:
             found = self.render(source)
-            MEMO.put(key, found)
+            if len(memo.texts) < MEMO_LIMIT:
+                memo.texts[key] = found
         return found
 
     def render(self, source: str) -> str:
@@ -102,44 +106,40 @@ class ContactRenderer:
             return environment().handle_exception()
 
 
-class RenderMemo:
-    """Rendered texts by (template, the values it reads), for pure templates only.
+MEMO_LIMIT = 50_000  # texts per template
+PROBE = 2_000  # lookups before a template's memo is judged
+MIN_HIT_RATE = 0.25
+
+
+class TemplateMemo:
+    """Rendered texts of one pure template by the values it reads.
 
     Bounded; and a template whose outputs rarely repeat (it reads a first name *and* a
-    company) is judged after `probe` lookups and then no longer memoised, so a varied
-    list costs no memory and almost no time.
+    company) is judged after PROBE lookups and then no longer memoised, so a varied list
+    costs no memory and almost no time.
     """
 
-    def __init__(self, limit: int = 100_000, probe: int = 2_000, min_hit_rate: float = 0.25):
-        self.limit, self.probe, self.min_hit_rate = limit, probe, min_hit_rate
-        self.texts: dict[tuple[Any, ...], str] = {}
-        self.stats: dict[str, list[int]] = {}  # source → [lookups, hits]
-        self.off: set[str] = set()
+    def __init__(self, reads: tuple[tuple[str, ...], tuple[str, ...]] | None) -> None:
+        self.on = reads is not None
+        self.fields, self.names = reads if reads is not None else ((), ())
+        self.texts: dict[tuple[str | None, ...], str] = {}
+        self.lookups = self.hits = 0
 
-    def reads(self, source: str) -> tuple[str, ...] | None:
-        if source in self.off:
-            return None
-        found = template_reads(source)
-        return None if found is None else found[0]
+    @classmethod
+    def of(cls, source: str) -> TemplateMemo:
+        memo = _MEMOS[source] = cls(template_reads(source))
+        return memo
 
-    def get(self, source: str, key: tuple[Any, ...]) -> str | None:
-        found = self.texts.get(key)
-        stats = self.stats.get(source)
-        if stats is None:
-            stats = self.stats[source] = [0, 0]
-        if stats[0] < self.probe:  # judged once, after `probe` lookups
-            stats[0] += 1
-            stats[1] += found is not None
-            if stats[0] == self.probe and stats[1] < self.probe * self.min_hit_rate:
-                self.off.add(source)
-        return found
-
-    def put(self, key: tuple[Any, ...], text: str) -> None:
-        if len(self.texts) < self.limit:
-            self.texts[key] = text
+    def judge(self, hit: bool) -> None:
+        self.lookups += 1
+        self.hits += hit
+        if self.lookups == PROBE and self.hits < PROBE * MIN_HIT_RATE:
+            self.on = False
+            self.texts.clear()
 
 
-MEMO = RenderMemo()
+_MEMOS: dict[str, TemplateMemo] = {}
+
 _PURE_NAMES = frozenset({"sender", "unsubscribe_url"})
 
 
