@@ -250,3 +250,14 @@ def test_task_commands_on_wrong_ids_are_clear(world: Path, monkeypatch: pytest.M
     email_id = _cli("tasks", "list", "--type", "email").split("\n")[1].split()[0]
     _cli("tasks", "skip", email_id, "--now", "2026-03-04T11:00Z")
     assert "is not open (it is skipped)" in _cli("tasks", "send", email_id, code=2)
+
+
+def test_tasks_list_filters(world: Path) -> None:
+    _cli("run", "--once", "--now", "2026-03-03T10:00Z")  # the call (due 03-03 09:00) opens
+    assert "Call Ava" in _cli("tasks", "list", "--assignee", "Dana@Acme.example")
+    assert "no open tasks" in _cli("tasks", "list", "--assignee", "someone@else.example")
+    assert "Call Ava" in _cli("tasks", "list", "--cadence", "Tasks", "--type", "call")
+    assert "no open tasks" in _cli("tasks", "list", "--type", "email")
+    assert "Call Ava" in _cli("tasks", "list", "--due", "2026-03-03T09:00Z")
+    assert "no open tasks" in _cli("tasks", "list", "--due", "2026-03-03T08:59Z")
+    assert "--due" in _cli("tasks", "list", "--due", "soon", code=2)
