@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import pathlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from ruamel.yaml.constructor import (
     SafeConstructor,
 )
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import ScalarEvent
 from ruamel.yaml.reader import ReaderError
 
 from engine import yaml_events
@@ -142,13 +144,43 @@ def _line_col(text: str, offset: int) -> tuple[int, int]:
     return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
 
 
+# ruamel's wording for the commonest mistakes, said in the user's terms.
+_PLAIN_WORDS = (
+    (
+        re.compile(r"found character '\\t' that cannot start any token"),
+        "a tab cannot indent YAML; indent with spaces",
+    ),
+    (
+        re.compile(r"found another document"),
+        "a cadence file holds one YAML document; remove the second `---` and what follows",
+    ),
+)
+_DUPLICATE = re.compile(r'found duplicate key "(.*)" with value', re.DOTALL)
+_TAG = re.compile(r"for the tag '(.*)'")
+
+
 def _problem(rule_id: str, exc: YAMLError, what: str) -> LoadProblem:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     context = getattr(exc, "context", None) if isinstance(exc, MarkedYAMLError) else None
-    message = f"{what}: {problem}" + (
-        f" ({context})" if context and what != "duplicate key" else ""
-    )
+    duplicate = _DUPLICATE.search(problem) if rule_id == yaml_rules.DUPLICATE_KEY.id else None
+    plain_words = next((words for pattern, words in _PLAIN_WORDS if pattern.search(problem)), None)
+    tag = _TAG.search(problem) if rule_id == yaml_rules.TAG.id else None
+    if tag is not None:
+        shown = tag.group(1).replace("tag:yaml.org,2002:", "!!")
+        message = (
+            f"the YAML tag '{shown}' is not allowed: cadence files are loaded safely; "
+            "write a plain value"
+        )
+    elif duplicate is not None:
+        message = (
+            f"duplicate key '{duplicate.group(1)}': this mapping already has it; "
+            "remove or rename one"
+        )
+    elif plain_words is not None:
+        message = f"{what}: {plain_words}"
+    else:
+        message = f"{what}: {problem}" + (f" ({context})" if context else "")
     if mark is None:
         return LoadProblem(rule_id, message)
     return LoadProblem(rule_id, message, mark.line + 1, mark.column + 1)
@@ -198,7 +230,9 @@ class Positions:
     """Line and column of any JSON path, from the round-trip loader's marks (1-based)."""
 
     def __init__(self, text: str) -> None:
+        self.text = text
         self.lines = text.splitlines()
+        self._spans: dict[tuple[int, int], tuple[int, int]] | None = None
         try:
             yaml = YAML(typ="rt", pure=True)
             yaml.Constructor = TextDatesRoundTrip
@@ -242,17 +276,23 @@ class Positions:
     def _inside_scalar(
         self, node: Any, where: tuple[int, int], text_pos: tuple[int, int]
     ) -> tuple[int, int]:
-        from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
+        """The file position of (line, col) inside the string value at `where`.
+
+        A literal block (`|`) keeps its lines, so the mapping is exact. Any other style
+        (folded `>`, quoted with `\\n` escapes, multi-line plain) rewraps the text, so the
+        spot is found by searching the scalar's source for the word at that position.
+        """
+        from ruamel.yaml.scalarstring import LiteralScalarString
 
         line, col = text_pos
-        if isinstance(node, LiteralScalarString | FoldedScalarString):
-            # The mark is on the `|` indicator; the text's line 1 is the next file line.
-            file_line = where[0] + line
-            if file_line <= len(self.lines):
-                source = self.lines[file_line - 1]
-                indent = len(source) - len(source.lstrip(" "))
-                return file_line, indent + (col if col else 1)
-            return where
+        if isinstance(node, LiteralScalarString):
+            found = self._in_literal(where, line, col)
+            if found is not None:
+                return found
+        if isinstance(node, str):
+            found = self._in_source(node, where, line, col)
+            if found is not None:
+                return found
         if line == 1:
             quoted = (
                 1
@@ -261,4 +301,58 @@ class Positions:
                 else 0
             )
             return where[0], where[1] + quoted + max(col - 1, 0)
-        return where[0] + line - 1, 1
+        return where
+
+    def _in_literal(self, where: tuple[int, int], line: int, col: int) -> tuple[int, int] | None:
+        # The mark is on the `|` indicator; the text's line 1 is the next file line, and
+        # the block's indentation is that of its first non-blank line.
+        file_line = where[0] + line
+        if file_line > len(self.lines):
+            return None
+        content = [t for t in self.lines[where[0] : file_line] if t.strip()]
+        if not content:
+            return file_line, 1
+        indent = len(content[0]) - len(content[0].lstrip(" "))
+        if col:
+            return file_line, indent + col
+        source = self.lines[file_line - 1]
+        return file_line, len(source) - len(source.lstrip()) + 1
+
+    def _in_source(
+        self, value: str, where: tuple[int, int], line: int, col: int
+    ) -> tuple[int, int] | None:
+        text_lines = value.split("\n")
+        if not 1 <= line <= len(text_lines):
+            return None
+        current = text_lines[line - 1]
+        start = col - 1 if col else len(current) - len(current.lstrip())
+        offset = sum(len(t) + 1 for t in text_lines[: line - 1]) + start
+        # The word at the spot, cut where the source could differ from the value (escapes,
+        # quotes, a line break folded into a space).
+        word = re.match(r"[^\s\\\"']{1,40}", value[offset:])
+        span = self._scalar_span(where)
+        if word is None or span is None:
+            return None
+        needle = word.group()
+        nth = value[:offset].count(needle)
+        source = self.text[span[0] : span[1]]
+        at = -1
+        for _ in range(nth + 1):
+            at = source.find(needle, at + 1)
+            if at < 0:
+                return None
+        return _line_col(self.text, span[0] + at)
+
+    def _scalar_span(self, where: tuple[int, int]) -> tuple[int, int] | None:
+        """(start, end) offsets in the text of the scalar that starts at `where`."""
+        if self._spans is None:
+            self._spans = {}
+            yaml = YAML(typ="safe", pure=True)
+            try:
+                for event in yaml.parse(self.text):
+                    if isinstance(event, ScalarEvent):
+                        mark, end = event.start_mark, event.end_mark
+                        self._spans[(mark.line + 1, mark.column + 1)] = (mark.index, end.index)
+            except YAMLError:
+                pass
+        return self._spans.get(where)

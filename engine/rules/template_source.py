@@ -66,14 +66,34 @@ def _column(source: str, line: int, pattern: str) -> int:
     return 0
 
 
+class _AnyName(dict[str, Any]):
+    """Filters or tests by name, where any name exists: code generation then lists the
+    variables of a template that uses an unknown filter, like any other template."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key, _anything)
+
+
+def _anything(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+@functools.cache
+def _analysis_environment() -> Any:
+    from engine.templates import environment
+
+    env = environment().overlay()
+    env.filters = _AnyName(env.filters)
+    env.tests = _AnyName(env.tests)
+    return env
+
+
 @functools.lru_cache(maxsize=4096)
 def analyse(source: str) -> Analysis:
     # Imported here so that commands which never see a template do not pay for Jinja.
     from jinja2 import TemplateSyntaxError, meta, nodes
 
-    from engine.templates import environment
-
-    env = environment()
+    env = _analysis_environment()
     if "{" not in source:  # no Jinja syntax at all: nothing to parse (most titles, notes)
         return Analysis()
     try:
@@ -87,11 +107,10 @@ def analyse(source: str) -> Analysis:
 
     try:
         free = meta.find_undeclared_variables(ast)
-    except TemplateSyntaxError:
-        # Code generation stops at an unknown filter (its own finding); fall back to the
-        # names the template reads but never assigns.
-        stored = {n.name for n in ast.find_all(nodes.Name) if n.ctx != "load"}
-        free = {n.name for n in ast.find_all(nodes.Name) if n.ctx == "load"} - stored
+    except TemplateSyntaxError as exc:
+        # Unknown filters and tests are accepted by the analysis environment (they have
+        # their own finding); what still fails here (a block defined twice) cannot compile.
+        return Analysis(syntax_error=Use(exc.message or str(exc), exc.lineno, 0))
     names = []
     for name in sorted(free):
         for node in ast.find_all(nodes.Name):
