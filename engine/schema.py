@@ -88,6 +88,12 @@ def _root_checks() -> Iterator[Callable[[Any], Iterator[Issue]]]:
         yield guarded(check)
 
 
+def _is_whole_number(checker: Any, instance: Any) -> bool:
+    # JSON Schema counts 2.0 as an integer; YAML `day: 2.0` is a float that every rule
+    # comparing days would skip, so the CLI wants the number written whole.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
 @functools.cache
 def validator() -> Validator:
     """The schema's validator, built once per process (the schema is packaged, immutable)."""
@@ -99,6 +105,7 @@ def validator() -> Validator:
             "x-iana-timezone": _keyword(lambda: iter((timezone_iana.check,))),
             "x-time-range": _keyword(lambda: iter((send_window_order.check,))),
         },
+        type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_whole_number),
     )
     instance: Validator = cls(schema(), format_checker=FormatChecker(formats=("date",)))
     return instance
@@ -198,6 +205,8 @@ def _findings(error: ValidationError) -> Iterator[RawFinding]:
     if isinstance(rule_id, str):
         from engine.findings import RULES
 
+        if keyword == "oneOf" and not isinstance(instance, dict):
+            return  # not a mapping at all: its schema/type finding says so
         message = f"{label(path)}: {sub.get('x-message', error.message)}"
         if keyword == "oneOf" and isinstance(instance, dict):
             kinds = [k for k in ("email", "call", "inmail", "custom") if k in instance]
