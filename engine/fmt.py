@@ -68,19 +68,34 @@ def format_paths(paths: Iterable[Path], *, write: bool) -> tuple[list[Path], lis
     changed: list[Path] = []
     problems: list[str] = []
     for path in paths:
-        text = loader.decode(path.read_bytes())
+        try:
+            text = loader.decode(path.read_bytes())
+        except OSError as exc:
+            problems.append(f"{path}:1:1: cannot read: {exc.strerror or exc} [file/unreadable]")
+            continue
         if isinstance(text, loader.LoadProblem):
             problems.append(f"{path}:{text.line}:{text.col}: {text.message} [{text.rule}]")
             continue
         try:
             formatted = format_text(text)
         except (YAMLError, ValueError) as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else f"{path}:1:1"
-            problems.append(f"{where}: not formatted, the YAML does not parse [yaml/syntax]")
+            problems.append(_not_formatted(path, text, exc))
             continue
         if formatted != text:
             changed.append(path)
             if write:
                 path.write_text(formatted, encoding="utf-8")
     return changed, problems
+
+
+def _not_formatted(path: Path, text: str, exc: Exception) -> str:
+    # The loader names the reason (duplicate key, tab, bad tag) the way `validate` does.
+    problem = loader.parse(text)
+    if isinstance(problem, loader.LoadProblem):
+        return (
+            f"{path}:{problem.line}:{problem.col}: not formatted: {problem.message} "
+            f"[{problem.rule}]"
+        )
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else f"{path}:1:1"
+    return f"{where}: not formatted, the YAML does not parse [yaml/syntax]"

@@ -56,3 +56,12 @@ def test_unparsable_file_is_reported_not_rewritten(tmp_path: Path) -> None:
     code, _, err = fmt(str(path))
     assert code == 1 and f"{path}:2:1: not formatted" in err and "Traceback" not in err
     assert path.read_text(encoding="utf-8") == "name: [unclosed\n"
+
+
+def test_duplicate_key_is_named_when_not_formatted(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("cadence: 1\nname: a\nname: b\n", encoding="utf-8")
+    code, _, err = fmt("--check", str(path))
+    assert code == 1
+    assert f"{path}:3:1: not formatted: duplicate key 'name'" in err
+    assert "[yaml/duplicate-key]" in err

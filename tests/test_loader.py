@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -161,3 +162,19 @@ def test_fast_path_is_taken_for_the_examples_and_refuses_aliases() -> None:
         except yaml_events.Unsupported:
             continue
         raise AssertionError(f"fast path accepted {text!r}")
+
+
+@pytest.mark.parametrize(
+    ("text", "rule", "words"),
+    [
+        ("a: 1\nb: {x: 1}\nb: {x: 2}\n", "yaml/duplicate-key", "duplicate key 'b': this mapping"),
+        ("a: 1\n\tb: 2\n", "yaml/syntax", "a tab cannot indent YAML; indent with spaces"),
+        ("a: 1\n---\na: 2\n", "yaml/syntax", "holds one YAML document"),
+        ("a: !!python/object:os.system x\n", "yaml/tag", "'!!python/object:os.system' is not"),
+    ],
+    ids=["duplicate-key", "tab", "two-documents", "python-tag"],
+)
+def test_load_problems_are_said_in_plain_words(text: str, rule: str, words: str) -> None:
+    problem = parse(text)
+    assert isinstance(problem, LoadProblem)
+    assert problem.rule == rule and words in problem.message

@@ -13,7 +13,7 @@ import pytest
 from engine.errors import InputError
 from engine.findings import Severity
 from engine.rules import catalogue
-from engine.validate import load_cadence, validate_path
+from engine.validate import load_cadence, validate_path, validate_text
 
 from .conftest import CADENCES, ROOT
 
@@ -105,3 +105,21 @@ def test_readme_example_cadence_is_valid(tmp_path: Path) -> None:
     path.write_text(example, encoding="utf-8")
     _, findings, _ = validate_path(path)
     assert [f.render() for f in findings] == []
+
+
+@pytest.mark.parametrize(
+    ("zone", "words"),
+    [
+        ("GMT", "(did you mean 'Etc/GMT'?)"),
+        ("Europe/Amsterdm", "(did you mean 'Europe/Amsterdam'?)"),
+        ("contact", "`contact` is a value of settings.timezone only"),
+    ],
+)
+def test_timezone_hints_name_only_accepted_zones(zone: str, words: str) -> None:
+    text = (
+        "cadence: 1\nname: n\nsender: {name: s, email: s@a.example}\n"
+        f"settings: {{default_timezone: {zone}}}\nsteps:\n  - {{id: a, day: 1, call: {{}}}}\n"
+    )
+    _, findings = validate_text(text, "z.yaml")
+    assert [f.rule for f in findings] == ["timezone/iana"]
+    assert words in findings[0].message

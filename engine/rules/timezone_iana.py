@@ -31,12 +31,22 @@ def is_iana(name: str) -> bool:
     return "/" in name or name == "UTC"
 
 
+@functools.cache
+def _accepted_names() -> tuple[str, ...]:
+    # Suggest only names this rule accepts (not `GMT0` or `WET` for `GMT`).
+    from zoneinfo import available_timezones
+
+    return tuple(sorted(z for z in available_timezones() if "/" in z or z == "UTC"))
+
+
 def check(value: Any) -> Iterator[Issue]:
     if isinstance(value, str) and not is_iana(value):
-        from zoneinfo import available_timezones
-
+        if value == "contact":
+            hint = "; `contact` is a value of settings.timezone only"
+        else:
+            hint = did_you_mean(value, _accepted_names())
         yield Issue(
             RULE,
-            f"'{value}' is not an IANA time zone{did_you_mean(value, available_timezones())}; "
+            f"'{value}' is not an IANA time zone{hint}; "
             "use a name like Europe/Amsterdam or America/New_York",
         )
