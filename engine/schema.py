@@ -23,6 +23,7 @@ from engine.rules import (
     Issue,
     Path,
     cadence_checks,
+    choose_at_launch_later,
     schema_rules,
     send_window_order,
     step_checks,
@@ -30,6 +31,9 @@ from engine.rules import (
 )
 
 SCHEMA_FILE = "cadence.schema.json"
+
+# Modules whose rules the schema names with `x-rule`: imported so the ids are registered.
+X_RULE_MODULES = (schema_rules, choose_at_launch_later)
 
 # When the first-step schema and the general step schema both fail on one value, the
 # general finding says enough; these first-step rules are then left out.
@@ -177,6 +181,9 @@ def _findings(error: ValidationError) -> Iterator[RawFinding]:
         return
     sub = error.schema if isinstance(error.schema, dict) else {}
     keyword, instance = str(error.validator), error.instance
+    if keyword == "unevaluatedItems" and isinstance(instance, list):
+        yield from _unevaluated_items(sub, instance, path)
+        return
     if keyword == "additionalProperties" and isinstance(instance, dict):
         known = list(sub.get("properties", {}))
         for key in instance:
@@ -211,11 +218,24 @@ def _findings(error: ValidationError) -> Iterator[RawFinding]:
         if keyword == "oneOf" and isinstance(instance, dict):
             kinds = [k for k in ("email", "call", "inmail", "custom") if k in instance]
             message += f"; found {' and '.join(kinds) if kinds else 'none'}"
-        elif not isinstance(instance, dict | list):
-            message += f" (got {_shown(instance)})"
+        elif keyword != "not" and not isinstance(instance, dict | list):
+            message += f" (got {_shown(instance)})"  # a `not` failure names the value itself
         yield _raw(RULES[rule_id], message, path)
         return
     yield _raw(*_generic(keyword, error, path), path)
+
+
+def _unevaluated_items(sub: dict[str, Any], items: list[Any], path: Path) -> Iterator[RawFinding]:
+    # jsonschema reports only "unevaluated items are not allowed"; the later-step rules
+    # (`#/$defs/laterStep`) deserve their own findings, so the failing items are checked
+    # against that schema again.
+    item_schema = sub.get("unevaluatedItems", True)
+    skipped = len(sub.get("prefixItems", ()))
+    check = validator().evolve(schema=item_schema)
+    for index in range(skipped, len(items)):
+        for error in check.iter_errors(items[index]):
+            error.path.extendleft(reversed((*path, index)))
+            yield from _findings(error)
 
 
 def _generic(keyword: str, error: ValidationError, path: Path) -> tuple[Rule, str]:

@@ -47,7 +47,7 @@ def test_every_property_is_documented_for_editors() -> None:
     definitions = schema()["$defs"]
     missing = []
     for where, sub in _subschemas(schema()):
-        if where.startswith("#/$defs/firstStep"):
+        if where.startswith(("#/$defs/firstStep", "#/$defs/laterStep")):
             continue  # only narrows the step's keys, documented at #/$defs/step
         for key, prop in sub.get("properties", {}).items():
             ref = prop.get("$ref", "")
@@ -87,3 +87,36 @@ def test_cadence_schema_prints_the_packaged_schema() -> None:
     result = CliRunner().invoke(cadence, ["schema"])
     assert result.exit_code == 0
     assert json.loads(result.output) == schema()
+
+
+VALID_CASES = sorted((ROOT / "tests" / "cases" / "validate" / "valid").glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "path", sorted(CADENCES.glob("*.yaml")) + VALID_CASES, ids=lambda p: p.name
+)
+def test_plain_validators_accept_every_valid_cadence(path: Path) -> None:
+    # The editor story: a standard validator without our keywords accepts valid files,
+    # in draft 2020-12 and in a draft-07 editor.
+    data = _yaml(path)
+    draft7 = dict(schema(), **{"$schema": "http://json-schema.org/draft-07/schema#"})
+    assert list(Draft202012Validator(schema()).iter_errors(data)) == []
+    assert list(Draft7Validator(draft7).iter_errors(data)) == []
+
+
+def test_plain_validator_rejects_choose_at_launch_after_the_first_step() -> None:
+    def steps(*sends: str) -> dict[str, Any]:
+        return {
+            "cadence": 1,
+            "name": "n",
+            "sender": {"name": "s", "email": "s@a.example"},
+            "templates": {"t": {"subject": "s", "body": "b"}},
+            "steps": [
+                {"id": f"s{i}", "day": i + 1, "email": {"template": "t", "send": send}}
+                for i, send in enumerate(sends)
+            ],
+        }
+
+    plain = Draft202012Validator(schema())
+    assert plain.is_valid(steps("choose_at_launch", "task"))
+    assert not plain.is_valid(steps("task", "choose_at_launch"))

@@ -19,7 +19,6 @@ from engine.findings import RULES, Rule, Severity
 STEP_RULE_MODULES = (
     "day_order",
     "step_id_unique",
-    "choose_at_launch_later",
     "follow_up_previous",
     "same_time_day_one",
     "same_day_order",
@@ -32,7 +31,8 @@ CADENCE_RULE_MODULES = (
     "template_variable",
 )
 KEYWORD_RULE_MODULES = ("timezone_iana", "send_window_order")
-CATALOGUE_MODULES = ("yaml_rules", "schema_rules")
+# Rules the schema's standard keywords enforce (named with `x-rule`): registered, not run.
+CATALOGUE_MODULES = ("yaml_rules", "schema_rules", "choose_at_launch_later")
 
 Path = tuple[str | int, ...]
 
