@@ -42,7 +42,8 @@ def format_text(text: str) -> str:
     """The canonical form of cadence text; raises YAMLError (or ValueError, for a date
     that does not exist) for text that cannot be read."""
     yaml = _yaml()
-    data = yaml.load(text)
+    with loader.quiet_anchors():
+        data = yaml.load(text)
     if data is None:
         return text
     _order_top_level(data)
@@ -78,7 +79,7 @@ def format_paths(paths: Iterable[Path], *, write: bool) -> tuple[list[Path], lis
             continue
         try:
             formatted = format_text(text)
-        except (YAMLError, ValueError) as exc:
+        except (YAMLError, ValueError, AssertionError) as exc:
             problems.append(_not_formatted(path, text, exc))
             continue
         if formatted != text:

@@ -12,11 +12,13 @@ Dates stay text (as JSON Schema and editors see them), checked by the schema's f
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import pathlib
 import re
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,8 +70,22 @@ TextDatesRoundTrip.add_constructor(
 )
 
 
+@contextlib.contextmanager
+def quiet_anchors() -> Iterator[None]:
+    """ruamel warns on stderr about valid YAML (a reused anchor name, where an alias takes
+    the latest; `1e3` under `%YAML 1.1`), which a CLI must not print and `-W error`
+    turns into a crash."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"ruamel\.yaml")
+        yield
+
+
 @functools.cache
 def _safe_yaml() -> YAML:
+    return _new_safe_yaml()
+
+
+def _new_safe_yaml() -> YAML:
     yaml = YAML(typ="safe", pure=True)
     yaml.Constructor = _TextDatesConstructor
     return yaml
@@ -114,7 +130,11 @@ def parse(text: str) -> Any:
     if isinstance(fast, dict):
         return fast  # the common clean file: no node graph, no copy needed
     try:
-        data = _safe_yaml().load(text)
+        # A `%YAML 1.1` directive stays with the parser that read it: such a file gets
+        # its own, so the next file is read as YAML 1.2 again.
+        yaml = _new_safe_yaml() if yaml_events.DIRECTIVE.search(text) else _safe_yaml()
+        with quiet_anchors():
+            data = yaml.load(text)
     except DuplicateKeyError as exc:
         return _problem(yaml_rules.DUPLICATE_KEY.id, exc, "duplicate key")
     except ConstructorError as exc:
@@ -129,6 +149,11 @@ def parse(text: str) -> Any:
         return _problem(yaml_rules.SYNTAX.id, exc, "YAML syntax error")
     except RecursionError:
         return LoadProblem(yaml_rules.SYNTAX.id, "YAML nesting is too deep to read")
+    except AssertionError:
+        # ruamel asserts on a `%YAML 1.3` (or any other unknown version) directive.
+        return LoadProblem(
+            yaml_rules.SYNTAX.id, "YAML version not supported: write YAML 1.2 (or 1.1)"
+        )
     except (ValueError, TypeError, OverflowError) as exc:
         # ruamel's scalar constructors raise these for values its resolver misjudged.
         return LoadProblem(yaml_rules.SYNTAX.id, f"YAML value cannot be read: {exc}")
@@ -236,8 +261,9 @@ class Positions:
         try:
             yaml = YAML(typ="rt", pure=True)
             yaml.Constructor = TextDatesRoundTrip
-            self.root: Any = yaml.load(text)
-        except (YAMLError, ValueError, TypeError, RecursionError):
+            with quiet_anchors():
+                self.root: Any = yaml.load(text)
+        except (YAMLError, ValueError, TypeError, RecursionError, AssertionError):
             self.root = None
 
     def locate(
@@ -353,6 +379,6 @@ class Positions:
                     if isinstance(event, ScalarEvent):
                         mark, end = event.start_mark, event.end_mark
                         self._spans[(mark.line + 1, mark.column + 1)] = (mark.index, end.index)
-            except YAMLError:
+            except (YAMLError, AssertionError):
                 pass
         return self._spans.get(where)

@@ -41,7 +41,12 @@ def _yaml() -> YAML:
     return YAML(typ="safe", pure=True)
 
 
+DIRECTIVE = re.compile(r"^%", re.MULTILINE)
+
+
 def load(text: str) -> Any:
+    if DIRECTIVE.search(text):
+        raise Unsupported  # `%YAML 1.1` would change how the shared parser reads later files
     yaml = _yaml()
     resolver = yaml.resolver
     stack: list[Any] = []  # open containers; a dict is followed by its pending key
@@ -88,7 +93,7 @@ def load(text: str) -> Any:
                     raise Unsupported  # duplicate key: the full loader names it
                 mapping[key] = value
                 stack.append(_NO_KEY)
-    except YAMLError as exc:
+    except (YAMLError, AssertionError) as exc:  # ruamel asserts on `%YAML 1.3`
         raise Unsupported from exc
     return root
 

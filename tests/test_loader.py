@@ -178,3 +178,23 @@ def test_load_problems_are_said_in_plain_words(text: str, rule: str, words: str)
     problem = parse(text)
     assert isinstance(problem, LoadProblem)
     assert problem.rule == rule and words in problem.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "cadence: 1\nname: &n a\ndescription: &n b\nsteps: *n\n",  # reused anchor name
+        "%YAML 1.1\n---\ncadence: 1e3\n",  # ruamel's YAML 1.1 float warning
+        "%YAML 1.3\n---\ncadence: 1\n",  # ruamel asserts on the version
+    ],
+    ids=["reused-anchor", "yaml-1.1-float", "yaml-1.3"],
+)
+def test_valid_or_odd_yaml_never_warns_or_raises(text: str) -> None:
+    # Tests run with -W error, so a ruamel warning would fail here as it would print in CI.
+    _, findings = validate_text(text, "odd.yaml")
+    assert findings and all(f.line >= 1 for f in findings)
+
+
+def test_a_yaml_1_1_file_does_not_change_how_the_next_file_is_read() -> None:
+    assert parse("%YAML 1.1\n---\na: yes\n") == {"a": True}
+    assert parse("a: yes\non: 1\n") == {"a": "yes", "on": 1}
