@@ -4,7 +4,10 @@ Order of decisions for each step (SPEC §5/§6, R1–R5), each one only ever mov
 1. the intended wall time on the step's campaign day (send option, `--send-at` for the
    first step, task default time, `same_time_as_previous` reference);
 2. not before the launch instant ("launch time passed", SPEC §6);
-3. not before the step listed before it ("after previous step", file order within a day);
+3. not before the step listed before it ("after previous step"): on the same campaign
+   day right after it (file order); on a later campaign day, when the step before it was
+   pushed to (or past) this step's time, the next campaign day after that step's date,
+   at this step's own time, so no two steps of a contact go out at once;
 4. automatic emails only: inside the send window, else the next opening ("send window");
 5. automatic emails only: a day with room under the daily limit ("daily limit").
 """
@@ -126,6 +129,7 @@ def build_schedule(
     email_days: list[date] = []
     held_by: str | None = None
     previous: datetime | None = None
+    previous_day = 0
     for step in cadence.steps:
         d = dates[step.day - 1]
         action = action_of(step)
@@ -164,7 +168,12 @@ def build_schedule(
 
         if due < start:
             due, moved = start, "launch time passed"
-        if previous is not None and due < previous:
+        if previous is not None and step.day > previous_day and due <= previous:
+            # The step before it was moved onto this one (send window, daily limit, launch
+            # time): keep the gap of at least one campaign day instead of a burst.
+            after = next_campaign_day(settings, previous.astimezone(tz).date())
+            due, moved = resolve_local(after, _wall(due.astimezone(tz)), tz), "after previous step"
+        elif previous is not None and due < previous:
             due, moved = previous, "after previous step"
         if action is Action.SEND_EMAIL:
             if window is not None:
@@ -197,7 +206,7 @@ def build_schedule(
         )
         slots.append(slot)
         by_id[step.id] = slot
-        previous = due
+        previous, previous_day = due, step.day
     return ContactSchedule(zone_name, tuple(slots), tuple(email_days))
 
 

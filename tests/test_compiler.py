@@ -118,10 +118,11 @@ def test_daily_limit_overflow_moves_to_the_next_day_with_room() -> None:
     assert by[("c1@example.com", "one")].due_utc == utc(2026, 3, 5, 10)
     assert by[("c2@example.com", "one")].due_utc == utc(2026, 3, 5, 10)
     # c1 and c2 fill Thursday (step one) and Friday (step two) before c3 is scheduled, so
-    # c3's first email moves to Monday, same time, and its later steps follow it there.
+    # c3's first email moves to Monday, same time; its day-1 call follows it there, and its
+    # day-2 email keeps a campaign day's gap (Tuesday) instead of going out at once with it.
     assert by[("c2@example.com", "two")].due_utc == utc(2026, 3, 6, 10)
     third = [r for r in rows if r.contact == "c3@example.com"]
-    assert dues(third) == [utc(2026, 3, 9, 10), utc(2026, 3, 9, 10), utc(2026, 3, 9, 10)]
+    assert dues(third) == [utc(2026, 3, 9, 10), utc(2026, 3, 9, 10), utc(2026, 3, 10, 10)]
     assert [r.moved for r in third] == ["daily limit", "after previous step", "after previous step"]
 
 
@@ -274,3 +275,54 @@ def test_follow_ups_carry_their_thread() -> None:
     assert rows[1].thread_step_id == "a"
     assert rows[1].subject == "Re: Hello there"
     assert rows[1].body is not None and "> Body A" in rows[1].body
+
+
+def test_a_push_onto_the_next_step_keeps_a_campaign_day_between_them() -> None:
+    cad = make_cadence(
+        [
+            email("first", 1, AT10),
+            email("copy", 2, "same_time_as_previous"),
+            email("later", 3, {"at": "09:00"}),
+        ],
+        settings={
+            "send_window": {"start": "08:00", "end": "18:00"},
+            "holidays": ["2026-03-09"],
+            "default_timezone": "America/New_York",
+        },
+    )
+    # Launch Fri 6 Mar 20:00 EST: day 1 is Friday, but 10:00 is gone and 20:00 is past the
+    # window, so `first` goes to the next opening: Mon 9 is a holiday → Tue 10 08:00.
+    # `copy` (day 2 = Tue 10) copies 08:00, the same instant as `first`: it moves to the
+    # next campaign day, Wed 11 08:00. `later` (day 3 = Wed 11 09:00) is after it: unmoved.
+    rows = plan(cad, [who()], utc(2026, 3, 7, 1))
+    assert walls(rows) == [
+        "Tue 2026-03-10 08:00 EDT",
+        "Wed 2026-03-11 08:00 EDT",
+        "Wed 2026-03-11 09:00 EDT",
+    ]
+    assert dues(rows) == [utc(2026, 3, 10, 12), utc(2026, 3, 11, 12), utc(2026, 3, 11, 13)]
+    assert [r.moved for r in rows] == ["send window", "after previous step", None]
+
+
+def test_daily_limit_never_sends_two_emails_of_one_contact_at_once() -> None:
+    cad = make_cadence(
+        [email("s1", 1, AT10), email("s2", 2, "same_time_as_previous")],
+        settings={"daily_limit": 2},
+    )
+    people = [who(n=n) for n in range(1, 6)]
+    rows = plan(cad, people, utc(2026, 3, 2, 0))  # Mon
+    got = [(r.contact[:2], r.step_id, r.due_local.strftime("%a %H:%M")) for r in rows]
+    # c1, c2 fill Mon (s1) and Tue (s2); c3, c4 move s1 to Wed and s2 a day later, Thu;
+    # c5 finds Wed and Thu full: s1 on Fri, s2 on the next campaign day, Mon.
+    assert got == [
+        ("c1", "s1", "Mon 10:00"),
+        ("c1", "s2", "Tue 10:00"),
+        ("c2", "s1", "Mon 10:00"),
+        ("c2", "s2", "Tue 10:00"),
+        ("c3", "s1", "Wed 10:00"),
+        ("c3", "s2", "Thu 10:00"),
+        ("c4", "s1", "Wed 10:00"),
+        ("c4", "s2", "Thu 10:00"),
+        ("c5", "s1", "Fri 10:00"),
+        ("c5", "s2", "Mon 10:00"),
+    ]
