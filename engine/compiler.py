@@ -34,6 +34,7 @@ from engine.schedule import (
     build_schedule,
     same_time_reference,
 )
+from engine.when import SEND_AT_HELP
 
 __all__ = [
     "ContactSchedule",
@@ -105,7 +106,7 @@ def check_launch(cadence: Cadence, launch: Launch) -> None:
             raise UsageError(
                 f"step {step.id!r} is sent at a time chosen at launch (choose_at_launch), "
                 "but no --send-at was given",
-                hint="pass --send-at HH:MM (day 1, each contact's own zone) or a date-time",
+                hint=SEND_AT_HELP,
             )
 
 

@@ -14,10 +14,18 @@ from engine.calendar import resolve_local, zone
 from engine.errors import InputError, UsageError
 
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_TIME_LIKE = re.compile(r"^\d{1,2}:\d{1,2}(:\d{1,2})?$")
 
 WHEN_HELP = (
     "use 'now', an ISO 8601 instant such as 2026-03-02T09:00:00Z or 2026-03-02T09:00+01:00, "
     "or a local date-time such as 2026-03-02T09:00 (read in the cadence's default_timezone)"
+)
+
+SEND_AT_HELP = (
+    "give --send-at as HH:MM (24-hour, e.g. 09:30: that time on day 1 in each contact's own "
+    "zone) or as a date-time: an ISO 8601 instant such as 2026-03-02T09:00Z or "
+    "2026-03-02T09:00+01:00, or a local 2026-03-02T09:00 (read in the cadence's "
+    "default_timezone)"
 )
 
 
@@ -39,10 +47,19 @@ class SendAt:
         return self.time_of_day.strftime("%H:%M")
 
 
-def parse_when(text: str, default_zone: str, *, now: datetime, option: str = "--start") -> datetime:
+def parse_when(
+    text: str,
+    default_zone: str,
+    *,
+    now: datetime,
+    option: str = "--start",
+    hint: str = WHEN_HELP,
+    expected: str = "a valid WHEN",
+) -> datetime:
     """Parse a WHEN into an aware UTC instant; naive date-times are read in `default_zone`.
 
-    A date alone means midnight local. Raises UsageError naming the option on bad input.
+    A date alone means midnight local. Raises UsageError naming the option (and `hint`)
+    on bad input.
     """
     raw = text.strip()
     if raw.lower() == "now":
@@ -53,7 +70,7 @@ def parse_when(text: str, default_zone: str, *, now: datetime, option: str = "--
         try:
             parsed = datetime.combine(date.fromisoformat(raw), time(0))
         except ValueError:
-            raise UsageError(f"{option} {text!r} is not a valid WHEN", hint=WHEN_HELP) from None
+            raise UsageError(f"{option} {text!r} is not {expected}", hint=hint) from None
     if parsed.tzinfo is not None:
         return parsed.astimezone(UTC)
     try:
@@ -66,7 +83,22 @@ def parse_when(text: str, default_zone: str, *, now: datetime, option: str = "--
 
 def parse_send_at(text: str, default_zone: str, *, now: datetime) -> SendAt:
     """Parse `--send-at`: `HH:MM` (time of day on day 1, per contact zone) or any WHEN."""
-    match = _HHMM.match(text.strip())
+    raw = text.strip()
+    match = _HHMM.match(raw)
     if match:
         return SendAt(time_of_day=time(int(match.group(1)), int(match.group(2))))
-    return SendAt(instant=parse_when(text, default_zone, now=now, option="--send-at"))
+    if _TIME_LIKE.match(raw):
+        raise UsageError(
+            f"--send-at {text!r} is not a valid time of day (HH:MM, 00:00 to 23:59)",
+            hint=SEND_AT_HELP,
+        )
+    return SendAt(
+        instant=parse_when(
+            text,
+            default_zone,
+            now=now,
+            option="--send-at",
+            hint=SEND_AT_HELP,
+            expected="HH:MM or a date-time",
+        )
+    )

@@ -202,3 +202,10 @@ def test_render_workers_give_the_same_bytes_as_in_process(
     assert len(outputs[0].splitlines()) == 2600 * 7
     first = json.loads(outputs[0].splitlines()[3])
     assert (first["step"], first["subject"]) == ("bump-2", "Re: Quick follow-up, Name0")
+
+
+def test_choose_at_launch_hint_names_hh_mm_and_a_date_time(example_cadence_path: Path) -> None:
+    code, _, err = run("plan", str(example_cadence_path), "--contacts", str(CONTACTS))
+    assert code == 2 and "Traceback" not in err
+    hint = err.split("hint:", 1)[1]
+    assert "HH:MM" in hint and "2026-03-02T09:00" in hint and "2026-03-02T09:00Z" in hint

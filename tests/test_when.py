@@ -59,3 +59,18 @@ def test_bad_send_at_names_the_option() -> None:
 def test_send_at_needs_exactly_one_meaning() -> None:
     with pytest.raises(ValueError):
         SendAt()
+
+
+@pytest.mark.parametrize("text", ["25:00", "9:75", "12:00:00", "soon", "2026-13-01T09:00"])
+def test_bad_send_at_hint_names_both_forms(text: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_send_at(text, "America/New_York", now=NOW)
+    message = info.value.message
+    assert message.startswith(f"--send-at {text!r} is not")
+    hint = info.value.hint or ""
+    assert "HH:MM" in hint and "2026-03-02T09:00Z" in hint and "default_timezone" in hint
+
+
+def test_a_time_like_send_at_out_of_range_says_time_of_day() -> None:
+    with pytest.raises(UsageError, match=r"'25:00' is not a valid time of day \(HH:MM"):
+        parse_send_at("25:00", "UTC", now=NOW)
