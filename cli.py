@@ -767,7 +767,12 @@ def plan_command(
     for row in contacts.skipped:
         click.echo(f"skipped {row}", err=True)
     if contacts.skipped:
-        click.echo(f"skipped {len(contacts.skipped)} bad rows; planned {contacts.count}", err=True)
+        n = len(contacts.skipped)
+        click.echo(
+            f"skipped {n} bad row{'s' if n != 1 else ''}; planned {contacts.count} "
+            f"contact{'s' if contacts.count != 1 else ''}",
+            err=True,
+        )
     return 0
 
 

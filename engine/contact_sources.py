@@ -54,22 +54,26 @@ def open_records(
         yield from (_csv(path, only) if kind == "csv" else reader(path))
     except UnicodeDecodeError:
         raise InputError(
-            f"{path}:{_first_undecodable_line(path)}: not UTF-8 text",
+            f"{path}:{_first_undecodable(path)}",
             hint="re-save the contact list as UTF-8 (e.g. 'CSV UTF-8' in Excel)",
         ) from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-def _first_undecodable_line(path: Path) -> int:
+def _first_undecodable(path: Path) -> str:
+    """`LINE: not UTF-8 text (byte 0xE9 at offset N)` for the first byte that is not UTF-8."""
     # Only runs after a decode failure, so a second (binary) read costs nothing normally.
+    offset = 0
     with path.open("rb") as f:
         for number, raw in enumerate(f, start=1):
             try:
                 raw.decode("utf-8")
-            except UnicodeDecodeError:
-                return number
-    return 1
+            except UnicodeDecodeError as exc:
+                bad = offset + exc.start
+                return f"{number}: not UTF-8 text (byte 0x{raw[exc.start]:02X} at offset {bad})"
+            offset += len(raw)
+    return "1: not UTF-8 text"
 
 
 def _header(path: Path, names: list[str]) -> list[str]:
@@ -87,7 +91,8 @@ def _header(path: Path, names: list[str]) -> list[str]:
 
 def _csv(path: Path, only: frozenset[str] | None = None) -> Iterator[RawRecord]:
     with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
+        reader = csv.reader(f, delimiter=_delimiter(f.readline()))
+        f.seek(0)
         first = next(reader, None)
         if first is None:
             raise InputError(f"{path}: the file is empty", hint=_EMPTY_HINT)
@@ -115,6 +120,16 @@ def _csv(path: Path, only: frozenset[str] | None = None) -> Iterator[RawRecord]:
             yield start, row, values
         if row == 0:
             raise InputError(f"{path}: has a header but no contacts", hint=_EMPTY_HINT)
+
+
+def _delimiter(header: str) -> str:
+    """`,` normally; `;` or a tab when the header uses that instead (European Excel, TSV)."""
+    if "," in header:
+        return ","
+    for candidate in (";", "\t"):
+        if candidate in header:
+            return candidate
+    return ","
 
 
 _EMPTY_HINT = "a contact list needs a header row with an 'email' column and one row per contact"

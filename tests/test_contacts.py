@@ -90,7 +90,7 @@ def test_bad_jsonl_rows_name_line_and_reason() -> None:
         ),
         ("empty.csv", "empty.csv: the file is empty"),
         ("header-only.csv", "header-only.csv: has a header but no contacts"),
-        ("latin1.csv", "latin1.csv:3: not UTF-8 text"),
+        ("latin1.csv", "latin1.csv:3: not UTF-8 text (byte 0xE9 at offset 65)"),
         ("list.txt", "list.txt: cannot tell the contact list format from '.txt'"),
     ],
 )
@@ -150,3 +150,26 @@ def test_a_huge_list_is_streamed_not_loaded(tmp_path: Path, fmt: str) -> None:
     # Only the set of seen addresses (for duplicates) grows with the list; holding the
     # contacts themselves costs several times more.
     assert streaming * 3 < holding, (streaming, holding)
+
+
+@pytest.mark.parametrize(
+    ("header", "row"),
+    [
+        ("email;first_name;company", 'ava@northwind.example;Ava;"Northwind; Inc"'),
+        ("email\tfirst_name\tcompany", "ava@northwind.example\tAva\tNorthwind; Inc"),
+        ("\ufeffEmail ; First Name;Company", 'ava@northwind.example;Ava;"Northwind; Inc"'),
+    ],
+    ids=["semicolon", "tab", "semicolon-bom-spaced-header"],
+)
+def test_csv_with_semicolons_or_tabs_is_read_by_its_header(
+    tmp_path: Path, header: str, row: str
+) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(f"{header}\r\n{row}\r\n", encoding="utf-8")
+    (c,) = read_contacts(path)
+    assert c.email == "ava@northwind.example"
+    assert c.fields == {
+        "email": "ava@northwind.example",
+        "first_name": "Ava",
+        "company": "Northwind; Inc",
+    }

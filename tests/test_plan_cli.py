@@ -148,7 +148,20 @@ def test_skip_invalid_plans_the_rest_and_reports(example_cadence_path: Path) -> 
         "eve@soylent.example",
     }
     assert f"skipped {bad}:3: row 2, column email" in err
-    assert "skipped 5 bad rows; planned 2" in err
+    assert "skipped 5 bad rows; planned 2 contacts" in err
+
+
+def test_one_skipped_row_is_reported_in_the_singular(
+    example_cadence_path: Path, tmp_path: Path
+) -> None:
+    contacts = tmp_path / "list.csv"
+    contacts.write_text("email\nava@northwind.example\nnot-an-email\n", encoding="utf-8")
+    code, _, err = run(
+        "plan", str(example_cadence_path), "--contacts", str(contacts), *START, "--skip-invalid"
+    )
+    assert code == 0
+    assert f"skipped {contacts}:3: row 2, column email: 'not-an-email'" in err
+    assert "skipped 1 bad row; planned 1 contact\n" in err
 
 
 def test_mermaid_plan_is_a_gantt_on_real_dates() -> None:
