@@ -9,15 +9,23 @@ description are not part of the plan; changing only them is "no change for conta
 from __future__ import annotations
 
 import difflib
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from pathlib import Path
 
-from engine.errors import InputError, UsageError
 from engine.model import Cadence, SendKind, Settings, Step
 from engine.schedule import Slot, action_of, same_time_reference
+from engine.versions import Version, load_version
+
+__all__ = [
+    "CATEGORIES",
+    "CadenceDiff",
+    "Change",
+    "Version",
+    "diff_cadences",
+    "diff_versions",
+    "load_version",
+    "settings_changes",
+]
 
 # Categories, in report order: headings for text and Markdown output.
 CATEGORIES = {
@@ -51,68 +59,6 @@ class CadenceDiff:
     @property
     def changed(self) -> bool:
         return bool(self.changes)
-
-
-@dataclass(frozen=True, slots=True)
-class Version:
-    """One side of a diff: the cadence and the errors that keep it from validating."""
-
-    cadence: Cadence
-    label: str
-    errors: tuple[str, ...] = ()
-
-
-def load_version(spec: str) -> Version:
-    """A cadence from a file, or from `REV:PATH` read through `git show`.
-
-    A version that breaks a rule is still compared (a diff must be able to say "this
-    change breaks the follow-up"); only one that cannot be read as a cadence at all fails.
-    """
-    path = Path(spec)
-    if path.exists() or ":" not in spec:
-        if not path.exists():
-            raise UsageError(f"{spec}: no such file", hint="give a file or REV:PATH (git)")
-        return _lenient(path, spec)
-    rev, _, inner = spec.partition(":")
-    try:
-        shown = subprocess.run(
-            ["git", "show", f"{rev}:{inner}"], capture_output=True, check=False, timeout=30
-        )
-    except OSError as exc:
-        raise UsageError(f"{spec}: cannot run git: {exc.strerror}") from None
-    if shown.returncode != 0:
-        reason = shown.stderr.decode(errors="replace").strip().splitlines()
-        raise UsageError(f"{spec}: git show failed: {reason[0] if reason else 'unknown error'}")
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / Path(inner).name
-        copy.write_bytes(shown.stdout)
-        try:
-            version = _lenient(copy, spec)
-        except InputError as exc:
-            raise InputError(exc.message.replace(str(copy), spec), hint=exc.hint) from None
-        errors = tuple(e.replace(str(copy), spec) for e in version.errors)
-        return Version(version.cadence, spec, errors)
-
-
-def _lenient(path: Path, label: str) -> Version:
-    from engine.findings import Severity
-    from engine.loader import parse
-    from engine.validate import validate_path
-
-    cadence, findings, text = validate_path(path)
-    errors = tuple(f.render() for f in findings if f.severity is Severity.ERROR)
-    if cadence is not None and not errors:
-        return Version(cadence, label)
-    try:
-        data = parse(text) if text is not None else None
-        if not isinstance(data, dict):
-            raise TypeError("not a mapping")
-        return Version(Cadence.from_data(data, source=label), label, errors)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
-        raise InputError(
-            f"{label}: cannot be compared, it is not a readable cadence:\n" + "\n".join(errors),
-            hint=f"run `cadence validate {label}` for details",
-        ) from None
 
 
 def diff_versions(old: Version, new: Version) -> CadenceDiff:

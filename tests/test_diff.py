@@ -100,6 +100,7 @@ def test_rev_path_reads_through_git(tmp_path: Path) -> None:
 def test_unknown_revision_is_a_usage_error() -> None:
     code, _, err = run("diff", "no-such-rev-xyz:cadences/x.yaml", str(BASE))
     assert code == 2 and "git show failed" in err
+    assert "hint: REV:PATH reads PATH" in err and "Traceback" not in err
 
 
 def test_missing_file_is_a_usage_error() -> None:
