@@ -222,3 +222,18 @@ def test_choose_at_launch_hint_names_hh_mm_and_a_date_time(example_cadence_path:
     assert code == 2 and "Traceback" not in err
     hint = err.split("hint:", 1)[1]
     assert "HH:MM" in hint and "2026-03-02T09:00" in hint and "2026-03-02T09:00Z" in hint
+
+
+def test_markdown_escapes_pipes_and_html_from_contact_data(tmp_path: Path) -> None:
+    contacts = tmp_path / "list.csv"
+    contacts.write_text(
+        'email,first_name,company\nava@northwind.example,"A|v<b>a","R&D | Ops"\n',
+        encoding="utf-8",
+    )
+    args = ["plan", str(CADENCES / "event-follow-up.yaml"), "--contacts", str(contacts), *START]
+    code, out, _ = run(*args, "-f", "markdown", "--render")
+    assert code == 0
+    rows = out.splitlines()[4:]
+    assert rows and all(line.count(" | ") == 10 for line in rows)  # 11 cells each
+    assert "<b>" not in out and "A\\|v&lt;b&gt;a" in out
+    assert "&lt;dana@acme.example&gt;" in out or "<dana@" not in out

@@ -28,7 +28,12 @@ HEADER = [
 
 
 def cell(text: str) -> str:
-    """Pipes and newlines would break the table; HTML breaks keep multi-line text."""
+    """Pipes and newlines would break the table; HTML breaks keep multi-line text.
+
+    `&`, `<` and `>` become entities so contact data or an address like `<a@b.example>`
+    shows as written instead of being read as HTML or an autolink.
+    """
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "<br>")
 
 
