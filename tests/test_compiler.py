@@ -326,3 +326,16 @@ def test_daily_limit_never_sends_two_emails_of_one_contact_at_once() -> None:
         ("c5", "s1", "Fri 10:00"),
         ("c5", "s2", "Mon 10:00"),
     ]
+
+
+def test_same_time_copies_the_planned_time_of_an_email_moved_by_the_send_window() -> None:
+    cad = make_cadence(
+        [email("early", 1, {"at": "06:30"}), email("copy", 2, "same_time_as_previous")],
+        settings={"send_window": {"start": "08:00", "end": "18:00"}},
+    )
+    # Thu 5 Mar: early 06:30 → window opening 08:00; copy (Fri 6) copies the planned 08:00,
+    # the time `early` will go out (at run time the runner uses the real send time, R4).
+    rows = plan(cad, [who()], utc(2026, 3, 5, 0))
+    assert dues(rows) == [utc(2026, 3, 5, 8), utc(2026, 3, 6, 8)]
+    assert [r.moved for r in rows] == ["send window", None]
+    assert rows[1].depends_on == ()
