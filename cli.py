@@ -783,7 +783,7 @@ def plan_command(
     "contact_email",
     default=None,
     metavar="EMAIL",
-    help="The contact to preview (with --contacts).",
+    help="The contact to preview: looked up in --contacts FILE, or known by address alone.",
 )
 @contacts_optional_option
 @contacts_format_option
@@ -804,15 +804,21 @@ def preview_command(
     from pathlib import Path
 
     from engine.errors import UsageError
-    from engine.formats.plan_preview import find_contact, render_preview, sample_contact
+    from engine.formats.plan_preview import (
+        address_contact,
+        find_contact,
+        render_preview,
+        sample_contact,
+    )
     from engine.validate import load_cadence
 
     if sample == (contact_email is not None):
         raise UsageError("give either --contact EMAIL (with --contacts FILE) or --sample")
     cad = load_cadence(Path(cadence_path))
-    if contact_email is not None:
-        if contacts_path is None:
-            raise UsageError("--contact needs --contacts FILE to find the contact in")
+    if contact_email is not None and contacts_path is None:
+        # No list: the contact is only its address; other fields render empty/default.
+        contact = address_contact(contact_email)
+    elif contact_email is not None and contacts_path is not None:
         contact = find_contact(Path(contacts_path), contact_email, fmt=contacts_format)
     else:
         contact = sample_contact(cad)

@@ -141,6 +141,11 @@ def _summary(name: str, errors: list[RowError]) -> str:
     return head + "\n  " + "\n  ".join(lines)
 
 
+def is_email(text: str) -> bool:
+    """The address check every contact list row gets."""
+    return _EMAIL.match(text) is not None
+
+
 def _row_error(record: RawRecord, seen: dict[str, int], name: str) -> RowError | None:
     """Why a record is not a usable contact, or None. Records the address in `seen`."""
     line, row, fields = record
@@ -149,7 +154,7 @@ def _row_error(record: RawRecord, seen: dict[str, int], name: str) -> RowError |
     email = fields.get("email")
     if not email:
         return RowError(name, line, row, "email", "email is empty; every contact needs an address")
-    if not _EMAIL.match(email):
+    if not is_email(email):
         return RowError(name, line, row, "email", f"{email!r} is not an email address")
     tz = fields.get("timezone")
     if tz is not None and not is_zone_name(tz):

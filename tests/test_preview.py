@@ -75,8 +75,6 @@ def test_usage_errors_exit_2() -> None:
     assert run("preview", HOP)[0] == 2
     code, _, err = run("preview", HOP, "--sample", "--contact", "a@b.example")
     assert code == 2 and "either --contact EMAIL" in err
-    code, _, err = run("preview", HOP, "--contact", "a@b.example")
-    assert code == 2 and "--contact needs --contacts FILE" in err
     code, _, err = run("preview", HOP, "--contact", "nobody@x.example", "--contacts", CONTACTS)
     assert code == 2 and "no contact 'nobody@x.example' in" in err
 
@@ -86,3 +84,19 @@ def test_a_broken_cadence_is_an_input_error(tmp_path: Path) -> None:
     bad.write_text("cadence: 1\nname: [\n", encoding="utf-8")
     code, _, err = run("preview", str(bad), "--sample")
     assert code == 1 and str(bad) in err and "Traceback" not in err
+
+
+def test_contact_by_address_alone_previews_without_a_list() -> None:
+    result = CliRunner().invoke(
+        cadence,
+        ["preview", HOP, "--contact", "sam@example.org", "--send-at", "09:00"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "To: sam@example.org" in result.output
+    assert "Hi there," in result.output  # first_name unknown: the template's default
+
+
+def test_contact_by_address_alone_must_be_an_address() -> None:
+    result = CliRunner().invoke(cadence, ["preview", HOP, "--contact", "not-an-address"])
+    assert result.exit_code == 2
+    assert "'not-an-address' is not an email address" in result.output

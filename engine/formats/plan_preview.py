@@ -42,6 +42,16 @@ def sample_contact(cadence: Cadence) -> Contact:
     return Contact(fields["email"], fields, None, 0)
 
 
+def address_contact(email: str) -> Contact:
+    """A contact known only by its address (`preview --contact EMAIL` without a list)."""
+    from engine.contacts import is_email
+
+    address = email.strip()
+    if not is_email(address):
+        raise UsageError(f"--contact {email!r} is not an email address")
+    return Contact(address, {"email": address}, None, 0)
+
+
 def find_contact(path: Path, email: str, *, fmt: str | None = None) -> Contact:
     """The contact with address `email` (any case); bad rows elsewhere do not matter here."""
     wanted = email.strip().lower()
