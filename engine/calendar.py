@@ -70,6 +70,32 @@ def shift_campaign_days(settings: Settings, d: date, days: int) -> date:
     return d
 
 
+def campaign_days_between(settings: Settings, start: date, end: date) -> int:
+    """How many campaign days fall after `start`, up to and including `end` (0 if none)."""
+    days = 0
+    d = next_campaign_day(settings, start)
+    while d <= end:
+        days += 1
+        d = next_campaign_day(settings, d)
+    return days
+
+
+def after_previous_step(
+    settings: Settings, due: datetime, previous: datetime, tz: ZoneInfo
+) -> datetime:
+    """A step on a later campaign day than the step before it, which goes at `previous`.
+
+    Unchanged when it is still after `previous`; else (the step before it was pushed to
+    or past its time) the next campaign day after `previous`'s local date, at the step's
+    own wall time, so a contact never gets two steps at once after a move. The compiler
+    applies it to planned times, the runner to the real time a step was executed.
+    """
+    if due > previous:
+        return due
+    after = next_campaign_day(settings, previous.astimezone(tz).date())
+    return resolve_local(after, due.astimezone(tz).time().replace(tzinfo=None), tz)
+
+
 @functools.lru_cache(maxsize=1024)
 def zone(name: str) -> ZoneInfo:
     """A ZoneInfo by IANA name; raises InputError (not a traceback) for unknown names."""

@@ -24,7 +24,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from engine.calendar import next_campaign_day, resolve_local, shift_campaign_days, zone
+from engine.calendar import (
+    after_previous_step,
+    campaign_days_between,
+    next_campaign_day,
+    resolve_local,
+    shift_campaign_days,
+    zone,
+)
 from engine.compiler import due_after_reference, same_time_reference
 from engine.contacts import Contact
 from engine.delivery import Outgoing, build_message, thread_ids, unsubscribe_url
@@ -184,14 +191,7 @@ def lateness_days(cadence: Cadence, row: StepRow, done: datetime) -> int:
     """
     tz = zone(row.zone)
     due_day = datetime.fromtimestamp(row.planned_utc, UTC).astimezone(tz).date()
-    done_day = done.astimezone(tz).date()
-    days = 0
-    d = due_day
-    while True:
-        d = next_campaign_day(cadence.settings, d)
-        if d > done_day:
-            return days
-        days += 1
+    return campaign_days_between(cadence.settings, due_day, done.astimezone(tz).date())
 
 
 def _shifted(cadence: Cadence, instant: int, days: int, tz: ZoneInfo) -> datetime:
@@ -199,6 +199,17 @@ def _shifted(cadence: Cadence, instant: int, days: int, tz: ZoneInfo) -> datetim
     local = datetime.fromtimestamp(instant, UTC).astimezone(tz)
     day = shift_campaign_days(cadence.settings, local.date(), days)
     return resolve_local(day, local.time().replace(tzinfo=None), tz)
+
+
+def _shift(cadence: Cadence, other: StepRow, days: int, tz: ZoneInfo, reason: str) -> Move:
+    """R5's shift of one later step: due and planned time, `days` campaign days on."""
+    return Move(
+        other.id,
+        other.step_id,
+        int(_shifted(cadence, other.due_utc, days, tz).timestamp()),
+        int(_shifted(cadence, other.planned_utc, days, tz).timestamp()),
+        reason,
+    )
 
 
 def later_moves(
@@ -216,17 +227,43 @@ def later_moves(
     tz = zone(row.zone)
     moves: list[Move] = []
     for other in later:
-        due = datetime.fromtimestamp(other.due_utc, UTC)
-        planned = other.planned_utc
-        if shift:
-            due = _shifted(cadence, other.due_utc, shift, tz)
-            planned = int(_shifted(cadence, other.planned_utc, shift, tz).timestamp())
+        move = _shift(
+            cadence, other, shift, tz, "after late task" if shift else "after email task sent"
+        )
+        due = datetime.fromtimestamp(move.due_utc, UTC)
         step = cadence.step(other.step_id)
         if sent and row.action == Action.EMAIL_TASK and _copies_time_of(cadence, step, row.step_id):
             due = due_after_reference(cadence, step, row.zone, due.astimezone(tz).date(), done)
-        if int(due.timestamp()) != other.due_utc or planned != other.planned_utc:
-            moves.append(Move(other.id, other.step_id, int(due.timestamp()), planned))
+        if int(due.timestamp()) != other.due_utc or move.planned_utc != other.planned_utc:
+            moves.append(replace(move, due_utc=int(due.timestamp())))
     return moves
+
+
+def catch_up_moves(
+    cadence: Cadence, row: StepRow, later: list[StepRow], executed: datetime
+) -> list[Move]:
+    """No catch-up burst: the steps after `row` when it was executed late, at `executed`.
+
+    `later` are the contact's planned steps after `row` with their current times. When
+    the first one on a later campaign day would be due at or before `executed`, it goes
+    to the next campaign day after that instant's local date at its own wall time (the
+    compiler's rule, `after_previous_step`), and every step on a later day than `row`
+    moves by the same number of campaign days (R5's shift), so their gaps are kept.
+    Steps on `row`'s own day keep going right after it (file order).
+    """
+    tz = zone(row.zone)
+    following = [r for r in later if r.day > row.day]
+    if not following:
+        return []
+    first = following[0]
+    due = datetime.fromtimestamp(first.due_utc, UTC)
+    pushed = after_previous_step(cadence.settings, due, executed, tz)
+    if pushed == due:
+        return []
+    days = campaign_days_between(
+        cadence.settings, due.astimezone(tz).date(), pushed.astimezone(tz).date()
+    )
+    return [_shift(cadence, other, days, tz, "after previous step") for other in following]
 
 
 def _copies_time_of(cadence: Cadence, step: Step, reference_id: str) -> bool:
@@ -420,26 +457,49 @@ class Runner:
         )
 
     def _followers(self, row: StepRow, sent: datetime) -> tuple[Move, ...]:
-        """R4/R5 for emails sent by hand or moved by the runner: later steps' new times."""
-        if not row.by_hand and row.due_utc == row.planned_utc:
-            return ()
+        """Later steps' new times now that `row` went out at `sent`.
+
+        R4/R5 for emails sent by hand or moved by the runner, then the no-burst rule
+        (`catch_up_moves`) for every email that has a step on a later day after it.
+        """
         cadence = self.versions.get(row.cadence_hash)
+        moved = row.by_hand or row.due_utc != row.planned_utc
+        if not moved and cadence.steps[-1].day <= row.day:
+            return ()  # nothing can move: the common case reads nothing more
         later = [
             r
             for r in self.store.step_runs(row.enrolment_id)
             if r.step_index > row.step_index and r.state == "planned"
         ]
-        if row.by_hand:
-            return tuple(later_moves(cadence, row, later, sent))
         moves: list[Move] = []
-        tz = zone(row.zone)
-        for other in later:
-            step = cadence.step(other.step_id)
-            if _copies_time_of(cadence, step, row.step_id):
-                day = datetime.fromtimestamp(other.due_utc, UTC).astimezone(tz).date()
-                due = due_after_reference(cadence, step, row.zone, day, sent)
-                moves.append(Move(other.id, other.step_id, int(due.timestamp()), other.planned_utc))
-        return tuple(moves)
+        if row.by_hand:
+            moves = later_moves(cadence, row, later, sent)
+        elif moved:
+            tz = zone(row.zone)
+            for other in later:
+                step = cadence.step(other.step_id)
+                if _copies_time_of(cadence, step, row.step_id):
+                    day = datetime.fromtimestamp(other.due_utc, UTC).astimezone(tz).date()
+                    due = due_after_reference(cadence, step, row.zone, day, sent)
+                    moves.append(
+                        Move(
+                            other.id,
+                            other.step_id,
+                            int(due.timestamp()),
+                            other.planned_utc,
+                            "after email sent",
+                        )
+                    )
+        by_id = {m.step_run_id: m for m in moves}
+        current = [
+            replace(r, due_utc=m.due_utc, planned_utc=m.planned_utc)
+            if (m := by_id.get(r.id)) is not None
+            else r
+            for r in later
+        ]
+        for move in catch_up_moves(cadence, row, current, sent):
+            by_id[move.step_run_id] = move
+        return tuple(by_id.values())
 
     def _retry(self, row: StepRow, at: int, answer: str) -> Outcome:
         attempts = row.attempts + 1
@@ -453,6 +513,7 @@ class Runner:
         for o in outcomes:
             if o.kind is OutcomeKind.SENT:
                 report.sent += 1
+                report.rescheduled += len(o.followers)
             elif o.kind is OutcomeKind.RETRY:
                 report.retried += 1
             elif o.kind is OutcomeKind.FAILED:
@@ -468,7 +529,7 @@ class Runner:
 def run_every(
     runner: Runner,
     expression: str,
-    on_report: Callable[[datetime, RunReport], None],
+    on_report: Callable[[datetime, RunReport], None],  # the run's start, its report
     on_error: Callable[[CadenceError], None],
 ) -> None:
     """Run at every fire time of a 5-field cron expression until SIGINT/SIGTERM.
@@ -495,12 +556,13 @@ def run_every(
                 time.sleep(min(left, 0.2))
             if runner.stop_requested:
                 break
+            started = runner.clock.now()
             try:
                 report = runner.run_once()
             except CadenceError as exc:  # e.g. SMTP down: try again at the next fire time
                 on_error(exc)
                 continue
-            on_report(runner.clock.now(), report)
+            on_report(started, report)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -18,7 +18,13 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time
 
-from engine.calendar import day_dates, next_campaign_day, resolve_local, zone
+from engine.calendar import (
+    after_previous_step,
+    day_dates,
+    next_campaign_day,
+    resolve_local,
+    zone,
+)
 from engine.model import DEFAULT_TASK_TIME, Cadence, SendKind, Step, StepKind
 from engine.plan import Action, Dependency, DependencyKind
 from engine.when import SendAt
@@ -168,11 +174,12 @@ def build_schedule(
 
         if due < start:
             due, moved = start, "launch time passed"
-        if previous is not None and step.day > previous_day and due <= previous:
+        if previous is not None and step.day > previous_day:
             # The step before it was moved onto this one (send window, daily limit, launch
             # time): keep the gap of at least one campaign day instead of a burst.
-            after = next_campaign_day(settings, previous.astimezone(tz).date())
-            due, moved = resolve_local(after, _wall(due.astimezone(tz)), tz), "after previous step"
+            pushed = after_previous_step(settings, due, previous, tz)
+            if pushed != due:
+                due, moved = pushed, "after previous step"
         elif previous is not None and due < previous:
             due, moved = previous, "after previous step"
         if action is Action.SEND_EMAIL:

@@ -1,15 +1,22 @@
-"""Runner decisions at run time: the daily limit per sender across launches and cadences."""
+"""Runner decisions at run time: the daily limit per sender, no catch-up burst after a back-fill."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from email import message_from_bytes
+from email.utils import parsedate_to_datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import pytest
+from click.testing import CliRunner
+
+from cli import cadence
 from engine.launch import launch
 from engine.runner import Clock, Runner
 from engine.store.sqlite import SqliteStore
 from engine.transports.outbox import OutboxTransport
-from tests.helpers.runner_env import write_cadence
+from tests.helpers.runner_env import ROOT, write_cadence
 
 LIMITED = """\
 cadence: 1
@@ -51,3 +58,48 @@ def test_daily_limit_is_per_sender_across_launches_and_cadences(tmp_path: Path) 
         tuesday = Runner(store, out, clock=Clock(datetime(2026, 3, 10, 10, tzinfo=UTC))).run_once()
         assert tuesday.sent == 1
         assert len(list((tmp_path / "out").iterdir())) == 5
+
+
+def test_a_back_filled_email_and_its_follow_up_never_go_out_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs at 18:00 New York (outside the 09:00-17:30 window) push `thanks` (day 1) past
+    `nudge` (day 3); when `thanks` finally goes out, `nudge` moves to the next campaign
+    day at its own time and the rest of the schedule keeps its gaps (day 3 → day 5)."""
+    monkeypatch.setenv("CADENCE_DB", str(tmp_path / "c.db"))
+    monkeypatch.setenv("CADENCE_TRANSPORT", f"outbox:{tmp_path / 'out'}")
+    contacts = tmp_path / "c.csv"
+    lines = (ROOT / "cadences" / "contacts.csv").read_text(encoding="utf-8").splitlines()
+    contacts.write_text("\n".join(lines[:2]) + "\n", encoding="utf-8")  # Ava, New York
+
+    def cli(*args: str) -> str:
+        result = CliRunner().invoke(cadence, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    cli(
+        "launch", str(ROOT / "cadences" / "event-follow-up.yaml"), "--contacts", str(contacts),
+        "--start", "2026-03-02T00:00Z", "--now", "2026-03-02T00:00Z",
+    )  # fmt: skip
+    for day in ("02", "03", "04"):
+        cli("run", "--once", "--now", f"2026-03-{day}T23:00Z")
+    assert "sent 1," in cli("run", "--once", "--now", "2026-03-05T16:00Z")
+    with SqliteStore(tmp_path / "c.db") as store:
+        times = {r.step_id: r.due_utc for r in store.step_runs(1)}
+        events = [e for e in store.events() if e[1] == "rescheduled"]
+    assert [e[3] for e in events[-4:]] == ["after previous step"] * 4
+    cli("run", "--once", "--now", "2026-03-06T18:00Z")
+    new_york = ZoneInfo("America/New_York")
+    dates = {}
+    for path in (tmp_path / "out").iterdir():
+        msg = message_from_bytes(path.read_bytes())
+        step = "nudge" if msg["Subject"].startswith("Re:") else "thanks"
+        dates[step] = parsedate_to_datetime(msg["Date"]).astimezone(new_york)
+    assert dates["thanks"].date().isoformat() == "2026-03-05"  # Thursday
+    assert dates["nudge"].date().isoformat() == "2026-03-06"  # the next campaign day
+    # Shifted by the same two campaign days: slides stays two campaign days after nudge
+    # (Fri → Tue over the weekend), at its own 11:30; the call keeps its 15:00.
+    slides = datetime.fromtimestamp(times["slides"], UTC).astimezone(new_york)
+    call = datetime.fromtimestamp(times["call"], UTC).astimezone(new_york)
+    assert slides.isoformat() == "2026-03-10T11:30:00-04:00"
+    assert call.isoformat() == "2026-03-11T15:00:00-04:00"

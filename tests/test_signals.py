@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -151,7 +151,10 @@ def test_reply_with_cadence_ends_only_that_one_and_on_reply_end_false_goes_on(
 
 def test_reply_after_the_last_email_still_counts(tmp_path: Path) -> None:
     with _two_cadences(tmp_path, end_b="true") as store:
-        Runner(store, OutboxTransport(tmp_path / "out"), clock=Clock(LATER)).run_once()
+        # Back-filled a week late, the three emails still go out a campaign day apart.
+        for days in range(3):
+            at = LATER + timedelta(days=days)
+            Runner(store, OutboxTransport(tmp_path / "out"), clock=Clock(at)).run_once()
         assert [v.finished["completed"] for v in store.status(0)] == [1, 1]
         record(store, SignalKind.REPLY, "person0@example.com", cadence="Cad A", now=LATER)
         a, b = store.status(0)

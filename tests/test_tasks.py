@@ -63,8 +63,27 @@ def _at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def test_open_task_holds_and_late_completion_shifts(world: Path) -> None:
+def _run_intro_then_call() -> None:
+    """Day 1's intro goes out on time (03-02), then day 2's call opens (03-03)."""
+    _cli("run", "--once", "--now", "2026-03-02T10:00Z")
     _cli("run", "--once", "--now", "2026-03-03T10:00Z")
+
+
+def test_an_intro_sent_a_day_late_moves_the_call_instead_of_opening_it_at_once(
+    world: Path,
+) -> None:
+    out = _cli("run", "--once", "--now", "2026-03-03T10:00Z")  # the intro, a day late
+    assert "sent 1" in out and "tasks opened" not in out
+    rows = _rows(world)
+    # The call goes to the next campaign day at its own time; the rest keep their gaps.
+    assert rows["call"] == ("planned", _at("2026-03-04T09:00"))
+    assert rows["manual"][1] == _at("2026-03-05T09:00")
+    assert rows["final"][1] == _at("2026-03-08T09:00")
+    assert "tasks opened 1" in _cli("run", "--once", "--now", "2026-03-04T09:00Z")
+
+
+def test_open_task_holds_and_late_completion_shifts(world: Path) -> None:
+    _run_intro_then_call()
     assert _rows(world)["call"][0] == "open"
     listed = _cli("tasks", "list", "--type", "call")
     assert "Call Ava" in listed
@@ -81,7 +100,7 @@ def test_open_task_holds_and_late_completion_shifts(world: Path) -> None:
 
 
 def test_email_task_sent_with_edits_and_follow_up_quotes_template(world: Path) -> None:
-    _cli("run", "--once", "--now", "2026-03-03T10:00Z")
+    _run_intro_then_call()
     listed = _cli("tasks", "list")
     _cli("tasks", "skip", listed.split("\n")[1].split()[0], "--now", "2026-03-03T11:00Z")
     _cli("run", "--once", "--now", "2026-03-04T10:00Z")
@@ -110,7 +129,7 @@ def test_email_task_sent_with_edits_and_follow_up_quotes_template(world: Path) -
 
 
 def test_send_at_schedules_the_email_task(world: Path) -> None:
-    _cli("run", "--once", "--now", "2026-03-03T10:00Z")
+    _run_intro_then_call()
     call_id = _cli("tasks", "list").split("\n")[1].split()[0]
     _cli("tasks", "skip", call_id, "--now", "2026-03-03T11:00Z")
     _cli("run", "--once", "--now", "2026-03-04T10:00Z")
@@ -129,7 +148,7 @@ def test_send_at_schedules_the_email_task(world: Path) -> None:
 
 
 def test_tasks_json_and_errors(world: Path) -> None:
-    _cli("run", "--once", "--now", "2026-03-03T10:00Z")
+    _run_intro_then_call()
     assert '"type": "call task"' in _cli("tasks", "list", "-f", "json")
     assert "no open tasks" in _cli("tasks", "list", "--cadence", "Other")
     _cli("tasks", "done", "9999", code=2)
@@ -144,7 +163,7 @@ def test_status_splits_due_from_held_behind_an_open_task(world: Path) -> None:
 
     # Before any run, on day 5: the intro is due; the rest waits behind it (neither).
     assert counts("2026-03-06T10:00Z") == (1, 0, 0)
-    _cli("run", "--once", "--now", "2026-03-03T10:00Z")  # intro sent, call opened
+    _run_intro_then_call()  # intro sent, call opened
     # The manual email (day 3) and the bump (day 4) have come, but the call holds them.
     assert counts("2026-03-05T10:00Z") == (0, 2, 1)
     text = _cli("status", "--now", "2026-03-05T10:00Z")
@@ -155,7 +174,7 @@ def test_status_splits_due_from_held_behind_an_open_task(world: Path) -> None:
 
 
 def test_a_second_late_task_counts_from_the_shifted_schedule(world: Path) -> None:
-    _cli("run", "--once", "--now", "2026-03-03T10:00Z")
+    _run_intro_then_call()
     call_id = _cli("tasks", "list").split("\n")[1].split()[0]
     _cli("tasks", "done", call_id, "--now", "2026-03-05T12:00Z")  # two days late
     assert _rows(world)["manual"][1] == _at("2026-03-06T09:00")
@@ -169,7 +188,7 @@ def test_a_second_late_task_counts_from_the_shifted_schedule(world: Path) -> Non
 
 
 def test_skipped_email_task_is_not_a_send_time(world: Path) -> None:
-    _cli("run", "--once", "--now", "2026-03-03T10:00Z")
+    _run_intro_then_call()
     _cli(
         "tasks",
         "skip",
@@ -219,7 +238,7 @@ def test_late_task_shifts_by_business_days(
         "launch", str(write_cadence(tmp_path, WEEKDAYS)), "--contacts", str(contacts),
         "--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z",
     )  # fmt: skip
-    _cli("run", "--once", "--now", "2026-03-03T10:00Z")
+    _run_intro_then_call()
     call_id = _cli("tasks", "list").split("\n")[1].split()[0]
     _cli("tasks", "done", call_id, "--now", done)
     rows = _rows(tmp_path)
@@ -236,7 +255,7 @@ def test_task_commands_on_wrong_ids_are_clear(world: Path, monkeypatch: pytest.M
         raise AssertionError("the editor must not open")
 
     monkeypatch.setattr(click, "edit", no_editor)
-    _cli("run", "--once", "--now", "2026-03-03T10:00Z")
+    _run_intro_then_call()
     call_id = _cli("tasks", "list").split("\n")[1].split()[0]
     out = _cli("tasks", "send", call_id, code=2)
     assert "is a call task, not an email task" in out
@@ -253,7 +272,7 @@ def test_task_commands_on_wrong_ids_are_clear(world: Path, monkeypatch: pytest.M
 
 
 def test_tasks_list_filters(world: Path) -> None:
-    _cli("run", "--once", "--now", "2026-03-03T10:00Z")  # the call (due 03-03 09:00) opens
+    _run_intro_then_call()  # the call (due 03-03 09:00) opens
     assert "Call Ava" in _cli("tasks", "list", "--assignee", "Dana@Acme.example")
     assert "no open tasks" in _cli("tasks", "list", "--assignee", "someone@else.example")
     assert "Call Ava" in _cli("tasks", "list", "--cadence", "Tasks", "--type", "call")

@@ -126,6 +126,7 @@ class Move:
     step_id: str
     due_utc: int
     planned_utc: int
+    reason: str = ""  # why, for the `rescheduled` event ("" when the caller logs it)
 
 
 class OutcomeKind(enum.StrEnum):

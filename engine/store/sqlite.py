@@ -434,15 +434,25 @@ class SqliteStore:
                         "WHERE id = ?",
                         (o.at_utc, o.answer or None, o.step_run_id),
                     )
+                    events.append(
+                        (o.at_utc, "sent", email, enrolment_id, o.step_run_id, message_id)
+                    )
                     for move in o.followers:
                         db.execute(
                             "UPDATE step_runs SET due_utc = ?, planned_utc = ? "
                             "WHERE enrolment_id = ? AND step_id = ? AND state = 'planned'",
                             (move.due_utc, move.planned_utc, enrolment_id, move.step_id),
                         )
-                    events.append(
-                        (o.at_utc, "sent", email, enrolment_id, o.step_run_id, message_id)
-                    )
+                        events.append(
+                            (
+                                o.at_utc,
+                                "rescheduled",
+                                email,
+                                enrolment_id,
+                                move.step_run_id,
+                                move.reason,
+                            )
+                        )
                 elif o.kind is OutcomeKind.RELEASED:
                     db.execute(
                         "UPDATE step_runs SET state = 'planned', fence = NULL, "
