@@ -332,7 +332,9 @@ def run_command(
         if progress is not None:
             progress.close()
         if output_format == "json":
-            click.echo(json.dumps({"at": at.isoformat(), **report.as_dict()}))
+            click.echo(
+                json.dumps({"at": at.replace(microsecond=0).isoformat(), **report.as_dict()})
+            )
         else:
             parts = ", ".join(
                 f"{k.replace('_', ' ')} {v}" for k, v in report.as_dict().items() if v
@@ -357,6 +359,7 @@ def run_command(
         if every is not None:
             run_every(runner, every, show, error)
             return 0
+        started = clock.now()
         try:
             report = runner.run_once()
         finally:
@@ -365,7 +368,7 @@ def run_command(
         unknown = len(store.unknown_sends())
     finally:
         store.close()
-    show(clock.now(), report)
+    show(started, report)
     if unknown:
         click.echo(f"{unknown} unknown send(s): see `cadence status`", err=True)
     return 1 if unknown else 0
@@ -637,23 +640,23 @@ def status_command(output_format: str, db: str, now_text: str | None) -> int:
 
 @cadence.command("resolve")
 @click.argument("key", metavar="KEY")
-@click.option("--sent", "outcome", flag_value="sent", help="It was delivered: record it sent.")
-@click.option("--resend", "outcome", flag_value="resend", help="Send it again (same Message-ID).")
+@click.option("--sent", is_flag=True, help="It was delivered: record it sent.")
+@click.option("--resend", is_flag=True, help="Send it again (same Message-ID).")
 @db_option
-def resolve_command(key: str, outcome: str | None, db: str) -> int:
+def resolve_command(key: str, sent: bool, resend: bool, db: str) -> int:
     """Settle an unknown send shown by `cadence status`."""
     from engine.errors import UsageError
     from engine.status import resolve
     from engine.store import open_store
 
-    if outcome is None:
-        raise UsageError("give --sent or --resend")
+    if sent == resend:  # both flags would let click keep whichever came last
+        raise UsageError("give exactly one of --sent and --resend")
     store = open_store(db)
     try:
-        u = resolve(store, key, sent=outcome == "sent")
+        u = resolve(store, key, sent=sent)
     finally:
         store.close()
-    click.echo(f"send {u.key} ({u.message_id}) resolved: {outcome}")
+    click.echo(f"send {u.key} ({u.message_id}) resolved: {'sent' if sent else 'resend'}")
     return 0
 
 

@@ -53,6 +53,20 @@ def test_resolve_needs_an_unknown_send(tmp_path: Path) -> None:
     _cli("resolve", "abc", "--sent", code=2)
 
 
+@pytest.mark.parametrize(
+    "flags", [[], ["--sent", "--resend"], ["--resend", "--sent"]], ids=["none", "both", "both-rev"]
+)
+def test_resolve_takes_exactly_one_outcome(flags: list[str]) -> None:
+    result = CliRunner().invoke(cadence, ["resolve", "1", *flags])
+    assert result.exit_code == 2
+    assert "give exactly one of --sent and --resend" in result.output
+
+
+def test_run_json_reports_the_start_instant_in_whole_seconds(tmp_path: Path) -> None:
+    out = json.loads(_cli("run", "--once", "--now", "2026-03-02T10:00Z", "-f", "json"))
+    assert out["at"] == "2026-03-02T10:00:00+00:00"
+
+
 def test_run_flags_are_checked() -> None:
     _cli("run", code=2)
     _cli("run", "--once", "--every", "* * * * *", code=2)
