@@ -339,3 +339,22 @@ def test_same_time_copies_the_planned_time_of_an_email_moved_by_the_send_window(
     assert dues(rows) == [utc(2026, 3, 5, 8), utc(2026, 3, 6, 8)]
     assert [r.moved for r in rows] == ["send window", None]
     assert rows[1].depends_on == ()
+
+
+def test_an_email_task_is_due_at_its_own_at_time() -> None:
+    # SPEC §5: tasks are due at their `at` time if given, email tasks included.
+    manual = {"id": "manual", "day": 2, "email": {"template": "a", "send": "task", "at": "11:15"}}
+    cad = make_cadence(
+        [email("d1", 1, AT10), manual, email("d3", 3, "task")],
+        settings={
+            "default_timezone": "Europe/Berlin",
+            "send_window": {"start": "08:30", "end": "17:00"},
+        },
+    )
+    rows = plan(cad, [who()], utc(2026, 3, 2, 6))
+    assert [r.action for r in rows] == [Action.SEND_EMAIL, Action.EMAIL_TASK, Action.EMAIL_TASK]
+    assert walls(rows) == [
+        "Mon 2026-03-02 10:00 CET",
+        "Tue 2026-03-03 11:15 CET",  # its own `at`
+        "Wed 2026-03-04 08:30 CET",  # no `at`: the send window's start
+    ]

@@ -75,6 +75,13 @@ SEND_VALUE = rule(
     '`send` is one of `choose_at_launch` (first step only), `{at: "HH:MM"}`, `task` or '
     "`same_time_as_previous` (not on the first step).",
 )
+TASK_AT = rule(
+    "send-option/task-at",
+    "`at` on an email step that is not an email task.",
+    "An email step's own `at` is the due time of an email task (`send: task`), as on the "
+    'other task steps. An automatic email takes its time from `send: {at: "HH:MM"}` (or '
+    "`choose_at_launch`, `same_time_as_previous`).",
+)
 FIRST_FOLLOW_UP = rule(
     "follow-up/first-step",
     "The first step is a follow-up.",
