@@ -200,13 +200,17 @@ class _Thread:
         assert spec is not None, f"step {step.id!r} is not an email"
         template = self.cadence.templates[spec.template]
         body = self.render(template.body)
-        subject = self.render(template.subject) if template.subject else None
         text = body
         previous = self.cadence.previous_email(step) if spec.follow_up else None
-        if previous is not None:
+        subject = None
+        if previous is None:
+            subject = self.render(template.subject) if template.subject else None
+        else:
+            # R3: a follow-up is a reply in the previous email's thread, so its subject is
+            # always `Re: <previous subject>`; a subject of its own template is not used
+            # (a different subject would break the thread in mail clients).
             parent_subject, _, parent_text = self.parts(previous)
-            if subject is None:
-                subject = reply_subject(parent_subject)
+            subject = reply_subject(parent_subject)
             sender = self.cadence.sender
             text = f"{body.rstrip()}\n\n{quote_email(parent_text, sender.name, sender.email, None)}"
         found = self.texts[step.id] = (subject or "", body, text)
@@ -296,8 +300,8 @@ def render_email(
     unsubscribe_url: str,
     previous_sent_at: datetime | None = None,
 ) -> RenderedEmail:
-    """Render email step `step` for `contact`: subject (`Re: …` for a follow-up without its
-    own subject), body, the quoted previous email (R3; dated when `previous_sent_at` is
+    """Render email step `step` for `contact`: subject (always `Re: <previous subject>` for
+    a follow-up, R3), body, the quoted previous email (R3; dated when `previous_sent_at` is
     known, in the caller's chosen zone) and the step it replies to."""
     return _Thread(cadence, contact, unsubscribe_url).email(step, previous_sent_at)
 
