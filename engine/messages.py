@@ -19,6 +19,7 @@ from jinja2.runtime import Context
 from jinja2.utils import concat
 
 from engine.contacts import Contact
+from engine.errors import InputError
 from engine.model import Cadence, Step, StepKind
 from engine.templates import compile_template, environment
 
@@ -102,8 +103,29 @@ class ContactRenderer:
         ctx = Context(environment(), self.variables, template.name, template.blocks)
         try:
             return concat(template.root_render_func(ctx))
-        except Exception:
-            return environment().handle_exception()
+        except Exception as exc:  # the template's own failure: the user's to fix, no bug
+            raise TemplateRenderError(source, self.context.get("contact"), exc) from None
+
+
+class TemplateRenderError(InputError):
+    """A template that compiles but fails when rendered for one contact (`{{ 1/0 }}`, an
+    attribute the sandbox refuses, a range too large): a clear error naming the contact
+    and the template, never an internal error."""
+
+    def __init__(self, source: str, contact: Any, exc: BaseException) -> None:
+        who = contact.get("email") if isinstance(contact, dict) else None
+        first = next((line.strip() for line in source.splitlines() if line.strip()), "")
+        excerpt = first if len(first) <= 60 else first[:57] + "..."
+        reason = str(exc) or type(exc).__name__
+        super().__init__(
+            f"template {excerpt!r} does not render"
+            + (f" for {who}" if who else "")
+            + f": {type(exc).__name__}: {reason}",
+            hint="fix the template; `cadence preview CADENCE --sample` renders every step",
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:  # crosses process boundaries (render workers)
+        return (InputError, (self.message,), {"hint": self.hint})
 
 
 MEMO_LIMIT = 50_000  # texts per template
