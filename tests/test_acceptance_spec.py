@@ -1317,3 +1317,60 @@ def test_s7_yaml_loading_is_safe(tmp_path: Path) -> None:
         bomb += f"{name}: &{name} [{', '.join('*' + prev for _ in range(10))}]\n"
     code, found = findings(write(tmp_path, "bomb.yaml", bomb))
     assert code == 1 and any(f["rule"] == "yaml/aliases" for f in found)
+
+
+def test_s6_template_failing_at_render_is_a_clear_error_not_a_bug(
+    tmp_path: Path, one: Path
+) -> None:
+    """§6: exit "1 findings / failures … 3 internal error": a template that compiles but
+    fails for a contact (or touches what the §7 sandbox refuses) is the user's to fix."""
+    for i, expr in enumerate(["{{ 1/0 }}", "{{ range(10**9) | list }}"]):
+        text = cadence_text(
+            "  - {id: a, day: 1, email: {template: x, send: {at: '10:00'}}}\n", "  timezone: UTC\n"
+        ).replace("templates:\n", f"templates:\n  x:\n    subject: s\n    body: '{expr}'\n")
+        path = write(tmp_path, f"r{i}.yaml", text)
+        code, _, err = run("preview", path, "--contact", "ava@northwind.example")
+        assert code == 1, err
+        assert "does not render" in err and "ava@northwind.example" in err
+        assert "bug" not in err
+        code, _, err = run(
+            "plan",
+            path,
+            "--contacts",
+            one,
+            "--render",
+            "-f",
+            "jsonl",
+            "--start",
+            "2026-03-06T06:00Z",
+        )
+        assert code == 1 and "does not render" in err
+
+
+def test_r3_r4_quote_is_template_and_time_is_actual_send(state: Path) -> None:
+    """R3: "The appended copy is always the campaign's template rendered for that contact —
+    never the edits a rep made to an email task before sending it." R4: after a hand-sent
+    email, `same_time_as_previous` "uses the time it was actually sent"."""
+    steps = (
+        "  - {id: a, day: 1, email: {template: a, send: task}}\n"
+        "  - {id: b, day: 2, email: {template: fu, send: same_time_as_previous, follow_up: true}}\n"
+    )
+    utc_cadence(state, steps)
+    write(state, "one.csv", ONE)
+    write(state, "edit.txt", "Rep's own words.\n")
+    assert run("launch", "c.yaml", "--contacts", "one.csv", "--start", "2026-03-06T06:00Z")[0] == 0
+    assert run("run", "--once", "--now", "2026-03-06T09:01Z")[0] == 0
+    (task,) = json.loads(run("tasks", "list", "-f", "json", "--now", "2026-03-06T09:01Z")[1])
+    code, _, err = run(
+        "tasks", "send", str(task["id"]), "--body-file", "edit.txt", "--now", "2026-03-06T13:37Z"
+    )
+    assert code == 0, err
+    assert run("run", "--once", "--now", "2026-03-07T13:36Z")[0] == 0
+    assert len(outbox(state)) == 1  # not before 13:37 on day 2
+    assert run("run", "--once", "--now", "2026-03-07T13:38Z")[0] == 0
+    first, second = sorted(outbox(state), key=lambda m: str(m["Date"]))
+    assert "Rep's own words." in first.get_content()
+    assert str(second["Date"]) == "Sat, 07 Mar 2026 13:38:00 +0000"
+    body = second.get_content()
+    assert "> Hi Ava," in body and "Rep's own words" not in body
+    assert str(second["In-Reply-To"]) == str(first["Message-ID"])
