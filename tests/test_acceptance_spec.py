@@ -1374,3 +1374,74 @@ def test_r3_r4_quote_is_template_and_time_is_actual_send(state: Path) -> None:
     body = second.get_content()
     assert "> Hi Ava," in body and "Rep's own words" not in body
     assert str(second["In-Reply-To"]) == str(first["Message-ID"])
+
+
+def test_s5_send_window_and_daily_limit_are_for_automatic_emails_only(
+    tmp_path: Path,
+) -> None:
+    """§4/§5: "automatic emails only go out inside it"; "automatic emails per sender per
+    day": tasks keep their `at` time and do not count against the limit."""
+    steps = (
+        "  - {id: c, day: 1, call: {at: '07:00'}}\n"
+        "  - {id: e, day: 2, email: {template: a, send: task, at: '06:30'}}\n"
+    )
+    settings = '  send_window: {start: "08:00", end: "18:00"}\n  daily_limit: 1\n'
+    contacts = write(tmp_path, "z.csv", "email\na@x.example\nb@x.example\n")
+    rows = plan_rows(
+        utc_cadence(tmp_path, steps, settings), contacts, "--start", "2026-03-06T06:00Z"
+    )
+    assert {due(rows, "c", c) for c in ("a@x.example", "b@x.example")} == {"2026-03-06T07:00:00Z"}
+    assert {due(rows, "e", c) for c in ("a@x.example", "b@x.example")} == {"2026-03-07T06:30:00Z"}
+
+
+def test_s7_bounce_suppresses_and_ends(state: Path) -> None:
+    """§7: "unsubscribed and bounced addresses are suppressed for every cadence";
+    `remove_on_bounce: true` ends the enrolment."""
+    steps = (
+        "  - {id: a, day: 1, email: {template: a, send: {at: '10:00'}}}\n"
+        "  - {id: b, day: 2, email: {template: b, send: {at: '10:00'}}}\n"
+    )
+    utc_cadence(state, steps)
+    write(state, "one.csv", ONE)
+    assert run("launch", "c.yaml", "--contacts", "one.csv", "--start", "2026-03-06T06:00Z")[0] == 0
+    assert run("run", "--once", "--now", "2026-03-06T10:01Z")[0] == 0
+    code, _, err = run(
+        "event", "bounce", "--contact", "AVA@northwind.example", "--now", "2026-03-06T11:00Z"
+    )
+    assert code == 0, err
+    assert run("run", "--once", "--now", "2026-03-07T10:01Z")[0] == 0
+    assert len(outbox(state)) == 1
+    (entry,) = json.loads(run("status", "-f", "json")[1])["cadences"]
+    assert entry["finished"]["bounced"] == 1 and entry["active"] == 0
+    utc_cadence(state, steps.replace("10:00", "11:00"), name="other.yaml")
+    code, out, _ = run(
+        "launch",
+        "other.yaml",
+        "--contacts",
+        "one.csv",
+        "-f",
+        "json",
+        "--start",
+        "2026-03-09T06:00Z",
+    )
+    assert code == 0 and json.loads(out)["suppressed"] == ["ava@northwind.example"]
+
+
+def test_s6_transport_and_db_settings(state: Path) -> None:
+    """§6: "`--transport` / `CADENCE_TRANSPORT`, one of `outbox:DIR` …"; "`CADENCE_DB`";
+    credentials "never from a file in the repo" (so not in the URL)."""
+    steps = "  - {id: a, day: 1, email: {template: a, send: {at: '10:00'}}}\n"
+    utc_cadence(state, steps)
+    write(state, "one.csv", ONE)
+    env = {"CADENCE_DB": str(state / "other.db"), "CADENCE_TRANSPORT": "outbox:sent"}
+    code, _, err = run(
+        "launch", "c.yaml", "--contacts", "one.csv", "--start", "2026-03-06T06:00Z", env=env
+    )
+    assert code == 0, err
+    assert (state / "other.db").exists() and not (state / "cadence.db").exists()
+    assert run("run", "--once", "--now", "2026-03-06T10:01Z", env=env)[0] == 0
+    assert len(list((state / "sent").glob("*.eml"))) == 1
+    code, _, err = run("run", "--once", "--transport", "smtp://u:p@127.0.0.1:1", env=env)
+    assert code == 2 and "CADENCE_SMTP_USER" in err
+    code, _, err = run("run", "--every", "not a cron", env=env)
+    assert code == 2
