@@ -118,11 +118,17 @@ def test_message_ids_are_deterministic_and_header_safe() -> None:
     assert all(line[:1] in b" \t" or b":" in line for line in head.split(b"\r\n"))
 
 
-def test_outbox_keeps_duplicates_visible(tmp_path: Path) -> None:
+@pytest.mark.parametrize("renameat2", [True, False], ids=["renameat2", "link-unlink"])
+def test_outbox_keeps_duplicates_visible(tmp_path: Path, renameat2: bool) -> None:
     from engine.transports import Envelope
     from engine.transports.outbox import OutboxTransport
 
     box = OutboxTransport(tmp_path / "box")
+    if not renameat2:
+        box._renameat2 = None  # the fallback where Linux or the file system lacks it
+    (tmp_path / "box").mkdir()
+    stale = tmp_path / "box" / f".tmp-{os.getpid()}-id1@x.example.eml"
+    stale.write_bytes(b"left by a crashed run")
     env = Envelope("a@x.example", "b@x.example", "<id1@x.example>")
     box.send(env, b"one")
     box.send(env, b"two")

@@ -1,10 +1,11 @@
 """`outbox:DIR`: each message becomes `DIR/<message-id>.eml`, the embedded default.
 
 Written to a temporary file in the same folder (`.tmp-<pid>-…`, never a name ending in
-`.eml`), then linked into place: a reader never sees half a message, and a crash leaves
-at most a stray `.tmp-*` file. A second delivery of the same Message-ID (an operator's
-`resolve --resend`) gets a `.2.eml` suffix instead of silently replacing the first, so
-duplicates stay visible: `link()` never replaces an existing file (`rename()` would).
+`.eml`), then moved into place with `renameat2(RENAME_NOREPLACE)` (else `link` +
+`unlink`): a reader never sees half a message, and a crash leaves at most a stray
+`.tmp-*` file. A second delivery of the same Message-ID (an operator's `resolve
+--resend`) gets a `.2.eml` suffix instead of silently replacing the first, so duplicates
+stay visible: neither call replaces an existing file (a plain `rename()` would).
 
 `send` only queues the message; `flush` writes the batch's files back to back, then makes
 them durable once for the whole batch — their contents (`syncfs` of the outbox's file
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import re
 from collections.abc import Callable
@@ -50,6 +52,27 @@ def _syncfs() -> Callable[[int], int] | None:
     return func
 
 
+_AT_FDCWD = -100
+
+
+def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
+    """Linux `renameat2` (glibc >= 2.28), wrapped to return 1 when renamed, else 0 with
+    the reason in `ctypes.get_errno()`."""
+    if os.uname().sysname != "Linux":
+        return None
+    try:
+        func = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.restype = ctypes.c_int
+
+    def rename(olddir: int, old: bytes, newdir: int, new: bytes, flags: int) -> int:
+        return int(func(olddir, old, newdir, new, flags) == 0)
+
+    return rename
+
+
 class OutboxTransport:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -57,6 +80,7 @@ class OutboxTransport:
         self._pid = os.getpid()
         self._queued: list[tuple[str, str, bytes]] = []
         self._syncfs = _syncfs()
+        self._renameat2 = _renameat2()
 
     def _ensure(self) -> None:
         if not self._ready:
@@ -100,7 +124,11 @@ class OutboxTransport:
     def _write(self, name: str, data: bytes) -> str:
         folder = str(self.folder)
         tmp = os.path.join(folder, f".tmp-{self._pid}-{name}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:  # a fresh name: nothing to truncate (a crashed run's leftover is replaced)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            os.unlink(tmp)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             view = memoryview(data)
             while view:
@@ -110,13 +138,29 @@ class OutboxTransport:
         target, n = name, 1
         while True:
             try:
-                os.link(tmp, os.path.join(folder, target))
-                break
+                self._place(tmp, os.path.join(folder, target))
+                return target
             except FileExistsError:
                 n += 1
                 target = f"{name[: -len('.eml')]}.{n}.eml"
+
+    def _place(self, tmp: str, target: str) -> None:
+        """Move `tmp` to `target`, never replacing a file (FileExistsError instead).
+
+        One `renameat2(RENAME_NOREPLACE)` where Linux and the file system have it, else
+        `link` + `unlink` (`rename` alone would silently replace a duplicate).
+        """
+        if self._renameat2 is not None:
+            if self._renameat2(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(target), 1):
+                return
+            err = ctypes.get_errno()
+            if err == errno.EEXIST:
+                raise FileExistsError(err, os.strerror(err), target)
+            if err not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+                raise OSError(err, os.strerror(err), target)
+            self._renameat2 = None  # not on this kernel or file system: link + unlink
+        os.link(tmp, target)
         os.unlink(tmp)
-        return target
 
     def _sync(self, names: list[str]) -> None:
         fd = os.open(self.folder, os.O_RDONLY)
