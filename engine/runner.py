@@ -18,10 +18,12 @@ batch `unknown`, never a second delivery.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from multiprocessing.pool import AsyncResult
 from zoneinfo import ZoneInfo
 
 from engine.calendar import (
@@ -34,7 +36,13 @@ from engine.calendar import (
 )
 from engine.compiler import due_after_reference, same_time_reference
 from engine.contacts import Contact
-from engine.delivery import Outgoing, build_message, thread_ids, unsubscribe_url
+from engine.delivery import (
+    Outgoing,
+    build_message,
+    configured_workers,
+    thread_ids,
+    unsubscribe_url,
+)
 from engine.errors import CadenceError
 from engine.faults import fault
 from engine.messages import render_email
@@ -138,6 +146,13 @@ class Versions:
             self._cache[cadence_hash] = found
         return found
 
+    def pinned(self, cadence_hash: str) -> Cadence:
+        """A version already loaded (no store access: what the render worker uses)."""
+        return self._cache[cadence_hash]
+
+    def add(self, cadence_hash: str, cadence: Cadence) -> None:
+        self._cache[cadence_hash] = cadence
+
     def end_state(self, kind: SignalKind, cadence_hash: str) -> tuple[str | None, bool]:
         """How a signal ends an enrolment of this version (on_reply, remove_on_bounce)."""
         settings = self.get(cadence_hash).settings
@@ -150,7 +165,11 @@ class Versions:
 
 def render(versions: Versions, row: StepRow, at: datetime) -> Outgoing:
     """The message for one step run: the rep's edits if any, else the template (R3)."""
-    cadence = versions.get(row.cadence_hash)
+    return render_pinned(versions.get(row.cadence_hash), row, at)
+
+
+def render_pinned(cadence: Cadence, row: StepRow, at: datetime) -> Outgoing:
+    """`render` for a cadence version already in hand: pure, no store access."""
     step = cadence.step(row.step_id)
     contact = contact_of(row)
     url = unsubscribe_url(cadence, row.unsubscribe_token)
@@ -181,6 +200,78 @@ def render(versions: Versions, row: StepRow, at: datetime) -> Outgoing:
         date=at,
         unsubscribe=url,
     )
+
+
+PIPELINE_ROWS = 250  # a claim this full starts the render worker (CADENCE_PIPELINE_ROWS)
+
+Rendered = Outgoing | str  # a message, or why it could not be rendered (a CadenceError)
+
+
+def pipeline_rows() -> int:
+    """Rows a claim must return for the run to start its render worker.
+
+    The worker costs a fork (~10 ms) and only pays off when there is a lot to render;
+    `CADENCE_PIPELINE_ROWS` lowers it (the kill-matrix tests run the pipeline on tiny
+    batches), and `CADENCE_WORKERS=0` (as for `plan --render`) turns it off.
+    """
+    if configured_workers() == 0:
+        return 0
+    configured = os.environ.get("CADENCE_PIPELINE_ROWS", "")
+    return max(int(configured), 1) if configured.isdigit() else PIPELINE_ROWS
+
+
+_worker_versions: dict[str, Cadence] = {}
+
+
+def _render_rows(
+    new_versions: dict[str, tuple[str, str]], rows: list[StepRow], at: datetime
+) -> list[Rendered]:
+    """In the render worker: a batch's messages from pinned data only (never the store)."""
+    for cadence_hash, (data, source) in new_versions.items():
+        _worker_versions[cadence_hash] = Cadence.from_data(json.loads(data), source=source)
+    out: list[Rendered] = []
+    for row in rows:
+        try:
+            out.append(render_pinned(_worker_versions[row.cadence_hash], row, at))
+        except CadenceError as exc:
+            out.append(str(exc))
+    return out
+
+
+class RenderWorker:
+    """A second process that renders batch k while the runner claims, sends and records
+    the others. It gets each cadence version's stored text once and rows to render;
+    it never opens the store, so every protocol step stays in the runner's process."""
+
+    def __init__(self, store: Store) -> None:
+        import multiprocessing
+
+        self.store = store
+        self._sent: set[str] = set()
+        self._pool = multiprocessing.get_context("fork").Pool(1)
+
+    def submit(self, rows: list[StepRow], at: datetime) -> AsyncResult[list[Rendered]]:
+        new = {
+            h: self.store.version(h)
+            for h in dict.fromkeys(r.cadence_hash for r in rows)
+            if h not in self._sent
+        }
+        self._sent.update(new)
+        return self._pool.apply_async(_render_rows, (new, rows, at))
+
+    def close(self) -> None:
+        self._pool.terminate()
+        self._pool.join()
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """A claimed batch whose messages the render worker is building."""
+
+    fence: int
+    rows: list[StepRow]
+    at: datetime
+    rendered: AsyncResult[list[Rendered]]
 
 
 def lateness_days(cadence: Cadence, row: StepRow, done: datetime) -> int:
@@ -335,8 +426,16 @@ class Runner:
     # -- the loop -------------------------------------------------------------------------
 
     def run_once(self) -> RunReport:
-        """Execute every due step (looping over batches) and return what happened."""
+        """Execute every due step (looping over batches) and return what happened.
+
+        Large runs become a two-stage pipeline: batch k is rendered by a worker process
+        while this process claims batch k+1 and sends and records batch k-1. Each batch
+        still goes claim → `sending` commit → last check → transport → record, in order.
+        """
         report = RunReport()
+        threshold = pipeline_rows()
+        worker: RenderWorker | None = None
+        in_flight: _InFlight | None = None
         try:
             while not self.stop_requested:
                 lease_now = time.time()
@@ -348,20 +447,52 @@ class Runner:
                     self.decide,
                 )
                 if claim.examined == 0:
-                    break
+                    if in_flight is None:
+                        break
+                    # Sending it may make later steps reachable: claim again after.
+                    done, in_flight = in_flight, None
+                    self._send_rendered(done, report)
+                    continue
                 report.handled += claim.examined - len(claim.rows)
                 report.tasks_opened += claim.opened
                 report.rescheduled += claim.rescheduled
                 report.cancelled += claim.cancelled
                 self._tick(report)
-                if claim.rows:
-                    fault("after-claim")
-                    self._send_batch(claim.fence, list(claim.rows), report)
+                if not claim.rows:
+                    continue
+                fault("after-claim")
+                rows = list(claim.rows)
+                if worker is None and threshold and len(rows) >= threshold:
+                    worker = RenderWorker(self.store)
+                if worker is None:
+                    self._send_batch(claim.fence, rows, report)
+                    continue
+                at = self.clock.now()
+                claimed = _InFlight(claim.fence, rows, at, worker.submit(rows, at))
+                if in_flight is not None:
+                    self._send_rendered(in_flight, report)
+                in_flight = claimed
+            if in_flight is not None:  # asked to stop: release it (never sent)
+                done, in_flight = in_flight, None
+                self._send_rendered(done, report)
         finally:
+            if in_flight is not None:
+                # An error left a claimed batch unsent: release it so the next run takes
+                # it at once (a crash instead leaves it to the lease, then claims it again).
+                seconds = self.clock.seconds()
+                released = [Outcome(r.id, OutcomeKind.RELEASED, seconds) for r in in_flight.rows]
+                self.store.finish(in_flight.fence, released, self.versions.end_state)
+            if worker is not None:
+                worker.close()
             if self._opened:
                 self.transport.close()
                 self._opened = False
         return report
+
+    def _send_rendered(self, batch: _InFlight, report: RunReport) -> None:
+        rendered = batch.rendered.get()
+        messages = {row.id: m for row, m in zip(batch.rows, rendered, strict=True)}
+        self._send_batch(batch.fence, batch.rows, report, rendered_at=batch.at, rendered=messages)
 
     def send_claimed(self, fence: int, rows: list[StepRow]) -> RunReport:
         """Send rows already claimed under `fence` (a rep's `tasks send`)."""
@@ -383,8 +514,16 @@ class Runner:
             self.transport.open()
             self._opened = True
 
-    def _send_batch(self, fence: int, rows: list[StepRow], report: RunReport) -> None:
-        now = self.clock.now()
+    def _send_batch(
+        self,
+        fence: int,
+        rows: list[StepRow],
+        report: RunReport,
+        *,
+        rendered_at: datetime | None = None,
+        rendered: dict[int, Rendered] | None = None,
+    ) -> None:
+        now = rendered_at or self.clock.now()
         try:
             self._open()
         except TemporaryFailure as exc:
@@ -401,8 +540,7 @@ class Runner:
         ours = self.store.begin_sending(fence, [row.id for row in rows])
         fault("after-sending-commit")
         outcomes: list[Outcome] = []
-        # Each message is rendered just before it is handed over, so the transport (the
-        # outbox's writer thread) works on one message while the next one is built.
+        # Rendered here just before it is handed over, or already by the render worker.
         for row in rows:
             if row.id not in ours:
                 continue  # cancelled by a signal, or no longer ours (lease lost)
@@ -410,9 +548,13 @@ class Runner:
                 outcomes.append(Outcome(row.id, OutcomeKind.RELEASED, self.clock.seconds()))
                 continue
             try:
-                message = render(self.versions, row, now)
+                message = (
+                    rendered[row.id] if rendered is not None else render(self.versions, row, now)
+                )
             except CadenceError as exc:
-                outcomes.append(Outcome(row.id, OutcomeKind.FAILED, self.clock.seconds(), str(exc)))
+                message = str(exc)
+            if isinstance(message, str):
+                outcomes.append(Outcome(row.id, OutcomeKind.FAILED, self.clock.seconds(), message))
                 continue
             if self.store.stopped([row.id]):  # the last check before handing it over
                 outcomes.append(

@@ -30,7 +30,7 @@ def smtp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpServer]:
 
 
 def _run(env: dict[str, str], fault: str | None = None) -> int:
-    extra = dict(env)
+    extra = {**env, "CADENCE_WORKERS": "1"}
     if fault is not None:
         extra["CADENCE_FAULT"] = fault
         extra["CADENCE_FAULT_AFTER"] = "1" if fault in ("during-data", "after-250") else "0"
@@ -55,11 +55,23 @@ def _run(env: dict[str, str], fault: str | None = None) -> int:
     ],
     ids=["after-claim", "after-sending-commit", "during-data", "after-250"],
 )
+# `pipeline`: every claim goes through the render worker (batch k renders while batch
+# k-1 is sent and k+1 claimed); `inline`: rendered in the runner's own process.
+@pytest.mark.parametrize("pipeline_rows", ["1", "1000"], ids=["pipeline", "inline"])
 def test_crash_and_restart(
-    fault: str, unknown: int, reached_server: int, tmp_path: Path, smtp: SmtpServer
+    fault: str,
+    unknown: int,
+    reached_server: int,
+    pipeline_rows: str,
+    tmp_path: Path,
+    smtp: SmtpServer,
 ) -> None:
     smtp.recorder.received.clear()
-    env = {**smtp.env(), "CADENCE_DB": str(tmp_path / "state.db")}
+    env = {
+        **smtp.env(),
+        "CADENCE_DB": str(tmp_path / "state.db"),
+        "CADENCE_PIPELINE_ROWS": pipeline_rows,
+    }
     launched = cadence_cmd(
         "launch", str(write_cadence(tmp_path)),
         "--contacts", str(write_contacts(tmp_path, CONTACTS)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email.utils import parsedate_to_datetime
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 
 from cli import cadence
 from engine.launch import launch
-from engine.runner import Clock, Runner
+from engine.runner import Clock, Runner, RunOptions
 from engine.store.sqlite import SqliteStore
 from engine.transports.outbox import OutboxTransport
 from tests.helpers.runner_env import ROOT, write_cadence
@@ -103,3 +104,39 @@ def test_a_back_filled_email_and_its_follow_up_never_go_out_at_once(
     call = datetime.fromtimestamp(times["call"], UTC).astimezone(new_york)
     assert slides.isoformat() == "2026-03-10T11:30:00-04:00"
     assert call.isoformat() == "2026-03-11T15:00:00-04:00"
+
+
+def test_the_render_pipeline_writes_the_same_bytes_as_rendering_inline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.runner
+
+    started: list[object] = []
+
+    class CountingWorker(engine.runner.RenderWorker):
+        def __init__(self, store: SqliteStore) -> None:
+            super().__init__(store)
+            started.append(self)
+
+    class Frozen(Clock):  # the Date header is the only time in a message
+        def now(self) -> datetime:
+            return datetime(2026, 3, 2, 10, tzinfo=UTC)
+
+    monkeypatch.setattr(engine.runner, "RenderWorker", CountingWorker)
+    contacts = tmp_path / "c.csv"
+    contacts.write_text("email,first_name\n" + "".join(f"p{i}@x.example,P{i}\n" for i in range(7)))
+    path = write_cadence(tmp_path, LIMITED.format(name="A").replace(", daily_limit: 2", ""))
+    with SqliteStore(tmp_path / "launched.db") as store:
+        launch(store, path, contacts, now=datetime(2026, 3, 2, 8, tzinfo=UTC), start="now")
+    outputs = {}
+    for mode, rows in (("inline", "1000"), ("pipeline", "2")):
+        monkeypatch.setenv("CADENCE_PIPELINE_ROWS", rows)
+        monkeypatch.setenv("CADENCE_WORKERS", "1")
+        shutil.copy(tmp_path / "launched.db", tmp_path / f"{mode}.db")
+        with SqliteStore(tmp_path / f"{mode}.db") as store:
+            out = OutboxTransport(tmp_path / mode)
+            report = Runner(store, out, clock=Frozen(), options=RunOptions(batch=3)).run_once()
+            assert report.sent == 7
+        outputs[mode] = {p.name: p.read_bytes() for p in (tmp_path / mode).iterdir()}
+    assert len(started) == 1  # only the pipeline run started a worker
+    assert outputs["pipeline"] == outputs["inline"] and len(outputs["inline"]) == 7
