@@ -18,6 +18,7 @@ from pathlib import Path
 from engine.compiler import check_launch, rows_for, schedule_contacts
 from engine.contacts import Contact, RowError, read_contacts
 from engine.delivery import message_id
+from engine.messages import PREVIEW_UNSUBSCRIBE_URL, render_step_texts
 from engine.model import Cadence
 from engine.plan import Action
 from engine.runner import contact_json
@@ -63,7 +64,8 @@ def launch(
     """Enrol every contact of `contacts_path` in the cadence at `cadence_path`.
 
     Raises UsageError (bad WHEN, `choose_at_launch` without `send_at`) or InputError (bad
-    cadence, bad contact rows without `skip_invalid`) before anything is stored.
+    cadence, bad contact rows without `skip_invalid`, a template that fails to render for
+    a contact) before anything is enrolled.
     """
     cadence = load_cadence(cadence_path)
     zone_name = cadence.settings.default_timezone
@@ -73,6 +75,7 @@ def launch(
     )
     check_launch(cadence, plan_launch)
     contacts = read_contacts(contacts_path, skip_invalid=skip_invalid)
+    contacts.prepare()  # bad rows fail here, before anything is stored
     source = cadence_path.read_text(encoding="utf-8")
     stamp = int(now.timestamp())
     store.save_version(
@@ -108,6 +111,10 @@ def _enrolments(
     for n, (contact, schedule) in enumerate(
         schedule_contacts(cadence, contacts, plan_launch), start=1
     ):
+        # Every text renders now, in the launch transaction: a template that fails for
+        # this contact (a division by zero, a value the sandbox refuses) stops the whole
+        # launch like a bad row, instead of surfacing later as a failed send.
+        render_step_texts(cadence, contact, unsubscribe_url=PREVIEW_UNSUBSCRIBE_URL)
         uid = uuid.uuid4().hex
         steps = tuple(
             NewStep(

@@ -129,3 +129,23 @@ def test_send_at_time_of_day_and_instant(tmp_path: Path) -> None:
     assert code == 0
     with SqliteStore(tmp_path / "other.db") as store:
         assert {store.step_runs(i)[0].due_utc for i in (1, 2)} == {1772551800}  # the instant
+
+
+def test_a_template_failing_for_one_contact_enrols_nobody(tmp_path: Path) -> None:
+    path = tmp_path / "seats.yaml"
+    path.write_text(
+        "cadence: 1\nname: Seats\nsender: {name: Dana, email: dana@acme.example}\n"
+        "contact_fields: [seats]\nsettings: {default_timezone: UTC}\n"
+        "templates:\n  t:\n    subject: Seats\n"
+        "    body: '{{ 100 // (contact.seats | int) }} per seat'\n"
+        "steps:\n  - {id: a, day: 1, email: {template: t, send: {at: '10:00'}}}\n",
+        encoding="utf-8",
+    )
+    contacts = tmp_path / "c.csv"
+    contacts.write_text("email,seats\na@x.example,5\nb@x.example,0\n", encoding="utf-8")
+    code, out = _cli("launch", str(path), "--contacts", str(contacts))
+    assert code == 1, out
+    assert "b@x.example" in out and "division" in out.lower()
+    assert _enrolled(tmp_path) == 0
+    with SqliteStore(tmp_path / "state.db") as store:
+        assert store.status(0) == []  # a refused launch leaves no cadence in status

@@ -724,7 +724,9 @@ class SqliteStore:
         out: list[VersionStatus] = []
         versions = self._db.execute(
             "SELECT v.hash, v.name, coalesce(json_extract(v.data, '$.sender.email'), '') "
-            "FROM cadence_versions v ORDER BY v.name, v.created_utc"
+            "FROM cadence_versions v "
+            "WHERE EXISTS (SELECT 1 FROM enrolments e WHERE e.cadence_hash = v.hash) "
+            "ORDER BY v.name, v.created_utc"
         ).fetchall()
         for cadence_hash, name, sender in versions:
             states = dict(
