@@ -69,12 +69,6 @@ def message_id(cadence_name: str, enrolment_uid: str, step_id: str, sender: str)
     return f"<{digest[:32]}@{domain}>"
 
 
-def configured_workers() -> int | None:
-    """`CADENCE_WORKERS` (render processes; 0 renders in the calling process), if set."""
-    configured = os.environ.get("CADENCE_WORKERS", "")
-    return int(configured) if configured.isdigit() else None
-
-
 def unsubscribe_url(cadence: Cadence, token: str) -> str:
     """`CADENCE_UNSUBSCRIBE_URL` + the enrolment's token, else a mailto: to the sender."""
     base = os.environ.get("CADENCE_UNSUBSCRIBE_URL")

@@ -39,7 +39,6 @@ from engine.contacts import Contact
 from engine.delivery import (
     Outgoing,
     build_message,
-    configured_workers,
     thread_ids,
     unsubscribe_url,
 )
@@ -59,6 +58,7 @@ from engine.store import (
     StepRow,
     Store,
 )
+from engine.templates import configured_render_workers
 from engine.transports import DeliveryUnknown, PermanentFailure, TemporaryFailure, Transport
 
 DEFAULT_BATCH = 500
@@ -214,7 +214,7 @@ def pipeline_rows() -> int:
     `CADENCE_PIPELINE_ROWS` lowers it (the kill-matrix tests run the pipeline on tiny
     batches), and `CADENCE_WORKERS=0` (as for `plan --render`) turns it off.
     """
-    if configured_workers() == 0:
+    if configured_render_workers() == 0:
         return 0
     configured = os.environ.get("CADENCE_PIPELINE_ROWS", "")
     return max(int(configured), 1) if configured.isdigit() else PIPELINE_ROWS

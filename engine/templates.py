@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 from jinja2 import Template as JinjaTemplate
@@ -23,3 +24,12 @@ def compile_template(source: str) -> JinjaTemplate:
 
 def render(source: str, context: dict[str, Any]) -> str:
     return compile_template(source).render(context)
+
+
+def configured_render_workers() -> int | None:
+    """`CADENCE_WORKERS`: processes that render (0: the calling process renders), if set.
+
+    One setting for every command that renders in bulk (`plan --render`, `run`).
+    """
+    configured = os.environ.get("CADENCE_WORKERS", "")
+    return int(configured) if configured.isdigit() else None

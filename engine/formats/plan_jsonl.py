@@ -25,6 +25,7 @@ from multiprocessing.pool import AsyncResult
 from typing import TYPE_CHECKING, TextIO
 
 from engine.formats.plan_formats import FLUSH_EVERY, Pairs, PlanRun
+from engine.templates import configured_render_workers
 
 if TYPE_CHECKING:
     from engine.compiler import ContactSchedule
@@ -135,9 +136,9 @@ def _workers() -> int:
 
     CADENCE_WORKERS overrides it; 0 renders in this process.
     """
-    configured = os.environ.get("CADENCE_WORKERS", "")
-    if configured.isdigit():
-        return int(configured)
+    configured = configured_render_workers()
+    if configured is not None:
+        return configured
     return min(os.cpu_count() or 1, MAX_WORKERS)
 
 
