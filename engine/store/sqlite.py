@@ -10,14 +10,15 @@ runners queue for the lock instead of failing.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from engine.errors import InputError, UsageError
+from engine.errors import CadenceError, InputError, UsageError
 from engine.store import (
     TERMINAL_STATES,
     Claim,
@@ -96,6 +97,101 @@ _EVENT = (
 )
 
 
+_DB_HINT = "point --db / CADENCE_DB at a SQLite file in a folder you can write to"
+
+
+def store_error(path: Path, exc: sqlite3.Error) -> CadenceError:
+    """What SQLite's complaint about `path` means for the user, and what to do about it.
+
+    The one translation of every `sqlite3` error the store meets (opening it, or any
+    operation later), so no command ends in an internal error because the file is locked,
+    damaged, read-only or not a database at all.
+    """
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    seconds = BUSY_TIMEOUT_MS // 1000
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(exc):
+        return InputError(
+            f"state store {path} is locked: another process has held its write lock for "
+            f"more than {seconds} s ({exc})",
+            hint="another cadence command (run, launch, tasks …) is still writing to it; try "
+            f"again when it has finished, or find a stuck one with `fuser {path}`",
+        )
+    if name.startswith("SQLITE_NOTADB"):
+        return UsageError(
+            f"{path} is not a cadence state store: it is not a SQLite database ({exc})",
+            hint=_DB_HINT,
+        )
+    if name.startswith("SQLITE_CORRUPT"):
+        return InputError(
+            f"state store {path} is damaged ({exc})",
+            hint=f"restore it from a backup; `sqlite3 {path} .recover` may save its data",
+        )
+    if name.startswith("SQLITE_READONLY"):
+        return UsageError(
+            f"cannot write to state store {path}: it is read-only ({exc})",
+            hint=f"make {path} and its folder writable (SQLite also writes {path.name}-wal "
+            f"and {path.name}-shm beside it), or {_DB_HINT}",
+        )
+    if name.startswith("SQLITE_FULL"):
+        return InputError(f"cannot write to state store {path}: the disk is full ({exc})")
+    if name.startswith("SQLITE_CANTOPEN") or "unable to open" in str(exc):
+        folder = path.parent
+        if path.is_dir():
+            why = "it is a folder"
+        elif not folder.is_dir():
+            why = f"its folder {folder} does not exist"
+        elif not _writable(folder):
+            why = f"its folder {folder} is not writable (SQLite writes -wal and -shm files there)"
+        else:
+            why = str(exc)
+        return UsageError(f"cannot open state store {path}: {why}", hint=_DB_HINT)
+    if name.startswith("SQLITE_IOERR") or "disk I/O" in str(exc):
+        return UsageError(
+            f"cannot use {path} as the state store: input/output error ({exc})",
+            hint=f"it must be a regular file on a local disk; {_DB_HINT}",
+        )
+    return InputError(f"state store {path}: {exc}", hint=_DB_HINT)
+
+
+def _writable(folder: Path) -> bool:
+    import os
+
+    return os.access(folder, os.W_OK) and not _immutable(folder)
+
+
+def _immutable(folder: Path) -> bool:
+    """os.access ignores chattr +i (and read-only mounts for root): try it."""
+    import os
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".cadence-probe-")
+    except OSError:
+        return True
+    os.close(fd)
+    os.unlink(name)
+    return False
+
+
+def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: SqliteStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc) from None
+
+    return wrapper
+
+
+def _translating(cls: type[SqliteStore]) -> type[SqliteStore]:
+    """Every public method of the store reports SQLite errors through `store_error`."""
+    for name, attr in list(vars(cls).items()):
+        if callable(attr) and not name.startswith("_"):
+            setattr(cls, name, _translated(attr))
+    return cls
+
+
 def _row(r: tuple[Any, ...]) -> StepRow:
     return StepRow(
         id=r[0],
@@ -131,6 +227,7 @@ def _row(r: tuple[Any, ...]) -> StepRow:
     )
 
 
+@_translating
 class SqliteStore:
     """`Store` on one SQLite file. One connection; not shared between threads."""
 
@@ -140,17 +237,17 @@ class SqliteStore:
             self._db = sqlite3.connect(
                 path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
             )
-        except sqlite3.OperationalError as exc:
-            raise UsageError(f"cannot open state store {path}: {exc}") from None
+        except sqlite3.Error as exc:
+            raise store_error(path, exc) from None
         try:
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             self._db.close()
-            raise InputError(f"{path}: not a cadence state store ({exc})") from None
+            raise store_error(path, exc) from None
         except BaseException:
             self._db.close()
             raise
@@ -172,7 +269,8 @@ class SqliteStore:
         try:
             yield self._db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite may have rolled back already (I/O, full)
+                self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
 

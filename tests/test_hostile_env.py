@@ -1,0 +1,102 @@
+"""Hostile environments: a bad state store, transport or setting is a clear message with
+its exit code (1 failure, 2 usage), never an internal error (3) or a traceback."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from cli import cadence
+from tests.conftest import CADENCES
+
+LAUNCH = [
+    "launch",
+    str(CADENCES / "heads-of-platform.yaml"),
+    "--contacts",
+    str(CADENCES / "contacts.csv"),
+    "--send-at",
+    "09:00",
+    "--now",
+    "2026-03-02T08:00Z",
+]
+RUN = ["run", "--once", "--now", "2026-03-05T10:00Z"]
+
+
+def invoke(args: list[str], db: Path | str, tmp_path: Path) -> Result:
+    env = {"CADENCE_DB": str(db), "CADENCE_TRANSPORT": f"outbox:{tmp_path / 'out'}"}
+    return CliRunner().invoke(cadence, args, env=env)
+
+
+def assert_clear(result: Result, code: int, *says: str) -> None:
+    assert result.exit_code == code, result.output
+    assert "internal error" not in result.output and "Traceback" not in result.output
+    for text in says:
+        assert text in result.output, result.output
+
+
+@pytest.fixture
+def launched(tmp_path: Path) -> Path:
+    db = tmp_path / "state.db"
+    assert invoke(LAUNCH, db, tmp_path).exit_code == 0
+    return db
+
+
+def test_a_text_file_as_the_store_is_a_usage_error(tmp_path: Path) -> None:
+    db = tmp_path / "notes.txt"
+    db.write_text("hello\n" * 200)
+    assert_clear(invoke(["status"], db, tmp_path), 2, "is not a cadence state store", "hint:")
+
+
+def test_a_folder_as_the_store_says_so(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    db.mkdir()
+    assert_clear(invoke(["status"], db, tmp_path), 2, "it is a folder", "CADENCE_DB")
+
+
+def test_a_store_in_a_missing_folder_names_the_folder(tmp_path: Path) -> None:
+    db = tmp_path / "nope" / "state.db"
+    assert_clear(invoke(["status"], db, tmp_path), 2, f"its folder {db.parent} does not exist")
+
+
+def test_a_damaged_store_is_a_failure_not_a_bug(launched: Path, tmp_path: Path) -> None:
+    with launched.open("r+b") as f:  # keep the header, wreck the tables' pages
+        f.seek(4096 * 3)
+        f.write(b"\xff" * 4096 * 2)
+    for args in (["status"], RUN):
+        assert_clear(invoke(args, launched, tmp_path), 1, "is damaged", ".recover")
+
+
+def test_a_read_only_store_is_a_usage_error(launched: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    # chattr +i: refused even to root (an immutable file, like a read-only mount).
+    if subprocess.run(["chattr", "+i", str(launched)], capture_output=True).returncode:
+        pytest.skip("chattr +i is not available here")
+    try:
+        result = invoke(RUN, launched, tmp_path)
+    finally:
+        subprocess.run(["chattr", "-i", str(launched)], check=True)
+    assert_clear(result, 2, "is read-only", "writable")
+
+
+def test_a_store_locked_past_the_busy_timeout(
+    launched: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("engine.store.sqlite.BUSY_TIMEOUT_MS", 200)
+    holder = sqlite3.connect(launched, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        result = invoke(RUN, launched, tmp_path)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert_clear(result, 1, "is locked", "another cadence command", "fuser")
+    # Nothing was half-done: the next run sends everything that was due.
+    again = invoke(
+        ["run", "--once", "--now", "2026-03-05T10:00Z", "-f", "json"], launched, tmp_path
+    )
+    assert again.exit_code == 0 and '"unknown": 0' in again.output, again.output
+    assert '"sent": 0' not in again.output, again.output
