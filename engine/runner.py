@@ -530,7 +530,12 @@ class Runner:
             # Nothing was handed over: the whole batch is known-not-sent.
             at = int(now.timestamp())
             self._record(fence, [self._retry(row, at, str(exc)) for row in rows], report)
-            raise CadenceError(f"transport unavailable: {exc}") from None
+            raise CadenceError(
+                f"transport unavailable: {exc}",
+                hint=f"nothing was sent; these {len(rows)} emails are due again after a backoff "
+                "(1, 2, 4 … 60 minutes): check that the server is up and that --transport / "
+                "CADENCE_TRANSPORT names it",
+            ) from None
         except CadenceError:
             # Refused (e.g. SMTP login): nothing was handed over. Release the batch so the
             # next run, once the setting is fixed, sends it without waiting for the lease.

@@ -100,3 +100,36 @@ def test_a_store_locked_past_the_busy_timeout(
     )
     assert again.exit_code == 0 and '"unknown": 0' in again.output, again.output
     assert '"sent": 0' not in again.output, again.output
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"CADENCE_SMTP_TIMEOUT": "abc"}, "CADENCE_SMTP_TIMEOUT='abc' is not a number"),
+        ({"CADENCE_SMTP_TIMEOUT": "-1"}, "CADENCE_SMTP_TIMEOUT='-1' is not a number"),
+        ({"CADENCE_SMTP_TIMEOUT": "0"}, "CADENCE_SMTP_TIMEOUT='0' is not a number"),
+        ({"CADENCE_SMTP_CAFILE": "/nonexistent/ca.pem"}, "cannot load it as a CA certificate"),
+    ],
+    ids=["timeout-text", "timeout-negative", "timeout-zero", "cafile-missing"],
+)
+def test_bad_smtp_settings_are_usage_errors_before_any_claim(
+    launched: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], says: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(
+        cadence, [*RUN, "--db", str(launched), "--transport", "smtp://127.0.0.1:1"]
+    )
+    assert_clear(result, 2, says, "hint:")
+    # Nothing was claimed or delayed: with the outbox, everything due goes out now.
+    monkeypatch.undo()
+    again = invoke([*RUN, "-f", "json"], launched, tmp_path)
+    assert again.exit_code == 0 and '"retried": 0' in again.output, again.output
+    assert '"sent": 0' not in again.output, again.output
+
+
+def test_a_refused_smtp_connection_says_what_happens_next(launched: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cadence, [*RUN, "--db", str(launched), "--transport", "smtp://127.0.0.1:1"]
+    )
+    assert_clear(result, 1, "transport unavailable", "nothing was sent", "due again")

@@ -39,13 +39,37 @@ def settings_from_env() -> SmtpSettings:
     password = os.environ.get("CADENCE_SMTP_PASSWORD") or None
     if user and password is None:
         raise UsageError("CADENCE_SMTP_USER is set but CADENCE_SMTP_PASSWORD is not")
+    cafile = os.environ.get("CADENCE_SMTP_CAFILE") or None
+    if cafile is not None:
+        # Checked now, not at connect time: a wrong setting would otherwise look like a
+        # server that is down, and the emails would be retried until they fail.
+        try:
+            ssl.create_default_context(cafile=cafile)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(
+                f"CADENCE_SMTP_CAFILE={cafile}: cannot load it as a CA certificate ({exc})",
+                hint="give the path of a PEM file holding the CA certificate, or unset it",
+            ) from None
     return SmtpSettings(
         user=user,
         password=password,
-        cafile=os.environ.get("CADENCE_SMTP_CAFILE") or None,
+        cafile=cafile,
         insecure=os.environ.get("CADENCE_SMTP_INSECURE") == "1",
-        timeout=float(os.environ.get("CADENCE_SMTP_TIMEOUT", "30")),
+        timeout=_timeout(os.environ.get("CADENCE_SMTP_TIMEOUT", "30")),
     )
+
+
+def _timeout(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < 1e6:  # also refuses nan and inf
+        raise UsageError(
+            f"CADENCE_SMTP_TIMEOUT={text!r} is not a number of seconds",
+            hint="give a positive number, e.g. CADENCE_SMTP_TIMEOUT=30, or unset it",
+        )
+    return seconds
 
 
 def _answer(code: int, text: bytes | str) -> str:
