@@ -13,6 +13,10 @@ from datetime import UTC, date, datetime, time
 from engine.calendar import resolve_local, zone
 from engine.errors import InputError, UsageError
 
+# Schedules add campaign days and run for years; these keep every date they reach (and
+# its UTC conversion) inside what Python's datetime can hold.
+MIN_YEAR, MAX_YEAR = 1900, 9000
+
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _TIME_LIKE = re.compile(r"^\d{1,2}:\d{1,2}(:\d{1,2})?$")
 
@@ -71,6 +75,11 @@ def parse_when(
             parsed = datetime.combine(date.fromisoformat(raw), time(0))
         except ValueError:
             raise UsageError(f"{option} {text!r} is not {expected}", hint=hint) from None
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise UsageError(
+            f"{option} {text!r} is out of range: the year must be {MIN_YEAR} to {MAX_YEAR}",
+            hint=hint,
+        )
     if parsed.tzinfo is not None:
         return parsed.astimezone(UTC)
     try:

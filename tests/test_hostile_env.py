@@ -133,3 +133,32 @@ def test_a_refused_smtp_connection_says_what_happens_next(launched: Path, tmp_pa
         cadence, [*RUN, "--db", str(launched), "--transport", "smtp://127.0.0.1:1"]
     )
     assert_clear(result, 1, "transport unavailable", "nothing was sent", "due again")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["plan", "--start", "9999-12-31T23:59Z"],
+        ["plan", "--start", "0001-01-01T00:00Z"],
+        ["plan", "--send-at", "9999-12-31T10:00"],
+        ["launch", "--now", "9999-12-31T23:00Z"],
+    ],
+    ids=["start-max", "start-min", "send-at-max", "launch-now-max"],
+)
+def test_a_when_at_the_end_of_time_is_a_usage_error(args: list[str], tmp_path: Path) -> None:
+    command, *options = args
+    cli_args = [
+        command,
+        str(CADENCES / "heads-of-platform.yaml"),
+        "--contacts",
+        str(CADENCES / "contacts.csv"),
+        "--send-at",
+        "09:00",
+        *options,
+    ]
+    assert_clear(invoke(cli_args, tmp_path / "s.db", tmp_path), 2, "out of range", "1900 to 9000")
+
+
+def test_run_now_at_the_end_of_time_is_a_usage_error(launched: Path, tmp_path: Path) -> None:
+    result = invoke(["run", "--once", "--now", "9999-12-31T23:00Z"], launched, tmp_path)
+    assert_clear(result, 2, "--now", "out of range")
