@@ -91,9 +91,14 @@ def _header(path: Path, names: list[str]) -> list[str]:
 
 def _csv(path: Path, only: frozenset[str] | None = None) -> Iterator[RawRecord]:
     with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter=_delimiter(f.readline()))
+        # strict: a quote that is never closed is an error, not a cell that silently
+        # swallows every later row up to the end of the file.
+        reader = csv.reader(f, delimiter=_delimiter(f.readline()), strict=True)
         f.seek(0)
-        first = next(reader, None)
+        try:
+            first = next(reader, None)
+        except csv.Error as exc:
+            raise InputError(f"{path}:1: the header row is not valid CSV ({exc})") from None
         if first is None:
             raise InputError(f"{path}: the file is empty", hint=_EMPTY_HINT)
         columns = _header(path, first)
@@ -101,7 +106,16 @@ def _csv(path: Path, only: frozenset[str] | None = None) -> Iterator[RawRecord]:
         keep = [(i, c) for i, c in enumerate(columns) if only is None or c in only]
         row = 0
         line = reader.line_num + 1
-        for cells in reader:
+        while True:
+            try:
+                cells = next(reader, None)
+            except csv.Error as exc:
+                start, line = line, reader.line_num + 1
+                row += 1
+                yield start, row, ("-", _csv_problem(exc))
+                continue
+            if cells is None:
+                break
             start, line = line, reader.line_num + 1
             if not cells or cells == [""]:
                 continue  # blank lines are not rows
@@ -120,6 +134,15 @@ def _csv(path: Path, only: frozenset[str] | None = None) -> Iterator[RawRecord]:
             yield start, row, values
         if row == 0:
             raise InputError(f"{path}: has a header but no contacts", hint=_EMPTY_HINT)
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    if "unexpected end of data" in str(exc):
+        return (
+            "a quoted cell that starts in this row is never closed, so it runs to the end of "
+            'the file; close the quote (a quote inside a quoted cell is written "")'
+        )
+    return f'not valid CSV ({exc}); a quote inside a quoted cell is written ""'
 
 
 def _delimiter(header: str) -> str:

@@ -173,3 +173,29 @@ def test_csv_with_semicolons_or_tabs_is_read_by_its_header(
         "first_name": "Ava",
         "company": "Northwind; Inc",
     }
+
+
+def test_an_unclosed_quote_is_a_bad_row_not_a_cell_that_swallows_the_rest(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(
+        'email,first_name\nava@northwind.example,"Ava\nben@globex.example,Ben\n', encoding="utf-8"
+    )
+    with pytest.raises(InputError) as info:
+        list(read_contacts(path))
+    assert "list.csv:2: row 1" in str(info.value)
+    assert "never closed" in str(info.value) and "end of the file" in str(info.value)
+
+
+def test_a_stray_quote_after_a_quoted_cell_is_a_bad_row_and_reading_goes_on(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(
+        'email,first_name\nava@northwind.example,"Av"a\nben@globex.example,5" Ben\n',
+        encoding="utf-8",
+    )
+    reader = read_contacts(path, skip_invalid=True)
+    assert [c.fields["first_name"] for c in reader] == ['5" Ben']
+    assert [(e.row, e.column) for e in reader.skipped] == [(1, "-")]
