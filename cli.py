@@ -318,7 +318,15 @@ def run_command(
     from datetime import datetime
 
     from engine.errors import UsageError
-    from engine.runner import Clock, Runner, RunOptions, RunReport, check_cron, run_every
+    from engine.runner import (
+        Clock,
+        Runner,
+        RunOptions,
+        RunReport,
+        check_cron,
+        run_every,
+        stopping_on_signals,
+    )
     from engine.store import open_store
     from engine.transports import parse_transport
 
@@ -361,7 +369,8 @@ def run_command(
             return 0
         started = clock.now()
         try:
-            report = runner.run_once()
+            with stopping_on_signals(runner):
+                report = runner.run_once()
         finally:
             if progress is not None:
                 progress.close()
@@ -369,6 +378,8 @@ def run_command(
     finally:
         store.close()
     show(started, report)
+    if runner.stop_requested:
+        click.echo("stopped by a signal: what was not sent is due again at the next run", err=True)
     if unknown:
         click.echo(f"{unknown} unknown send(s): see `cadence status`", err=True)
     return 1 if unknown else 0

@@ -3,7 +3,8 @@
 A real crash, not an exception: no `finally`, no rollback, no flush. Points in order of a
 send: after-claim, after-sending-commit, during-data (SMTP only, half the message
 written), after-250 (the server accepted it, nothing recorded yet). `CADENCE_FAULT_AFTER=N`
-lets N messages pass the point first.
+lets N messages pass the point first. `CADENCE_FAULT_SIGNAL=TERM` (or INT) sends that
+signal instead, to test a clean stop.
 """
 
 from __future__ import annotations
@@ -24,4 +25,5 @@ def fault(point: str) -> None:
     seen = _passed.get(point, 0)
     _passed[point] = seen + 1
     if seen >= allowance:
-        os.kill(os.getpid(), signal.SIGKILL)
+        name = os.environ.get("CADENCE_FAULT_SIGNAL", "KILL")
+        os.kill(os.getpid(), getattr(signal, f"SIG{name}"))

@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from multiprocessing.pool import AsyncResult
@@ -238,6 +239,12 @@ def _render_rows(
     return out
 
 
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class RenderWorker:
     """A second process that renders batch k while the runner claims, sends and records
     the others. It gets each cadence version's stored text once and rows to render;
@@ -248,7 +255,8 @@ class RenderWorker:
 
         self.store = store
         self._sent: set[str] = set()
-        self._pool = multiprocessing.get_context("fork").Pool(1)
+        # Ctrl-C reaches the whole process group: the runner decides when to stop.
+        self._pool = multiprocessing.get_context("fork").Pool(1, initializer=_ignore_sigint)
 
     def submit(self, rows: list[StepRow], at: datetime) -> AsyncResult[list[Rendered]]:
         new = {
@@ -684,15 +692,9 @@ def run_every(
     A signal only sets a flag: the message in hand is finished and recorded, the rest of
     its batch is released (due again), then the loop ends.
     """
-    import signal
-
     from croniter import croniter
 
-    def stop(signum: int, frame: object) -> None:
-        runner.stop_requested = True
-
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with stopping_on_signals(runner):
         schedule = croniter(expression, runner.clock.now())
         while not runner.stop_requested:
             fire: datetime = schedule.get_next(datetime)
@@ -710,6 +712,21 @@ def run_every(
                 on_error(exc)
                 continue
             on_report(started, report)
+
+
+@contextmanager
+def stopping_on_signals(runner: Runner) -> Iterator[None]:
+    """SIGINT and SIGTERM only ask `runner` to stop: the message in hand is finished and
+    recorded, the rest of its batch is released (due again at the next run), and the run
+    returns normally — for `run --once` as for `run --every`. Nothing is left `sending`."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        runner.stop_requested = True
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -721,8 +738,10 @@ def check_cron(expression: str) -> None:
 
     from engine.errors import UsageError
 
+    hint = "e.g. '*/5 * * * *' (every 5 minutes) or '0 9-17 * * 1-5'"
     if len(expression.split()) != 5 or not croniter.is_valid(expression):
-        raise UsageError(
-            f"--every {expression!r} is not a 5-field cron expression",
-            hint="e.g. '*/5 * * * *' (every 5 minutes) or '0 9-17 * * 1-5'",
-        )
+        raise UsageError(f"--every {expression!r} is not a 5-field cron expression", hint=hint)
+    try:  # valid fields can still name a date that never comes (30 February)
+        croniter(expression, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except Exception:
+        raise UsageError(f"--every {expression!r} never fires (no such date)", hint=hint) from None

@@ -4,6 +4,7 @@ its exit code (1 failure, 2 usage), never an internal error (3) or a traceback."
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,39 @@ def test_a_when_at_the_end_of_time_is_a_usage_error(args: list[str], tmp_path: P
 def test_run_now_at_the_end_of_time_is_a_usage_error(launched: Path, tmp_path: Path) -> None:
     result = invoke(["run", "--once", "--now", "9999-12-31T23:00Z"], launched, tmp_path)
     assert_clear(result, 2, "--now", "out of range")
+
+
+def test_a_cron_expression_that_never_fires_is_a_usage_error(tmp_path: Path) -> None:
+    result = invoke(["run", "--every", "0 0 30 2 *"], tmp_path / "s.db", tmp_path)
+    assert_clear(result, 2, "never fires", "hint:")
+
+
+@pytest.mark.parametrize("signal_name", ["TERM", "INT"])
+def test_a_signal_during_run_once_stops_cleanly(tmp_path: Path, signal_name: str) -> None:
+    from tests.helpers.runner_env import cadence_cmd, write_cadence, write_contacts
+
+    db, out = tmp_path / "s.db", tmp_path / "out"
+    env = {"CADENCE_DB": str(db), "CADENCE_TRANSPORT": f"outbox:{out}", "CADENCE_WORKERS": "0"}
+    launch = [
+        "launch",
+        str(write_cadence(tmp_path)),
+        "--contacts",
+        str(write_contacts(tmp_path, 20)),
+        "--now",
+        "2026-03-02T08:00Z",
+    ]
+    assert cadence_cmd(*launch, env=env).returncode == 0
+    run = ["run", "--once", "--now", "2026-03-02T10:00Z", "--batch", "5", "-f", "json"]
+    # The signal arrives after the second batch's `sending` commit.
+    fault = {"CADENCE_FAULT": "after-sending-commit", "CADENCE_FAULT_AFTER": "1"}
+    stopped = cadence_cmd(*run, env={**env, **fault, "CADENCE_FAULT_SIGNAL": signal_name})
+    assert stopped.returncode == 0, stopped.stderr
+    assert "Traceback" not in stopped.stderr and "stopped by a signal" in stopped.stderr
+    # The first batch went out; the second, already `sending`, is released untouched.
+    assert '"sent": 5' in stopped.stdout, stopped.stdout
+    with closing(sqlite3.connect(db)) as conn:
+        states = dict(conn.execute("SELECT state, count(*) FROM step_runs GROUP BY 1"))
+    assert states == {"sent": 5, "planned": 15}  # nothing left claimed or `sending`
+    rest = cadence_cmd(*run, env=env)
+    assert rest.returncode == 0 and '"sent": 15' in rest.stdout, rest.stdout
+    assert len(list(out.iterdir())) == 20
