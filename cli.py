@@ -517,13 +517,33 @@ def tasks_skip(task_id: int, db: str, now_text: str | None) -> int:
     return _finish_task(task_id, "skipped", db, now_text)
 
 
+def _read_body_file(name: str) -> str:
+    from pathlib import Path
+
+    from engine.errors import UsageError
+
+    try:
+        data = Path(name).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"--body-file {name}: cannot read it ({exc.strerror})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise UsageError(
+            f"--body-file {name}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02X} at "
+            f"offset {exc.start})",
+            hint="save the email text as UTF-8 plain text",
+        ) from None
+
+
 @tasks_group.command("send")
 @click.argument("task_id", type=int, metavar="ID")
 @click.option(
     "--body-file",
-    type=click.File("r", encoding="utf-8"),
+    type=click.Path(dir_okay=False),
     default=None,
-    help="The text to send (else $EDITOR opens the rendered email).",
+    help="The text to send, UTF-8 (else $EDITOR opens the rendered email).",
 )
 @click.option("--subject", default=None, help="Replace the rendered subject.")
 @click.option("--at", "at", default=None, metavar="WHEN", help="Schedule instead of sending now.")
@@ -532,7 +552,7 @@ def tasks_skip(task_id: int, db: str, now_text: str | None) -> int:
 @now_option
 def tasks_send(
     task_id: int,
-    body_file: Any,
+    body_file: str | None,
     subject: str | None,
     at: str | None,
     db: str,
@@ -554,15 +574,29 @@ def tasks_send(
             raise UsageError(f"task {task_id} is a {v.action}, not an email task")
         if v.state != "open":  # before any editor opens
             raise UsageError(f"task {task_id} is not open (it is {v.state})")
-        if body_file is not None:
-            body = body_file.read()
-        else:
-            edited = click.edit(v.body)
-            body = v.body if edited is None else edited
+        # Settings first: a bad --at or transport must not throw away a rep's edits.
         when = parse_when(at, "UTC", now=now, option="--at") if at else None
+        sender = parse_transport(transport)
+        if body_file is not None:
+            body = _read_body_file(body_file)
+        else:
+            try:
+                edited = click.edit(v.body)
+            except click.ClickException as exc:
+                raise UsageError(
+                    f"the editor failed: {exc.format_message()}",
+                    hint="set EDITOR (or VISUAL) to an editor that exits 0, e.g. EDITOR=nano, "
+                    "or write the text to a file and pass --body-file FILE",
+                ) from None
+            body = v.body if edited is None else edited
+        if not body.strip():
+            raise UsageError(
+                f"task {task_id}: the email body is empty; nothing was sent",
+                hint="write the text of the email, or `cadence tasks skip` the task",
+            )
         row = send_task_email(
             store,
-            parse_transport(transport),
+            sender,
             task_id,
             subject=subject or v.subject or "",
             body=body,

@@ -3,6 +3,7 @@ its exit code (1 failure, 2 usage), never an internal error (3) or a traceback."
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -199,3 +200,65 @@ def test_a_signal_during_run_once_stops_cleanly(tmp_path: Path, signal_name: str
     rest = cadence_cmd(*run, env=env)
     assert rest.returncode == 0 and '"sent": 15' in rest.stdout, rest.stdout
     assert len(list(out.iterdir())) == 20
+
+
+EMAIL_TASK = """\
+cadence: 1
+name: Email task
+sender: {name: Dana Reyes, email: dana@acme.example}
+settings: {skip_weekends: false, default_timezone: UTC}
+templates:
+  t: {subject: "Hello", body: "Hi there\\n"}
+steps:
+  - {id: a, day: 1, email: {template: t, send: task, at: "09:00"}}
+"""
+
+
+@pytest.fixture
+def open_email_task(tmp_path: Path) -> tuple[Path, str]:
+    cadence_file = tmp_path / "task.yaml"
+    cadence_file.write_text(EMAIL_TASK, encoding="utf-8")
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text("email\nava@northwind.example\n", encoding="utf-8")
+    db = tmp_path / "s.db"
+    launch = [
+        "launch",
+        str(cadence_file),
+        "--contacts",
+        str(contacts),
+        "--now",
+        "2026-03-02T08:00Z",
+    ]
+    assert invoke(launch, db, tmp_path).exit_code == 0
+    assert invoke(["run", "--once", "--now", "2026-03-02T10:00Z"], db, tmp_path).exit_code == 0
+    listed = invoke(["tasks", "list", "-f", "json"], db, tmp_path)
+    return db, str(json.loads(listed.output)[0]["id"])
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"\xb3\x00binary", "not UTF-8 text (byte 0xB3 at offset 0)"),
+        (b"  \n\n", "the email body is empty; nothing was sent"),
+    ],
+    ids=["binary", "blank"],
+)
+def test_a_bad_body_file_is_refused_and_the_task_stays_open(
+    open_email_task: tuple[Path, str], tmp_path: Path, content: bytes, says: str
+) -> None:
+    db, task = open_email_task
+    body = tmp_path / "body.txt"
+    body.write_bytes(content)
+    result = invoke(["tasks", "send", task, "--body-file", str(body)], db, tmp_path)
+    assert_clear(result, 2, says, "hint:")
+    assert '"state": "open"' in invoke(["tasks", "show", task, "-f", "json"], db, tmp_path).output
+
+
+@pytest.mark.parametrize("editor", ["false", "/nonexistent/editor"])
+def test_a_failing_editor_is_a_usage_error_with_a_way_out(
+    open_email_task: tuple[Path, str], tmp_path: Path, editor: str
+) -> None:
+    db, task = open_email_task
+    env = {"CADENCE_DB": str(db), "EDITOR": editor, "VISUAL": editor}
+    result = CliRunner().invoke(cadence, ["tasks", "send", task], env=env)
+    assert_clear(result, 2, "the editor failed", "--body-file")
