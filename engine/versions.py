@@ -15,6 +15,15 @@ from engine.errors import InputError, UsageError
 from engine.model import Cadence
 
 
+class NotComparable(InputError):
+    """A version that cannot be read as a cadence at all.
+
+    Exit 2, as diff(1) does for trouble, so that exit 1 keeps meaning "it changes".
+    """
+
+    exit_code = 2
+
+
 @dataclass(frozen=True, slots=True)
 class Version:
     """One side of a diff: the cadence and the errors that keep it from validating."""
@@ -55,7 +64,7 @@ def load_version(spec: str) -> Version:
         try:
             version = _lenient(copy, spec)
         except InputError as exc:
-            raise InputError(exc.message.replace(str(copy), spec), hint=exc.hint) from None
+            raise NotComparable(exc.message.replace(str(copy), spec), hint=exc.hint) from None
         errors = tuple(e.replace(str(copy), spec) for e in version.errors)
         return Version(version.cadence, spec, errors)
 
@@ -75,7 +84,7 @@ def _lenient(path: Path, label: str) -> Version:
             raise TypeError("not a mapping")
         return Version(Cadence.from_data(data, source=label), label, errors)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError):
-        raise InputError(
+        raise NotComparable(
             f"{label}: cannot be compared, it is not a readable cadence:\n" + "\n".join(errors),
             hint=f"run `cadence validate {label}` for details",
         ) from None

@@ -106,3 +106,15 @@ def test_unknown_revision_is_a_usage_error() -> None:
 def test_missing_file_is_a_usage_error() -> None:
     code, _, err = run("diff", "nope.yaml", str(BASE))
     assert code == 2 and "nope.yaml: no such file" in err
+
+
+def test_a_version_that_is_not_a_cadence_is_trouble_not_a_change(tmp_path: Path) -> None:
+    # Exit 1 means "the plan changes"; a version that cannot be read is exit 2, as in diff(1).
+    folder = tmp_path / "old.yaml"
+    folder.mkdir()
+    code, _, err = run("diff", str(folder), str(BASE))
+    assert code == 2 and "cannot be compared" in err
+    garbage = tmp_path / "list.yaml"
+    garbage.write_text("- just\n- a list\n", encoding="utf-8")
+    code, _, err = run("diff", str(BASE), str(garbage))
+    assert code == 2 and "cannot be compared" in err
