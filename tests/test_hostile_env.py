@@ -262,3 +262,25 @@ def test_a_failing_editor_is_a_usage_error_with_a_way_out(
     env = {"CADENCE_DB": str(db), "EDITOR": editor, "VISUAL": editor}
     result = CliRunner().invoke(cadence, ["tasks", "send", task], env=env)
     assert_clear(result, 2, "the editor failed", "--body-file")
+
+
+def test_an_outbox_that_is_a_file_says_to_point_it_at_a_folder(tmp_path: Path) -> None:
+    from tests.helpers.runner_env import write_cadence, write_contacts
+
+    db = str(tmp_path / "state.db")
+    when = ["--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z"]
+    contacts = str(write_contacts(tmp_path, 1))
+    launched = CliRunner().invoke(
+        cadence, ["launch", str(write_cadence(tmp_path)), "--contacts", contacts, "--db", db, *when]
+    )
+    assert launched.exit_code == 0, launched.output
+    blocker = tmp_path / "outbox-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    transport = f"outbox:{blocker}"
+    result = CliRunner().invoke(
+        cadence,
+        ["run", "--once", "--db", db, "--transport", transport, "--now", "2026-03-02T10:00Z"],
+    )
+    assert result.exit_code == 2, result.output
+    assert f"cannot create outbox {blocker}" in result.output
+    assert "point outbox:DIR" in result.output and "Traceback" not in result.output

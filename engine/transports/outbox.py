@@ -87,7 +87,11 @@ class OutboxTransport:
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise UsageError(f"cannot create outbox {self.folder}: {exc.strerror}") from None
+                raise UsageError(
+                    f"cannot create outbox {self.folder}: {exc.strerror}",
+                    hint="point outbox:DIR (--transport / CADENCE_TRANSPORT) at a folder "
+                    "you can write to; it is created if missing",
+                ) from None
             self._ready = True
 
     def open(self) -> None:
