@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from engine.calendar import zone
 from engine.delivery import unsubscribe_url
-from engine.errors import UsageError
+from engine.errors import CadenceError, UsageError
 from engine.messages import compose_links, render_email, render_task_text
 from engine.plan import Action
 from engine.runner import DEFAULT_LEASE, Clock, Runner, Versions, contact_of, later_moves
@@ -130,7 +130,19 @@ def send_task_email(
     if at is not None and at > now:
         return store.schedule_task_email(task_id, subject, body, int(at.timestamp()))
     fence, claimed = store.take_task_email(task_id, subject, body, time.time() + DEFAULT_LEASE)
-    Runner(store, transport, clock=Clock(now)).send_claimed(fence, [claimed])
+    try:
+        Runner(store, transport, clock=Clock(now)).send_claimed(fence, [claimed])
+    except CadenceError as exc:
+        after = store.step_run(task_id)
+        if after is not None and after.state == "planned":
+            # The rep's text is kept and the row is due: say so, or a retry of `tasks send`
+            # would only find "not open".
+            raise type(exc)(
+                f"{exc.message}\n  task {task_id} is queued with your text: the next "
+                "`cadence run` sends it",
+                hint=exc.hint,
+            ) from None
+        raise
     done = store.step_run(task_id)
     assert done is not None
     if done.state != "sent":

@@ -280,3 +280,24 @@ def test_tasks_list_filters(world: Path) -> None:
     assert "Call Ava" in _cli("tasks", "list", "--due", "2026-03-03T09:00Z")
     assert "no open tasks" in _cli("tasks", "list", "--due", "2026-03-03T08:59Z")
     assert "--due" in _cli("tasks", "list", "--due", "soon", code=2)
+
+
+def test_a_transport_failure_keeps_the_reps_text_queued_and_says_so(world: Path) -> None:
+    _run_intro_then_call()
+    call_id = _cli("tasks", "list").split("\n")[1].split()[0]
+    _cli("tasks", "skip", call_id, "--now", "2026-03-03T11:00Z")
+    _cli("run", "--once", "--now", "2026-03-04T10:00Z")
+    task_id = _cli("tasks", "list").split("\n")[1].split()[0]
+    edit = world / "edit.txt"
+    edit.write_text("Queued text.\n")
+    blocker = world / "not-a-folder"
+    blocker.write_text("x")
+    out = _cli(
+        "tasks", "send", task_id, "--body-file", str(edit), "--now", "2026-03-04T10:30Z",
+        "--transport", f"outbox:{blocker}", code=2,
+    )  # fmt: skip
+    assert f"task {task_id} is queued with your text" in out
+    _cli("run", "--once", "--now", "2026-03-04T10:31Z")
+    assert _rows(world)["manual"][0] == "sent"
+    sent = [p.read_text() for p in (world / "outbox").iterdir()]
+    assert any("Queued text." in text for text in sent)
