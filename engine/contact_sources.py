@@ -256,33 +256,118 @@ def _json(path: Path) -> Iterator[RawRecord]:
 
 
 def _yaml(path: Path) -> Iterator[RawRecord]:
-    # YAML lists are parsed whole (ruamel has no element streaming); use CSV or JSONL for
-    # very large lists. Safe loading only: no arbitrary tags.
+    """A top-level YAML list, one contact at a time from the parser's events.
+
+    ruamel's reader pulls the file in small chunks and the parser yields events lazily, so
+    a list of any length is never held whole. Values are taken as written (a zip code
+    `01234` stays `01234`); tags, anchors and aliases are refused per row (contact data
+    never needs them, and they are how YAML builds objects or bombs).
+    """
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
+    events = YAML(typ="safe", pure=True).parse
     try:
-        data = YAML(typ="rt", pure=True).load(path.read_text(encoding="utf-8-sig"))
+        with path.open(encoding="utf-8-sig") as f:
+            yield from _yaml_rows(path, events(f))
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise InputError(f"{where}: YAML syntax error: {getattr(exc, 'problem', exc)}") from None
-    if data is None:
+
+
+def _yaml_rows(path: Path, events: Iterator[Any]) -> Iterator[RawRecord]:
+    from ruamel.yaml.events import (
+        CollectionStartEvent,
+        DocumentStartEvent,
+        NodeEvent,
+        SequenceEndEvent,
+        SequenceStartEvent,
+    )
+
+    node = next((e for e in events if isinstance(e, NodeEvent | DocumentStartEvent)), None)
+    if isinstance(node, DocumentStartEvent):
+        node = next((e for e in events if isinstance(e, NodeEvent)), None)
+    if node is None or (_is_null(node) and not isinstance(node, CollectionStartEvent)):
         raise InputError(f"{path}: the file is empty", hint=_EMPTY_HINT)
-    if not isinstance(data, list):
-        raise InputError(f"{path}:1: expected a YAML list of contacts")
-    if not data:
+    if not isinstance(node, SequenceStartEvent):
+        raise InputError(f"{path}:{node.start_mark.line + 1}: expected a YAML list of contacts")
+    row = 0
+    for event in events:
+        if isinstance(event, SequenceEndEvent):
+            break
+        row += 1
+        line = event.start_mark.line + 1
+        try:
+            yield line, row, _normalised(_yaml_value(event, events))
+        except _Refused as exc:
+            yield line, row, ("-", str(exc))
+    if row == 0:
         raise InputError(f"{path}: has no contacts", hint=_EMPTY_HINT)
-    positions: Any = getattr(data, "lc", None)
-    for row, values in enumerate(data, start=1):
-        # Round-trip loading keeps positions, so YAML rows are reported by line too.
-        line = positions.item(row - 1)[0] + 1 if positions is not None else 1
-        yield line, row, _normalised(_plain(values))
+    for event in events:
+        if isinstance(event, DocumentStartEvent):
+            line = event.start_mark.line + 1
+            raise InputError(
+                f"{path}:{line}: one list of contacts per file, found a second document"
+            )
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
+class _Refused(Exception):
+    """A YAML feature contact rows do not take; the row is reported, reading goes on."""
+
+
+def _is_null(event: Any) -> bool:
+    from ruamel.yaml.events import ScalarEvent
+
+    return (
+        isinstance(event, ScalarEvent)
+        and event.style is None
+        and event.value in ("", "~", "null", "Null", "NULL")
+    )
+
+
+def _yaml_value(event: Any, events: Iterator[Any]) -> Any:
+    """The value that starts with `event`, consuming all of its events even when refused
+    (so the next row starts in the right place); raises _Refused after that."""
+    from ruamel.yaml.events import (
+        AliasEvent,
+        CollectionEndEvent,
+        MappingStartEvent,
+        SequenceStartEvent,
+    )
+
+    problems: list[str] = []
+    if isinstance(event, AliasEvent) or getattr(event, "anchor", None) is not None:
+        problems.append("YAML anchors and aliases are not supported in contact lists")
+    elif getattr(event, "tag", None) is not None and not getattr(event, "implicit", (True,))[0]:
+        problems.append(f"YAML tag {event.tag} is not allowed in contact lists")
+
+    def child(start: Any) -> Any:
+        try:
+            return _yaml_value(start, events)
+        except _Refused as exc:
+            problems.append(str(exc))
+            return None
+
+    value: Any
+    if isinstance(event, MappingStartEvent):
+        value = {}
+        for key_event in events:
+            if isinstance(key_event, CollectionEndEvent):
+                break
+            key = str(child(key_event))
+            item = child(next(events))
+            if key in value:
+                problems.append(f"duplicate key {key!r}")
+            value[key] = item
+    elif isinstance(event, SequenceStartEvent):
+        value = []
+        for item_event in events:
+            if isinstance(item_event, CollectionEndEvent):
+                break
+            value.append(child(item_event))
+    else:
+        value = None if isinstance(event, AliasEvent) or _is_null(event) else event.value
+    if problems:
+        raise _Refused(problems[0])
     return value

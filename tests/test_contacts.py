@@ -127,12 +127,15 @@ def _peak(run: Callable[[], object]) -> int:
         tracemalloc.stop()
 
 
-@pytest.mark.parametrize("fmt", ["csv", "jsonl", "json"])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "json", "yaml"])
 def test_a_huge_list_is_streamed_not_loaded(tmp_path: Path, fmt: str) -> None:
-    rows = 8_000
+    rows = 8_000 if fmt != "yaml" else 1_200  # the pure-Python YAML parser is slow
     path = tmp_path / f"big.{fmt}"
     if fmt == "csv":
         _big_csv(path, rows)
+    elif fmt == "yaml":
+        lines = [f"- email: p{i}@example.com\n  first_name: P{i}\n" for i in range(rows)]
+        path.write_text("".join(lines), encoding="utf-8")
     else:
         lines = [f'{{"email": "p{i}@example.com", "first_name": "P{i}"}}' for i in range(rows)]
         text = "\n".join(lines) if fmt == "jsonl" else "[\n" + ",\n".join(lines) + "\n]"
@@ -199,3 +202,26 @@ def test_a_stray_quote_after_a_quoted_cell_is_a_bad_row_and_reading_goes_on(
     reader = read_contacts(path, skip_invalid=True)
     assert [c.fields["first_name"] for c in reader] == ['5" Ben']
     assert [(e.row, e.column) for e in reader.skipped] == [(1, "-")]
+
+
+def test_yaml_rows_keep_values_as_written_and_refuse_tags_anchors_duplicates(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "- {email: ava@x.example, zip: 01234, note: ~}\n"
+        "- {email: ben@x.example, first_name: !!python/object:os.system x}\n"
+        "- &a {email: cy@x.example}\n"
+        "- {email: dee@x.example, email: eve@x.example}\n"
+        "- {email: fay@x.example}\n",
+        encoding="utf-8",
+    )
+    reader = read_contacts(path, skip_invalid=True)
+    contacts = list(reader)
+    assert [c.email for c in contacts] == ["ava@x.example", "fay@x.example"]
+    assert contacts[0].fields["zip"] == "01234" and "note" not in contacts[0].fields
+    reasons = [str(e) for e in reader.skipped]
+    assert len(reasons) == 3
+    assert "c.yaml:2: row 2" in reasons[0] and "is not allowed" in reasons[0]
+    assert "c.yaml:3: row 3" in reasons[1] and "anchors and aliases" in reasons[1]
+    assert "c.yaml:4: row 4" in reasons[2] and "duplicate key 'email'" in reasons[2]
