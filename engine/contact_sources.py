@@ -340,7 +340,8 @@ def _yaml_value(event: Any, events: Iterator[Any]) -> Any:
     if isinstance(event, AliasEvent) or getattr(event, "anchor", None) is not None:
         problems.append("YAML anchors and aliases are not supported in contact lists")
     elif getattr(event, "tag", None) is not None and not getattr(event, "implicit", (True,))[0]:
-        problems.append(f"YAML tag {event.tag} is not allowed in contact lists")
+        tag = str(event.tag).replace("tag:yaml.org,2002:", "!!")
+        problems.append(f"YAML tag {tag} is not allowed in contact lists")
 
     def child(start: Any) -> Any:
         try:
