@@ -803,15 +803,11 @@ def plan_command(
     contacts = read_contacts(Path(contacts_path), skip_invalid=skip_invalid, fmt=contacts_format)
     total = contacts.prepare()
     stream = _with_progress(contacts, total, "planning")
-    try:
-        reporter(output_format)(
-            PlanRun(cad, launch, render), schedule_contacts(cad, stream, launch), sys.stdout
-        )
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # `cadence plan … | head` is normal use: stop quietly, like any Unix filter.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    # A closed stdout (`cadence plan … | head`) is handled once, by CadenceGroup.
+    reporter(output_format)(
+        PlanRun(cad, launch, render), schedule_contacts(cad, stream, launch), sys.stdout
+    )
+    sys.stdout.flush()
     for row in contacts.skipped:
         click.echo(f"skipped {row}", err=True)
     if contacts.skipped:
