@@ -41,12 +41,17 @@ def _cli(*args: str, code: int = 0) -> str:
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return _launch(tmp_path, monkeypatch, TASKS)
+
+
+def _launch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> Path:
+    """A fresh store and outbox in `tmp_path`, Ava launched on Mon 2 March 2026 08:00Z."""
     monkeypatch.setenv("CADENCE_DB", str(tmp_path / "state.db"))
     monkeypatch.setenv("CADENCE_TRANSPORT", f"outbox:{tmp_path / 'outbox'}")
     contacts = tmp_path / "contacts.csv"
     contacts.write_text("email,first_name,company\nava@northwind.example,Ava,Northwind\n")
     _cli(
-        "launch", str(write_cadence(tmp_path, TASKS)), "--contacts", str(contacts),
+        "launch", str(write_cadence(tmp_path, text)), "--contacts", str(contacts),
         "--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z",
     )  # fmt: skip
     return tmp_path
@@ -230,14 +235,7 @@ steps:
 def test_late_task_shifts_by_business_days(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, done: str, mid: str, last: str
 ) -> None:
-    monkeypatch.setenv("CADENCE_DB", str(tmp_path / "state.db"))
-    monkeypatch.setenv("CADENCE_TRANSPORT", f"outbox:{tmp_path / 'outbox'}")
-    contacts = tmp_path / "contacts.csv"
-    contacts.write_text("email\nava@northwind.example\n")
-    _cli(
-        "launch", str(write_cadence(tmp_path, WEEKDAYS)), "--contacts", str(contacts),
-        "--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z",
-    )  # fmt: skip
+    _launch(tmp_path, monkeypatch, WEEKDAYS)
     _run_intro_then_call()
     call_id = _cli("tasks", "list").split("\n")[1].split()[0]
     _cli("tasks", "done", call_id, "--now", done)
