@@ -17,14 +17,17 @@ batch `unknown`, never a second delivery.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from multiprocessing.pool import AsyncResult
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from engine.calendar import (
@@ -60,7 +63,14 @@ from engine.store import (
     Store,
 )
 from engine.templates import configured_render_workers
-from engine.transports import DeliveryUnknown, PermanentFailure, TemporaryFailure, Transport
+from engine.transports import (
+    DeliveryUnknown,
+    PermanentFailure,
+    Staged,
+    Staging,
+    TemporaryFailure,
+    Transport,
+)
 
 DEFAULT_BATCH = 500
 DEFAULT_LEASE = 300.0
@@ -112,7 +122,7 @@ class RunReport:
         }
 
 
-def contact_of(row: StepRow) -> Contact:
+def contact_of(row: StepRow | RenderJob) -> Contact:
     data = json.loads(row.contact)
     return Contact(
         email=data["email"], fields=data["fields"], timezone=data.get("timezone"), row=data["row"]
@@ -164,12 +174,45 @@ class Versions:
         return "unsubscribed", False
 
 
+class RenderJob(NamedTuple):
+    """What rendering one step run needs, as plain values: cheap to send to the worker."""
+
+    cadence_hash: str
+    step_id: str
+    contact: str  # JSON
+    uid: str
+    unsubscribe_token: str
+    zone: str
+    message_id: str
+    by_hand: bool
+    subject: str | None
+    body: str | None
+    thread_sent_utc: int | None
+
+    @classmethod
+    def of(cls, row: StepRow) -> RenderJob:
+        assert row.message_id is not None
+        return cls(
+            row.cadence_hash,
+            row.step_id,
+            row.contact,
+            row.uid,
+            row.unsubscribe_token,
+            row.zone,
+            row.message_id,
+            row.by_hand,
+            row.subject,
+            row.body,
+            row.thread_sent_utc,
+        )
+
+
 def render(versions: Versions, row: StepRow, at: datetime) -> Outgoing:
     """The message for one step run: the rep's edits if any, else the template (R3)."""
-    return render_pinned(versions.get(row.cadence_hash), row, at)
+    return render_pinned(versions.get(row.cadence_hash), RenderJob.of(row), at)
 
 
-def render_pinned(cadence: Cadence, row: StepRow, at: datetime) -> Outgoing:
+def render_pinned(cadence: Cadence, row: RenderJob, at: datetime) -> Outgoing:
     """`render` for a cadence version already in hand: pure, no store access."""
     step = cadence.step(row.step_id)
     contact = contact_of(row)
@@ -189,7 +232,6 @@ def render_pinned(cadence: Cadence, row: StepRow, at: datetime) -> Outgoing:
     name = " ".join(
         p for p in (contact.fields.get("first_name"), contact.fields.get("last_name")) if p
     )
-    assert row.message_id is not None
     return build_message(
         cadence=cadence,
         to_name=name,
@@ -205,7 +247,9 @@ def render_pinned(cadence: Cadence, row: StepRow, at: datetime) -> Outgoing:
 
 PIPELINE_ROWS = 250  # a claim this full starts the render worker (CADENCE_PIPELINE_ROWS)
 
-Rendered = Outgoing | str  # a message, or why it could not be rendered (a CadenceError)
+# A message (staged by the worker when the transport can stage), or why it could not be
+# rendered (a CadenceError's text).
+Rendered = Outgoing | Staged | str
 
 
 def pipeline_rows() -> int:
@@ -222,10 +266,11 @@ def pipeline_rows() -> int:
 
 
 _worker_versions: dict[str, Cadence] = {}
+_worker_stage: Staging | None = None  # the runner's transport, when it stages
 
 
 def _render_rows(
-    new_versions: dict[str, tuple[str, str]], rows: list[StepRow], at: datetime
+    new_versions: dict[str, tuple[str, str]], rows: list[RenderJob], at: datetime
 ) -> list[Rendered]:
     """In the render worker: a batch's messages from pinned data only (never the store)."""
     for cadence_hash, (data, source) in new_versions.items():
@@ -233,30 +278,47 @@ def _render_rows(
     out: list[Rendered] = []
     for row in rows:
         try:
-            out.append(render_pinned(_worker_versions[row.cadence_hash], row, at))
+            message = render_pinned(_worker_versions[row.cadence_hash], row, at)
         except CadenceError as exc:
             out.append(str(exc))
+            continue
+        # Staging hands nothing over; a failure to stage fails the whole batch, which
+        # the runner then releases (it never reached `sending`).
+        if _worker_stage is not None:
+            out.append(_worker_stage.stage(message.envelope, message.data))
+        else:
+            out.append(message)
     return out
 
 
-def _ignore_sigint() -> None:
+def _start_worker(transport: Staging | None) -> None:
     import signal
 
+    global _worker_stage
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_stage = transport
 
 
 class RenderWorker:
     """A second process that renders batch k while the runner claims, sends and records
     the others. It gets each cadence version's stored text once and rows to render;
-    it never opens the store, so every protocol step stays in the runner's process."""
+    it never opens the store, so every protocol step stays in the runner's process.
 
-    def __init__(self, store: Store) -> None:
+    With a transport that stages (the outbox), the worker also writes each message out
+    of sight, and only a small handle comes back: the runner's process then just hands
+    it over (renames the file) after `sending` is committed.
+    """
+
+    def __init__(self, store: Store, transport: Transport) -> None:
         import multiprocessing
 
         self.store = store
         self._sent: set[str] = set()
+        staging = transport if isinstance(transport, Staging) else None
         # Ctrl-C reaches the whole process group: the runner decides when to stop.
-        self._pool = multiprocessing.get_context("fork").Pool(1, initializer=_ignore_sigint)
+        self._pool = multiprocessing.get_context("fork").Pool(
+            1, initializer=_start_worker, initargs=(staging,)
+        )
 
     def submit(self, rows: list[StepRow], at: datetime) -> AsyncResult[list[Rendered]]:
         new = {
@@ -265,11 +327,43 @@ class RenderWorker:
             if h not in self._sent
         }
         self._sent.update(new)
-        return self._pool.apply_async(_render_rows, (new, rows, at))
+        jobs = [RenderJob.of(row) for row in rows]
+        return self._pool.apply_async(_render_rows, (new, jobs, at))
 
     def close(self) -> None:
         self._pool.terminate()
         self._pool.join()
+
+
+class _Durable(threading.Thread):
+    """Makes a handed-over batch durable on a thread of its own (a `syncfs` waits on the
+    disk, not the interpreter) while the runner hands over the next batch."""
+
+    def __init__(self, sync: Callable[[], None]) -> None:
+        super().__init__(name="cadence-durable", daemon=True)
+        self._sync = sync
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._sync()
+        except BaseException as exc:  # re-raised in the runner's thread by `result`
+            self._error = exc
+
+    def result(self) -> None:
+        self.join()
+        if self._error is not None:
+            raise self._error
+
+
+@dataclass(slots=True)
+class _HandedOver:
+    """A batch handed over to the transport, recorded once `durable` has finished."""
+
+    fence: int
+    outcomes: list[Outcome]
+    durable: _Durable
 
 
 @dataclass(slots=True)
@@ -390,6 +484,8 @@ class Runner:
         self.progress = progress
         self.stop_requested = False
         self._opened = False
+        # Checked once: a runtime Protocol check costs more than sending a staged email.
+        self._staging = transport if isinstance(transport, Staging) else None
 
     # -- deciding what a due row becomes --------------------------------------------------
 
@@ -436,14 +532,18 @@ class Runner:
     def run_once(self) -> RunReport:
         """Execute every due step (looping over batches) and return what happened.
 
-        Large runs become a two-stage pipeline: batch k is rendered by a worker process
-        while this process claims batch k+1 and sends and records batch k-1. Each batch
-        still goes claim → `sending` commit → last check → transport → record, in order.
+        Large runs become a pipeline: batch k is rendered (and, by a transport that
+        stages, written) by a worker process while this process claims batch k+1 and
+        hands over batch k-1; batch k-1 is made durable on a thread while batch k is
+        handed over, and recorded after. Each batch still goes claim → `sending` commit
+        → last check → transport → durable → record, in that order.
         """
         report = RunReport()
         threshold = pipeline_rows()
         worker: RenderWorker | None = None
         in_flight: _InFlight | None = None
+        handed: _HandedOver | None = None
+        done: _InFlight | None
         try:
             while not self.stop_requested:
                 lease_now = time.time()
@@ -455,9 +555,13 @@ class Runner:
                     self.decide,
                 )
                 if claim.examined == 0:
+                    # Recording what went out may make later steps reachable: claim again.
+                    if handed is not None:
+                        self._complete(handed, report)
+                        handed = None
+                        continue
                     if in_flight is None:
                         break
-                    # Sending it may make later steps reachable: claim again after.
                     done, in_flight = in_flight, None
                     self._send_rendered(done, report)
                     continue
@@ -471,25 +575,34 @@ class Runner:
                 fault("after-claim")
                 rows = list(claim.rows)
                 if worker is None and threshold and len(rows) >= threshold:
-                    worker = RenderWorker(self.store)
+                    worker = RenderWorker(self.store, self.transport)
                 if worker is None:
                     self._send_batch(claim.fence, rows, report)
                     continue
                 at = self.clock.now()
-                claimed = _InFlight(claim.fence, rows, at, worker.submit(rows, at))
-                if in_flight is not None:
-                    self._send_rendered(in_flight, report)
-                in_flight = claimed
+                done = in_flight
+                in_flight = _InFlight(claim.fence, rows, at, worker.submit(rows, at))
+                if done is not None:
+                    previous, handed = handed, self._send_rendered(done, report, defer=True)
+                    if previous is not None:
+                        self._complete(previous, report)
+            if handed is not None:
+                done_handed, handed = handed, None
+                self._complete(done_handed, report)
             if in_flight is not None:  # asked to stop: release it (never sent)
                 done, in_flight = in_flight, None
                 self._send_rendered(done, report)
         finally:
+            if handed is not None:
+                # Handed over before an error: record it if it is durable. If not, the
+                # error that stopped the run is the one to report; the batch stays
+                # `sending` and becomes `unknown`, never resent automatically.
+                with contextlib.suppress(Exception):
+                    self._complete(handed, report)
             if in_flight is not None:
                 # An error left a claimed batch unsent: release it so the next run takes
                 # it at once (a crash instead leaves it to the lease, then claims it again).
-                seconds = self.clock.seconds()
-                released = [Outcome(r.id, OutcomeKind.RELEASED, seconds) for r in in_flight.rows]
-                self.store.finish(in_flight.fence, released, self.versions.end_state)
+                self._release(in_flight, wait=60.0)
             if worker is not None:
                 worker.close()
             if self._opened:
@@ -497,10 +610,38 @@ class Runner:
                 self._opened = False
         return report
 
-    def _send_rendered(self, batch: _InFlight, report: RunReport) -> None:
-        rendered = batch.rendered.get()
+    def _send_rendered(
+        self, batch: _InFlight, report: RunReport, *, defer: bool = False
+    ) -> _HandedOver | None:
+        try:
+            rendered = batch.rendered.get()
+        except BaseException:
+            self._release(batch, wait=0.0)  # the worker failed it: nothing was handed over
+            raise
         messages = {row.id: m for row, m in zip(batch.rows, rendered, strict=True)}
-        self._send_batch(batch.fence, batch.rows, report, rendered_at=batch.at, rendered=messages)
+        return self._send_batch(
+            batch.fence, batch.rows, report, rendered_at=batch.at, rendered=messages, defer=defer
+        )
+
+    def _complete(self, handed: _HandedOver, report: RunReport) -> None:
+        """Record a handed-over batch once it is durable; a failure records nothing."""
+        handed.durable.result()
+        self._record(handed.fence, handed.outcomes, report)
+
+    def _release(self, batch: _InFlight, *, wait: float) -> None:
+        """Give back a claimed batch that never reached `sending`, and drop what the
+        worker staged for it (waiting up to `wait` seconds for the worker to finish)."""
+        seconds = self.clock.seconds()
+        released = [Outcome(r.id, OutcomeKind.RELEASED, seconds) for r in batch.rows]
+        self.store.finish(batch.fence, released, self.versions.end_state)
+        batch.rendered.wait(wait)
+        if batch.rendered.ready() and batch.rendered.successful():
+            for message in batch.rendered.get():
+                self._discard(message)
+
+    def _discard(self, message: Rendered | None) -> None:
+        if isinstance(message, Staged) and self._staging is not None:
+            self._staging.discard(message)
 
     def send_claimed(self, fence: int, rows: list[StepRow]) -> RunReport:
         """Send rows already claimed under `fence` (a rep's `tasks send`)."""
@@ -530,7 +671,10 @@ class Runner:
         *,
         rendered_at: datetime | None = None,
         rendered: dict[int, Rendered] | None = None,
-    ) -> None:
+        defer: bool = False,
+    ) -> _HandedOver | None:
+        """Hand a claimed batch over and record it; with `defer` (and a transport that
+        stages), return it to be made durable and recorded by `_complete` instead."""
         now = rendered_at or self.clock.now()
         try:
             self._open()
@@ -555,10 +699,12 @@ class Runner:
         outcomes: list[Outcome] = []
         # Rendered here just before it is handed over, or already by the render worker.
         for row in rows:
-            if row.id not in ours:
-                continue  # cancelled by a signal, or no longer ours (lease lost)
+            if row.id not in ours:  # cancelled by a signal, or no longer ours (lease lost)
+                self._discard(rendered.get(row.id) if rendered is not None else None)
+                continue
             if self.stop_requested:
                 outcomes.append(Outcome(row.id, OutcomeKind.RELEASED, self.clock.seconds()))
+                self._discard(rendered.get(row.id) if rendered is not None else None)
                 continue
             try:
                 message = (
@@ -575,26 +721,26 @@ class Runner:
                         row.id, OutcomeKind.CANCELLED, self.clock.seconds(), "stopped by a signal"
                     )
                 )
+                self._discard(message)
                 continue
             outcomes.append(self._deliver(row, message))
             report.handled += 1
             self._tick(report)
         # Durable before any `sent` is recorded; a failure here records nothing (the
         # batch stays `sending`, so it becomes `unknown`, never resent automatically).
-        answers = self.transport.flush()
-        if answers:
-            ids = {row.id: row.message_id for row in rows}
-            outcomes = [
-                replace(o, answer=answers[mid])
-                if o.kind is OutcomeKind.SENT and (mid := ids[o.step_run_id]) in answers
-                else o
-                for o in outcomes
-            ]
+        if defer and self._staging is not None:
+            return _HandedOver(fence, outcomes, _Durable(self._staging.take_durable()))
+        self.transport.flush()
         self._record(fence, outcomes, report)
+        return None
 
-    def _deliver(self, row: StepRow, message: Outgoing) -> Outcome:
+    def _deliver(self, row: StepRow, message: Outgoing | Staged) -> Outcome:
         try:
-            answer = self.transport.send(message.envelope, message.data)
+            if isinstance(message, Staged):
+                assert self._staging is not None
+                answer = self._staging.send_staged(message)
+            else:
+                answer = self.transport.send(message.envelope, message.data)
         except TemporaryFailure as exc:
             return self._retry(row, self.clock.seconds(), str(exc))
         except PermanentFailure as exc:

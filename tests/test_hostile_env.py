@@ -264,12 +264,18 @@ def test_a_failing_editor_is_a_usage_error_with_a_way_out(
     assert_clear(result, 2, "the editor failed", "--body-file")
 
 
-def test_an_outbox_that_is_a_file_says_to_point_it_at_a_folder(tmp_path: Path) -> None:
+# `pipeline`: the render worker meets the bad folder first, when it stages a message.
+@pytest.mark.parametrize("pipeline_rows", ["1", "1000"], ids=["pipeline", "inline"])
+def test_an_outbox_that_is_a_file_says_to_point_it_at_a_folder(
+    tmp_path: Path, pipeline_rows: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.helpers.runner_env import write_cadence, write_contacts
 
+    monkeypatch.setenv("CADENCE_PIPELINE_ROWS", pipeline_rows)
+    monkeypatch.setenv("CADENCE_WORKERS", "1")
     db = str(tmp_path / "state.db")
     when = ["--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z"]
-    contacts = str(write_contacts(tmp_path, 1))
+    contacts = str(write_contacts(tmp_path, 3))
     launched = CliRunner().invoke(
         cadence, ["launch", str(write_cadence(tmp_path)), "--contacts", contacts, "--db", db, *when]
     )
@@ -284,3 +290,10 @@ def test_an_outbox_that_is_a_file_says_to_point_it_at_a_folder(tmp_path: Path) -
     assert result.exit_code == 2, result.output
     assert f"cannot create outbox {blocker}" in result.output
     assert "point outbox:DIR" in result.output and "Traceback" not in result.output
+    # Nothing was handed over: the emails are released, due again at once, none unknown.
+    status = CliRunner().invoke(
+        cadence, ["status", "--db", db, "-f", "json", "--now", "2026-03-02T10:00Z"]
+    )
+    shown = json.loads(status.output)
+    (row,) = shown["cadences"]
+    assert (row["due"], row["sent"], shown["unknown_sends"]) == (3, 0, [])

@@ -16,6 +16,7 @@ from cli import cadence
 from engine.launch import launch
 from engine.runner import Clock, Runner, RunOptions
 from engine.store.sqlite import SqliteStore
+from engine.transports import Transport
 from engine.transports.outbox import OutboxTransport
 from tests.helpers.runner_env import ROOT, write_cadence
 
@@ -114,8 +115,8 @@ def test_the_render_pipeline_writes_the_same_bytes_as_rendering_inline(
     started: list[object] = []
 
     class CountingWorker(engine.runner.RenderWorker):
-        def __init__(self, store: SqliteStore) -> None:
-            super().__init__(store)
+        def __init__(self, store: SqliteStore, transport: Transport) -> None:
+            super().__init__(store, transport)
             started.append(self)
 
     class Frozen(Clock):  # the Date header is the only time in a message

@@ -121,13 +121,13 @@ def test_message_ids_are_deterministic_and_header_safe() -> None:
 @pytest.mark.parametrize("renameat2", [True, False], ids=["renameat2", "link-unlink"])
 def test_outbox_keeps_duplicates_visible(tmp_path: Path, renameat2: bool) -> None:
     from engine.transports import Envelope
-    from engine.transports.outbox import OutboxTransport
+    from engine.transports.outbox import OutboxTransport, staged_name
 
     box = OutboxTransport(tmp_path / "box")
     if not renameat2:
         box._renameat2 = None  # the fallback where Linux or the file system lacks it
     (tmp_path / "box").mkdir()
-    stale = tmp_path / "box" / f".tmp-{os.getpid()}-id1@x.example.eml"
+    stale = tmp_path / "box" / staged_name(os.getpid(), "<id1@x.example>")
     stale.write_bytes(b"left by a crashed run")
     env = Envelope("a@x.example", "b@x.example", "<id1@x.example>")
     box.send(env, b"one")

@@ -9,9 +9,10 @@ for good (record the answer), or outcome unknown (never resend automatically).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from engine.errors import UsageError
@@ -24,6 +25,16 @@ class Envelope:
     sender: str
     recipient: str
     message_id: str
+
+
+class Staged(NamedTuple):
+    """A whole message a transport holds out of sight, ready to be handed over.
+
+    A plain tuple: thousands of them cross from the render worker each run.
+    """
+
+    message_id: str
+    handle: str  # the transport's own reference (the outbox: the hidden file's path)
 
 
 class TemporaryFailure(Exception):
@@ -49,15 +60,35 @@ class Transport(Protocol):
     def send(self, envelope: Envelope, data: bytes) -> str:
         """Deliver one message; returns the server's answer (or the file written)."""
 
-    def flush(self) -> dict[str, str]:
-        """Make what was delivered so far durable (called before recording `sent`).
-
-        A transport may finish `send` in the background (the outbox does): then this waits
-        for it, raises what failed, and returns the answers that differ from what `send`
-        returned, by Message-ID.
-        """
+    def flush(self) -> None:
+        """Make what was delivered so far durable (called before recording `sent`)."""
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Staging(Protocol):
+    """A transport that can write a message before it may be handed over (the outbox).
+
+    `stage` may run in another process (the runner's render worker) and before the
+    runner commits `sending`: it delivers nothing. `send_staged` is the hand-over, in
+    the runner's process, after `sending` is committed and the last signal check;
+    `discard` drops a staged message that will not go out.
+    """
+
+    def stage(self, envelope: Envelope, data: bytes) -> Staged: ...
+
+    def send_staged(self, staged: Staged) -> str: ...
+
+    def discard(self, staged: Staged) -> None: ...
+
+    def take_durable(self) -> Callable[[], None]:
+        """What was handed over since the last call, as a function that makes it durable.
+
+        The function may run on another thread while more is handed over; `flush` is
+        `take_durable()()`.
+        """
+        ...
 
 
 def parse_transport(spec: str | None = None) -> Transport:

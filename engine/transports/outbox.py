@@ -1,42 +1,64 @@
 """`outbox:DIR`: each message becomes `DIR/<message-id>.eml`, the embedded default.
 
-Written to a temporary file in the same folder (`.tmp-<pid>-…`, never a name ending in
-`.eml`), then moved into place with `renameat2(RENAME_NOREPLACE)` (else `link` +
-`unlink`): a reader never sees half a message, and a crash leaves at most a stray
-`.tmp-*` file. A second delivery of the same Message-ID (an operator's `resolve
---resend`) gets a `.2.eml` suffix instead of silently replacing the first, so duplicates
-stay visible: neither call replaces an existing file (a plain `rename()` would).
+A message is first *staged*: written in full to a hidden file in the same folder
+(`.tmp-<pid>-<message-id>.staged`, never a name ending in `.eml`). Handing it over is one
+`renameat2(RENAME_NOREPLACE)` (else `link` + `unlink`) of that file into place: a reader
+never sees half a message, and a second delivery of the same Message-ID (an operator's
+`resolve --resend`) gets a `.2.eml` suffix instead of silently replacing the first, so
+duplicates stay visible (a plain `rename()` would replace it).
 
-`send` only queues the message; `flush` writes the batch's files back to back, then makes
-them durable once for the whole batch — their contents (`syncfs` of the outbox's file
-system where Linux has it, else an `fsync` of each file), then the directory entries (one
-`fsync` of the folder) — before the runner may record any of them `sent`. Back to back
-matters: on the VM disks this was measured on, creating a file right after other work
-costs ~200-300 µs, in a burst of creates ~10-30 µs. A crash before `flush` leaves the
-batch `sending` with no file written: `unknown`, delivered zero times, resolved by an
-operator like any other unknown send.
+Staging is not delivery, so the runner's render worker stages a batch while the runner
+commits `sending` for it; the runner then hands over (renames) each message that passed
+the last check and discards the others. `flush` makes the batch durable before the
+runner may record any of it `sent`: the files' contents (`syncfs` of the outbox's file
+system where Linux has it, else an `fsync` of each file), then the directory entries
+(one `fsync` of the folder). A crash after a hand-over and before `flush` leaves the row
+`sending`: `unknown`, resolved by an operator like any other unknown send. Staged files
+a crashed run left behind are removed by a later run once their writer is gone and they
+are an hour old (`sweep`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
+import functools
 import os
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.errors import UsageError
+from engine.errors import CadenceError, UsageError
 from engine.faults import fault
-from engine.transports import Envelope
+from engine.transports import Envelope, Staged
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
+_STAGED = ".tmp-"
 
 
 def file_name(message_id: str) -> str:
     """`<abc@acme.example>` → `abc@acme.example.eml` (nothing that escapes the folder)."""
     return _UNSAFE.sub("_", message_id.strip("<>")).lstrip(".") + ".eml"
+
+
+def staged_name(pid: int, message_id: str) -> str:
+    """`.tmp-<pid>-<message-id>.staged`: hidden, and never matching `*.eml`."""
+    return f"{_STAGED}{pid}-{file_name(message_id).removesuffix('.eml')}.staged"
+
+
+def _nothing() -> None:
+    pass
+
+
+def _staged_pid(name: str) -> int | None:
+    """The writer's PID of a staged file's name (`.tmp-<pid>-…`), else None."""
+    if not name.startswith(_STAGED):
+        return None
+    pid, dash, _ = name[len(_STAGED) :].partition("-")
+    return int(pid) if dash and pid.isdigit() else None
 
 
 def _syncfs() -> Callable[[int], int] | None:
@@ -73,12 +95,24 @@ def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
     return rename
 
 
+STALE_AFTER = 3600.0  # seconds: a staged file this old, its writer gone, is a crash's
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, someone else's
+    return True
+
+
 class OutboxTransport:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._ready = False
-        self._pid = os.getpid()
-        self._queued: list[tuple[str, str, bytes]] = []
+        self._placed: list[str] = []
         self._syncfs = _syncfs()
         self._renameat2 = _renameat2()
 
@@ -96,57 +130,102 @@ class OutboxTransport:
 
     def open(self) -> None:
         self._ensure()
+        self.sweep()
 
-    def send(self, envelope: Envelope, data: bytes) -> str:
-        """Queue the message; the answer names its file (`flush` corrects a `.N.eml`)."""
-        self._ensure()
-        name = file_name(envelope.message_id)
-        self._queued.append((envelope.message_id, name, data))
-        return f"written {name}"
+    def sweep(self, now: float | None = None) -> int:
+        """Remove staged files left by crashed runs; returns how many.
 
-    def flush(self) -> dict[str, str]:
-        """Write the queued files and make them durable; answers that changed, by Message-ID.
-
-        A write error is raised after the files written so far are made durable: the
-        runner then records nothing, and the batch becomes `unknown` when its lease ends.
+        Only files whose writing process is gone and that are older than `STALE_AFTER`:
+        a live runner's staged batch is never touched, even one in another PID namespace
+        sharing the folder (its files are seconds old).
         """
-        queued, self._queued = self._queued, []
-        changed: dict[str, str] = {}
-        written: list[str] = []
+        cutoff = (time.time() if now is None else now) - STALE_AFTER
+        removed = 0
         try:
-            for message_id, name, data in queued:
-                target = self._write(name, data)
-                written.append(target)
-                if target != name:
-                    changed[message_id] = f"written {target}"
-                fault("after-250")
-        finally:
-            if written:
-                self._sync(written)
-        return changed
+            entries = os.scandir(self.folder)
+        except OSError:
+            return 0
+        with entries:
+            for entry in entries:
+                pid = _staged_pid(entry.name)
+                if pid is None or _alive(pid):
+                    continue
+                try:
+                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue  # another runner swept it first
+        return removed
 
-    def _write(self, name: str, data: bytes) -> str:
-        folder = str(self.folder)
-        tmp = os.path.join(folder, f".tmp-{self._pid}-{name}")
-        try:  # a fresh name: nothing to truncate (a crashed run's leftover is replaced)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            os.unlink(tmp)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    def stage(self, envelope: Envelope, data: bytes) -> Staged:
+        """Write the whole message to a hidden file; nothing is delivered yet.
+
+        Safe before the runner commits `sending`: until `send_staged` renames it, no
+        reader of the outbox sees it.
+        """
+        self._ensure()
+        tmp = os.path.join(self.folder, staged_name(os.getpid(), envelope.message_id))
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
+            try:  # a fresh name: nothing to truncate (a crashed run's leftover is replaced)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                os.unlink(tmp)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise CadenceError(
+                f"cannot write to outbox {self.folder}: {exc.strerror}",
+                hint="nothing was handed over; free space or fix the folder's permissions, "
+                "then run again (these emails are claimed again once their lease ends)",
+            ) from None
+        return Staged(envelope.message_id, tmp)
+
+    def send_staged(self, staged: Staged) -> str:
+        """Hand a staged message over: move it into place as `<message-id>.eml`."""
+        name = file_name(staged.message_id)
         target, n = name, 1
         while True:
             try:
-                self._place(tmp, os.path.join(folder, target))
-                return target
+                self._place(staged.handle, os.path.join(self.folder, target))
+                break
             except FileExistsError:
                 n += 1
                 target = f"{name[: -len('.eml')]}.{n}.eml"
+            except OSError as exc:
+                raise CadenceError(
+                    f"cannot move {staged.handle} into outbox {self.folder}: {exc.strerror}",
+                    hint="its email stays `sending` and shows as unknown in `cadence status` "
+                    "once its lease ends; settle it with `cadence resolve`",
+                ) from None
+        self._placed.append(target)
+        fault("after-250")
+        return f"written {target}"
+
+    def discard(self, staged: Staged) -> None:
+        """Drop a staged message that will not be sent (stopped, or no longer ours)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staged.handle)
+
+    def send(self, envelope: Envelope, data: bytes) -> str:
+        return self.send_staged(self.stage(envelope, data))
+
+    def flush(self) -> None:
+        """Make every file handed over since the last flush durable.
+
+        An error is raised after as much as could be was made durable: the runner then
+        records nothing, and the batch becomes `unknown` when its lease ends.
+        """
+        self.take_durable()()
+
+    def take_durable(self) -> Callable[[], None]:
+        placed, self._placed = self._placed, []
+        return functools.partial(self._sync, placed) if placed else _nothing
 
     def _place(self, tmp: str, target: str) -> None:
         """Move `tmp` to `target`, never replacing a file (FileExistsError instead).
@@ -181,4 +260,4 @@ class OutboxTransport:
             os.close(fd)
 
     def close(self) -> None:
-        self._queued = []  # never flushed: not delivered (the rows stay `sending`)
+        self._placed = []  # never flushed: the rows stay `sending`, then `unknown`

@@ -225,8 +225,8 @@ class SmtpTransport:
             raise PermanentFailure(_answer(code, text), recipient=False)
         raise TemporaryFailure(_answer(code, text))
 
-    def flush(self) -> dict[str, str]:
-        return {}  # every message was handed over, and answered, in `send`
+    def flush(self) -> None:
+        """Nothing to do: every message was handed over, and answered, in `send`."""
 
     def close(self) -> None:
         if self._conn is not None:

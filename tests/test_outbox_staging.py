@@ -1,0 +1,147 @@
+"""The outbox stages each message in the render worker and hands it over in the runner.
+
+Staging writes the whole message to a hidden `.tmp-<pid>-…` file, which delivers nothing;
+the hand-over (a rename into `<message-id>.eml`) happens only after `sending` is
+committed and the last signal check passed. What a signal stopped is discarded; what a
+crashed run left staged is swept once its writer is gone and it is an hour old.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from engine.launch import launch
+from engine.runner import Clock, Runner, RunOptions
+from engine.signals import record
+from engine.store import SignalKind
+from engine.store.sqlite import SqliteStore
+from engine.transports import Envelope, Staged
+from engine.transports.outbox import STALE_AFTER, OutboxTransport, file_name, staged_name
+from tests.helpers.runner_env import write_cadence, write_contacts
+
+LAUNCHED = datetime(2026, 3, 2, 8, tzinfo=UTC)
+RUN_AT = datetime(2026, 3, 2, 10, tzinfo=UTC)
+
+
+class ReplyOnFirstHandOver(OutboxTransport):
+    """Hands over, and the first time records a reply through another connection."""
+
+    def __init__(self, folder: Path, db: Path, who: str) -> None:
+        super().__init__(folder)
+        self.db, self.who = db, who
+        self.handed: list[str] = []
+
+    def send_staged(self, staged: Staged) -> str:
+        answer = super().send_staged(staged)
+        self.handed.append(staged.message_id)
+        if len(self.handed) == 1:
+            with SqliteStore(self.db) as other:
+                record(other, SignalKind.REPLY, self.who, cadence=None, now=RUN_AT)
+        return answer
+
+
+@pytest.fixture
+def pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every claim goes through the render worker, which stages the messages."""
+    monkeypatch.setenv("CADENCE_PIPELINE_ROWS", "1")
+    monkeypatch.setenv("CADENCE_WORKERS", "1")
+
+
+def _launched(tmp_path: Path, contacts: int) -> Path:
+    db = tmp_path / "state.db"
+    with SqliteStore(db) as store:
+        launch(
+            store,
+            write_cadence(tmp_path),
+            write_contacts(tmp_path, contacts),
+            now=LAUNCHED,
+            start="now",
+        )
+    return db
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".eml"))
+
+
+@pytest.mark.usefixtures("pipeline")
+def test_a_staged_message_a_signal_stopped_is_discarded_never_handed_over(
+    tmp_path: Path,
+) -> None:
+    db = _launched(tmp_path, 4)
+    box = tmp_path / "out"
+    transport = ReplyOnFirstHandOver(box, db, "person3@example.com")
+    with SqliteStore(db) as store:
+        # One batch of four: all four are staged by the worker before any is handed over.
+        report = Runner(
+            store, transport, clock=Clock(RUN_AT), options=RunOptions(batch=4)
+        ).run_once()
+        rows = [store.step_runs(e)[0] for e in range(1, 5)]
+    assert (report.sent, report.cancelled) == (3, 1)
+    stopped = rows[3]
+    assert stopped.state == "cancelled" and stopped.message_id not in transport.handed
+    assert sorted(p.name for p in box.glob("*.eml")) == sorted(
+        file_name(r.message_id or "") for r in rows[:3]
+    )
+    assert _hidden(box) == []  # the stopped message's staged file is gone too
+
+
+@pytest.mark.usefixtures("pipeline")
+def test_each_staged_batch_is_handed_over_then_recorded_across_many_batches(
+    tmp_path: Path,
+) -> None:
+    db = _launched(tmp_path, 23)
+    box = tmp_path / "out"
+    with SqliteStore(db) as store:
+        runner = Runner(
+            store, OutboxTransport(box), clock=Clock(RUN_AT), options=RunOptions(batch=5)
+        )
+        report = runner.run_once()
+        states = {store.step_runs(e)[0].state for e in range(1, 24)}
+    assert report.sent == 23 and states == {"sent"}
+    assert len(list(box.glob("*.eml"))) == 23 and _hidden(box) == []
+
+
+def test_a_crashed_runs_staged_files_are_swept_once_their_writer_is_gone_and_stale(
+    tmp_path: Path,
+) -> None:
+    box = tmp_path / "box"
+    box.mkdir()
+    child = subprocess.Popen(["true"])
+    child.wait()
+    dead, alive = child.pid, os.getpid()
+    old = time.time() - STALE_AFTER - 60
+    files = {
+        "stale": box / staged_name(dead, "<a@x.example>"),
+        "recent": box / staged_name(dead, "<b@x.example>"),
+        "live writer": box / staged_name(alive, "<c@x.example>"),
+        "delivered": box / "d@x.example.eml",
+        "not staged": box / ".tmp-notes.txt",
+    }
+    for name, path in files.items():
+        path.write_text(name, encoding="utf-8")
+        if name != "recent":
+            os.utime(path, (old, old))
+    OutboxTransport(box).open()
+    assert {p.name for p in box.iterdir()} == {
+        files[k].name for k in ("recent", "live writer", "delivered", "not staged")
+    }
+
+
+def test_staging_alone_delivers_nothing_and_a_discard_leaves_nothing(tmp_path: Path) -> None:
+    box = OutboxTransport(tmp_path / "box")
+    staged = box.stage(Envelope("a@x.example", "b@x.example", "<id1@x.example>"), b"data")
+    assert list((tmp_path / "box").glob("*.eml")) == []
+    box.discard(staged)
+    box.discard(staged)  # twice is harmless
+    assert list((tmp_path / "box").iterdir()) == []
+    again = box.stage(Envelope("a@x.example", "b@x.example", "<id1@x.example>"), b"data")
+    assert box.send_staged(again) == "written id1@x.example.eml"
+    box.flush()
+    assert (tmp_path / "box" / "id1@x.example.eml").read_bytes() == b"data"
