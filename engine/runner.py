@@ -534,9 +534,9 @@ class Runner:
 
         Large runs become a pipeline: batch k is rendered (and, by a transport that
         stages, written) by a worker process while this process claims batch k+1 and
-        hands over batch k-1; batch k-1 is made durable on a thread while batch k is
-        handed over, and recorded after. Each batch still goes claim → `sending` commit
-        → last check → transport → durable → record, in that order.
+        hands over batch k-1; batch k-1 is made durable on a thread while batch k+1 is
+        claimed, and recorded before batch k is handed over. Each batch still goes claim
+        → `sending` commit → last check → transport → durable → record, in that order.
         """
         report = RunReport()
         threshold = pipeline_rows()
@@ -583,9 +583,10 @@ class Runner:
                 done = in_flight
                 in_flight = _InFlight(claim.fence, rows, at, worker.submit(rows, at))
                 if done is not None:
-                    previous, handed = handed, self._send_rendered(done, report, defer=True)
-                    if previous is not None:
-                        self._complete(previous, report)
+                    if handed is not None:  # durable while this batch was claimed
+                        self._complete(handed, report)
+                        handed = None
+                    handed = self._send_rendered(done, report, defer=True)
             if handed is not None:
                 done_handed, handed = handed, None
                 self._complete(done_handed, report)
