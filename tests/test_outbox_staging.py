@@ -145,3 +145,46 @@ def test_staging_alone_delivers_nothing_and_a_discard_leaves_nothing(tmp_path: P
     assert box.send_staged(again) == "written id1@x.example.eml"
     box.flush()
     assert (tmp_path / "box" / "id1@x.example.eml").read_bytes() == b"data"
+
+
+@pytest.mark.parametrize(
+    ("fault", "unknown"),
+    [
+        ("after-claim", 0),  # nothing `sending`: the restart hands every email over once
+        ("after-sending-commit", 3),  # the first batch stays `sending`: unknown, none resent
+        ("after-250", 3),  # the first batch is in place, unrecorded, when the runner dies
+    ],
+)
+def test_a_killed_pipelined_run_never_delivers_twice(
+    fault: str, unknown: int, tmp_path: Path
+) -> None:
+    from collections import Counter
+
+    from tests.helpers.runner_env import cadence_cmd
+
+    db = _launched(tmp_path, 5)
+    box = tmp_path / "out"
+    env = {
+        "CADENCE_DB": str(db),
+        "CADENCE_TRANSPORT": f"outbox:{box}",
+        "CADENCE_PIPELINE_ROWS": "1",
+        "CADENCE_WORKERS": "1",
+    }
+    run = ["run", "--once", "--now", "2026-03-02T10:00Z", "--batch", "3", "--lease", "0.5"]
+    after = "2" if fault == "after-250" else "0"
+    killed = cadence_cmd(*run, env={**env, "CADENCE_FAULT": fault, "CADENCE_FAULT_AFTER": after})
+    assert killed.returncode == -9
+    time.sleep(0.7)  # the dead runner's lease runs out
+    assert cadence_cmd(*run, env=env).returncode == (1 if unknown else 0)
+    delivered = Counter(p.name.split(".")[0] for p in box.glob("*.eml"))
+    assert all(n == 1 for n in delivered.values()), delivered
+    with SqliteStore(db) as store:
+        rows = [store.step_runs(e)[0] for e in range(1, 6)]
+    assert Counter(r.state for r in rows) == Counter({"sent": 5 - unknown, "unknown": unknown})
+    # Every `sent` email is in the outbox; an unknown one is there at most once.
+    assert {file_name(r.message_id or "") for r in rows if r.state == "sent"} <= {
+        p.name for p in box.glob("*.eml")
+    }
+    # after-250: the whole first batch was moved into place before the kill, unrecorded.
+    expected_in_place = {"after-claim": 5, "after-sending-commit": 2, "after-250": 5}[fault]
+    assert len(delivered) == expected_in_place
