@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from engine.launch import launch
-from engine.runner import Clock, Runner, RunOptions
+from engine.runner import Clock, Runner, RunOptions, RunReport
 from engine.signals import record
-from engine.store import SignalKind
+from engine.store import SignalKind, StepRow
 from engine.store.sqlite import SqliteStore
 from engine.transports import Envelope, Staged
 from engine.transports.outbox import STALE_AFTER, OutboxTransport, file_name, staged_name
@@ -66,6 +66,15 @@ def _launched(tmp_path: Path, contacts: int) -> Path:
     return db
 
 
+def _run(db: Path, transport: OutboxTransport, batch: int) -> tuple[RunReport, list[StepRow]]:
+    """One `run_once` at RUN_AT; the first step run of every enrolment after it."""
+    with SqliteStore(db) as store:
+        runner = Runner(store, transport, clock=Clock(RUN_AT), options=RunOptions(batch=batch))
+        report = runner.run_once()
+        enrolments = store.status(int(RUN_AT.timestamp()))[0].enrolled
+        return report, [store.step_runs(e)[0] for e in range(1, enrolments + 1)]
+
+
 def _hidden(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".eml"))
 
@@ -77,12 +86,8 @@ def test_a_staged_message_a_signal_stopped_is_discarded_never_handed_over(
     db = _launched(tmp_path, 4)
     box = tmp_path / "out"
     transport = ReplyOnFirstHandOver(box, db, "person3@example.com")
-    with SqliteStore(db) as store:
-        # One batch of four: all four are staged by the worker before any is handed over.
-        report = Runner(
-            store, transport, clock=Clock(RUN_AT), options=RunOptions(batch=4)
-        ).run_once()
-        rows = [store.step_runs(e)[0] for e in range(1, 5)]
+    # One batch of four: all four are staged by the worker before any is handed over.
+    report, rows = _run(db, transport, batch=4)
     assert (report.sent, report.cancelled) == (3, 1)
     stopped = rows[3]
     assert stopped.state == "cancelled" and stopped.message_id not in transport.handed
@@ -98,13 +103,8 @@ def test_each_staged_batch_is_handed_over_then_recorded_across_many_batches(
 ) -> None:
     db = _launched(tmp_path, 23)
     box = tmp_path / "out"
-    with SqliteStore(db) as store:
-        runner = Runner(
-            store, OutboxTransport(box), clock=Clock(RUN_AT), options=RunOptions(batch=5)
-        )
-        report = runner.run_once()
-        states = {store.step_runs(e)[0].state for e in range(1, 24)}
-    assert report.sent == 23 and states == {"sent"}
+    report, rows = _run(db, OutboxTransport(box), batch=5)
+    assert report.sent == 23 and {r.state for r in rows} == {"sent"}
     assert len(list(box.glob("*.eml"))) == 23 and _hidden(box) == []
 
 
