@@ -172,11 +172,20 @@ def test_a_cron_expression_that_never_fires_is_a_usage_error(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("signal_name", ["TERM", "INT"])
-def test_a_signal_during_run_once_stops_cleanly(tmp_path: Path, signal_name: str) -> None:
+# `pipeline`: the worker has staged the batches in flight; stopping must discard them.
+@pytest.mark.parametrize("workers", ["0", "1"], ids=["inline", "pipeline"])
+def test_a_signal_during_run_once_stops_cleanly(
+    tmp_path: Path, signal_name: str, workers: str
+) -> None:
     from tests.helpers.runner_env import cadence_cmd, write_cadence, write_contacts
 
     db, out = tmp_path / "s.db", tmp_path / "out"
-    env = {"CADENCE_DB": str(db), "CADENCE_TRANSPORT": f"outbox:{out}", "CADENCE_WORKERS": "0"}
+    env = {
+        "CADENCE_DB": str(db),
+        "CADENCE_TRANSPORT": f"outbox:{out}",
+        "CADENCE_WORKERS": workers,
+        "CADENCE_PIPELINE_ROWS": "1",
+    }
     launch = [
         "launch",
         str(write_cadence(tmp_path)),
