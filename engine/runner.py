@@ -484,6 +484,7 @@ class Runner:
         self.progress = progress
         self.stop_requested = False
         self._opened = False
+        self._start_claim()
         # Checked once: a runtime Protocol check costs more than sending a staged email.
         self._staging = transport if isinstance(transport, Staging) else None
 
@@ -500,8 +501,13 @@ class Runner:
             return Decision(DecisionKind.CLAIM)
         cadence = self.versions.get(row.cadence_hash)
         settings = cadence.settings
+        limit = settings.daily_limit
+        # Without a daily limit the answer depends on the version and the zone only.
+        key = (row.cadence_hash, row.zone)
+        if limit is None and (same := self._decided.get(key)) is not None:
+            return same
         tz = zone(row.zone)
-        local = self.clock.now().astimezone(tz)
+        local = self._decide_at.astimezone(tz)
         wall = local.time().replace(tzinfo=None)
         window = settings.send_window
         if window is not None and not window.contains(wall):
@@ -511,10 +517,13 @@ class Runner:
             else:
                 day = next_campaign_day(settings, local.date())
             when = resolve_local(day, window.start, tz)
-            return Decision(DecisionKind.RESCHEDULE, int(when.timestamp()), "send window")
-        limit = settings.daily_limit
+            decision = Decision(DecisionKind.RESCHEDULE, int(when.timestamp()), "send window")
+            if limit is None:
+                self._decided[key] = decision
+            return decision
         if limit is None:
-            return Decision(DecisionKind.CLAIM)
+            self._decided[key] = decision = Decision(DecisionKind.CLAIM)
+            return decision
         sender = cadence.sender.email
         day = local.date()
         if sent_on(sender, day.isoformat()) >= limit:
@@ -526,6 +535,11 @@ class Runner:
             when = resolve_local(nxt, due_wall, tz)
             return Decision(DecisionKind.RESCHEDULE, int(when.timestamp()), "daily limit")
         return Decision(DecisionKind.CLAIM, day_key=(sender, day.isoformat()))
+
+    def _start_claim(self) -> None:
+        """One instant for every decision of a claim (it is one transaction)."""
+        self._decide_at = self.clock.now()
+        self._decided: dict[tuple[str, str], Decision] = {}
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -546,6 +560,7 @@ class Runner:
         done: _InFlight | None
         try:
             while not self.stop_requested:
+                self._start_claim()
                 lease_now = time.time()
                 claim = self.store.claim(
                     self.clock.seconds(),

@@ -141,3 +141,41 @@ def test_the_render_pipeline_writes_the_same_bytes_as_rendering_inline(
         outputs[mode] = {p.name: p.read_bytes() for p in (tmp_path / mode).iterdir()}
     assert len(started) == 1  # only the pipeline run started a worker
     assert outputs["pipeline"] == outputs["inline"] and len(outputs["inline"]) == 7
+
+
+WINDOWED = """\
+cadence: 1
+name: Windowed
+sender: {name: Dana Reyes, email: dana@acme.example}
+settings:
+  skip_weekends: false
+  timezone: contact
+  default_timezone: UTC
+  send_window: {start: "08:00", end: "18:00"}
+templates:
+  t: {subject: "Hello", body: "Body\\n"}
+steps:
+  - {id: hello, day: 1, email: {template: t, send: {at: "09:00"}}}
+"""
+
+
+def test_a_late_claim_judges_the_send_window_in_each_contacts_own_zone(tmp_path: Path) -> None:
+    contacts = tmp_path / "c.csv"
+    contacts.write_text(
+        "email,timezone\n"
+        "ams1@x.example,Europe/Amsterdam\n"
+        "la@x.example,America/Los_Angeles\n"
+        "ams2@x.example,Europe/Amsterdam\n"
+    )
+    with SqliteStore(tmp_path / "state.db") as store:
+        path = write_cadence(tmp_path, WINDOWED)
+        launch(store, path, contacts, now=datetime(2026, 3, 2, 6, tzinfo=UTC), start="now")
+        # 07:30Z: 08:30 in Amsterdam (open), 23:30 the day before in Los Angeles (closed).
+        clock = Clock(datetime(2026, 3, 3, 7, 30, tzinfo=UTC))
+        report = Runner(store, OutboxTransport(tmp_path / "out"), clock=clock).run_once()
+        rows = {r.email: r for r in (store.step_runs(e)[0] for e in (1, 2, 3))}
+    assert (report.sent, report.rescheduled) == (2, 1)
+    assert rows["ams1@x.example"].state == rows["ams2@x.example"].state == "sent"
+    la = rows["la@x.example"]
+    # The next opening in its own zone: 08:00 on 3 March in Los Angeles (PST) = 16:00Z.
+    assert la.state == "planned" and la.due_utc == _utc("2026-03-03T16:00")

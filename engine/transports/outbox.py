@@ -111,6 +111,7 @@ def _alive(pid: int) -> bool:
 class OutboxTransport:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._prefix = os.path.join(folder, "")  # `folder/`: joined to each name by hand
         self._ready = False
         self._placed: list[str] = []
         self._syncfs = _syncfs()
@@ -165,7 +166,7 @@ class OutboxTransport:
         reader of the outbox sees it.
         """
         self._ensure()
-        tmp = os.path.join(self.folder, staged_name(os.getpid(), envelope.message_id))
+        tmp = self._prefix + staged_name(os.getpid(), envelope.message_id)
         try:
             try:  # a fresh name: nothing to truncate (a crashed run's leftover is replaced)
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -192,7 +193,7 @@ class OutboxTransport:
         target, n = name, 1
         while True:
             try:
-                self._place(staged.handle, os.path.join(self.folder, target))
+                self._place(staged.handle, self._prefix + target)
                 break
             except FileExistsError:
                 n += 1
