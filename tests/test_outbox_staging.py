@@ -188,3 +188,28 @@ def test_a_killed_pipelined_run_never_delivers_twice(
     # after-250: the whole first batch was moved into place before the kill, unrecorded.
     expected_in_place = {"after-claim": 5, "after-sending-commit": 2, "after-250": 5}[fault]
     assert len(delivered) == expected_in_place
+
+
+@pytest.mark.parametrize("pipeline_rows", ["1", "1000"], ids=["pipeline", "inline"])
+def test_a_failed_sync_records_nothing_and_says_what_happens_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipeline_rows: str
+) -> None:
+    from engine.errors import CadenceError
+
+    monkeypatch.setenv("CADENCE_PIPELINE_ROWS", pipeline_rows)
+    monkeypatch.setenv("CADENCE_WORKERS", "1")
+    db = _launched(tmp_path, 3)
+    box = OutboxTransport(tmp_path / "out")
+    box._syncfs = None  # the per-file fsync path, which this test can make fail
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(CadenceError) as caught:
+        _run(db, box, batch=3)
+    assert "cannot make the emails just written to outbox" in str(caught.value)
+    assert "Input/output error" in str(caught.value) and "cadence resolve" in caught.value.hint
+    with SqliteStore(db) as store:
+        # Handed over, never recorded: `sending`, then unknown once the lease ends.
+        assert {store.step_runs(e)[0].state for e in (1, 2, 3)} == {"sending"}

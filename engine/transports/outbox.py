@@ -247,18 +247,27 @@ class OutboxTransport:
         os.unlink(tmp)
 
     def _sync(self, names: list[str]) -> None:
-        fd = os.open(self.folder, os.O_RDONLY)
         try:
-            if self._syncfs is None or self._syncfs(fd) != 0:
-                for name in names:
-                    file_fd = os.open(self.folder / name, os.O_RDONLY)
-                    try:
-                        os.fsync(file_fd)
-                    finally:
-                        os.close(file_fd)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fd = os.open(self.folder, os.O_RDONLY)
+            try:
+                if self._syncfs is None or self._syncfs(fd) != 0:
+                    for name in names:
+                        file_fd = os.open(self.folder / name, os.O_RDONLY)
+                        try:
+                            os.fsync(file_fd)
+                        finally:
+                            os.close(file_fd)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise CadenceError(
+                f"cannot make the emails just written to outbox {self.folder} durable: "
+                f"{exc.strerror}",
+                hint=f"their {len(names)} email(s) stay `sending` and show as unknown in "
+                "`cadence status` once their lease ends; check the disk, then settle them "
+                "with `cadence resolve`",
+            ) from None
 
     def close(self) -> None:
         self._placed = []  # never flushed: the rows stay `sending`, then `unknown`
