@@ -209,7 +209,9 @@ def test_a_failed_sync_records_nothing_and_says_what_happens_next(
     with pytest.raises(CadenceError) as caught:
         _run(db, box, batch=3)
     assert "cannot make the emails just written to outbox" in str(caught.value)
-    assert "Input/output error" in str(caught.value) and "cadence resolve" in caught.value.hint
+    assert "Input/output error" in str(caught.value) and "cadence resolve" in (
+        caught.value.hint or ""
+    )
     with SqliteStore(db) as store:
         # Handed over, never recorded: `sending`, then unknown once the lease ends.
         assert {store.step_runs(e)[0].state for e in (1, 2, 3)} == {"sending"}
