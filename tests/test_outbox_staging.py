@@ -108,7 +108,7 @@ def test_each_staged_batch_is_handed_over_then_recorded_across_many_batches(
     assert len(list(box.glob("*.eml"))) == 23 and _hidden(box) == []
 
 
-def test_a_crashed_runs_staged_files_are_swept_once_their_writer_is_gone_and_stale(
+def test_a_crashed_runs_staged_files_are_swept_once_their_writer_is_known_gone(
     tmp_path: Path,
 ) -> None:
     box = tmp_path / "box"
@@ -118,20 +118,22 @@ def test_a_crashed_runs_staged_files_are_swept_once_their_writer_is_gone_and_sta
     dead, alive = child.pid, os.getpid()
     old = time.time() - STALE_AFTER - 60
     files = {
-        "stale": box / staged_name(dead, "<a@x.example>"),
-        "recent": box / staged_name(dead, "<b@x.example>"),
-        "live writer": box / staged_name(alive, "<c@x.example>"),
-        "delivered": box / "d@x.example.eml",
-        "not staged": box / ".tmp-notes.txt",
+        # Written here (this machine, this PID namespace): the writer can be looked up.
+        "dead writer": (box / staged_name(dead, "<a@x.example>"), False),
+        "live writer, old": (box / staged_name(alive, "<b@x.example>"), True),
+        # Written elsewhere: only its age tells.
+        "elsewhere, recent": (box / staged_name(alive, "<c@x.example>", "0ther5ac"), False),
+        "elsewhere, old": (box / staged_name(dead, "<d@x.example>", "0ther5ac"), True),
+        "delivered": (box / "e@x.example.eml", True),
+        "not staged": (box / ".tmp-notes.txt", True),
     }
-    for name, path in files.items():
+    for name, (path, is_old) in files.items():
         path.write_text(name, encoding="utf-8")
-        if name != "recent":
+        if is_old:
             os.utime(path, (old, old))
     OutboxTransport(box).open()
-    assert {p.name for p in box.iterdir()} == {
-        files[k].name for k in ("recent", "live writer", "delivered", "not staged")
-    }
+    kept = {"live writer, old", "elsewhere, recent", "delivered", "not staged"}
+    assert {p.name for p in box.iterdir()} == {files[k][0].name for k in kept}
 
 
 def test_staging_alone_delivers_nothing_and_a_discard_leaves_nothing(tmp_path: Path) -> None:
@@ -188,6 +190,8 @@ def test_a_killed_pipelined_run_never_delivers_twice(
     # after-250: the whole first batch was moved into place before the kill, unrecorded.
     expected_in_place = {"after-claim": 5, "after-sending-commit": 2, "after-250": 5}[fault]
     assert len(delivered) == expected_in_place
+    # The restart swept what the killed run had staged: its process is gone.
+    assert _hidden(box) == []
 
 
 @pytest.mark.parametrize("pipeline_rows", ["1", "1000"], ids=["pipeline", "inline"])
@@ -215,3 +219,14 @@ def test_a_failed_sync_records_nothing_and_says_what_happens_next(
     with SqliteStore(db) as store:
         # Handed over, never recorded: `sending`, then unknown once the lease ends.
         assert {store.step_runs(e)[0].state for e in (1, 2, 3)} == {"sending"}
+
+
+def test_a_zombie_writer_counts_as_gone() -> None:
+    from engine.transports.outbox import _alive
+
+    child = subprocess.Popen(["true"])
+    deadline = time.time() + 10
+    while _alive(child.pid) and time.time() < deadline:  # exited, not yet reaped: a zombie
+        time.sleep(0.01)
+    assert not _alive(child.pid) and child.poll() == 0
+    assert _alive(os.getpid())

@@ -14,8 +14,8 @@ runner may record any of it `sent`: the files' contents (`syncfs` of the outbox'
 system where Linux has it, else an `fsync` of each file), then the directory entries
 (one `fsync` of the folder). A crash after a hand-over and before `flush` leaves the row
 `sending`: `unknown`, resolved by an operator like any other unknown send. Staged files
-a crashed run left behind are removed by a later run once their writer is gone and they
-are an hour old (`sweep`).
+a crashed run left behind are removed by a later run (`sweep`): at once when it runs in
+the same PID namespace on the same machine and the writer is gone, else an hour later.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ import ctypes
 import ctypes.util
 import errno
 import functools
+import hashlib
 import os
 import re
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,21 +46,38 @@ def file_name(message_id: str) -> str:
     return _UNSAFE.sub("_", message_id.strip("<>")).lstrip(".") + ".eml"
 
 
-def staged_name(pid: int, message_id: str) -> str:
-    """`.tmp-<pid>-<message-id>.staged`: hidden, and never matching `*.eml`."""
-    return f"{_STAGED}{pid}-{file_name(message_id).removesuffix('.eml')}.staged"
+@functools.cache
+def process_space() -> str:
+    """Eight hex digits naming this machine and PID namespace: where a PID means something.
+
+    A staged file's writer can be looked up (is it still running?) only from the same
+    space; a runner in another container or on another machine sharing the folder is not.
+    """
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    seed = f"{socket.gethostname()}\0{namespace}".encode()
+    return hashlib.sha256(seed).hexdigest()[:8]
+
+
+def staged_name(pid: int, message_id: str, space: str | None = None) -> str:
+    """`.tmp-<pid>.<space>-<message-id>.staged`: hidden, and never matching `*.eml`."""
+    stem = file_name(message_id).removesuffix(".eml")
+    return f"{_STAGED}{pid}.{space or process_space()}-{stem}.staged"
 
 
 def _nothing() -> None:
     pass
 
 
-def _staged_pid(name: str) -> int | None:
-    """The writer's PID of a staged file's name (`.tmp-<pid>-…`), else None."""
+def _staged_writer(name: str) -> tuple[int, str] | None:
+    """(PID, process space) of a staged file's writer, from its name; else None."""
     if not name.startswith(_STAGED):
         return None
-    pid, dash, _ = name[len(_STAGED) :].partition("-")
-    return int(pid) if dash and pid.isdigit() else None
+    writer, dash, _ = name[len(_STAGED) :].partition("-")
+    pid, dot, space = writer.partition(".")
+    return (int(pid), space) if dash and dot and pid.isdigit() else None
 
 
 def _syncfs() -> Callable[[int], int] | None:
@@ -98,7 +117,20 @@ def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
 STALE_AFTER = 3600.0  # seconds: a staged file this old, its writer gone, is a crash's
 
 
+_HAS_PROC = os.path.exists(f"/proc/{os.getpid()}/stat")
+
+
 def _alive(pid: int) -> bool:
+    """Whether process `pid` still runs. A zombie does not: a killed runner's worker
+    stays one until its new parent reaps it, which an init in a container may never do."""
+    if _HAS_PROC:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                return stat.read().rpartition(b")")[2].split()[:1] not in ([b"Z"], [b"X"])
+        except FileNotFoundError:
+            return False
+        except OSError:
+            pass  # unreadable: ask the kernel
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -136,11 +168,13 @@ class OutboxTransport:
     def sweep(self, now: float | None = None) -> int:
         """Remove staged files left by crashed runs; returns how many.
 
-        Only files whose writing process is gone and that are older than `STALE_AFTER`:
-        a live runner's staged batch is never touched, even one in another PID namespace
-        sharing the folder (its files are seconds old).
+        A file written on this machine, in this PID namespace, goes as soon as its writer
+        is gone. One from elsewhere (another container or machine sharing the folder),
+        whose writer cannot be looked up, goes once it is `STALE_AFTER` old: a live
+        runner's staged batch is seconds old, so it is never touched.
         """
         cutoff = (time.time() if now is None else now) - STALE_AFTER
+        here = process_space()
         removed = 0
         try:
             entries = os.scandir(self.folder)
@@ -148,13 +182,18 @@ class OutboxTransport:
             return 0
         with entries:
             for entry in entries:
-                pid = _staged_pid(entry.name)
-                if pid is None or _alive(pid):
+                writer = _staged_writer(entry.name)
+                if writer is None:
                     continue
+                pid, space = writer
                 try:
-                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                        os.unlink(entry.path)
-                        removed += 1
+                    if space == here:
+                        if _alive(pid):
+                            continue
+                    elif entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                        continue
+                    os.unlink(entry.path)
+                    removed += 1
                 except FileNotFoundError:
                     continue  # another runner swept it first
         return removed
