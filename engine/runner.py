@@ -337,7 +337,7 @@ class RenderWorker:
 
 class _Durable(threading.Thread):
     """Makes a handed-over batch durable on a thread of its own (a `syncfs` waits on the
-    disk, not the interpreter) while the runner hands over the next batch."""
+    disk, not the interpreter) while the runner claims the next batch."""
 
     def __init__(self, sync: Callable[[], None]) -> None:
         super().__init__(name="cadence-durable", daemon=True)

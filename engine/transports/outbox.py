@@ -1,7 +1,8 @@
 """`outbox:DIR`: each message becomes `DIR/<message-id>.eml`, the embedded default.
 
 A message is first *staged*: written in full to a hidden file in the same folder
-(`.tmp-<pid>-<message-id>.staged`, never a name ending in `.eml`). Handing it over is one
+(`.tmp-<pid>.<host>-<message-id>.staged`, `<host>` a tag of the machine and PID namespace;
+never a name ending in `.eml`). Handing it over is one
 `renameat2(RENAME_NOREPLACE)` (else `link` + `unlink`) of that file into place: a reader
 never sees half a message, and a second delivery of the same Message-ID (an operator's
 `resolve --resend`) gets a `.2.eml` suffix instead of silently replacing the first, so
@@ -62,7 +63,7 @@ def process_space() -> str:
 
 
 def staged_name(pid: int, message_id: str, space: str | None = None) -> str:
-    """`.tmp-<pid>.<space>-<message-id>.staged`: hidden, and never matching `*.eml`."""
+    """`.tmp-<pid>.<space>-<message-id>.staged`: hidden, never matching `*.eml`."""
     stem = file_name(message_id).removesuffix(".eml")
     return f"{_STAGED}{pid}.{space or process_space()}-{stem}.staged"
 
@@ -114,7 +115,7 @@ def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
     return rename
 
 
-STALE_AFTER = 3600.0  # seconds: a staged file this old, its writer gone, is a crash's
+STALE_AFTER = 3600.0  # seconds: a staged file from elsewhere this old is a crash's
 
 
 _HAS_PROC = os.path.exists(f"/proc/{os.getpid()}/stat")
