@@ -20,13 +20,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from multiprocessing.pool import AsyncResult
+from multiprocessing.connection import Connection
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -46,7 +48,7 @@ from engine.delivery import (
     thread_ids,
     unsubscribe_url,
 )
-from engine.errors import CadenceError
+from engine.errors import CadenceError, InternalError
 from engine.faults import fault
 from engine.messages import render_email
 from engine.model import Cadence, Step
@@ -291,12 +293,75 @@ def _render_rows(
     return out
 
 
-def _start_worker(transport: Staging | None) -> None:
+def _worker_main(
+    tasks: Connection, results: Connection, stage: Staging | None, runners: list[Connection]
+) -> None:
+    """The render worker's loop: a task in, its result out, in order, until told to stop.
+
+    It ignores SIGINT and SIGTERM: Ctrl-C and `systemctl stop` reach the whole process
+    group, and the runner decides what happens to the batches in flight (it gives back
+    what it has not handed over, then closes this process). It ends when the runner sends
+    None, or when the runner is gone (the task pipe ends).
+    """
     import signal
 
     global _worker_stage
+    for end in runners:  # the runner's ends, copied by the fork: only the runner's count
+        end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker_stage = transport
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _worker_stage = stage
+    while True:
+        try:
+            task = tasks.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        try:
+            result: tuple[bool, object] = (True, _render_rows(*task))
+        except Exception as exc:
+            result = (False, exc)
+        try:
+            try:
+                results.send(result)
+            except (pickle.PicklingError, TypeError, AttributeError):
+                results.send((False, InternalError(f"render worker: {result[1]!r}")))
+        except OSError:
+            return  # the runner is gone
+
+
+class WorkerStopped(CadenceError):
+    """The render worker ended without answering (killed from outside)."""
+
+
+class Rendering:
+    """One submitted batch's result, as the render worker sends it back."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._ok = False
+        self._value: object = None
+
+    def _set(self, ok: bool, value: object) -> None:
+        self._ok, self._value = ok, value
+        self._event.set()
+
+    def wait(self, timeout: float | None = None) -> None:
+        self._event.wait(timeout)
+
+    def ready(self) -> bool:
+        return self._event.is_set()
+
+    def successful(self) -> bool:
+        return self._event.is_set() and self._ok
+
+    def get(self) -> list[Rendered]:
+        self._event.wait()
+        if not self._ok:
+            assert isinstance(self._value, BaseException)
+            raise self._value
+        return self._value  # type: ignore[return-value]
 
 
 class RenderWorker:
@@ -307,32 +372,102 @@ class RenderWorker:
     With a transport that stages (the outbox), the worker also writes each message out
     of sight, and only a small handle comes back: the runner's process then just hands
     it over (renames the file) after `sending` is committed.
+
+    One process, two pipes and, in the runner, a thread feeding tasks and one taking
+    results (neither side ever waits on a full pipe while the other waits on it). Not a
+    `multiprocessing.Pool`: a pool worker killed while it holds the task queue's lock (a
+    SIGTERM to the whole group) leaves `Pool.terminate` waiting on that lock for ever.
     """
 
     def __init__(self, store: Store, transport: Transport) -> None:
         import multiprocessing
+        import queue
 
         self.store = store
         self._sent: set[str] = set()
         staging = transport if isinstance(transport, Staging) else None
-        # Ctrl-C reaches the whole process group: the runner decides when to stop.
-        self._pool = multiprocessing.get_context("fork").Pool(
-            1, initializer=_start_worker, initargs=(staging,)
+        context = multiprocessing.get_context("fork")
+        tasks_in, self._tasks = context.Pipe(duplex=False)
+        self._results, results_out = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_worker_main,
+            args=(tasks_in, results_out, staging, [self._tasks, self._results]),
+            daemon=True,
         )
+        self._process.start()
+        tasks_in.close()  # the worker's ends: the runner keeps only its own
+        results_out.close()
+        self._lock = threading.Lock()
+        self._waiting: deque[Rendering] = deque()
+        self._gone = False
+        self._outbox: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._feeder = threading.Thread(target=self._feed, name="cadence-feed", daemon=True)
+        self._reader = threading.Thread(target=self._read, name="cadence-read", daemon=True)
+        self._feeder.start()
+        self._reader.start()
 
-    def submit(self, rows: list[StepRow], at: datetime) -> AsyncResult[list[Rendered]]:
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def submit(self, rows: list[StepRow], at: datetime) -> Rendering:
         new = {
             h: self.store.version(h)
             for h in dict.fromkeys(r.cadence_hash for r in rows)
             if h not in self._sent
         }
         self._sent.update(new)
-        jobs = [RenderJob.of(row) for row in rows]
-        return self._pool.apply_async(_render_rows, (new, jobs, at))
+        rendering = Rendering()
+        with self._lock:
+            if self._gone:
+                rendering._set(False, self._stopped())
+                return rendering
+            self._waiting.append(rendering)
+        self._outbox.put((new, [RenderJob.of(row) for row in rows], at))
+        return rendering
+
+    def _stopped(self) -> WorkerStopped:
+        return WorkerStopped(
+            f"the render worker (process {self._process.pid}) stopped without an answer",
+            hint="the batches it had are given back and are due again at the next run",
+        )
+
+    def _feed(self) -> None:
+        """Send the tasks in order; None (from `close`) goes last and tells the worker to end."""
+        while True:
+            task = self._outbox.get()
+            try:
+                self._tasks.send(task)
+            except OSError:
+                return  # the worker is gone: `_read` fails what waits
+            if task is None:
+                return
+
+    def _read(self) -> None:
+        while True:
+            try:
+                ok, value = self._results.recv()
+            except (EOFError, OSError):
+                break
+            with self._lock:
+                rendering = self._waiting.popleft()
+            rendering._set(ok, value)
+        with self._lock:  # the worker ended: nothing more will come
+            self._gone = True
+            waiting, self._waiting = self._waiting, deque()
+        for rendering in waiting:
+            rendering._set(False, self._stopped())
 
     def close(self) -> None:
-        self._pool.terminate()
-        self._pool.join()
+        self._outbox.put(None)
+        self._feeder.join(timeout=5.0)
+        self._process.join(timeout=5.0)
+        if self._process.is_alive():  # still busy with a batch nobody waits for
+            self._process.kill()
+            self._process.join()
+        self._reader.join(timeout=5.0)
+        self._tasks.close()
+        self._results.close()
 
 
 class _Durable(threading.Thread):
@@ -373,7 +508,7 @@ class _InFlight:
     fence: int
     rows: list[StepRow]
     at: datetime
-    rendered: AsyncResult[list[Rendered]]
+    rendered: Rendering
 
 
 def lateness_days(cadence: Cadence, row: StepRow, done: datetime) -> int:
@@ -618,7 +753,7 @@ class Runner:
             if in_flight is not None:
                 # An error left a claimed batch unsent: release it so the next run takes
                 # it at once (a crash instead leaves it to the lease, then claims it again).
-                self._release(in_flight, wait=60.0)
+                self._release(in_flight, wait=2.0)
             if worker is not None:
                 worker.close()
             if self._opened:
@@ -629,6 +764,13 @@ class Runner:
     def _send_rendered(
         self, batch: _InFlight, report: RunReport, *, defer: bool = False
     ) -> _HandedOver | None:
+        # Asked to stop: a batch still being rendered is given back, not waited for (a
+        # SIGTERM to the whole group may have ended the worker, and its answer with it).
+        while not batch.rendered.ready():
+            if self.stop_requested:
+                self._release(batch, wait=0.0)
+                return None
+            batch.rendered.wait(0.1)
         try:
             rendered = batch.rendered.get()
         except BaseException:
@@ -646,7 +788,8 @@ class Runner:
 
     def _release(self, batch: _InFlight, *, wait: float) -> None:
         """Give back a claimed batch that never reached `sending`, and drop what the
-        worker staged for it (waiting up to `wait` seconds for the worker to finish)."""
+        worker staged for it (waiting up to `wait` seconds for the worker to finish; what
+        it stages later is swept by the next run, once the worker is gone)."""
         seconds = self.clock.seconds()
         released = [Outcome(r.id, OutcomeKind.RELEASED, seconds) for r in batch.rows]
         self.store.finish(batch.fence, released, self.versions.end_state)

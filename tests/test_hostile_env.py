@@ -306,3 +306,50 @@ def test_an_outbox_that_is_a_file_says_to_point_it_at_a_folder(
     shown = json.loads(status.output)
     (row,) = shown["cadences"]
     assert (row["due"], row["sent"], shown["unknown_sends"]) == (3, 0, [])
+
+
+def test_sigterm_to_the_whole_group_mid_run_stops_without_hanging(tmp_path: Path) -> None:
+    """As `systemctl stop` does: the render worker dies at once, the runner gives back
+    what it had not handed over and exits; nothing is left claimed or `sending`."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers.runner_env import ROOT, cadence_cmd, write_cadence, write_contacts
+
+    db, out = tmp_path / "s.db", tmp_path / "out"
+    env = {
+        **os.environ,
+        "CADENCE_DB": str(db),
+        "CADENCE_TRANSPORT": f"outbox:{out}",
+        "CADENCE_WORKERS": "1",
+        "CADENCE_PIPELINE_ROWS": "1",
+    }
+    env.pop("CADENCE_FAULT", None)
+    contacts = str(write_contacts(tmp_path, 3000))
+    when = ["--now", "2026-03-02T08:00Z"]
+    launched = cadence_cmd(
+        "launch", str(write_cadence(tmp_path)), "--contacts", contacts, *when, env=env
+    )
+    assert launched.returncode == 0, launched.stderr
+    run = [sys.executable, str(ROOT / "cli.py"), "run", "--once", "--batch", "50"]
+    proc = subprocess.Popen(
+        [*run, "--now", "2026-03-02T10:00Z", "-f", "json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    while not out.exists() or not any(out.glob("*.eml")):  # well into the run
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    with closing(sqlite3.connect(db)) as conn:
+        states = dict(conn.execute("SELECT state, count(*) FROM step_runs GROUP BY 1"))
+    assert set(states) <= {"sent", "planned"}, states
+    assert states.get("sent", 0) == json.loads(stdout)["sent"] == len(list(out.glob("*.eml")))

@@ -179,3 +179,50 @@ def test_a_late_claim_judges_the_send_window_in_each_contacts_own_zone(tmp_path:
     la = rows["la@x.example"]
     # The next opening in its own zone: 08:00 on 3 March in Los Angeles (PST) = 16:00Z.
     assert la.state == "planned" and la.due_utc == _utc("2026-03-03T16:00")
+
+
+def test_the_render_worker_leaves_signals_to_the_runner_and_closes_all_the_same(
+    tmp_path: Path,
+) -> None:
+    """SIGINT and SIGTERM reach the whole process group; the worker ignores them (the
+    runner decides what becomes of the batches in flight), and `close` still ends it."""
+    import os
+    import signal
+    import time
+
+    from engine.runner import RenderWorker, stopping_on_signals
+
+    with SqliteStore(tmp_path / "state.db") as store:
+        out = OutboxTransport(tmp_path / "out")
+        with stopping_on_signals(Runner(store, out)):
+            worker = RenderWorker(store, out)
+            assert worker.pid is not None
+            os.kill(worker.pid, signal.SIGTERM)
+            os.kill(worker.pid, signal.SIGINT)
+            time.sleep(0.2)
+            assert worker._process.is_alive()
+            started = time.monotonic()
+            worker.close()
+    assert not worker._process.is_alive() and time.monotonic() - started < 5
+
+
+def test_a_render_worker_killed_from_outside_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from engine.runner import RenderWorker, WorkerStopped
+
+    contacts = tmp_path / "c.csv"
+    contacts.write_text("email\n" + "".join(f"p{i}@x.example\n" for i in range(3)))
+    path = write_cadence(tmp_path, LIMITED.format(name="A").replace(", daily_limit: 2", ""))
+    with SqliteStore(tmp_path / "state.db") as store:
+        launch(store, path, contacts, now=datetime(2026, 3, 2, 8, tzinfo=UTC), start="now")
+        rows = [store.step_runs(e)[0] for e in (1, 2, 3)]
+        worker = RenderWorker(store, OutboxTransport(tmp_path / "out"))
+        assert worker.pid is not None
+        os.kill(worker.pid, signal.SIGKILL)
+        rendering = worker.submit(rows, datetime(2026, 3, 2, 10, tzinfo=UTC))
+        with pytest.raises(WorkerStopped):
+            rendering.get()
+        assert rendering.ready() and not rendering.successful()
+        worker.close()
