@@ -159,13 +159,6 @@ class Versions:
             self._cache[cadence_hash] = found
         return found
 
-    def pinned(self, cadence_hash: str) -> Cadence:
-        """A version already loaded (no store access: what the render worker uses)."""
-        return self._cache[cadence_hash]
-
-    def add(self, cadence_hash: str, cadence: Cadence) -> None:
-        self._cache[cadence_hash] = cadence
-
     def end_state(self, kind: SignalKind, cadence_hash: str) -> tuple[str | None, bool]:
         """How a signal ends an enrolment of this version (on_reply, remove_on_bounce)."""
         settings = self.get(cadence_hash).settings

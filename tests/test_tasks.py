@@ -74,6 +74,19 @@ def _run_intro_then_call() -> None:
     _cli("run", "--once", "--now", "2026-03-03T10:00Z")
 
 
+def _first_task_id() -> str:
+    """The id of the first task `tasks list` shows."""
+    return _cli("tasks", "list").split("\n")[1].split()[0]
+
+
+def _open_manual_email_task() -> str:
+    """Intro sent, the call skipped on time, day 3's manual email task open: its id."""
+    _run_intro_then_call()
+    _cli("tasks", "skip", _first_task_id(), "--now", "2026-03-03T11:00Z")
+    _cli("run", "--once", "--now", "2026-03-04T10:00Z")
+    return _first_task_id()
+
+
 def test_an_intro_sent_a_day_late_moves_the_call_instead_of_opening_it_at_once(
     world: Path,
 ) -> None:
@@ -134,11 +147,7 @@ def test_email_task_sent_with_edits_and_follow_up_quotes_template(world: Path) -
 
 
 def test_send_at_schedules_the_email_task(world: Path) -> None:
-    _run_intro_then_call()
-    call_id = _cli("tasks", "list").split("\n")[1].split()[0]
-    _cli("tasks", "skip", call_id, "--now", "2026-03-03T11:00Z")
-    _cli("run", "--once", "--now", "2026-03-04T10:00Z")
-    task_id = _cli("tasks", "list").split("\n")[1].split()[0]
+    task_id = _open_manual_email_task()
     edit = world / "edit.txt"
     edit.write_text("Scheduled text.\n")
     out = _cli(
@@ -173,18 +182,18 @@ def test_status_splits_due_from_held_behind_an_open_task(world: Path) -> None:
     assert counts("2026-03-05T10:00Z") == (0, 2, 1)
     text = _cli("status", "--now", "2026-03-05T10:00Z")
     assert "due 0, held 2, open tasks 1" in text
-    call_id = _cli("tasks", "list").split("\n")[1].split()[0]
+    call_id = _first_task_id()
     _cli("tasks", "skip", call_id, "--now", "2026-03-03T11:00Z")  # on time: nothing moves
     assert counts("2026-03-05T10:00Z") == (1, 0, 0)
 
 
 def test_a_second_late_task_counts_from_the_shifted_schedule(world: Path) -> None:
     _run_intro_then_call()
-    call_id = _cli("tasks", "list").split("\n")[1].split()[0]
+    call_id = _first_task_id()
     _cli("tasks", "done", call_id, "--now", "2026-03-05T12:00Z")  # two days late
     assert _rows(world)["manual"][1] == _at("2026-03-06T09:00")
     _cli("run", "--once", "--now", "2026-03-06T10:00Z")
-    task_id = _cli("tasks", "list").split("\n")[1].split()[0]
+    task_id = _first_task_id()
     # On time for its shifted day: nothing shifts again (R5 counts lateness once).
     _cli("tasks", "done", task_id, "--now", "2026-03-06T12:00Z")
     rows = _rows(world)
@@ -193,16 +202,7 @@ def test_a_second_late_task_counts_from_the_shifted_schedule(world: Path) -> Non
 
 
 def test_skipped_email_task_is_not_a_send_time(world: Path) -> None:
-    _run_intro_then_call()
-    _cli(
-        "tasks",
-        "skip",
-        _cli("tasks", "list").split("\n")[1].split()[0],
-        "--now",
-        "2026-03-03T11:00Z",
-    )
-    _cli("run", "--once", "--now", "2026-03-04T10:00Z")
-    task_id = _cli("tasks", "list").split("\n")[1].split()[0]
+    task_id = _open_manual_email_task()
     _cli("tasks", "skip", task_id, "--now", "2026-03-04T15:30Z")
     assert _rows(world)["bump"][1] == _at("2026-03-05T09:00")  # the plan's time, kept
 
@@ -237,7 +237,7 @@ def test_late_task_shifts_by_business_days(
 ) -> None:
     _launch(tmp_path, monkeypatch, WEEKDAYS)
     _run_intro_then_call()
-    call_id = _cli("tasks", "list").split("\n")[1].split()[0]
+    call_id = _first_task_id()
     _cli("tasks", "done", call_id, "--now", done)
     rows = _rows(tmp_path)
     assert (rows["mid"][1], rows["last"][1]) == (_at(mid), _at(last))
@@ -254,7 +254,7 @@ def test_task_commands_on_wrong_ids_are_clear(world: Path, monkeypatch: pytest.M
 
     monkeypatch.setattr(click, "edit", no_editor)
     _run_intro_then_call()
-    call_id = _cli("tasks", "list").split("\n")[1].split()[0]
+    call_id = _first_task_id()
     out = _cli("tasks", "send", call_id, code=2)
     assert "is a call task, not an email task" in out
     _cli("tasks", "done", call_id, "--now", "2026-03-03T11:00Z")
@@ -281,11 +281,7 @@ def test_tasks_list_filters(world: Path) -> None:
 
 
 def test_a_transport_failure_keeps_the_reps_text_queued_and_says_so(world: Path) -> None:
-    _run_intro_then_call()
-    call_id = _cli("tasks", "list").split("\n")[1].split()[0]
-    _cli("tasks", "skip", call_id, "--now", "2026-03-03T11:00Z")
-    _cli("run", "--once", "--now", "2026-03-04T10:00Z")
-    task_id = _cli("tasks", "list").split("\n")[1].split()[0]
+    task_id = _open_manual_email_task()
     edit = world / "edit.txt"
     edit.write_text("Queued text.\n")
     blocker = world / "not-a-folder"

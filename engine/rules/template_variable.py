@@ -17,6 +17,10 @@ from engine.model import STANDARD_CONTACT_FIELDS
 from engine.rules import Issue
 from engine.rules.template_source import ALLOWED_NAMES, SENDER_FIELDS, analyse, template_texts
 
+_NAMES_ADVICE = "templates use contact.*, sender.* and unsubscribe_url"
+_FIELDS_ADVICE = "declare it in contact_fields"
+_SENDER_ADVICE = "the sender has name and email"
+
 RULE = rule("template/unknown-variable", "A template uses an unknown variable.", __doc__ or "")
 
 
@@ -26,30 +30,18 @@ def check(doc: dict[str, Any]) -> Iterator[Issue]:
     contact_fields = (*STANDARD_CONTACT_FIELDS, *extra)
     for path, source in template_texts(doc):
         analysis = analyse(source)
-        for use in analysis.names:
-            if use.name not in ALLOWED_NAMES:
-                yield Issue(
-                    RULE,
-                    f"unknown variable '{use.name}'{did_you_mean(use.name, ALLOWED_NAMES)}; "
-                    "templates use contact.*, sender.* and unsubscribe_url",
-                    path,
-                    text_pos=(use.line, use.col),
-                )
-        for use in analysis.contact_fields:
-            if use.name not in contact_fields:
-                yield Issue(
-                    RULE,
-                    f"unknown contact field 'contact.{use.name}'"
-                    f"{did_you_mean(use.name, contact_fields)}; declare it in contact_fields",
-                    path,
-                    text_pos=(use.line, use.col),
-                )
-        for use in analysis.sender_fields:
-            if use.name not in SENDER_FIELDS:
-                yield Issue(
-                    RULE,
-                    f"unknown sender field 'sender.{use.name}'"
-                    f"{did_you_mean(use.name, SENDER_FIELDS)}; the sender has name and email",
-                    path,
-                    text_pos=(use.line, use.col),
-                )
+        checks = (
+            (analysis.names, ALLOWED_NAMES, "variable '{}'", _NAMES_ADVICE),
+            (analysis.contact_fields, contact_fields, "contact field 'contact.{}'", _FIELDS_ADVICE),
+            (analysis.sender_fields, SENDER_FIELDS, "sender field 'sender.{}'", _SENDER_ADVICE),
+        )
+        for uses, allowed, what, advice in checks:
+            for use in uses:
+                if use.name not in allowed:
+                    yield Issue(
+                        RULE,
+                        f"unknown {what.format(use.name)}{did_you_mean(use.name, allowed)}; "
+                        + advice,
+                        path,
+                        text_pos=(use.line, use.col),
+                    )

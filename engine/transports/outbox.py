@@ -166,21 +166,20 @@ class OutboxTransport:
         self._ensure()
         self.sweep()
 
-    def sweep(self, now: float | None = None) -> int:
-        """Remove staged files left by crashed runs; returns how many.
+    def sweep(self) -> None:
+        """Remove staged files left by crashed runs.
 
         A file written on this machine, in this PID namespace, goes as soon as its writer
         is gone. One from elsewhere (another container or machine sharing the folder),
         whose writer cannot be looked up, goes once it is `STALE_AFTER` old: a live
         runner's staged batch is seconds old, so it is never touched.
         """
-        cutoff = (time.time() if now is None else now) - STALE_AFTER
+        cutoff = time.time() - STALE_AFTER
         here = process_space()
-        removed = 0
         try:
             entries = os.scandir(self.folder)
         except OSError:
-            return 0
+            return
         with entries:
             for entry in entries:
                 writer = _staged_writer(entry.name)
@@ -194,10 +193,8 @@ class OutboxTransport:
                     elif entry.stat(follow_symlinks=False).st_mtime >= cutoff:
                         continue
                     os.unlink(entry.path)
-                    removed += 1
                 except FileNotFoundError:
                     continue  # another runner swept it first
-        return removed
 
     def stage(self, envelope: Envelope, data: bytes) -> Staged:
         """Write the whole message to a hidden file; nothing is delivered yet.
