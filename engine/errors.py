@@ -33,3 +33,9 @@ class InternalError(CadenceError):
     """A bug in cadence-engine itself."""
 
     exit_code = 3
+
+
+class NotFound(CadenceError):
+    """What the command names (a task, an enrolment, a key, a token) does not exist."""
+
+    exit_code = 1
