@@ -179,53 +179,85 @@ def test_an_address_the_builder_cannot_write_is_a_bad_row_at_launch(tmp_path: Pa
     assert len(_outbox_messages(tmp_path)) == 2
 
 
-TOO_LONG = ("huge@bad.example", "Hu", "Ge", "C" * 1500)  # a subject of 1,518 characters
+TASKS = """\
+cadence: 1
+name: Hostile tasks
+sender: {name: Dana Reyes, email: dana@acme.example}
+settings: {skip_weekends: false, default_timezone: UTC}
+templates:
+  intro: {subject: "Hello {{ contact.first_name }}", body: "Hi {{ contact.first_name }}\\n"}
+steps:
+  - {id: note, day: 1, email: {template: intro, send: task}}
+"""
+GOOD = [HOSTILE[-2], HOSTILE[-1], ("cy@initech.example", "Cy", "Ng", "Initech")]
+TOO_LONG = "S" * 1500  # a subject a rep pasted: 1,500 characters, at most 1,000 are sent
+
+
+def _schedule_tasks(folder: Path, env: dict[str, str]) -> None:
+    """Launch GOOD with an email task each; the rep schedules them all for 11:00, the
+    first with a subject the builder refuses."""
+    cadence_path = write_cadence(folder, TASKS)
+    launched = _invoke(
+        env, "launch", str(cadence_path), "--contacts", str(_contacts(folder, GOOD)), *START
+    )
+    assert launched.exit_code == 0, launched.output
+    assert _invoke(env, "run", "--once", "--now", "2026-03-02T10:00Z").exit_code == 0
+    tasks = json.loads(_invoke(env, "tasks", "list", "-f", "json").output)
+    body = folder / "edit.txt"
+    body.write_text("Edited by the rep.\n", encoding="utf-8")
+    for task in tasks:
+        subject = TOO_LONG if task["contact"] == GOOD[0][0] else "A short subject"
+        sent = _invoke(
+            env, "tasks", "send", str(task["id"]), "--body-file", str(body),
+            "--subject", subject, "--at", "2026-03-02T11:00Z", "--now", "2026-03-02T10:30Z",
+        )  # fmt: skip
+        assert sent.exit_code == 0, sent.output
 
 
 def _answers(folder: Path) -> dict[str, tuple[str, str | None]]:
-    """Per contact, its email's step-run state and recorded answer."""
+    """Per contact, the state and recorded answer of its email task's step run."""
     out: dict[str, tuple[str, str | None]] = {}
     with SqliteStore(folder / "state.db") as store:
-        for enrolment_id in range(1, 4):
-            (row,) = store.step_runs(enrolment_id)
+        for enrolment_id in range(1, len(GOOD) + 1):
+            (row,) = [r for r in store.step_runs(enrolment_id) if r.step_id == "note"]
             out[json.loads(row.contact)["email"]] = (row.state, row.answer)
     return out
 
 
+RUN_11 = ["run", "--once", "--now", "2026-03-02T11:00Z"]
+
+
 def test_a_message_that_cannot_be_built_fails_alone(tmp_path: Path) -> None:
     env = _env(tmp_path, f"outbox:{tmp_path / 'out'}")
-    rows = [HOSTILE[-2], TOO_LONG, HOSTILE[-1]]
-    _launch(tmp_path, env, rows)
-    result = _invoke(env, *RUN)
+    _schedule_tasks(tmp_path, env)
+    result = _invoke(env, *RUN_11)
     assert "sent 2" in result.output and "failed 1" in result.output, result.output
     assert len(_outbox_messages(tmp_path)) == 2
-    assert _answers(tmp_path)[TOO_LONG[0]][0] == "failed"
     assert json.loads(_invoke(env, "status", "-f", "json").output)["unknown_sends"] == []
     answers = _answers(tmp_path)
-    state, answer = answers[TOO_LONG[0]]
+    state, answer = answers[GOOD[0][0]]
     assert state == "failed" and answer is not None and "at most 1,000" in answer
-    assert {answers[r[0]][0] for r in (HOSTILE[-2], HOSTILE[-1])} == {"sent"}
+    assert [answers[r[0]][0] for r in GOOD[1:]] == ["sent", "sent"]
 
 
 def test_resend_after_a_crash_fails_the_bad_message_alone(tmp_path: Path) -> None:
     """Killed with the batch `sending`; `resolve --resend` of every unknown send, then a
-    run: the good contacts are delivered, the one whose message cannot be built fails."""
+    run: the good messages are delivered, the one that cannot be built fails alone."""
     env = _env(tmp_path, f"outbox:{tmp_path / 'out'}")
-    rows = [HOSTILE[-2], TOO_LONG, HOSTILE[-1]]
-    _launch(tmp_path, env, rows)
+    _schedule_tasks(tmp_path, env)
     crashed = cadence_cmd(
-        *RUN, "--lease", "0.2", env={**env, "CADENCE_FAULT": "after-sending-commit"}
+        *RUN_11, "--lease", "0.2", env={**env, "CADENCE_FAULT": "after-sending-commit"}
     )
     assert crashed.returncode == -signal.SIGKILL
     time.sleep(0.4)  # the dead runner's lease runs out
-    restart = _invoke(env, *RUN)
+    restart = _invoke(env, *RUN_11)
     # The row that cannot be built never reached `sending`: claimed again, it fails alone.
     assert restart.exit_code == 1 and "failed 1" in restart.output, restart.output
     unknown = json.loads(_invoke(env, "status", "-f", "json").output)["unknown_sends"]
-    assert {u["contact"] for u in unknown} == {HOSTILE[-2][0], HOSTILE[-1][0]}
+    assert {u["contact"] for u in unknown} == {r[0] for r in GOOD[1:]}
     for u in unknown:
         assert _invoke(env, "resolve", str(u["key"]), "--resend").exit_code == 0
-    result = _invoke(env, *RUN)
+    result = _invoke(env, *RUN_11)
     assert result.exit_code == 0 and "sent 2" in result.output, result.output
     assert len(_outbox_messages(tmp_path)) == 2
-    assert _answers(tmp_path)[TOO_LONG[0]][0] == "failed"
+    assert _answers(tmp_path)[GOOD[0][0]][0] == "failed"
