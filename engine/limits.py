@@ -24,4 +24,4 @@ MAX_COLLECTION_ITEMS = 10_000  # entries of one mapping or list in a cadence fil
 # Contact lists (engine.contact_sources).
 MAX_COLUMNS = 1_000  # columns of a CSV header, or fields of one record
 MAX_FIELD_CHARS = 10_000  # one field value
-MAX_RECORD_BYTES = 1_048_576  # one JSONL line, or one YAML/JSON contact file
+MAX_RECORD_BYTES = 1_048_576  # one JSONL line, or one element of a JSON array

@@ -190,3 +190,18 @@ def test_a_jsonl_line_over_the_limit_is_refused(tmp_path: Path) -> None:
     big = json.dumps({"email": "a@b.example", "x": "y" * MAX_RECORD_BYTES})
     contacts.write_text(big + "\n", encoding="utf-8")
     _rows_refused(_launch(tmp_path, contacts), f"longer than {MAX_RECORD_BYTES:,}")
+
+
+def test_the_readme_lists_every_limit_with_its_value() -> None:
+    from engine import limits
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Limits\n", 1)[1].split("\n## ", 1)[0]
+    names = [n for n in vars(limits) if n.startswith("MAX_")]
+    assert names
+    for name in names:
+        value = getattr(limits, name)
+        shown = f"{value:g} seconds" if isinstance(value, float) else f"{value:,}"
+        row = next((line for line in section.splitlines() if f"`{name}`" in line), "")
+        assert shown in row, f"{name} = {value} is not in the README's Limits table"

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from cli import cadence
 from engine import templates
-from engine.limits import MAX_BODY_CHARS, MAX_RENDER_STEPS
+from engine.limits import MAX_BODY_CHARS, MAX_RENDER_STEPS, MAX_SUBJECT_CHARS
 from engine.templates import RenderLimit, compile_template, render
 from tests.helpers.runner_env import write_cadence
 
@@ -192,3 +192,15 @@ def test_a_bound_a_contact_breaks_is_a_clear_error_in_preview_and_launch(tmp_pat
         assert result.exit_code == 1, result.output
         assert "does not render for ava@n.example" in result.output
         assert f"more than {MAX_RENDER_STEPS:,} loop iterations" in result.output
+
+
+def test_a_subject_over_its_limit_is_a_per_contact_error(tmp_path: Path) -> None:
+    path = write_cadence(tmp_path)  # subject "Hello {{ contact.first_name }}"
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text(
+        f"email,first_name\nava@n.example,{'A' * MAX_SUBJECT_CHARS}\n", encoding="utf-8"
+    )
+    args = ["preview", str(path), "--contact", "ava@n.example", "--contacts", str(contacts)]
+    result = CliRunner().invoke(cadence, args)
+    assert result.exit_code == 1, result.output
+    assert f"the output passed {MAX_SUBJECT_CHARS:,} characters" in result.output
