@@ -683,6 +683,33 @@ def status_command(output_format: str, db: str, now_text: str | None) -> int:
     return 1 if report.unknown else 0
 
 
+@cadence.group("store")
+def store_group() -> None:
+    """The state store itself: check it for damage."""
+
+
+@store_group.command("check")
+@db_option
+def store_check(db: str) -> int:
+    """Run SQLite's integrity check and compare the schema with this version's.
+
+    Exit 1 and name each damaged table, index or page when something is wrong.
+    """
+    from engine.store import check_store
+
+    problems = check_store(db)
+    for problem in problems:
+        click.echo(f"damaged: {problem}")
+    if problems:
+        click.echo(
+            f"{db}: {len(problems)} problem{'s' * (len(problems) > 1)}; restore it from a "
+            f"backup (`sqlite3 {db} .recover` may save its data)"
+        )
+        return 1
+    click.echo(f"{db}: ok (integrity check passed, schema complete)")
+    return 0
+
+
 @cadence.command("resolve")
 @click.argument("key", metavar="KEY")
 @click.option("--sent", is_flag=True, help="It was delivered: record it sent.")

@@ -10,11 +10,19 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from engine.errors import InputError
+from engine.input_checks import utf16_problem
+from engine.limits import (
+    MAX_COLUMNS,
+    MAX_FIELD_CHARS,
+    MAX_NESTING,
+    MAX_RECORD_BYTES,
+)
 
 # A record's values: non-empty text per column, or (column, reason) when it is malformed.
 Values = dict[str, str] | tuple[str, str]
@@ -50,6 +58,7 @@ def open_records(
             hint="use .csv, .json, .jsonl or .yaml, or pass --contacts-format",
         )
     reader = {"csv": _csv, "json": _json, "jsonl": _jsonl, "yaml": _yaml}[kind]
+    _check_encoding(path)
     try:
         yield from (_csv(path, only) if kind == "csv" else reader(path))
     except UnicodeDecodeError:
@@ -59,6 +68,24 @@ def open_records(
         ) from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+_UTF8_HINT = "re-save the contact list as UTF-8 (e.g. 'CSV UTF-8' in Excel)"
+
+
+def _check_encoding(path: Path) -> None:
+    """UTF-16 (with or without a BOM) named as such, not as a bad byte or a bad header."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(256)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    utf16 = utf16_problem(head)
+    if utf16 is not None:
+        raise InputError(
+            f"{path}:1: {utf16}",
+            hint="re-save the contact list as UTF-8 (e.g. 'CSV UTF-8' in Excel)",
+        )
 
 
 def _first_undecodable(path: Path) -> str:
@@ -77,13 +104,19 @@ def _first_undecodable(path: Path) -> str:
 
 
 def _header(path: Path, names: list[str]) -> list[str]:
+    if len(names) > MAX_COLUMNS:
+        raise InputError(
+            f"{path}:1: the header has {len(names):,} columns; a contact list may have "
+            f"at most {MAX_COLUMNS:,}",
+            hint="leave out the columns the cadence does not use",
+        )
     columns = [column_name(n) for n in names]
     if "email" not in columns:
         raise InputError(
             f"{path}:1: no 'email' column (columns: {', '.join(columns) or 'none'})",
             hint="the first row must be a header naming the columns, one of them 'email'",
         )
-    dupes = sorted({c for c in columns if columns.count(c) > 1})
+    dupes = sorted(c for c, n in Counter(columns).items() if n > 1)
     if dupes:
         raise InputError(f"{path}:1: column {dupes[0]!r} appears more than once in the header")
     return columns
@@ -123,6 +156,11 @@ def _csv(path: Path, only: frozenset[str] | None = None) -> Iterator[RawRecord]:
             if len(cells) > width:
                 yield start, row, ("-", f"{len(cells)} cells but the header has {width} columns")
                 continue
+            # Every cell, not only the ones kept: both passes must agree on the bad rows.
+            long_cell = next((i for i, v in enumerate(cells) if len(v) > MAX_FIELD_CHARS), None)
+            if long_cell is not None:
+                yield start, row, (columns[long_cell], _too_long(len(cells[long_cell])))
+                continue
             # Empty cells are left out so a template's `default(...)` applies to them.
             if only is None:
                 values = {
@@ -155,12 +193,15 @@ def _delimiter(header: str) -> str:
     return ","
 
 
+_TOO_DEEP = f"values nested more than {MAX_NESTING} levels deep; contact fields are plain values"
 _EMPTY_HINT = "a contact list needs a header row with an 'email' column and one row per contact"
 
 
 def _normalised(values: Any) -> Values:
     if not isinstance(values, dict):
         return ("-", f"expected an object with an 'email' key, got {type(values).__name__}")
+    if len(values) > MAX_COLUMNS:
+        return ("-", f"{len(values):,} fields; a contact may have at most {MAX_COLUMNS:,}")
     out: dict[str, str] = {}
     for key, value in values.items():
         column = column_name(str(key))
@@ -168,9 +209,15 @@ def _normalised(values: Any) -> Values:
         if text is None:
             shown = json.dumps(value, default=str)[:40]
             return (column, f"nested value {shown} is not supported")
+        if len(text) > MAX_FIELD_CHARS:
+            return (column, _too_long(len(text)))
         if text:
             out[column] = text
     return out
+
+
+def _too_long(n: int) -> str:
+    return f"the value has {n:,} characters; a field may have at most {MAX_FIELD_CHARS:,}"
 
 
 def _as_text(value: Any) -> str | None:
@@ -189,7 +236,12 @@ def _as_text(value: Any) -> str | None:
 def _jsonl(path: Path) -> Iterator[RawRecord]:
     row = 0
     with path.open(encoding="utf-8-sig") as f:
-        for line, text in enumerate(f, start=1):
+        for line, text in enumerate(iter(lambda: f.readline(MAX_RECORD_BYTES + 1), ""), start=1):
+            if len(text) > MAX_RECORD_BYTES and not text.endswith("\n"):
+                raise InputError(
+                    f"{path}:{line}: a line longer than {MAX_RECORD_BYTES:,} characters; "
+                    "one contact per line, each well under that"
+                )
             if not text.strip():
                 continue
             row += 1
@@ -197,6 +249,8 @@ def _jsonl(path: Path) -> Iterator[RawRecord]:
                 yield line, row, _normalised(json.loads(text.rstrip("\r\n")))
             except json.JSONDecodeError as exc:
                 yield line, row, ("-", f"invalid JSON at column {exc.colno}: {exc.msg}")
+            except RecursionError:
+                yield line, row, ("-", _TOO_DEEP)
     if row == 0:
         raise InputError(f"{path}: the file is empty", hint=_EMPTY_HINT)
 
@@ -238,9 +292,16 @@ def _json(path: Path) -> Iterator[RawRecord]:
                 break
             while True:
                 try:
-                    value, end = decoder.raw_decode(buf, pos)
+                    value, end = _decode_one(decoder, buf, pos)
                     break
+                except RecursionError:
+                    raise InputError(f"{path}:{line}: {_TOO_DEEP}") from None
                 except json.JSONDecodeError as exc:
+                    if len(buf) - pos > MAX_RECORD_BYTES:
+                        raise InputError(
+                            f"{path}:{line}: a contact record longer than "
+                            f"{MAX_RECORD_BYTES:,} characters"
+                        ) from None
                     if eof:
                         raise InputError(
                             f"{path}:{line + buf.count(chr(10), pos, exc.pos)}: invalid JSON: "
@@ -253,6 +314,27 @@ def _json(path: Path) -> Iterator[RawRecord]:
             pos = end
         if row == 0:
             raise InputError(f"{path}: has no contacts", hint=_EMPTY_HINT)
+
+
+def _decode_one(decoder: json.JSONDecoder, buf: str, pos: int) -> tuple[Any, int]:
+    """One JSON value at `pos`; the nesting is checked before the (recursive) decoder."""
+    depth = 0
+    for match in _BRACKETS.finditer(buf, pos, min(len(buf), pos + MAX_RECORD_BYTES)):
+        ch = match.group(1)
+        if not ch:
+            if depth == 0:
+                break  # a string at the top: no nesting to count
+            continue
+        depth += 1 if ch in "[{" else -1
+        if depth > MAX_NESTING:
+            raise RecursionError
+        if depth == 0:
+            break
+    return decoder.raw_decode(buf, pos)
+
+
+# Brackets outside JSON strings (a string is matched whole, so its brackets never count).
+_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|([\[\]{}])')
 
 
 def _yaml(path: Path) -> Iterator[RawRecord]:
@@ -326,26 +408,59 @@ def _is_null(event: Any) -> bool:
     )
 
 
-def _yaml_value(event: Any, events: Iterator[Any]) -> Any:
+def _skip(events: Iterator[Any]) -> None:
+    """Consume the rest of a collection whose start was read, without recursion."""
+    from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
+
+    open_ = 1
+    for event in events:
+        if isinstance(event, CollectionStartEvent):
+            open_ += 1
+        elif isinstance(event, CollectionEndEvent):
+            open_ -= 1
+            if open_ == 0:
+                return
+
+
+def _explicit_tag(event: Any) -> str | None:
+    """The tag written on a node (`!!python/object/apply`), or None for an implicit one."""
+    tag = getattr(event, "tag", None)
+    if tag is None:
+        return None
+    implicit = getattr(event, "implicit", False)
+    # Scalars carry (plain, quoted) flags; collections a single bool.
+    if implicit[0] if isinstance(implicit, tuple) else implicit:
+        return None
+    return str(tag).replace("tag:yaml.org,2002:", "!!")
+
+
+def _yaml_value(event: Any, events: Iterator[Any], depth: int = 0) -> Any:
     """The value that starts with `event`, consuming all of its events even when refused
     (so the next row starts in the right place); raises _Refused after that."""
     from ruamel.yaml.events import (
         AliasEvent,
         CollectionEndEvent,
+        CollectionStartEvent,
         MappingStartEvent,
         SequenceStartEvent,
     )
 
+    if depth > MAX_NESTING and isinstance(event, CollectionStartEvent):
+        _skip(events)
+        raise _Refused(_TOO_DEEP)
     problems: list[str] = []
+    tag = _explicit_tag(event)
     if isinstance(event, AliasEvent) or getattr(event, "anchor", None) is not None:
         problems.append("YAML anchors and aliases are not supported in contact lists")
-    elif getattr(event, "tag", None) is not None and not getattr(event, "implicit", (True,))[0]:
-        tag = str(event.tag).replace("tag:yaml.org,2002:", "!!")
-        problems.append(f"YAML tag {tag} is not allowed in contact lists")
+    elif tag is not None:
+        problems.append(
+            f"YAML tag {tag} is not allowed in contact lists: they are loaded safely; "
+            "write plain values"
+        )
 
     def child(start: Any) -> Any:
         try:
-            return _yaml_value(start, events)
+            return _yaml_value(start, events, depth + 1)
         except _Refused as exc:
             problems.append(str(exc))
             return None

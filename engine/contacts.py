@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.addresses import address_problem
 from engine.calendar import is_zone_name
 from engine.contact_sources import FORMATS, RawRecord, open_records
 from engine.errors import InputError
@@ -143,7 +144,7 @@ def _summary(name: str, errors: list[RowError]) -> str:
 
 def is_email(text: str) -> bool:
     """The address check every contact list row gets."""
-    return _EMAIL.match(text) is not None
+    return _EMAIL.match(text) is not None and address_problem(text) is None
 
 
 def _row_error(record: RawRecord, seen: dict[str, int], name: str) -> RowError | None:
@@ -154,8 +155,12 @@ def _row_error(record: RawRecord, seen: dict[str, int], name: str) -> RowError |
     email = fields.get("email")
     if not email:
         return RowError(name, line, row, "email", "email is empty; every contact needs an address")
-    if not is_email(email):
+    if _EMAIL.match(email) is None:
         return RowError(name, line, row, "email", f"{email!r} is not an email address")
+    # What the message builder could not write is refused here, before anyone is enrolled.
+    problem = address_problem(email)
+    if problem is not None:
+        return RowError(name, line, row, "email", f"{email!r} cannot be sent to: it {problem}")
     tz = fields.get("timezone")
     if tz is not None and not is_zone_name(tz):
         reason = f"{tz!r} is not an IANA time zone (e.g. Europe/Amsterdam)"

@@ -1,58 +1,64 @@
 """Outgoing messages: Message-ID, threading and unsubscribe headers, MIME bytes.
 
-Built with the standard `email` package (EmailMessage, policy SMTP). Header values are
-set pre-folded with `set_raw` when they are short printable ASCII — the common case, and
-five times faster than letting the policy parse each one — and through the policy (RFC
-2047 encoding, folding) otherwise. Either way every value first loses its control
-characters, so a newline in contact data can never start a header of its own.
+Every header is written here, byte for byte, never by re-parsing a value: rendered
+contact data is text and only ever text. The rules that make header injection impossible:
+
+- a header value first loses its control and format characters (`clean`): CR, LF, NEL,
+  U+2028/U+2029 and every other control become one space; format characters such as the
+  bidi overrides, and lone surrogates, are dropped (ZWJ and ZWNJ, which scripts and emoji
+  need, stay);
+- printable ASCII without `=?` is written as it is, folded only before a space that is
+  in the text, so unfolding gives the text back; anything else (non-ASCII, text that
+  looks like an RFC 2047 encoded word, a word too long to fold) is written as UTF-8
+  base64 encoded words, which decode to exactly the cleaned text;
+- no folded line is ever empty or blank, so a header block ends only where we end it.
+
+A message that cannot be built (an address with no ASCII form, an over-long subject)
+raises `MessageError` naming the contact and the reason; the runner fails that one step
+run and goes on with the rest of the batch.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hashlib
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email import policy
-from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
-from typing import Any
+from email.utils import format_datetime
+from urllib.parse import quote
 
+from engine.addresses import AddressError, MailAddress, parse_address
+from engine.errors import CadenceError
+from engine.limits import MAX_BODY_CHARS, MAX_SUBJECT_CHARS
 from engine.model import Cadence, Step
 from engine.schedule import thread_of
 from engine.transports import Envelope
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-_PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
-_MAX_HEADER = 78
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
+_MAX_LINE = 78  # RFC 5322 soft limit per header line
+_HARD_LINE = 998  # RFC 5322 hard limit: an address or URL that cannot fold may use it
 # Printable ASCII lines of at most 900 characters: sent as 7bit, as they are.
 _SEVEN_BIT_TEXT = re.compile(r"(?:[\x20-\x7e]{0,900}\n)*[\x20-\x7e]{0,900}")
-_POLICY = policy.SMTP
+# A word and the spaces before it: folding happens before a word, inside its spaces.
+_TOKENS = re.compile(r" *[^ ]+")
+# A display name of RFC 5322 atoms (no quoting needed).
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_MSG_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>")
+# 39 UTF-8 bytes are 52 base64 characters: `=?utf-8?b?…?=` is 64 long, so even after
+# `Subject: ` a word fits the 78-character line, and 39 is a multiple of 3 (no padding).
+_WORD_BYTES = 39
+_SPACES = re.compile(" {2,}")
+_JOINERS = frozenset("\u200c\u200d")
+_BREAKING = frozenset({"Cc", "Zl", "Zp"})
 
 
-def _constant(name: str, value: str) -> Any:
-    """A header parsed and folded once, for headers every message shares.
-
-    The generator reads Content-Type and Content-Transfer-Encoding back from the message
-    (parsing a raw string each time) and refolds header objects on every message; a
-    constant header object answers both from what was computed here.
-    """
-    header = _POLICY.header_factory(name, value)
-    folded: str = header.fold(policy=_POLICY)
-
-    def fold(self: object, *, policy: object) -> str:
-        return folded
-
-    cls = type(f"Constant{type(header).__name__}", (type(header),), {"fold": fold})
-    return cls(name, value)
-
-
-_MIME_VERSION = _constant("MIME-Version", "1.0")
-_CONTENT_TYPE = _constant("Content-Type", 'text/plain; charset="utf-8"')
-_SEVEN_BIT = _constant("Content-Transfer-Encoding", "7bit")
-_ONE_CLICK = _constant("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+class MessageError(CadenceError):
+    """A message that cannot be built for one contact (the reason says why)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +71,12 @@ class Outgoing:
 def message_id(cadence_name: str, enrolment_uid: str, step_id: str, sender: str) -> str:
     """The deterministic Message-ID of (cadence, enrolment, step): a resend reuses it."""
     digest = hashlib.sha256(f"{cadence_name}\0{enrolment_uid}\0{step_id}".encode()).hexdigest()
-    domain = sender.rpartition("@")[2] or "cadence.invalid"
-    return f"<{digest[:32]}@{domain}>"
+    domain = sender.rpartition("@")[2]
+    try:
+        domain = parse_address(sender).domain
+    except AddressError:
+        domain = domain if domain.isascii() and _PRINTABLE_ASCII.fullmatch(domain) else ""
+    return f"<{digest[:32]}@{domain or 'cadence.invalid'}>"
 
 
 def unsubscribe_url(cadence: Cadence, token: str) -> str:
@@ -89,16 +99,130 @@ def thread_ids(cadence: Cadence, step: Step, enrolment_uid: str) -> list[str]:
 
 
 def clean(value: str) -> str:
-    """One line of header text: control characters (CR, LF, TAB, NUL, …) become spaces."""
-    return _CONTROL.sub(" ", value).strip()
+    """One line of header text, as the recipient will read it back.
+
+    Controls (CR, LF, TAB, NUL, NEL, …) and line/paragraph separators: a run of them
+    becomes one space. Format characters other than ZWJ/ZWNJ (bidi overrides, BOM, …)
+    and lone surrogates: dropped. Runs of spaces: one space (mail readers collapse them in
+    display names anyway); spaces at both ends: stripped.
+    """
+    if _PRINTABLE_ASCII.fullmatch(value):
+        return _SPACES.sub(" ", value).strip(" ") if "  " in value else value.strip(" ")
+    out: list[str] = []
+    gap = False
+    for ch in value:
+        category = unicodedata.category(ch)
+        if category in _BREAKING:
+            gap = True
+            continue
+        if category == "Cs" or (category == "Cf" and ch not in _JOINERS):
+            continue
+        if gap:
+            out.append(" ")
+            gap = False
+        out.append(ch)
+    return _SPACES.sub(" ", "".join(out)).strip(" ")
 
 
-def _set(msg: EmailMessage, name: str, value: str) -> None:
-    value = clean(value)
-    if len(name) + 2 + len(value) <= _MAX_HEADER and _PRINTABLE_ASCII.match(value):
-        msg.set_raw(name, value)
-    else:
-        msg[name] = value
+def clean_body(text: str) -> str:
+    """The body as sent: LF line ends; controls other than TAB and LF, and lone
+    surrogates, dropped (a NUL or a bare CR confuses mail servers)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if text.isascii():
+        return _ASCII_BODY_JUNK.sub("", text)
+    return _BODY_JUNK.sub("", text)
+
+
+_ASCII_BODY_JUNK = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_BODY_JUNK = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff]")
+
+
+def encoded_words(text: str) -> list[str]:
+    """`text` as UTF-8 base64 encoded words (RFC 2047), never splitting a character."""
+    words: list[str] = []
+    chunk = bytearray()
+    for ch in text:
+        data = ch.encode("utf-8")
+        if len(chunk) + len(data) > _WORD_BYTES:
+            words.append(_word(bytes(chunk)))
+            chunk.clear()
+        chunk += data
+    if chunk or not words:
+        words.append(_word(bytes(chunk)))
+    return words
+
+
+def _word(data: bytes) -> str:
+    return f"=?utf-8?b?{base64.b64encode(data).decode('ascii')}?="
+
+
+def _fold(name: str, tokens: list[str], *, hard_last: bool = False) -> str | None:
+    """`Name: ` and the tokens, folded before a token when a line would pass 78.
+
+    Tokens after the first start with their own whitespace, so unfolding (removing the
+    CRLFs) gives back exactly the joined tokens. None when a token does not fit a line of
+    its own (the caller encodes instead); with `hard_last`, the last token (an address,
+    a URL) may use a line up to the hard limit.
+    """
+    lines: list[str] = []
+    line = f"{name}:"
+    for i, token in enumerate(tokens):
+        piece = token if i else " " + token
+        if len(line) + len(piece) <= _MAX_LINE:
+            line += piece
+            continue
+        if not piece.startswith(" "):
+            piece = " " + piece
+        last = hard_last and i == len(tokens) - 1
+        if len(piece) > (_HARD_LINE if last else _MAX_LINE):
+            return None
+        # The first token too long for `Name: …` goes on its own line after `Name:`.
+        lines.append(line)
+        line = piece
+    if not tokens:
+        line += " "
+    lines.append(line)
+    return "\r\n".join(lines) + "\r\n"
+
+
+def unstructured(name: str, text: str) -> str:
+    """A folded unstructured header (Subject) that decodes to exactly `text`."""
+    if _PRINTABLE_ASCII.fullmatch(text) and "=?" not in text:
+        folded = _fold(name, _TOKENS.findall(text))
+        if folded is not None:
+            return folded
+    words = encoded_words(text)
+    return _fold(name, [words[0], *(" " + w for w in words[1:])]) or ""
+
+
+def _phrase_tokens(display: str) -> list[str]:
+    """A display name as header tokens: atoms, a quoted string, or encoded words."""
+    if "=?" not in display:
+        if _ATOMS.fullmatch(display):
+            tokens = _TOKENS.findall(display)
+            if all(len(t) < _MAX_LINE - 1 for t in tokens):
+                return tokens
+        elif _PRINTABLE_ASCII.fullmatch(display):
+            quoted = '"' + display.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            if len(quoted) < _MAX_LINE - 1:
+                return [quoted]
+    words = encoded_words(display)
+    return [words[0], *(" " + w for w in words[1:])]
+
+
+def address_header(name: str, display: str, address: MailAddress) -> str:
+    """`Name: display <addr>` (or the bare address without a display name), folded."""
+    tokens = [*_phrase_tokens(display), f" <{address.wire}>"] if display else [address.wire]
+    folded = _fold(name, tokens, hard_last=True)
+    assert folded is not None  # every token fits: encoded words are short, addresses < 256
+    return folded
+
+
+def _checked_address(text: str, whose: str) -> MailAddress:
+    try:
+        return parse_address(text)
+    except AddressError as exc:
+        raise MessageError(f"{whose} address {text!r} cannot be written: it {exc}") from None
 
 
 def _date(when: datetime) -> str:
@@ -111,10 +235,18 @@ def _date_text(when: datetime, offset: timedelta | None) -> str:
     return format_datetime(when)  # a batch shares one date
 
 
-@functools.lru_cache(maxsize=1024)
-def _address(display: str, addr: str) -> str:
-    """`Display <addr>` of cleaned parts (formataddr adds no control characters)."""
-    return formataddr((clean(display), clean(addr)), charset="utf-8")
+@functools.lru_cache(maxsize=256)
+def _from_header(display: str, email: str) -> tuple[str, MailAddress]:
+    address = _checked_address(email, "the sender's")
+    return address_header("From", clean(display), address), address
+
+
+_URI_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '<>"')
+
+
+def _uri(text: str) -> str:
+    """A URI as a header may carry it: cleaned, non-ASCII, space and `<>"` percent-encoded."""
+    return quote(clean(text), safe=_URI_SAFE)
 
 
 def build_message(
@@ -129,101 +261,65 @@ def build_message(
     date: datetime,
     unsubscribe: str,
 ) -> Outgoing:
+    """The complete message bytes for one contact, or MessageError saying why not.
+
+    The headers are exactly From, To, Subject, Date, Message-ID, In-Reply-To and
+    References (a follow-up), List-Unsubscribe (and List-Unsubscribe-Post for an HTTPS
+    URL), MIME-Version, Content-Type and Content-Transfer-Encoding.
+    """
+    to = _checked_address(to_email, "the contact's")
+    from_line, sender = _from_header(cadence.sender.name, cadence.sender.email)
     subject = clean(subject)
-    headers: list[tuple[str, str | Any]] = [
-        ("From", _address(cadence.sender.name, cadence.sender.email)),
-        ("To", _address(to_name, to_email)),
-        ("Subject", subject),
-        ("Date", _date(date)),
-        ("Message-ID", msg_id),
+    if len(subject) > MAX_SUBJECT_CHARS:
+        raise MessageError(
+            f"the subject for {to_email} is {len(subject):,} characters; "
+            f"at most {MAX_SUBJECT_CHARS:,} are sent"
+        )
+    if len(text) > MAX_BODY_CHARS:
+        raise MessageError(
+            f"the body for {to_email} is {len(text):,} characters; "
+            f"at most {MAX_BODY_CHARS:,} are sent"
+        )
+    for mid in (msg_id, *references):
+        if not _MSG_ID.fullmatch(mid):
+            raise MessageError(f"Message-ID {mid!r} for {to_email} is not <id@domain> in ASCII")
+    parts = [
+        from_line,
+        address_header("To", clean(to_name), to),
+        unstructured("Subject", subject),
+        f"Date: {_date(date)}\r\n",
+        f"Message-ID: {msg_id}\r\n",
     ]
     if references:
-        # Message-IDs are ours (hex@domain): safe to write raw, one per folded line.
-        headers.append(("In-Reply-To", references[-1]))
-        headers.append(("References", "\r\n ".join(references)))
-    unsub = [f"<{clean(unsubscribe)}>"]
+        # Message-IDs are ours (hex@domain, checked above): one per folded line.
+        parts.append(f"In-Reply-To: {references[-1]}\r\n")
+        parts.append("References: " + "\r\n ".join(references) + "\r\n")
+    unsub = [f"<{_uri(unsubscribe)}>"]
     if not unsubscribe.startswith("mailto:"):
-        unsub.append(f"<mailto:{cadence.sender.email}?subject=unsubscribe>")
+        unsub.append(f"<mailto:{sender.wire}?subject=unsubscribe>")
         # RFC 8058 one-click needs an HTTPS URI to POST to.
-        headers.append(("List-Unsubscribe-Post", _ONE_CLICK))
-    if all(_PRINTABLE_ASCII.match(u) and len(u) < _MAX_HEADER - 20 for u in unsub):
-        headers.append(("List-Unsubscribe", ",\r\n ".join(unsub)))
+        parts.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+    listed = _fold(
+        "List-Unsubscribe",
+        [",".join(unsub[:1] + [""] * (len(unsub) > 1))] + [" " + u for u in unsub[1:]],
+        hard_last=len(unsub) == 1,
+    )
+    if listed is None:
+        raise MessageError(f"the unsubscribe URL for {to_email} is too long for a header")
+    parts.append(listed)
+    body = clean_body(text)
+    if not body.endswith("\n"):
+        body += "\n"
+    parts.append('MIME-Version: 1.0\r\nContent-Type: text/plain; charset="utf-8"\r\n')
+    if _SEVEN_BIT_TEXT.fullmatch(body):
+        parts.append("Content-Transfer-Encoding: 7bit\r\n\r\n")
+        parts.append(body.replace("\n", "\r\n"))
     else:
-        headers.append(("List-Unsubscribe", _Policed(", ".join(unsub))))
-    seven_bit = _SEVEN_BIT_TEXT.fullmatch(text) is not None
-    if seven_bit:
-        headers += [
-            ("MIME-Version", _MIME_VERSION),
-            ("Content-Type", _CONTENT_TYPE),
-            ("Content-Transfer-Encoding", _SEVEN_BIT),
-        ]
-        body = text if text.endswith("\n") else text + "\n"
-    envelope = Envelope(sender=cadence.sender.email, recipient=to_email, message_id=msg_id)
-    data = _serialize(headers, body) if seven_bit else None
-    if data is None:
-        data = _through_policy(headers, text, seven_bit)
+        encoded = binascii.b2a_qp(body.encode("utf-8"), istext=True).decode("ascii")
+        parts.append("Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+        parts.append(encoded.replace("\n", "\r\n"))
+    head_text = "".join(parts)
+    smtputf8 = to.smtputf8 or sender.smtputf8
+    data = head_text.encode("utf-8" if smtputf8 else "ascii")
+    envelope = Envelope(sender=sender.wire, recipient=to.wire, message_id=msg_id, smtputf8=smtputf8)
     return Outgoing(envelope=envelope, data=data, subject=subject)
-
-
-class _Policed(str):
-    """A header value that must go through the policy (RFC 2047 encoding, folding)."""
-
-
-def _raw_fold(name: str, value: str) -> str | None:
-    """What policy SMTP writes for a raw header value, or None if it would refold it.
-
-    The policy's own rule (`EmailPolicy._fold`): a value whose lines all fit in 78
-    characters is written as it is, its lines joined by CRLF; anything else is refolded.
-    """
-    if isinstance(value, _Policed):
-        return None
-    if "\r\n" not in value:  # one line: the common case
-        if len(name) + 2 + len(value) <= _MAX_HEADER and _PRINTABLE_ASCII.match(value):
-            return f"{name}: {value}\r\n"
-        return None
-    lines = value.split("\r\n")
-    if (
-        not all(lines)
-        or len(lines[0]) + len(name) + 2 > _MAX_HEADER
-        or any(len(line) > _MAX_HEADER for line in lines[1:])
-        or not all(_PRINTABLE_ASCII.match(line) for line in lines)
-    ):
-        return None
-    return f"{name}: " + "\r\n".join(lines) + "\r\n"
-
-
-def _serialize(headers: list[tuple[str, str | Any]], body: str) -> bytes | None:
-    """The bytes `EmailMessage(policy=SMTP).as_bytes()` would give, without building one.
-
-    Only for the common case — every header printable ASCII that the policy would write
-    unchanged, a 7bit body — and None otherwise. Byte-for-byte the same output is
-    checked in tests/test_runner_delivery.py.
-    """
-    out: list[str] = []
-    for name, value in headers:
-        if isinstance(value, str):
-            folded = _raw_fold(name, value)
-            if folded is None:
-                return None
-        else:
-            folded = value.fold(policy=_POLICY)
-        out.append(folded)
-    out.append("\r\n")
-    out.append(body.replace("\n", "\r\n"))
-    return "".join(out).encode("ascii")
-
-
-def _through_policy(headers: list[tuple[str, str | Any]], text: str, seven_bit: bool) -> bytes:
-    msg = EmailMessage(policy=_POLICY)
-    for name, value in headers:
-        if isinstance(value, _Policed):
-            msg[name] = str(value)
-        elif isinstance(value, str) and name in ("From", "To", "Subject"):
-            _set(msg, name, value)
-        else:
-            msg.set_raw(name, value)  # ours, or a constant header object kept as it is
-    if seven_bit:
-        msg.set_payload(text if text.endswith("\n") else text + "\n")
-    else:
-        msg.set_content(text)
-    return msg.as_bytes()

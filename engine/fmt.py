@@ -77,9 +77,16 @@ def format_paths(paths: Iterable[Path], *, write: bool) -> tuple[list[Path], lis
         if isinstance(text, loader.LoadProblem):
             problems.append(f"{path}:{text.line}:{text.col}: {text.message} [{text.rule}]")
             continue
+        limited = loader.limit_problem(text)
+        if limited is not None:  # before the round-trip loader, which recurses per level
+            problems.append(
+                f"{path}:{limited.line}:{limited.col}: not formatted: {limited.message} "
+                f"[{limited.rule}]"
+            )
+            continue
         try:
             formatted = format_text(text)
-        except (YAMLError, ValueError, AssertionError) as exc:
+        except (YAMLError, ValueError, AssertionError, RecursionError) as exc:
             problems.append(_not_formatted(path, text, exc))
             continue
         if formatted != text:

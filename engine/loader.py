@@ -33,7 +33,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import ScalarEvent
 from ruamel.yaml.reader import ReaderError
 
-from engine import yaml_events
+from engine import input_checks, yaml_events
 from engine.errors import InputError
 from engine.rules import Path, yaml_rules
 
@@ -93,6 +93,9 @@ def _new_safe_yaml() -> YAML:
 
 def decode(raw: bytes) -> str | LoadProblem:
     """UTF-8 bytes → text; a BOM is accepted, anything else names the first bad byte."""
+    early = _raw_problem(raw)
+    if early is not None:
+        return early
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -106,6 +109,32 @@ def decode(raw: bytes) -> str | LoadProblem:
             line,
             col,
         )
+
+
+def _raw_problem(raw: bytes) -> LoadProblem | None:
+    """UTF-16 and over-long files, named before any decoding or parsing."""
+    utf16 = input_checks.utf16_problem(raw[:256])
+    if utf16 is not None:
+        return LoadProblem(yaml_rules.ENCODING.id, f"{utf16}; save the file as UTF-8")
+    too_big = input_checks.size_problem(len(raw))
+    if too_big is not None:
+        return LoadProblem(yaml_rules.LIMITS.id, too_big.message)
+    return None
+
+
+def limit_problem(text: str) -> LoadProblem | None:
+    """The first limit of engine.limits the text breaks, before it is parsed."""
+    found = input_checks.text_problem(text)
+    if found is None:
+        return None
+    return LoadProblem(yaml_rules.LIMITS.id, found.message, found.line, found.col)
+
+
+def _surrogates(text: str, data: Any) -> LoadProblem | None:
+    found = input_checks.surrogate_problem(text, data)
+    if found is None:
+        return None
+    return LoadProblem(yaml_rules.ENCODING.id, found.message, found.line, found.col)
 
 
 def load_data(path: PathLike) -> Any:
@@ -123,12 +152,16 @@ def load_data(path: PathLike) -> Any:
 
 def parse(text: str) -> Any:
     """Plain data (dicts, lists, str, int, float, bool, None) or a LoadProblem."""
+    limited = limit_problem(text)
+    if limited is not None:
+        return limited
     try:
         fast = yaml_events.load(text)
     except yaml_events.Unsupported:
         fast = None
     if isinstance(fast, dict):
-        return fast  # the common clean file: no node graph, no copy needed
+        # The common clean file: no node graph, no copy needed.
+        return _surrogates(text, fast) or fast
     try:
         # A `%YAML 1.1` directive stays with the parser that read it: such a file gets
         # its own, so the next file is read as YAML 1.2 again.
@@ -161,7 +194,8 @@ def parse(text: str) -> Any:
         return LoadProblem(
             yaml_rules.EMPTY.id, "file is empty; a cadence needs cadence, name, sender and steps"
         )
-    return plain(data)
+    copied = plain(data)
+    return copied if isinstance(copied, LoadProblem) else _surrogates(text, copied) or copied
 
 
 def _line_col(text: str, offset: int) -> tuple[int, int]:

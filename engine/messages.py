@@ -16,12 +16,12 @@ from urllib.parse import quote
 
 from jinja2 import nodes
 from jinja2.runtime import Context
-from jinja2.utils import concat
 
 from engine.contacts import Contact
 from engine.errors import InputError
+from engine.limits import MAX_BODY_CHARS, MAX_SUBJECT_CHARS
 from engine.model import Cadence, Step, StepKind
-from engine.templates import compile_template, environment
+from engine.templates import compile_template, environment, run_bounded
 
 # Plans and previews have no enrolment yet, so no real unsubscribe token exists.
 PREVIEW_UNSUBSCRIBE_URL = "https://unsubscribe.example/preview"
@@ -80,10 +80,10 @@ class ContactRenderer:
         self.variables = {**environment().globals, **context}
         self._constants: tuple[str, ...] | None = None
 
-    def __call__(self, source: str) -> str:
+    def __call__(self, source: str, limit: int = MAX_BODY_CHARS) -> str:
         memo = _MEMOS.get(source) or TemplateMemo.of(source)
         if not memo.on:
-            return self.render(source)
+            return self.render(source, limit)
         key = tuple(map(self.context["contact"].get, memo.fields))
         if memo.names:
             if self._constants is None:
@@ -93,16 +93,17 @@ class ContactRenderer:
         if memo.lookups < PROBE:
             memo.judge(found is not None)
         if found is None:
-            found = self.render(source)
+            found = self.render(source, limit)
             if len(memo.texts) < MEMO_LIMIT:
                 memo.texts[key] = found
         return found
 
-    def render(self, source: str) -> str:
+    def render(self, source: str, limit: int = MAX_BODY_CHARS) -> str:
+        """One bounded render (engine.templates): output, loop steps and time."""
         template = compile_template(source)
         ctx = Context(environment(), self.variables, template.name, template.blocks)
         try:
-            return concat(template.root_render_func(ctx))
+            return run_bounded(lambda: template.root_render_func(ctx), limit)
         except Exception as exc:  # the template's own failure: the user's to fix, no bug
             raise TemplateRenderError(source, self.context.get("contact"), exc) from None
 
@@ -226,7 +227,7 @@ class _Thread:
         previous = self.cadence.previous_email(step) if spec.follow_up else None
         subject = None
         if previous is None:
-            subject = self.render(template.subject) if template.subject else None
+            subject = self.render(template.subject, MAX_SUBJECT_CHARS) if template.subject else None
         else:
             # R3: a follow-up is a reply in the previous email's thread, so its subject is
             # always `Re: <previous subject>`; a subject of its own template is not used

@@ -846,27 +846,28 @@ class Runner:
             at = self.clock.seconds()
             self._record(fence, [Outcome(row.id, OutcomeKind.RELEASED, at) for row in rows], report)
             raise
-        ours = self.store.begin_sending(fence, [row.id for row in rows])
+        if rendered is None:
+            # Built before `sending`: a message that cannot be built fails its own row
+            # (recorded below with the rest) and never becomes `sending` or `unknown`.
+            rendered = {row.id: self._render(row, now) for row in rows}
+        outcomes: list[Outcome] = [
+            Outcome(row.id, OutcomeKind.FAILED, self.clock.seconds(), message)
+            for row in rows
+            if isinstance(message := rendered[row.id], str)
+        ]
+        ready = [row for row in rows if not isinstance(rendered[row.id], str)]
+        ours = self.store.begin_sending(fence, [row.id for row in ready]) if ready else set()
         fault("after-sending-commit")
-        outcomes: list[Outcome] = []
-        # Rendered here just before it is handed over, or already by the render worker.
-        for row in rows:
+        for row in ready:
             if row.id not in ours:  # cancelled by a signal, or no longer ours (lease lost)
-                self._discard(rendered.get(row.id) if rendered is not None else None)
+                self._discard(rendered[row.id])
                 continue
             if self.stop_requested:
                 outcomes.append(Outcome(row.id, OutcomeKind.RELEASED, self.clock.seconds()))
-                self._discard(rendered.get(row.id) if rendered is not None else None)
+                self._discard(rendered[row.id])
                 continue
-            try:
-                message = (
-                    rendered[row.id] if rendered is not None else render(self.versions, row, now)
-                )
-            except CadenceError as exc:
-                message = str(exc)
-            if isinstance(message, str):
-                outcomes.append(Outcome(row.id, OutcomeKind.FAILED, self.clock.seconds(), message))
-                continue
+            message = rendered[row.id]
+            assert not isinstance(message, str)
             if self.store.stopped([row.id]):  # the last check before handing it over
                 outcomes.append(
                     Outcome(
@@ -885,6 +886,13 @@ class Runner:
         self.transport.flush()
         self._record(fence, outcomes, report)
         return None
+
+    def _render(self, row: StepRow, at: datetime) -> Rendered:
+        """The row's message, or why it cannot be built (a CadenceError's text)."""
+        try:
+            return render(self.versions, row, at)
+        except CadenceError as exc:
+            return str(exc)
 
     def _deliver(self, row: StepRow, message: Outgoing | Staged) -> Outcome:
         try:

@@ -29,6 +29,7 @@ CADENCE_RULE_MODULES = (
     "template_syntax",
     "template_filter",
     "template_variable",
+    "template_size",
 )
 KEYWORD_RULE_MODULES = ("timezone_iana", "send_window_order")
 # Rules the schema's standard keywords enforce (named with `x-rule`): registered, not run.

@@ -42,6 +42,15 @@ ALIASES = rule(
     "whose aliases expand beyond 100,000 values (a 'billion laughs' file) or that contains "
     "a recursive alias is refused. Write the values out, or use fewer nested aliases.",
 )
+LIMITS = rule(
+    "yaml/too-large",
+    "The file breaks a size limit: bytes, nesting, entries or number length.",
+    "A cadence file is checked against these limits before it is parsed, so a file from a "
+    "pull request cannot make `validate` slow or crash it: at most 1,048,576 bytes, "
+    "mappings and lists nested at most 64 deep, at most 10,000 entries in one mapping or "
+    'list, numbers of at most 50 characters (README, "Limits"). Real cadences stay far '
+    "below them; split a file that does not.",
+)
 READ = rule(
     "file/unreadable",
     "The file cannot be read.",

@@ -268,6 +268,23 @@ class Store(Protocol):
 
 def open_store(url: str | None = None) -> Store:
     """Open the store named by `url` (a path or sqlite:///path); default `CADENCE_DB`."""
+    from engine.store.sqlite import SqliteStore
+
+    return SqliteStore(_sqlite_path(url))
+
+
+def check_store(url: str | None = None) -> list[str]:
+    """`cadence store check`: what is damaged in the store (empty: it is whole).
+
+    Opened without the schema check at open, so a damaged store can still be examined.
+    """
+    from engine.store.sqlite import SqliteStore
+
+    with SqliteStore(_sqlite_path(url), check_schema=False) as store:
+        return store.check()
+
+
+def _sqlite_path(url: str | None) -> Path:
     import os
 
     target = url or os.environ.get("CADENCE_DB") or DEFAULT_DB
@@ -280,9 +297,7 @@ def open_store(url: str | None = None) -> Store:
         target = target[len("sqlite:///") :]
     elif "://" in target:
         raise UsageError(f"unknown state store URL {target!r}", hint="give a SQLite file path")
-    from engine.store.sqlite import SqliteStore
-
-    return SqliteStore(Path(target))
+    return Path(target)
 
 
 def batched(items: Iterable[int], size: int = 500) -> Iterable[list[int]]:

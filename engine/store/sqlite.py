@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -124,7 +125,8 @@ def store_error(path: Path, exc: sqlite3.Error) -> CadenceError:
     if name.startswith("SQLITE_CORRUPT"):
         return InputError(
             f"state store {path} is damaged ({exc})",
-            hint=f"restore it from a backup; `sqlite3 {path} .recover` may save its data",
+            hint=f"restore it from a backup; `cadence store check` names the damaged tables, "
+            f"and `sqlite3 {path} .recover` may save its data",
         )
     if name.startswith("SQLITE_READONLY"):
         return UsageError(
@@ -151,6 +153,159 @@ def store_error(path: Path, exc: sqlite3.Error) -> CadenceError:
             hint=f"it must be a regular file on a local disk; {_DB_HINT}",
         )
     return InputError(f"state store {path}: {exc}", hint=_DB_HINT)
+
+
+# -- checks at open: the path, a foreign or altered schema, damage ------------------------
+# Kept as functions of their own: any store layout runs them the same way.
+
+_EMPTY_WAIT_S = 0.5  # a store being created by another process is empty only for a moment
+
+
+def refuse_unusable_path(path: Path) -> None:
+    """`:memory:` (every event lost at exit) and an existing empty file (a store whose
+    history is gone: using it would enrol everyone again) are refused; a new path is fine."""
+    import time
+
+    text = str(path)
+    if text in ("", ":memory:") or text.startswith("file::memory:") or "mode=memory" in text:
+        raise UsageError(
+            f"CADENCE_DB={text or '(empty)'} is an in-memory database: every send, task and "
+            "signal would be lost when the command ends",
+            hint=_DB_HINT,
+        )
+    deadline = time.monotonic() + _EMPTY_WAIT_S
+    while _empty_file(path):
+        if time.monotonic() > deadline:
+            raise UsageError(
+                f"state store {path} is an empty file: a store that lost its data, or "
+                "was truncated (using it would enrol every contact again)",
+                hint=f"restore {path} from a backup; to start a new, empty store there, "
+                f"delete the file first (`rm {path}`)",
+            )
+        time.sleep(0.05)
+
+
+def _empty_file(path: Path) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size == 0
+    except OSError:
+        return False  # connecting reports it
+
+
+def check_foreign(path: Path, db: sqlite3.Connection, version: int) -> None:
+    """A database that is not ours (tables but no schema version) or whose version was
+    altered (negative) is refused before any migration touches it."""
+    if version < 0:
+        raise InputError(
+            f"state store {path} has schema version {version}, which cadence-engine never "
+            "writes: the file was altered by another program",
+            hint=f"restore {path} from a backup; `cadence store check` names what is damaged",
+        )
+    if version == 0:
+        tables = [
+            r[0]
+            for r in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        if tables:
+            raise UsageError(
+                f"{path} is a SQLite database but not a cadence state store "
+                f"(it has tables {', '.join(sorted(tables)[:5])} and no schema version)",
+                hint=_DB_HINT,
+            )
+
+
+@functools.cache
+def expected_schema() -> dict[str, frozenset[str]]:
+    """Every table and index the migrations create: name → its columns (indexes: empty)."""
+    db = sqlite3.connect(":memory:")
+    try:
+        for _, script in MIGRATIONS:
+            for statement in _statements(script):
+                db.execute(statement)
+        return _schema_of(db)
+    finally:
+        db.close()
+
+
+def _schema_of(db: sqlite3.Connection) -> dict[str, frozenset[str]]:
+    out: dict[str, frozenset[str]] = {}
+    for kind, name in db.execute(
+        "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'index') "
+        "AND name NOT LIKE 'sqlite_%'"
+    ).fetchall():
+        columns = (
+            frozenset(r[1] for r in db.execute(f'PRAGMA table_info("{name}")'))
+            if kind == "table"
+            else frozenset()
+        )
+        out[name] = columns
+    return out
+
+
+def schema_problems(db: sqlite3.Connection) -> list[str]:
+    """Tables, columns and indexes of the migrations that the store lacks."""
+    have = _schema_of(db)
+    problems: list[str] = []
+    for name, columns in expected_schema().items():
+        if name not in have:
+            kind = "table" if columns else "index"
+            problems.append(f"{kind} {name} is missing")
+        elif missing := sorted(columns - have[name]):
+            problems.append(
+                f"table {name} lacks column{'s' * (len(missing) > 1)} " + ", ".join(missing)
+            )
+    return problems
+
+
+def integrity_problems(db: sqlite3.Connection, limit: int = 20) -> list[str]:
+    """SQLite's integrity check, each damaged page or index named by its table."""
+    roots = {
+        int(r[0]): f"{r[1]} {r[2]}"
+        for r in db.execute("SELECT rootpage, type, name FROM sqlite_master WHERE rootpage > 0")
+    }
+    out: list[str] = []
+    try:
+        lines = [r[0] for r in db.execute(f"PRAGMA integrity_check({limit})")]
+    except sqlite3.DatabaseError:
+        # Too damaged for one pass: check table by table (each with its indexes).
+        return _per_table_problems(db)
+    for line in lines:
+        if line == "ok":
+            continue
+        tree = re.search(r"Tree (\d+)", line)
+        owner = roots.get(int(tree.group(1))) if tree else None
+        out.append(f"{owner}: {line}" if owner else line)
+    return out
+
+
+def _per_table_problems(db: sqlite3.Connection) -> list[str]:
+    tables = [
+        r[0]
+        for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    out: list[str] = []
+    for table in tables:
+        indexes = [
+            r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE tbl_name = ?", (table,))
+        ]
+        try:
+            lines = [r[0] for r in db.execute(f'PRAGMA integrity_check("{table}")')]
+        except sqlite3.DatabaseError as exc:
+            lines = [f"{exc} (pages of the table or of its indexes {', '.join(indexes)})"]
+        out += [f"table {table}: {line}" for line in lines if line != "ok"]
+    return out or ["the database file is malformed"]
+
+
+def damaged(path: Path, problems: list[str]) -> CadenceError:
+    return InputError(
+        f"state store {path} is damaged: " + "; ".join(problems),
+        hint=f"restore it from a backup; `cadence store check` lists the damage, and "
+        f"`sqlite3 {path} .recover` may save its data",
+    )
 
 
 def _writable(folder: Path) -> bool:
@@ -231,8 +386,9 @@ def _row(r: tuple[Any, ...]) -> StepRow:
 class SqliteStore:
     """`Store` on one SQLite file. One connection; not shared between threads."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, check_schema: bool = True) -> None:
         self.path = path
+        refuse_unusable_path(path)
         try:
             self._db = sqlite3.connect(
                 path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
@@ -245,6 +401,10 @@ class SqliteStore:
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
+            if check_schema:
+                problems = schema_problems(self._db)
+                if problems:
+                    raise damaged(path, problems)
         except sqlite3.Error as exc:
             self._db.close()
             raise store_error(path, exc) from None
@@ -281,6 +441,7 @@ class SqliteStore:
         with self._write() as db:
             # Re-read under the write lock: another process may have just migrated.
             (current,) = db.execute("PRAGMA user_version").fetchone()
+            check_foreign(self.path, db, current)
             if current > SCHEMA_VERSION:
                 raise UsageError(
                     f"{self.path} has schema version {current}; this cadence-engine knows "
@@ -292,6 +453,11 @@ class SqliteStore:
                     for statement in _statements(script):
                         db.execute(statement)
                     db.execute(f"PRAGMA user_version = {number}")
+
+    def check(self) -> list[str]:
+        """What is damaged, in words (empty when the store is whole): SQLite's integrity
+        check of every page and index, then the schema against the migrations."""
+        return integrity_problems(self._db) + schema_problems(self._db)
 
     def schema_version(self) -> int:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])

@@ -25,6 +25,9 @@ class Envelope:
     sender: str
     recipient: str
     message_id: str
+    # The recipient's (or sender's) local part is not ASCII: the server must offer
+    # SMTPUTF8 (RFC 6531); the builder always writes domains in their ASCII form.
+    smtputf8: bool = False
 
 
 class Staged(NamedTuple):

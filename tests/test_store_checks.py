@@ -1,0 +1,105 @@
+"""The state store is checked when it is opened, and by `cadence store check` (issue 8,
+defect 6): an empty file, an in-memory database, a foreign or altered schema and damaged
+pages are clear errors, never a silently new store or a later crash."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from cli import cadence
+from tests.conftest import CADENCES
+
+LAUNCH = [
+    "launch", str(CADENCES / "heads-of-platform.yaml"), "--contacts",
+    str(CADENCES / "contacts.csv"), "--send-at", "09:00", "--now", "2026-03-02T08:00Z",
+]  # fmt: skip
+REPLY = ["event", "reply", "--contact", "ava.nakamura@northwind.example"]
+
+
+def _cli(args: list[str], db: Path | str) -> Result:
+    result = CliRunner().invoke(cadence, args, env={"CADENCE_DB": str(db)})
+    assert "Traceback" not in result.output and "internal error" not in result.output
+    return result
+
+
+@pytest.fixture
+def launched(tmp_path: Path) -> Path:
+    db = tmp_path / "state.db"
+    assert _cli(LAUNCH, db).exit_code == 0
+    return db
+
+
+def test_an_existing_empty_file_is_refused_and_a_new_path_is_fine(tmp_path: Path) -> None:
+    empty = tmp_path / "cadence.db"
+    empty.touch()
+    result = _cli(LAUNCH, empty)
+    assert result.exit_code == 2, result.output
+    assert "is an empty file" in result.output and f"rm {empty}" in result.output
+    assert empty.stat().st_size == 0  # nothing was enrolled into it
+    fresh = tmp_path / "new.db"
+    assert _cli(LAUNCH, fresh).exit_code == 0
+
+
+@pytest.mark.parametrize("db", [":memory:", "file::memory:?cache=shared"])
+def test_an_in_memory_store_is_refused(db: str) -> None:
+    result = _cli(["status"], db)
+    assert result.exit_code == 2 and "in-memory database" in result.output, result.output
+
+
+def test_an_altered_schema_version_is_named(launched: Path) -> None:
+    with closing(sqlite3.connect(launched)) as db:
+        db.execute("PRAGMA user_version = -5")
+    result = _cli(["status"], launched)
+    assert result.exit_code == 1, result.output
+    assert "schema version -5" in result.output and "restore" in result.output
+
+
+def test_a_foreign_sqlite_database_is_not_migrated(tmp_path: Path) -> None:
+    other = tmp_path / "app.db"
+    with closing(sqlite3.connect(other)) as db:
+        db.execute("CREATE TABLE users (id INTEGER)")
+    result = _cli(["status"], other)
+    assert result.exit_code == 2 and "not a cadence state store" in result.output
+    with closing(sqlite3.connect(other)) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+    assert tables == {"users"}  # untouched
+
+
+def test_a_dropped_table_is_found_at_open_and_by_store_check(launched: Path) -> None:
+    with closing(sqlite3.connect(launched)) as db:
+        db.execute("PRAGMA foreign_keys = OFF")
+        db.execute("DROP TABLE step_runs")
+    result = _cli(REPLY, launched)
+    assert result.exit_code == 1, result.output
+    assert "is damaged: table step_runs is missing" in result.output
+    check = _cli(["store", "check"], launched)
+    assert check.exit_code == 1
+    assert "damaged: table step_runs is missing" in check.output
+    assert "damaged: index step_runs_due is missing" in check.output
+
+
+def test_store_check_passes_a_whole_store(launched: Path) -> None:
+    result = _cli(["store", "check"], launched)
+    assert result.exit_code == 0 and "ok" in result.output, result.output
+
+
+def test_store_check_names_damaged_pages(launched: Path) -> None:
+    with closing(sqlite3.connect(launched)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (pages,) = db.execute("PRAGMA page_count").fetchone()
+        (size,) = db.execute("PRAGMA page_size").fetchone()
+        (root,) = db.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'step_runs_due'"
+        ).fetchone()
+    assert root < pages
+    with launched.open("r+b") as f:  # wreck one index's root page, keep the rest
+        f.seek((root - 1) * size)
+        f.write(b"\x0d" + b"\xff" * (size - 1))
+    result = _cli(["store", "check"], launched)
+    assert result.exit_code == 1, result.output
+    assert "damaged:" in result.output and "step_runs_due" in result.output
