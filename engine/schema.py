@@ -227,7 +227,7 @@ def _findings(error: ValidationError) -> Iterator[RawFinding]:
 
 def _unevaluated_items(sub: dict[str, Any], items: list[Any], path: Path) -> Iterator[RawFinding]:
     # jsonschema reports only "unevaluated items are not allowed"; the later-step rules
-    # (`#/$defs/laterStep`) deserve their own findings, so the failing items are checked
+    # (`unevaluatedItems` of `steps`) deserve their own findings, so the failing items are checked
     # against that schema again.
     item_schema = sub.get("unevaluatedItems", True)
     skipped = len(sub.get("prefixItems", ()))
