@@ -6,7 +6,6 @@ charts of `diff -f markdown` must still give one task per step and keep the char
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -77,10 +76,7 @@ def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str,
         outputs[word] = "".join(
             [
                 cli_charts(["timeline", str(old)]),
-                cli_charts(
-                    ["plan", str(old), "--contacts", str(contacts), "--start", "2026-03-02"]
-                    + ["-f", "mermaid"]
-                ),
+                cli_charts(["plan", str(old), "--contacts", str(contacts), "-f", "mermaid"]),
                 cli_charts(["diff", str(old), str(new), "-f", "markdown"]),
             ]
         )
