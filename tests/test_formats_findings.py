@@ -95,6 +95,7 @@ def test_sarif_gives_what_code_scanning_hosts_read(
     elsewhere.write_bytes((INVALID / "template-variable.yaml").read_bytes())
     monkeypatch.chdir(INVALID)
     code, out = cli("-f", "sarif", "template-variable.yaml", str(elsewhere))
+    assert code == 1
     run = json.loads(out)["runs"][0]
     driver = run["tool"]["driver"]
     assert driver["fullName"].startswith("cadence validate (cadence-engine ")
