@@ -216,9 +216,36 @@ class _RunProgress:
         self._shown = 0
 
 
+CONTACT_FORMATS = ("csv", "json", "jsonl", "yaml")
+
+
+_CONTACTS_HELP = "Contact list: CSV with a header, JSON, JSONL or YAML (by extension)."
+contacts_required_option = click.option(
+    "--contacts",
+    "contacts_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help=_CONTACTS_HELP,
+)
+contacts_optional_option = click.option(
+    "--contacts",
+    "contacts_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help=_CONTACTS_HELP,
+)
+contacts_format_option = click.option(
+    "--contacts-format",
+    type=click.Choice(CONTACT_FORMATS),
+    default=None,
+    help="Read the contact list as this format whatever its extension.",
+)
+
+
 @cadence.command("launch")
 @click.argument("cadence_path", metavar="CADENCE", type=click.Path(dir_okay=False))
-@click.option("--contacts", "contacts_path", required=True, type=click.Path(dir_okay=False))
+@contacts_required_option
+@contacts_format_option
 @click.option("--start", default="now", show_default=True, metavar="now|WHEN")
 @click.option("--send-at", default=None, metavar="WHEN|HH:MM", help="Send time of day 1's email.")
 @click.option("--skip-invalid", is_flag=True, help="Leave bad contact rows out, enrol the rest.")
@@ -230,6 +257,7 @@ class _RunProgress:
 def launch_command(
     cadence_path: str,
     contacts_path: str,
+    contacts_format: str | None,
     start: str,
     send_at: str | None,
     skip_invalid: bool,
@@ -261,6 +289,7 @@ def launch_command(
             start=start,
             send_at=send_at,
             skip_invalid=skip_invalid,
+            contacts_format=contacts_format,
             progress=progress if counter is not None else None,
         )
     finally:
@@ -711,30 +740,6 @@ def resolve_command(key: str, sent: bool, resend: bool, db: str) -> int:
 # registry here would load the engine (YAML, Jinja) for `cadence --help`.
 
 PLAN_FORMATS = ("table", "json", "jsonl", "csv", "markdown", "mermaid")
-CONTACT_FORMATS = ("csv", "json", "jsonl", "yaml")
-
-
-_CONTACTS_HELP = "Contact list: CSV with a header, JSON, JSONL or YAML (by extension)."
-contacts_required_option = click.option(
-    "--contacts",
-    "contacts_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help=_CONTACTS_HELP,
-)
-contacts_optional_option = click.option(
-    "--contacts",
-    "contacts_path",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help=_CONTACTS_HELP,
-)
-contacts_format_option = click.option(
-    "--contacts-format",
-    type=click.Choice(CONTACT_FORMATS),
-    default=None,
-    help="Read the contact list as this format whatever its extension.",
-)
 
 
 def _with_progress(contacts: Any, total: int | None, label: str) -> Any:

@@ -59,6 +59,7 @@ def launch(
     start: str = "now",
     send_at: str | None = None,
     skip_invalid: bool = False,
+    contacts_format: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> LaunchReport:
     """Enrol every contact of `contacts_path` in the cadence at `cadence_path`.
@@ -74,7 +75,7 @@ def launch(
         send_at=parse_send_at(send_at, zone_name, now=now) if send_at else None,
     )
     check_launch(cadence, plan_launch)
-    contacts = read_contacts(contacts_path, skip_invalid=skip_invalid)
+    contacts = read_contacts(contacts_path, skip_invalid=skip_invalid, fmt=contacts_format)
     contacts.prepare()  # bad rows fail here, before anything is stored
     source = cadence_path.read_text(encoding="utf-8")
     stamp = int(now.timestamp())
