@@ -346,13 +346,13 @@ def run_command(
     import json
     from datetime import datetime
 
+    from engine.cron import parse_cron
     from engine.errors import UsageError
     from engine.runner import (
         Clock,
         Runner,
         RunOptions,
         RunReport,
-        check_cron,
         run_every,
         stopping_on_signals,
     )
@@ -361,8 +361,7 @@ def run_command(
 
     if once == (every is not None):
         raise UsageError("give exactly one of --once and --every CRON")
-    if every is not None:
-        check_cron(every)
+    schedule = parse_cron(every) if every is not None else None
     clock = Clock(_now(now_text) if now_text else None)
 
     def show(at: datetime, report: RunReport) -> None:
@@ -393,8 +392,17 @@ def run_command(
             options=RunOptions(batch=batch, lease=lease),
             progress=progress,
         )
-        if every is not None:
-            run_every(runner, every, show, error)
+        if schedule is not None:
+
+            def show_and_next(at: datetime, report: RunReport) -> None:
+                show(at, report)
+                upcoming = schedule.next_after(clock.now())
+                if output_format == "json":
+                    click.echo(json.dumps({"next_pass": upcoming.isoformat()}))
+                else:
+                    click.echo(f"next pass at {upcoming:%Y-%m-%d %H:%M:%S}Z ({every})")
+
+            run_every(runner, schedule.expression, show_and_next, error)
             return 0
         started = clock.now()
         try:
