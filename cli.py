@@ -306,6 +306,8 @@ def launch_command(
         click.echo(f"  skipped {email}: unsubscribed or bounced")
     for row in report.skipped_rows:
         click.echo(f"  skipped {row}")
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     return 0
 
 
@@ -821,6 +823,8 @@ def plan_command(
         PlanRun(cad, launch, render), schedule_contacts(cad, stream, launch), sys.stdout
     )
     sys.stdout.flush()
+    for warning in contacts.warnings:
+        click.echo(f"warning: {warning}", err=True)
     for row in contacts.skipped:
         click.echo(f"skipped {row}", err=True)
     if contacts.skipped:

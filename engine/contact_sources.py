@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from engine.contact_headers import column_names
 from engine.errors import InputError
 
 # A record's values: non-empty text per column, or (column, reason) when it is malformed.
@@ -29,11 +29,6 @@ _EXTENSIONS = {
     ".yml": "yaml",
 }
 _CHUNK = 1 << 16
-
-
-def column_name(header: str) -> str:
-    """`First Name` and `first-name` both become `first_name` (what templates use)."""
-    return re.sub(r"[\s-]+", "_", header.strip()).lower()
 
 
 def open_records(
@@ -77,7 +72,7 @@ def _first_undecodable(path: Path) -> str:
 
 
 def _header(path: Path, names: list[str]) -> list[str]:
-    columns = [column_name(n) for n in names]
+    columns = column_names(names)
     if "email" not in columns:
         raise InputError(
             f"{path}:1: no 'email' column (columns: {', '.join(columns) or 'none'})",
@@ -162,8 +157,7 @@ def _normalised(values: Any) -> Values:
     if not isinstance(values, dict):
         return ("-", f"expected an object with an 'email' key, got {type(values).__name__}")
     out: dict[str, str] = {}
-    for key, value in values.items():
-        column = column_name(str(key))
+    for column, value in zip(column_names(map(str, values)), values.values(), strict=True):
         text = _as_text(value)
         if text is None:
             shown = json.dumps(value, default=str)[:40]

@@ -38,6 +38,7 @@ class LaunchReport:
     already_enrolled: tuple[str, ...]
     suppressed: tuple[str, ...]
     skipped_rows: tuple[RowError, ...]
+    warnings: tuple[str, ...] = ()  # about the contact list (a column that looks like a zone)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -47,6 +48,7 @@ class LaunchReport:
             "already_enrolled": list(self.already_enrolled),
             "suppressed": list(self.suppressed),
             "skipped_rows": [str(e) for e in self.skipped_rows],
+            "warnings": list(self.warnings),
         }
 
 
@@ -99,6 +101,7 @@ def launch(
         already_enrolled=result.already_enrolled,
         suppressed=result.suppressed,
         skipped_rows=tuple(contacts.skipped),
+        warnings=tuple(contacts.warnings),
     )
 
 

@@ -110,7 +110,10 @@ def test_readme_example_cadence_is_valid(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("zone", "words"),
     [
-        ("GMT", "(did you mean 'Etc/GMT'?)"),
+        ("GMT", "(did you mean UTC or Europe/London?)"),
+        ("EST", "(did you mean America/New_York?)"),
+        ("CET", "(did you mean Europe/Paris?)"),
+        ("Etc/GMT+5", "fixed UTC offset, not a place"),
         ("Europe/Amsterdm", "(did you mean 'Europe/Amsterdam'?)"),
         ("contact", "`contact` is a value of settings.timezone only"),
     ],
