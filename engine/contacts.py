@@ -15,7 +15,7 @@ from pathlib import Path
 
 from engine.contact_headers import looks_like_zone, zone_warning
 from engine.contact_sources import FORMATS, RawRecord, open_records
-from engine.errors import InputError
+from engine.errors import InputError, UsageError
 from engine.zones import zone_problem
 
 # Deliberately conservative: no whitespace or control characters (no header injection),
@@ -137,7 +137,12 @@ _HINT = "fix those rows, or pass --skip-invalid to leave them out and go on with
 def read_contacts(
     path: Path, *, skip_invalid: bool = False, fmt: str | None = None
 ) -> ContactReader:
-    """Stream the contacts of `path`; the format comes from the extension unless `fmt` says."""
+    """Stream the contacts of `path`; the format comes from the extension unless `fmt` says.
+
+    A path that does not exist is a UsageError (exit 2), as in every command.
+    """
+    if not path.exists():
+        raise UsageError(f"{path}: no such file", hint="give the contact list's path")
     return ContactReader(path, skip_invalid=skip_invalid, fmt=fmt)
 
 

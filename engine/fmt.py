@@ -43,7 +43,8 @@ def format_text(text: str) -> str:
     line the same: a mixed file is not canonical); raises YAMLError (or ValueError, for a
     date that does not exist) for text that cannot be read."""
     ending = line_ending(text)
-    formatted = _format_lf(text.replace("\r\n", "\n"))
+    lf = loader.separating_tabs_as_spaces(text.replace("\r\n", "\n"))
+    formatted = _format_lf(lf)
     return formatted if ending == "\n" else formatted.replace("\n", ending)
 
 

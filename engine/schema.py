@@ -220,6 +220,11 @@ def _findings(error: ValidationError) -> Iterator[RawFinding]:
             message += f"; found {' and '.join(kinds) if kinds else 'none'}"
         elif keyword != "not" and not isinstance(instance, dict | list):
             message += f" (got {_shown(instance)})"  # a `not` failure names the value itself
+        sibling = sub.get("x-finding-at-key")
+        if isinstance(sibling, str) and path:
+            # The key whose presence makes this value wrong is where the fix goes.
+            yield _raw(RULES[rule_id], message, (*path[:-1], sibling), at_key=True)
+            return
         yield _raw(RULES[rule_id], message, path)
         return
     yield _raw(*_generic(keyword, error, path), path)

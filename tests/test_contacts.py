@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.contacts import read_contacts
-from engine.errors import InputError
+from engine.errors import InputError, UsageError
 
 CASES = Path(__file__).parent / "cases" / "contacts"
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,8 +108,8 @@ def test_format_override_reads_an_unknown_extension() -> None:
     assert c.email == "ava@northwind.example"
 
 
-def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="cannot read"):
+def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"nope\.csv: no such file"):
         list(read_contacts(tmp_path / "nope.csv"))
 
 
