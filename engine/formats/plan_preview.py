@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from engine.contacts import Contact, read_contacts
 from engine.errors import UsageError
@@ -35,10 +36,22 @@ RULE = "─" * 72
 
 
 def sample_contact(cadence: Cadence) -> Contact:
-    """A built-in contact; fields the cadence declares get a visible `[field]` value."""
-    fields = dict(SAMPLE_FIELDS)
+    """A built-in contact; a field the cadence declares has no sample value of its own, so
+    the template's filters decide: `default("your")` gives `your`, while a bare
+    `{{ contact.team_size }}` shows `[team_size]` (and `| upper` shows `[TEAM_SIZE]`)."""
+    from jinja2 import Undefined
+
+    class SampleField(Undefined):
+        """Undefined to filters and tests; printed, the field's name in brackets."""
+
+        __slots__ = ()
+
+        def __str__(self) -> str:
+            return f"[{self._undefined_name}]"
+
+    fields: dict[str, Any] = dict(SAMPLE_FIELDS)
     for name in cadence.contact_fields:
-        fields.setdefault(name, f"[{name}]")
+        fields.setdefault(name, SampleField(name=name))
     return Contact(fields["email"], fields, None, 0)
 
 
