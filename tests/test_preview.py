@@ -117,3 +117,23 @@ def test_sample_values_go_through_the_templates_own_filters(tmp_path: Path) -> N
     )
     code, out, _ = run("preview", str(cad), "--sample", *WHEN)
     assert code == 0 and "Platform teams of [TEAM_SIZE] engineers" in out
+
+
+def test_preview_dates_every_level_of_a_follow_up_chain(tmp_path: Path) -> None:
+    cad = tmp_path / "chain.yaml"
+    cad.write_text(
+        "cadence: 1\nname: Chain\nsender: {name: Dana Reyes, email: dana@acme.example}\n"
+        "settings: {skip_weekends: false, default_timezone: UTC}\n"
+        'templates:\n  a: {subject: A, body: "Body A\\n"}\n  b: {body: "Body B\\n"}\n'
+        '  c: {body: "Body C\\n"}\nsteps:\n'
+        '  - {id: a, day: 1, email: {template: a, send: {at: "09:00"}}}\n'
+        '  - {id: b, day: 2, email: {template: b, send: {at: "10:00"}, follow_up: true}}\n'
+        '  - {id: c, day: 3, email: {template: c, send: {at: "11:00"}, follow_up: true}}\n',
+        encoding="utf-8",
+    )
+    code, out, _ = run("preview", str(cad), "--sample", "--start", "2026-03-02T00:00Z")
+    assert code == 0
+    assert "On Tue, 03 Mar 2026 at 10:00, Dana Reyes <dana@acme.example> wrote:\n> Body B" in out
+    assert (
+        "> On Mon, 02 Mar 2026 at 09:00, Dana Reyes <dana@acme.example> wrote:\n> > Body A" in out
+    )

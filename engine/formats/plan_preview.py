@@ -111,6 +111,14 @@ def render_preview(
 ) -> str:
     schedule = _schedule(cadence, contact, start, send_at, now)
     slots = {s.step.id: s for s in schedule.slots} if schedule else {}
+    # A quoted email is dated with its planned time when that is when it goes out
+    # (an automatic email not waiting on a hand-sent one); else it is left undated.
+    planned = {
+        sid: slot.due_local
+        for sid, slot in slots.items()
+        if slot.action is Action.SEND_EMAIL
+        and all(d.kind is not DependencyKind.SENT_TIME for d in slot.depends_on)
+    }
     name = " ".join(
         p for p in (contact.fields.get("first_name"), contact.fields.get("last_name")) if p
     )
@@ -135,21 +143,12 @@ def render_preview(
                 out += ["Notes:", *(f"  {line}" for line in task.notes.splitlines())]
             out.append("")
             continue
-        previous = cadence.previous_email(step)
-        prev_slot = slots.get(previous.id) if previous is not None else None
-        sent_at = (
-            prev_slot.due_local
-            if prev_slot is not None
-            and prev_slot.action is Action.SEND_EMAIL
-            and all(d.kind is not DependencyKind.SENT_TIME for d in prev_slot.depends_on)
-            else None
-        )
         email = render_email(
             cadence,
             step,
             contact,
             unsubscribe_url=PREVIEW_UNSUBSCRIBE_URL,
-            previous_sent_at=sent_at,
+            thread_sent_at=planned,
         )
         if action is Action.EMAIL_TASK:
             out.append("Email task: compose view (the rep may edit, then send or schedule)")
