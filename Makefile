@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit js bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,7 +53,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict engine cli.py
 
-unit: $(STAMP)
+# The real clients the tests drive (Mermaid's parser, yaml-language-server), pinned in
+# tests/js/package-lock.json. Without npm the tests that need them skip with a message.
+JS_STAMP := tests/js/node_modules/.installed
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd tests/js && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm not found: the Mermaid and yaml-language-server tests will be skipped"; fi
+
+js: $(JS_STAMP)
+
+unit: $(STAMP) $(JS_STAMP)
 	$(BIN)/python -m pytest -W error -n 2 -q
 
 test: lint typecheck unit
@@ -64,4 +74,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache outbox cadence.db* demo-state
+	rm -rf $(VENV) tests/js/node_modules build *.egg-info .pytest_cache .mypy_cache .ruff_cache outbox cadence.db* demo-state

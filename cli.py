@@ -216,9 +216,36 @@ class _RunProgress:
         self._shown = 0
 
 
+CONTACT_FORMATS = ("csv", "json", "jsonl", "yaml")
+
+
+_CONTACTS_HELP = "Contact list: CSV with a header, JSON, JSONL or YAML (by extension)."
+contacts_required_option = click.option(
+    "--contacts",
+    "contacts_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help=_CONTACTS_HELP,
+)
+contacts_optional_option = click.option(
+    "--contacts",
+    "contacts_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help=_CONTACTS_HELP,
+)
+contacts_format_option = click.option(
+    "--contacts-format",
+    type=click.Choice(CONTACT_FORMATS),
+    default=None,
+    help="Read the contact list as this format whatever its extension.",
+)
+
+
 @cadence.command("launch")
 @click.argument("cadence_path", metavar="CADENCE", type=click.Path(dir_okay=False))
-@click.option("--contacts", "contacts_path", required=True, type=click.Path(dir_okay=False))
+@contacts_required_option
+@contacts_format_option
 @click.option("--start", default="now", show_default=True, metavar="now|WHEN")
 @click.option("--send-at", default=None, metavar="WHEN|HH:MM", help="Send time of day 1's email.")
 @click.option("--skip-invalid", is_flag=True, help="Leave bad contact rows out, enrol the rest.")
@@ -230,6 +257,7 @@ class _RunProgress:
 def launch_command(
     cadence_path: str,
     contacts_path: str,
+    contacts_format: str | None,
     start: str,
     send_at: str | None,
     skip_invalid: bool,
@@ -261,6 +289,7 @@ def launch_command(
             start=start,
             send_at=send_at,
             skip_invalid=skip_invalid,
+            contacts_format=contacts_format,
             progress=progress if counter is not None else None,
         )
     finally:
@@ -277,6 +306,8 @@ def launch_command(
         click.echo(f"  skipped {email}: unsubscribed or bounced")
     for row in report.skipped_rows:
         click.echo(f"  skipped {row}")
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     return 0
 
 
@@ -317,13 +348,13 @@ def run_command(
     import json
     from datetime import datetime
 
+    from engine.cron import parse_cron
     from engine.errors import UsageError
     from engine.runner import (
         Clock,
         Runner,
         RunOptions,
         RunReport,
-        check_cron,
         run_every,
         stopping_on_signals,
     )
@@ -332,8 +363,7 @@ def run_command(
 
     if once == (every is not None):
         raise UsageError("give exactly one of --once and --every CRON")
-    if every is not None:
-        check_cron(every)
+    schedule = parse_cron(every) if every is not None else None
     clock = Clock(_now(now_text) if now_text else None)
 
     def show(at: datetime, report: RunReport) -> None:
@@ -364,8 +394,17 @@ def run_command(
             options=RunOptions(batch=batch, lease=lease),
             progress=progress,
         )
-        if every is not None:
-            run_every(runner, every, show, error)
+        if schedule is not None:
+
+            def show_and_next(at: datetime, report: RunReport) -> None:
+                show(at, report)
+                upcoming = schedule.next_after(clock.now())
+                if output_format == "json":
+                    click.echo(json.dumps({"next_pass": upcoming.isoformat()}))
+                else:
+                    click.echo(f"next pass at {upcoming:%Y-%m-%d %H:%M:%S}Z ({every})")
+
+            run_every(runner, schedule.expression, show_and_next, error)
             return 0
         started = clock.now()
         try:
@@ -738,30 +777,6 @@ def resolve_command(key: str, sent: bool, resend: bool, db: str) -> int:
 # registry here would load the engine (YAML, Jinja) for `cadence --help`.
 
 PLAN_FORMATS = ("table", "json", "jsonl", "csv", "markdown", "mermaid")
-CONTACT_FORMATS = ("csv", "json", "jsonl", "yaml")
-
-
-_CONTACTS_HELP = "Contact list: CSV with a header, JSON, JSONL or YAML (by extension)."
-contacts_required_option = click.option(
-    "--contacts",
-    "contacts_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help=_CONTACTS_HELP,
-)
-contacts_optional_option = click.option(
-    "--contacts",
-    "contacts_path",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help=_CONTACTS_HELP,
-)
-contacts_format_option = click.option(
-    "--contacts-format",
-    type=click.Choice(CONTACT_FORMATS),
-    default=None,
-    help="Read the contact list as this format whatever its extension.",
-)
 
 
 def _with_progress(contacts: Any, total: int | None, label: str) -> Any:
@@ -835,6 +850,8 @@ def plan_command(
         PlanRun(cad, launch, render), schedule_contacts(cad, stream, launch), sys.stdout
     )
     sys.stdout.flush()
+    for warning in contacts.warnings:
+        click.echo(f"warning: {warning}", err=True)
     for row in contacts.skipped:
         click.echo(f"skipped {row}", err=True)
     if contacts.skipped:

@@ -107,15 +107,6 @@ def zone(name: str) -> ZoneInfo:
         ) from None
 
 
-@functools.lru_cache(maxsize=1024)
-def is_zone_name(name: str) -> bool:
-    try:
-        zone(name)
-    except InputError:
-        return False
-    return True
-
-
 def scheduling_zone_name(cadence: Cadence, contact_timezone: str | None) -> str:
     """SPEC §5: the contact's own zone under `timezone: contact`, else `default_timezone`."""
     settings = cadence.settings

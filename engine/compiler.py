@@ -13,7 +13,7 @@ known).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from engine.calendar import (
     next_campaign_day,
@@ -96,10 +96,20 @@ def parse_launch(cadence: Cadence, start: str, send_at: str | None, *, now: date
 
 
 def check_launch(cadence: Cadence, launch: Launch) -> None:
-    """R1: `choose_at_launch` needs a send time at launch; without one nothing is planned."""
+    """R1: `choose_at_launch` needs a send time at launch; without one nothing is planned.
+    A send date/time before the launch is refused (it would be moved without a word)."""
     if launch.start.tzinfo is None:
         raise ValueError("Launch.start must be timezone-aware")
     if launch.send_at is not None:
+        instant = launch.send_at.instant
+        if instant is not None and instant < launch.start:
+            raise UsageError(
+                f"--send-at {instant.astimezone(UTC):%Y-%m-%d %H:%M}Z is before the launch "
+                f"(--start {launch.start.astimezone(UTC):%Y-%m-%d %H:%M}Z): the first email "
+                "cannot go out "
+                "before its contacts are enrolled",
+                hint="give a later --send-at, an earlier --start, or --send-at HH:MM",
+            )
         return
     for step in cadence.steps:
         if step.email is not None and step.email.send.kind.value == "choose_at_launch":

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from engine.contact_headers import column_names
 from engine.errors import InputError
 from engine.input_checks import utf16_problem
 from engine.limits import (
@@ -37,11 +38,6 @@ _EXTENSIONS = {
     ".yml": "yaml",
 }
 _CHUNK = 1 << 16
-
-
-def column_name(header: str) -> str:
-    """`First Name` and `first-name` both become `first_name` (what templates use)."""
-    return re.sub(r"[\s-]+", "_", header.strip()).lower()
 
 
 def open_records(
@@ -110,7 +106,7 @@ def _header(path: Path, names: list[str]) -> list[str]:
             f"at most {MAX_COLUMNS:,}",
             hint="leave out the columns the cadence does not use",
         )
-    columns = [column_name(n) for n in names]
+    columns = column_names(names)
     if "email" not in columns:
         raise InputError(
             f"{path}:1: no 'email' column (columns: {', '.join(columns) or 'none'})",
@@ -203,8 +199,7 @@ def _normalised(values: Any) -> Values:
     if len(values) > MAX_COLUMNS:
         return ("-", f"{len(values):,} fields; a contact may have at most {MAX_COLUMNS:,}")
     out: dict[str, str] = {}
-    for key, value in values.items():
-        column = column_name(str(key))
+    for column, value in zip(column_names(map(str, values)), values.values(), strict=True):
         text = _as_text(value)
         if text is None:
             shown = json.dumps(value, default=str)[:40]

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.addresses import address_problem
-from engine.calendar import is_zone_name
+from engine.contact_headers import looks_like_zone, zone_warning
 from engine.contact_sources import FORMATS, RawRecord, open_records
-from engine.errors import InputError
+from engine.errors import InputError, UsageError
+from engine.zones import zone_problem
 
 # Deliberately conservative: no whitespace or control characters (no header injection),
 # exactly one @, and a dot in the domain.
@@ -54,8 +55,9 @@ class RowError:
 class ContactReader:
     """An iterator of contacts over one file; see the module docstring for the two modes.
 
-    After iteration, `.skipped` lists the rows left out (skip_invalid mode) and `.count`
-    the contacts yielded.
+    After iteration, `.skipped` lists the rows left out (skip_invalid mode), `.count`
+    the contacts yielded and `.warnings` the columns that look like a time zone but are
+    not read as one (engine.contact_headers).
     """
 
     def __init__(self, path: Path, *, skip_invalid: bool = False, fmt: str | None = None) -> None:
@@ -63,6 +65,7 @@ class ContactReader:
         self.skip_invalid = skip_invalid
         self.fmt = fmt
         self.skipped: list[RowError] = []
+        self.warnings: list[str] = []
         self.count = 0
         self.total: int | None = None  # rows in the file, once `prepare` has counted them
         self._checked = False
@@ -107,6 +110,7 @@ class ContactReader:
         self.prepare()
         seen: dict[str, int] = {}
         checked = self._checked
+        columns: set[str] = set()
         for line, row, fields in open_records(self.path, self.fmt):
             if checked:
                 # The checking pass already vouched for every row; only a file changed
@@ -119,6 +123,10 @@ class ContactReader:
                     self.skipped.append(error)
                     continue
             assert isinstance(fields, dict)
+            new = fields.keys() - columns
+            if new:
+                columns |= new
+                self.warnings += [zone_warning(name, c) for c in sorted(new) if looks_like_zone(c)]
             self.count += 1
             yield Contact(fields["email"], fields, fields.get("timezone"), row)
 
@@ -130,7 +138,12 @@ _HINT = "fix those rows, or pass --skip-invalid to leave them out and go on with
 def read_contacts(
     path: Path, *, skip_invalid: bool = False, fmt: str | None = None
 ) -> ContactReader:
-    """Stream the contacts of `path`; the format comes from the extension unless `fmt` says."""
+    """Stream the contacts of `path`; the format comes from the extension unless `fmt` says.
+
+    A path that does not exist is a UsageError (exit 2), as in every command.
+    """
+    if not path.exists():
+        raise UsageError(f"{path}: no such file", hint="give the contact list's path")
     return ContactReader(path, skip_invalid=skip_invalid, fmt=fmt)
 
 
@@ -162,9 +175,9 @@ def _row_error(record: RawRecord, seen: dict[str, int], name: str) -> RowError |
     if problem is not None:
         return RowError(name, line, row, "email", f"{email!r} cannot be sent to: it {problem}")
     tz = fields.get("timezone")
-    if tz is not None and not is_zone_name(tz):
-        reason = f"{tz!r} is not an IANA time zone (e.g. Europe/Amsterdam)"
-        return RowError(name, line, row, "timezone", reason)
+    problem = None if tz is None else zone_problem(tz)
+    if problem is not None:
+        return RowError(name, line, row, "timezone", f"{problem}; e.g. Europe/Amsterdam")
     key = email.lower()
     first = seen.get(key)
     if first is not None:

@@ -39,8 +39,22 @@ def _yaml() -> YAML:
 
 
 def format_text(text: str) -> str:
-    """The canonical form of cadence text; raises YAMLError (or ValueError, for a date
-    that does not exist) for text that cannot be read."""
+    """The canonical form of cadence text, in the line ending its first line uses (every
+    line the same: a mixed file is not canonical); raises YAMLError (or ValueError, for a
+    date that does not exist) for text that cannot be read."""
+    ending = line_ending(text)
+    lf = loader.separating_tabs_as_spaces(text.replace("\r\n", "\n"))
+    formatted = _format_lf(lf)
+    return formatted if ending == "\n" else formatted.replace("\n", ending)
+
+
+def line_ending(text: str) -> str:
+    """`\r\n` when the first line ends so, else `\n`."""
+    first = text.find("\n")
+    return "\r\n" if first > 0 and text[first - 1] == "\r" else "\n"
+
+
+def _format_lf(text: str) -> str:
     yaml = _yaml()
     with loader.quiet_anchors():
         data = yaml.load(text)

@@ -38,6 +38,7 @@ class LaunchReport:
     already_enrolled: tuple[str, ...]
     suppressed: tuple[str, ...]
     skipped_rows: tuple[RowError, ...]
+    warnings: tuple[str, ...] = ()  # about the contact list (a column that looks like a zone)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -47,6 +48,7 @@ class LaunchReport:
             "already_enrolled": list(self.already_enrolled),
             "suppressed": list(self.suppressed),
             "skipped_rows": [str(e) for e in self.skipped_rows],
+            "warnings": list(self.warnings),
         }
 
 
@@ -59,6 +61,7 @@ def launch(
     start: str = "now",
     send_at: str | None = None,
     skip_invalid: bool = False,
+    contacts_format: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> LaunchReport:
     """Enrol every contact of `contacts_path` in the cadence at `cadence_path`.
@@ -74,7 +77,7 @@ def launch(
         send_at=parse_send_at(send_at, zone_name, now=now) if send_at else None,
     )
     check_launch(cadence, plan_launch)
-    contacts = read_contacts(contacts_path, skip_invalid=skip_invalid)
+    contacts = read_contacts(contacts_path, skip_invalid=skip_invalid, fmt=contacts_format)
     contacts.prepare()  # bad rows fail here, before anything is stored
     source = cadence_path.read_text(encoding="utf-8")
     stamp = int(now.timestamp())
@@ -98,6 +101,7 @@ def launch(
         already_enrolled=result.already_enrolled,
         suppressed=result.suppressed,
         skipped_rows=tuple(contacts.skipped),
+        warnings=tuple(contacts.warnings),
     )
 
 

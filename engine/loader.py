@@ -155,6 +155,7 @@ def parse(text: str) -> Any:
     limited = limit_problem(text)
     if limited is not None:
         return limited
+    text = separating_tabs_as_spaces(text)
     try:
         fast = yaml_events.load(text)
     except yaml_events.Unsupported:
@@ -179,7 +180,7 @@ def parse(text: str) -> Any:
             *_line_col(text, exc.position),
         )
     except YAMLError as exc:
-        return _problem(yaml_rules.SYNTAX.id, exc, "YAML syntax error")
+        return _problem(yaml_rules.SYNTAX.id, exc, "YAML syntax error", text)
     except RecursionError:
         return LoadProblem(yaml_rules.SYNTAX.id, "YAML nesting is too deep to read")
     except AssertionError:
@@ -196,6 +197,34 @@ def parse(text: str) -> Any:
         )
     copied = plain(data)
     return copied if isinstance(copied, LoadProblem) else _surrogates(text, copied) or copied
+
+
+def separating_tabs_as_spaces(text: str) -> str:
+    """`daily_limit:<TAB>50` is valid YAML (a tab may separate a value from its key), but
+    ruamel's scanner refuses it; each such tab becomes a space (same column, same data).
+    A tab that indents a line stays, and gets its own finding."""
+    if "\t" not in text:
+        return text
+    from ruamel.yaml.scanner import ScannerError
+
+    for _ in range(text.count("\t")):
+        try:
+            for _token in _safe_yaml().scan(text):
+                pass
+        except ScannerError as exc:
+            mark = exc.problem_mark
+            index = getattr(mark, "index", -1)
+            if not (0 <= index < len(text) and text[index] == "\t"):
+                return text
+            line_start = text.rfind("\n", 0, index) + 1
+            if not text[line_start:index].strip():
+                return text  # the tab indents the line
+            text = text[:index] + " " + text[index + 1 :]
+            continue
+        except YAMLError:
+            return text
+        return text
+    return text
 
 
 def _line_col(text: str, offset: int) -> tuple[int, int]:
@@ -218,7 +247,7 @@ _DUPLICATE = re.compile(r'found duplicate key "(.*)" with value', re.DOTALL)
 _TAG = re.compile(r"for the tag '(.*)'")
 
 
-def _problem(rule_id: str, exc: YAMLError, what: str) -> LoadProblem:
+def _problem(rule_id: str, exc: YAMLError, what: str, text: str = "") -> LoadProblem:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     context = getattr(exc, "context", None) if isinstance(exc, MarkedYAMLError) else None
@@ -239,10 +268,53 @@ def _problem(rule_id: str, exc: YAMLError, what: str) -> LoadProblem:
     elif plain_words is not None:
         message = f"{what}: {plain_words}"
     else:
-        message = f"{what}: {problem}" + (f" ({context})" if context else "")
+        parser_text = f"{problem}" + (f" ({context})" if context else "")
+        cause = likely_cause(text, problem, mark.line if mark is not None else None)
+        message = (
+            f"{what}: {cause}; the parser says: {parser_text}"
+            if cause
+            else (f"{what}: {parser_text}")
+        )
     if mark is None:
         return LoadProblem(rule_id, message)
     return LoadProblem(rule_id, message, mark.line + 1, mark.column + 1)
+
+
+def likely_cause(text: str, problem: str, line: int | None) -> str | None:
+    """The usual mistake behind ruamel's structural errors, in the user's terms: a line
+    indented differently from the key above it (`line` is 0-based), or None."""
+    if line is None or not (
+        "expected <block end>" in problem or "mapping values are not allowed" in problem
+    ):
+        return None
+    lines = text.splitlines()
+    if not 0 <= line < len(lines):
+        return None
+    here = lines[line]
+    above = next(
+        (
+            n
+            for n in range(line - 1, -1, -1)
+            if lines[n].strip() and not lines[n].lstrip().startswith("#")
+        ),
+        None,
+    )
+    if above is None:
+        return None
+    indent = len(here) - len(here.lstrip(" "))
+    key_indent = len(lines[above]) - len(lines[above].lstrip(" -"))
+    if "mapping values are not allowed" in problem and indent == key_indent:
+        return (
+            f"line {line + 1} has a ':' where a value is not expected: a value that "
+            "contains ': ' must be quoted"
+        )
+    if indent == key_indent:
+        return None
+    return (
+        f"line {line + 1} starts in column {indent + 1} but the key above it (line {above + 1}) "
+        f"in column {key_indent + 1}: keys of one mapping line up; indent line {line + 1} "
+        f"like line {above + 1}, or nest it under a key that ends with ':'"
+    )
 
 
 class _TooBig(Exception):
@@ -296,7 +368,7 @@ class Positions:
             yaml = YAML(typ="rt", pure=True)
             yaml.Constructor = TextDatesRoundTrip
             with quiet_anchors():
-                self.root: Any = yaml.load(text)
+                self.root: Any = yaml.load(separating_tabs_as_spaces(text))
         except (YAMLError, ValueError, TypeError, RecursionError, AssertionError):
             self.root = None
 

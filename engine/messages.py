@@ -9,6 +9,7 @@ contact (R3), never what a rep edited in an email task.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -208,14 +209,22 @@ def template_reads(source: str) -> tuple[tuple[str, ...], tuple[str, ...]] | Non
 class _Thread:
     """Renders a contact's emails once each, so a follow-up chain reuses its parents."""
 
-    def __init__(self, cadence: Cadence, contact: Contact, unsubscribe_url: str) -> None:
+    def __init__(
+        self,
+        cadence: Cadence,
+        contact: Contact,
+        unsubscribe_url: str,
+        sent_at: Mapping[str, datetime] | None = None,
+    ) -> None:
         self.cadence = cadence
         self.contact = contact
         self.render = ContactRenderer(template_context(cadence, contact, unsubscribe_url))
         self.texts: dict[str, tuple[str, str, str]] = {}
+        self.sent_at = sent_at or {}  # step id → when that email really went out
 
     def parts(self, step: Step) -> tuple[str, str, str]:
-        """(subject, own body, full text with the undated quote) of an email step."""
+        """(subject, own body, full text with its quote) of an email step; every quoted
+        level carries its attribution, dated when that email's send time is known."""
         found = self.texts.get(step.id)
         if found is not None:
             return found
@@ -235,18 +244,20 @@ class _Thread:
             parent_subject, _, parent_text = self.parts(previous)
             subject = reply_subject(parent_subject)
             sender = self.cadence.sender
-            text = f"{body.rstrip()}\n\n{quote_email(parent_text, sender.name, sender.email, None)}"
+            when = self.sent_at.get(previous.id)
+            text = f"{body.rstrip()}\n\n{quote_email(parent_text, sender.name, sender.email, when)}"
         found = self.texts[step.id] = (subject or "", body, text)
         return found
 
-    def email(self, step: Step, previous_sent_at: datetime | None = None) -> RenderedEmail:
+    def email(self, step: Step) -> RenderedEmail:
         subject, body, _ = self.parts(step)
         assert step.email is not None
         previous = self.cadence.previous_email(step) if step.email.follow_up else None
         if previous is None:
             return RenderedEmail(step.id, self.contact.email, subject, body)
         sender = self.cadence.sender
-        quoted = quote_email(self.parts(previous)[2], sender.name, sender.email, previous_sent_at)
+        when = self.sent_at.get(previous.id)
+        quoted = quote_email(self.parts(previous)[2], sender.name, sender.email, when)
         return RenderedEmail(step.id, self.contact.email, subject, body, quoted, previous.id)
 
     def task(self, step: Step) -> TaskText:
@@ -308,11 +319,18 @@ def reply_subject(subject: str) -> str:
 
 
 def quote_email(text: str, sender_name: str, sender_email: str, sent_at: datetime | None) -> str:
-    """The previous email under an attribution line, each line prefixed with `> `."""
+    """The previous email under its attribution line, each line prefixed with `> `."""
+    lines = text.rstrip("\n").split("\n")
+    quoted = "\n".join(f"> {x}" if x else ">" for x in lines)
+    return f"{attribution(sender_name, sender_email, sent_at)}\n{quoted}\n"
+
+
+def attribution(sender_name: str, sender_email: str, sent_at: datetime | None) -> str:
+    """`On Tue, 03 Mar 2026 at 09:00, Dana Reyes <dana@acme.example> wrote:` (the date in
+    `sent_at`'s own zone; left out when the send time is not known yet)."""
     who = f"{sender_name} <{sender_email}>" if sender_name else sender_email
     when = f"On {sent_at:%a, %d %b %Y at %H:%M}, " if sent_at is not None else ""
-    lines = text.rstrip("\n").split("\n")
-    return f"{when}{who} wrote:\n" + "\n".join(f"> {x}" if x else ">" for x in lines) + "\n"
+    return f"{when}{who} wrote:"
 
 
 def render_email(
@@ -322,11 +340,20 @@ def render_email(
     *,
     unsubscribe_url: str,
     previous_sent_at: datetime | None = None,
+    thread_sent_at: Mapping[str, datetime] | None = None,
 ) -> RenderedEmail:
     """Render email step `step` for `contact`: subject (always `Re: <previous subject>` for
-    a follow-up, R3), body, the quoted previous email (R3; dated when `previous_sent_at` is
-    known, in the caller's chosen zone) and the step it replies to."""
-    return _Thread(cadence, contact, unsubscribe_url).email(step, previous_sent_at)
+    a follow-up, R3), body, the quoted previous email (R3) and the step it replies to.
+
+    Every quoted level of a follow-up chain is dated with its email's real send time:
+    `thread_sent_at` maps earlier email step ids to when they went out (sent, or marked
+    done by hand), `previous_sent_at` is that time for the email replied to; each in the
+    caller's chosen zone. A level whose time is not known is quoted undated."""
+    sent_at = dict(thread_sent_at or {})
+    previous = cadence.previous_email(step)
+    if previous_sent_at is not None and previous is not None:
+        sent_at[previous.id] = previous_sent_at
+    return _Thread(cadence, contact, unsubscribe_url, sent_at).email(step)
 
 
 def render_task_text(

@@ -42,6 +42,7 @@ from engine.calendar import (
 )
 from engine.compiler import due_after_reference, same_time_reference
 from engine.contacts import Contact
+from engine.cron import check_cron as check_cron  # where `--every` is checked
 from engine.delivery import (
     Outgoing,
     build_message,
@@ -993,17 +994,20 @@ def run_every(
     on_report: Callable[[datetime, RunReport], None],  # the run's start, its report
     on_error: Callable[[CadenceError], None],
 ) -> None:
-    """Run at every fire time of a 5-field cron expression until SIGINT/SIGTERM.
+    """Run a pass at once, then at every fire time of a cron expression (see engine.cron)
+    until SIGINT/SIGTERM, so work already due does not wait for the first fire time.
 
     A signal only sets a flag: the message in hand is finished and recorded, the rest of
     its batch is released (due again), then the loop ends.
     """
     from croniter import croniter
 
+    from engine.cron import parse_cron
+
     with stopping_on_signals(runner):
-        schedule = croniter(expression, runner.clock.now())
+        schedule = croniter(parse_cron(expression).fields, runner.clock.now())
+        fire = runner.clock.now()
         while not runner.stop_requested:
-            fire: datetime = schedule.get_next(datetime)
             while not runner.stop_requested:
                 left = fire.timestamp() - runner.clock.now().timestamp()
                 if left <= 0:
@@ -1012,6 +1016,7 @@ def run_every(
             if runner.stop_requested:
                 break
             started = runner.clock.now()
+            fire = schedule.get_next(datetime)
             try:
                 report = runner.run_once()
             except CadenceError as exc:  # e.g. SMTP down: try again at the next fire time
@@ -1036,18 +1041,3 @@ def stopping_on_signals(runner: Runner) -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-
-
-def check_cron(expression: str) -> None:
-    """Raise UsageError unless `expression` is a valid 5-field cron expression."""
-    from croniter import croniter
-
-    from engine.errors import UsageError
-
-    hint = "e.g. '*/5 * * * *' (every 5 minutes) or '0 9-17 * * 1-5'"
-    if len(expression.split()) != 5 or not croniter.is_valid(expression):
-        raise UsageError(f"--every {expression!r} is not a 5-field cron expression", hint=hint)
-    try:  # valid fields can still name a date that never comes (30 February)
-        croniter(expression, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
-    except Exception:
-        raise UsageError(f"--every {expression!r} never fires (no such date)", hint=hint) from None

@@ -151,6 +151,11 @@ def build_schedule(
                 local = send_at.instant.astimezone(tz)
                 same_day = local.date() == d
                 due = send_at.instant if same_day else resolve_local(d, _wall(local), tz)
+                if not same_day and local.date() < d and send_at.instant > start:
+                    # The date given is a weekend or holiday: day 1 is the next campaign day.
+                    moved = (
+                        f"--send-at {local:%a %Y-%m-%d} is not a campaign day, day 1 is the next"
+                    )
             else:
                 assert send_at.time_of_day is not None
                 due = resolve_local(d, send_at.time_of_day, tz)

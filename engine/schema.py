@@ -220,6 +220,11 @@ def _findings(error: ValidationError) -> Iterator[RawFinding]:
             message += f"; found {' and '.join(kinds) if kinds else 'none'}"
         elif keyword != "not" and not isinstance(instance, dict | list):
             message += f" (got {_shown(instance)})"  # a `not` failure names the value itself
+        sibling = sub.get("x-finding-at-key")
+        if isinstance(sibling, str) and path:
+            # The key whose presence makes this value wrong is where the fix goes.
+            yield _raw(RULES[rule_id], message, (*path[:-1], sibling), at_key=True)
+            return
         yield _raw(RULES[rule_id], message, path)
         return
     yield _raw(*_generic(keyword, error, path), path)
@@ -227,7 +232,7 @@ def _findings(error: ValidationError) -> Iterator[RawFinding]:
 
 def _unevaluated_items(sub: dict[str, Any], items: list[Any], path: Path) -> Iterator[RawFinding]:
     # jsonschema reports only "unevaluated items are not allowed"; the later-step rules
-    # (`#/$defs/laterStep`) deserve their own findings, so the failing items are checked
+    # (`unevaluatedItems` of `steps`) deserve their own findings, so the failing items are checked
     # against that schema again.
     item_schema = sub.get("unevaluatedItems", True)
     skipped = len(sub.get("prefixItems", ()))

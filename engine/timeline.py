@@ -34,7 +34,16 @@ def _section(step: Step) -> str:
 
 
 def step_label(step: Step) -> str:
-    """`bump-2 · 14:00, follow-up`: the step id and what decides its time."""
+    """`4. bump-2 · 14:00, follow-up`: the step's place, its id and what decides its time.
+
+    The place comes first because Mermaid's Gantt lexer reads a line that begins with a
+    keyword (`call`, `click`, `title`, `section`, `excludes`, …) as that statement, not as a
+    task, and a step id may be any of those words; no keyword begins with a digit.
+    """
+    return f"{step.index + 1}. {_describe(step)}"
+
+
+def _describe(step: Step) -> str:
     if step.email is not None:
         send = step.email.send
         how = _hhmm(send.at) if send.at else send.kind.value.replace("_", " ")

@@ -98,7 +98,10 @@ def validate_path(path: Path) -> tuple[Cadence | None, list[Finding], str | None
 
 
 def load_cadence(path: Path) -> Cadence:
-    """Load, validate and build a cadence; raises InputError naming file:line:col."""
+    """Load, validate and build a cadence; raises InputError naming file:line:col, or
+    UsageError (exit 2, as for every command) when there is no such file."""
+    if not Path(path).exists():
+        raise UsageError(f"{path}: no such file", hint="give the path of a cadence file")
     cadence, findings, _ = validate_path(Path(path))
     errors = [f for f in findings if f.severity is Severity.ERROR]
     if cadence is None or errors:

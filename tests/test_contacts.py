@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -9,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from engine.contacts import read_contacts
-from engine.errors import InputError
+from engine.errors import InputError, UsageError
 
 CASES = Path(__file__).parent / "cases" / "contacts"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("name", ["good.csv", "good.json", "good.jsonl", "good.yaml"])
@@ -106,8 +108,8 @@ def test_format_override_reads_an_unknown_extension() -> None:
     assert c.email == "ava@northwind.example"
 
 
-def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="cannot read"):
+def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"nope\.csv: no such file"):
         list(read_contacts(tmp_path / "nope.csv"))
 
 
@@ -225,3 +227,72 @@ def test_yaml_rows_keep_values_as_written_and_refuse_tags_anchors_duplicates(
     assert "c.yaml:2: row 2" in reasons[0] and "tag !!python/object:os.system is not" in reasons[0]
     assert "c.yaml:3: row 3" in reasons[1] and "anchors and aliases" in reasons[1]
     assert "c.yaml:4: row 4" in reasons[2] and "duplicate key 'email'" in reasons[2]
+
+
+@pytest.mark.parametrize("export", ["salesforce.csv", "hubspot.csv", "outlook.csv"])
+def test_crm_exports_give_the_standard_fields(export: str) -> None:
+    reader = read_contacts(CASES / export)
+    (ava,) = reader
+    assert ava.email == "ava@northwind.example"
+    assert ava.timezone == "Europe/Paris"
+    assert {k: ava.fields[k] for k in ("first_name", "last_name", "company", "phone")} == {
+        "first_name": "Ava",
+        "last_name": "Nakamura",
+        "company": "Northwind",
+        "phone": "+33 1 23 45 67 89",
+    }
+    # Outlook's Title is the honorific: the column named `title` wins over `Job Title`.
+    assert ava.fields["title"] == ("Dr." if export == "outlook.csv" else "Head of Platform")
+    assert reader.warnings == []
+
+
+@pytest.mark.parametrize("header", ["Time Zone", "time_zone", "tz", "TZ", "Time-Zone", "timezone"])
+def test_every_spelling_of_the_zone_column_is_read(header: str, tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(f"E-mail Address,{header}\nava@northwind.example,Europe/Paris\n")
+    (ava,) = read_contacts(path)
+    assert (ava.email, ava.timezone) == ("ava@northwind.example", "Europe/Paris")
+
+
+def test_a_column_that_looks_like_a_zone_is_warned_about(tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text("email,Contact Time Zone\nava@northwind.example,Europe/Paris\n")
+    reader = read_contacts(path)
+    (ava,) = reader
+    assert ava.timezone is None
+    assert reader.warnings == [
+        f"{path}: column 'contact_time_zone' looks like a time zone but is not read as one, "
+        "so its contacts are planned in the default zone; name the column 'timezone'"
+    ]
+
+
+def test_plan_uses_a_crm_zone_and_prints_the_warning(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cli import cadence
+
+    cad = ROOT / "cadences" / "event-follow-up.yaml"
+    result = CliRunner().invoke(
+        cadence, ["plan", str(cad), "--contacts", str(CASES / "hubspot.csv"), "-f", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert {row["zone"] for row in json.loads(result.stdout)["rows"]} == {"Europe/Paris"}
+    odd = tmp_path / "odd.csv"
+    odd.write_text("email,zone\nava@northwind.example,Europe/Paris\n")
+    result = CliRunner().invoke(cadence, ["plan", str(cad), "--contacts", str(odd)])
+    assert "warning: " in result.stderr and "'zone' looks like a time zone" in result.stderr
+
+
+@pytest.mark.parametrize(("zone", "meant"), [("EST", "America/New_York"), ("CET", "Europe/Paris")])
+def test_a_legacy_zone_is_a_bad_row_with_a_suggestion(
+    zone: str, meant: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(f"email,timezone\nava@northwind.example,{zone}\nben@globex.example,UTC\n")
+    with pytest.raises(InputError) as caught:
+        list(read_contacts(path))
+    assert f"column timezone: '{zone}' is an abbreviation" in str(caught.value)
+    assert f"(did you mean {meant}?)" in str(caught.value)
+    reader = read_contacts(path, skip_invalid=True)
+    assert [c.email for c in reader] == ["ben@globex.example"]
+    assert [e.row for e in reader.skipped] == [1]

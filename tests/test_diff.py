@@ -50,7 +50,7 @@ def test_markdown_has_sections_diff_blocks_and_both_timelines() -> None:
         "#### Before\n\n```mermaid\ngantt\n" in out and "#### After\n\n```mermaid\ngantt\n" in out
     )
     after = out.split("#### After")[1]
-    assert "    call-2 :active, s4, 1970-01-04, 1d" in after
+    assert "    4. call-2 :active, s4, 1970-01-04, 1d" in after
     code, out, _ = run(
         "diff", str(BASE), str(CASES / "template-text" / "new.yaml"), "-f", "markdown"
     )

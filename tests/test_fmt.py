@@ -65,3 +65,30 @@ def test_duplicate_key_is_named_when_not_formatted(tmp_path: Path) -> None:
     assert code == 1
     assert f"{path}:3:1: not formatted: duplicate key 'name'" in err
     assert "[yaml/duplicate-key]" in err
+
+
+def test_a_crlf_file_keeps_crlf_on_every_line(tmp_path: Path) -> None:
+    path = tmp_path / "windows.yaml"
+    text = (CADENCES / "heads-of-platform.yaml").read_text(encoding="utf-8")
+    path.write_bytes(text.replace("\n", "\r\n").encode("utf-8"))
+    assert fmt("--check", str(path))[0] == 0
+    messy = text.replace("cadence: 1\n", "cadence:   1   # version\n", 1)
+    path.write_bytes(messy.replace("\n", "\r\n").encode("utf-8"))
+    assert fmt(str(path))[0] == 0
+    written = path.read_bytes()
+    assert written.count(b"\n") == written.count(b"\r\n") == text.count("\n")
+    assert b"# version\r\n" in written
+    assert fmt("--check", str(path))[0] == 0
+
+
+def test_check_reports_a_file_with_mixed_line_endings(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.yaml"
+    text = (CADENCES / "heads-of-platform.yaml").read_text(encoding="utf-8")
+    lines = text.split("\n")
+    path.write_bytes(("\r\n".join(lines[:5]) + "\n" + "\n".join(lines[5:])).encode("utf-8"))
+    code, out, _ = fmt("--check", str(path))
+    assert code == 1 and str(path) in out
+    assert fmt(str(path))[0] == 0
+    written = path.read_bytes()
+    assert written.count(b"\n") == written.count(b"\r\n")
+    assert fmt("--check", str(path))[0] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from cli import cadence
@@ -64,7 +65,8 @@ def test_github_format_lines_for_every_finding() -> None:
     assert lines[-1] == "0 errors, 2 warnings in 1 of 1 file"
 
 
-def test_sarif_lists_every_rule_and_locates_results() -> None:
+def test_sarif_lists_every_rule_and_locates_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
     path = INVALID / "template-variable.yaml"
     code, out = cli("-f", "sarif", str(path))
     sarif = json.loads(out)
@@ -78,7 +80,33 @@ def test_sarif_lists_every_rule_and_locates_results() -> None:
     assert result["level"] == "error"
     location = result["locations"][0]["physicalLocation"]
     assert location["region"] == {"startLine": 7, "startColumn": 18}
-    assert location["artifactLocation"]["uri"] == Path(path).as_uri()
+    assert location["artifactLocation"] == {
+        "uri": "tests/cases/validate/invalid/template-variable.yaml",
+        "uriBaseId": "%SRCROOT%",
+    }
+    assert run["originalUriBaseIds"] == {"%SRCROOT%": {"uri": ROOT.as_uri() + "/"}}
+
+
+def test_sarif_gives_what_code_scanning_hosts_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere.yaml"
+    elsewhere.write_bytes((INVALID / "template-variable.yaml").read_bytes())
+    monkeypatch.chdir(INVALID)
+    code, out = cli("-f", "sarif", "template-variable.yaml", str(elsewhere))
+    assert code == 1
+    run = json.loads(out)["runs"][0]
+    driver = run["tool"]["driver"]
+    assert driver["fullName"].startswith("cadence validate (cadence-engine ")
+    assert run["automationDetails"] == {"id": "cadence-validate/"}
+    for rule in driver["rules"]:
+        page, anchor = rule["helpUri"].split("#")
+        assert page == driver["informationUri"]
+        assert f'<a id="{anchor}"></a>`{rule["id"]}`' in readme
+    locations = [r["locations"][0]["physicalLocation"]["artifactLocation"] for r in run["results"]]
+    assert {"uri": "template-variable.yaml", "uriBaseId": "%SRCROOT%"} in locations
+    assert {"uri": elsewhere.as_uri()} in locations
 
 
 def _report() -> ValidationReport:

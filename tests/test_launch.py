@@ -149,3 +149,20 @@ def test_a_template_failing_for_one_contact_enrols_nobody(tmp_path: Path) -> Non
     assert _enrolled(tmp_path) == 0
     with SqliteStore(tmp_path / "state.db") as store:
         assert store.status(0) == []  # a refused launch leaves no cadence in status
+
+
+def test_launch_takes_the_contact_list_options_plan_takes(tmp_path: Path) -> None:
+    from cli import launch_command, plan_command
+
+    def contact_options(command: object) -> set[str]:
+        params = getattr(command, "params", [])
+        return {o for p in params for o in p.opts if "contacts" in o or o == "--skip-invalid"}
+
+    assert contact_options(plan_command) <= contact_options(launch_command)
+    listed = tmp_path / "export.txt"  # an extension that says nothing
+    listed.write_text('{"email": "ava@northwind.example"}\n', encoding="utf-8")
+    path = write_cadence(tmp_path)
+    code, out = _cli("launch", str(path), "--contacts", str(listed))
+    assert code == 1 and "--contacts-format" in out
+    code, out = _cli("launch", str(path), "--contacts", str(listed), "--contacts-format", "jsonl")
+    assert code == 0 and "enrolled 1" in out, out

@@ -176,3 +176,20 @@ def test_compose_links_encode_everything_that_could_break_a_url() -> None:
     query = dict(part.split("=", 1) for part in urlsplit(mailto).query.split("&"))
     assert unquote(query["body"]) == "Hi Zoë,\r\nline two & more\r\nend"
     assert "%0D%0A" in query["body"] and "+" not in query["body"]
+
+
+def test_every_quoted_level_carries_its_own_send_date() -> None:
+    cad = thread_cadence()
+    sent = {"a": datetime(2026, 3, 2, 10, 0), "b": datetime(2026, 3, 3, 10, 5)}
+    c = render_email(cad, cad.step("c"), AVA, unsubscribe_url=URL, thread_sent_at=sent)
+    assert c.quoted is not None
+    assert c.quoted.startswith(
+        "On Tue, 03 Mar 2026 at 10:05, Dana Reyes <dana@acme.example> wrote:\n> Body B"
+    )
+    assert (
+        "\n> On Mon, 02 Mar 2026 at 10:00, Dana Reyes <dana@acme.example> wrote:\n> > Body A"
+        in (c.quoted)
+    )
+    # The level whose send time is not known yet keeps its attribution, undated.
+    only_b = render_email(cad, cad.step("c"), AVA, unsubscribe_url=URL, previous_sent_at=sent["b"])
+    assert "\n> Dana Reyes <dana@acme.example> wrote:\n> > Body A" in (only_b.quoted or "")

@@ -237,3 +237,35 @@ def test_markdown_escapes_pipes_and_html_from_contact_data(tmp_path: Path) -> No
     assert rows and all(line.count(" | ") == 10 for line in rows)  # 11 cells each
     assert "<b>" not in out and "A\\|v&lt;b&gt;a" in out
     assert "&lt;dana@acme.example&gt;" in out or "<dana@" not in out
+
+
+@pytest.mark.parametrize(
+    ("send_at", "day_one", "why"),
+    [
+        ("2026-03-07T10:00Z", "2026-03-09T10:00:00Z", "Sat 2026-03-07"),  # a Saturday
+        ("2026-12-25T10:00Z", "2026-12-28T10:00:00Z", "Fri 2026-12-25"),  # a holiday
+    ],
+)
+def test_send_at_on_a_day_off_moves_to_the_next_campaign_day_with_a_note(
+    send_at: str, day_one: str, why: str, tmp_path: Path
+) -> None:
+    contacts = tmp_path / "c.csv"
+    contacts.write_text("email,timezone\nava@northwind.example,UTC\n", encoding="utf-8")
+    code, out, _ = run(
+        "plan", str(CADENCES / "heads-of-platform.yaml"), "--contacts", str(contacts),
+        "--start", "2026-03-02T00:00Z", "--send-at", send_at, "-f", "json",
+    )  # fmt: skip
+    assert code == 0
+    first = json.loads(out)["rows"][0]
+    assert first["due_utc"] == day_one
+    assert first["moved"] == f"--send-at {why} is not a campaign day, day 1 is the next"
+
+
+def test_send_at_before_start_is_a_usage_error() -> None:
+    code, _, err = run(
+        "plan", str(CADENCES / "heads-of-platform.yaml"), "--contacts",
+        str(CADENCES / "contacts.csv"), "--start", "2026-03-02T00:00Z",
+        "--send-at", "2026-03-01T10:00Z",
+    )  # fmt: skip
+    assert code == 2
+    assert "--send-at 2026-03-01 10:00Z is before the launch (--start 2026-03-02 00:00Z)" in err

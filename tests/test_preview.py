@@ -50,11 +50,11 @@ def test_email_task_has_compose_view_and_working_links() -> None:
     assert "  mailto:  mailto:alex.morgan@example.com?subject=Closing%20the%20loop&body=" in out
 
 
-def test_sample_contact_fills_declared_fields_visibly() -> None:
+def test_sample_contact_leaves_declared_fields_to_the_templates_defaults() -> None:
     code, out, _ = run("preview", ENT, "--sample", "--start", "2026-03-06T07:00")
     assert code == 0
-    assert "Subject: Example Corp: your [seats] seats" in out
-    assert "[account_owner] mentioned that" in out
+    assert "Subject: Example Corp: your current seats" in out
+    assert "Your account team mentioned that" in out
 
 
 def test_email_task_first_step_and_sent_time_dependency() -> None:
@@ -100,3 +100,40 @@ def test_contact_by_address_alone_must_be_an_address() -> None:
     result = CliRunner().invoke(cadence, ["preview", HOP, "--contact", "not-an-address"])
     assert result.exit_code == 2
     assert "'not-an-address' is not an email address" in result.output
+
+
+def test_sample_values_go_through_the_templates_own_filters(tmp_path: Path) -> None:
+    code, out, _ = run("preview", HOP, "--sample", *WHEN)
+    assert code == 0
+    assert "Platform teams of your engineers" in out  # `default("your")`
+    assert "[team_size]" not in out
+    cad = tmp_path / "c.yaml"
+    text = Path(HOP).read_text(encoding="utf-8")
+    cad.write_text(
+        text.replace(
+            '{{ contact.team_size | default("your") }}', "{{ contact.team_size | upper }}"
+        ),
+        encoding="utf-8",
+    )
+    code, out, _ = run("preview", str(cad), "--sample", *WHEN)
+    assert code == 0 and "Platform teams of [TEAM_SIZE] engineers" in out
+
+
+def test_preview_dates_every_level_of_a_follow_up_chain(tmp_path: Path) -> None:
+    cad = tmp_path / "chain.yaml"
+    cad.write_text(
+        "cadence: 1\nname: Chain\nsender: {name: Dana Reyes, email: dana@acme.example}\n"
+        "settings: {skip_weekends: false, default_timezone: UTC}\n"
+        'templates:\n  a: {subject: A, body: "Body A\\n"}\n  b: {body: "Body B\\n"}\n'
+        '  c: {body: "Body C\\n"}\nsteps:\n'
+        '  - {id: a, day: 1, email: {template: a, send: {at: "09:00"}}}\n'
+        '  - {id: b, day: 2, email: {template: b, send: {at: "10:00"}, follow_up: true}}\n'
+        '  - {id: c, day: 3, email: {template: c, send: {at: "11:00"}, follow_up: true}}\n',
+        encoding="utf-8",
+    )
+    code, out, _ = run("preview", str(cad), "--sample", "--start", "2026-03-02T00:00Z")
+    assert code == 0
+    assert "On Tue, 03 Mar 2026 at 10:00, Dana Reyes <dana@acme.example> wrote:\n> Body B" in out
+    assert (
+        "> On Mon, 02 Mar 2026 at 09:00, Dana Reyes <dana@acme.example> wrote:\n> > Body A" in out
+    )

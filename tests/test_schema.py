@@ -47,7 +47,7 @@ def test_every_property_is_documented_for_editors() -> None:
     definitions = schema()["$defs"]
     missing = []
     for where, sub in _subschemas(schema()):
-        if where.startswith(("#/$defs/firstStep", "#/$defs/laterStep")):
+        if where.startswith(("#/$defs/firstStep", "#/properties/steps/allOf/0/unevaluatedItems")):
             continue  # only narrows the step's keys, documented at #/$defs/step
         for key, prop in sub.get("properties", {}).items():
             ref = prop.get("$ref", "")

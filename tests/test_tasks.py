@@ -295,3 +295,18 @@ def test_a_transport_failure_keeps_the_reps_text_queued_and_says_so(world: Path)
     assert _rows(world)["manual"][0] == "sent"
     sent = [p.read_text() for p in (world / "outbox").iterdir()]
     assert any("Queued text." in text for text in sent)
+
+
+def test_a_follow_up_of_an_email_task_marked_done_quotes_it_with_the_done_time(
+    world: Path,
+) -> None:
+    task_id = _open_manual_email_task()
+    _cli("tasks", "done", task_id, "--now", "2026-03-04T15:30Z")  # sent by the rep elsewhere
+    _cli("run", "--once", "--now", "2026-03-05T16:00Z")
+    bumps = []
+    for path in (world / "outbox").iterdir():
+        msg = message_from_bytes(path.read_bytes(), policy=policy.default)
+        if str(msg["Subject"]) == "Re: Personal note":
+            bumps.append(msg.get_content().replace("\r\n", "\n"))  # type: ignore[attr-defined]
+    (bump,) = bumps
+    assert "On Wed, 04 Mar 2026 at 15:30, Dana Reyes <dana@acme.example> wrote:\n" in bump

@@ -13,7 +13,7 @@ from engine.validate import load_cadence
 from .conftest import CADENCES
 from .helpers.plan_cadences import email, make_cadence, task
 
-TASK_LINE = re.compile(r"^    [^:;#]+ :(active, )?s\d+, \d{4}-\d{2}-\d{2}, 1d$")
+TASK_LINE = re.compile(r"^    \d+\. [^:;#]+ :(active, )?s\d+, \d{4}-\d{2}-\d{2}, 1d$")
 
 
 def test_campaign_timeline_of_the_example() -> None:
@@ -26,17 +26,17 @@ def test_campaign_timeline_of_the_example() -> None:
         "    axisFormat day %-j\n"
         "    tickInterval 1day\n"
         "    section Automatic emails\n"
-        "    intro · choose at launch :s1, 1970-01-01, 1d\n"
-        "    bump · same time as previous :s3, 1970-01-03, 1d\n"
-        "    bump-2 · 14∶00, follow-up :s4, 1970-01-04, 1d\n"
+        "    1. intro · choose at launch :s1, 1970-01-01, 1d\n"
+        "    3. bump · same time as previous :s3, 1970-01-03, 1d\n"
+        "    4. bump-2 · 14∶00, follow-up :s4, 1970-01-04, 1d\n"
         "    section Email tasks\n"
-        "    last · email task :active, s6, 1970-01-08, 1d\n"
+        "    6. last · email task :active, s6, 1970-01-08, 1d\n"
         "    section Calls\n"
-        "    call-1 :active, s2, 1970-01-02, 1d\n"
+        "    2. call-1 :active, s2, 1970-01-02, 1d\n"
         "    section InMail\n"
-        "    li :active, s5, 1970-01-05, 1d\n"
+        "    5. li :active, s5, 1970-01-05, 1d\n"
         "    section Custom tasks\n"
-        "    card · Send a handwritten card :active, s7, 1970-01-08, 1d\n"
+        "    7. card · Send a handwritten card :active, s7, 1970-01-08, 1d\n"
         "```\n"
     )
 
@@ -55,7 +55,7 @@ def test_labels_cannot_break_the_chart() -> None:
             task("t", 2, "custom", title="Call re: #42; {{ contact.company }}"),
         ]
     )
-    assert step_label(cad.step("t")) == "t · Call re 42 …"
+    assert step_label(cad.step("t")) == "2. t · Call re 42 …"
     assert all(TASK_LINE.match(x) for x in campaign_timeline(cad).splitlines() if ", 1d" in x)
 
 
@@ -63,4 +63,4 @@ def test_timeline_command() -> None:
     result = CliRunner().invoke(cadence, ["timeline", str(CADENCES / "event-follow-up.yaml")])
     assert result.exit_code == 0
     assert result.stdout.startswith("```mermaid\ngantt\n")
-    assert "    nudge · same time as previous, follow-up :s2, 1970-01-03, 1d" in result.stdout
+    assert "    2. nudge · same time as previous, follow-up :s2, 1970-01-03, 1d" in result.stdout

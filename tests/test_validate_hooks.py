@@ -44,7 +44,7 @@ def test_offered_hook_validates_the_example_cadences() -> None:
     assert len(files) == 3
     result = _run(hook["entry"], files)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout == "0 errors, 0 warnings in 0 of 3 files\n"
+    assert result.stdout == "3 files checked: no problems\n"
 
 
 def test_own_config_runs_strict_validate_over_cadences() -> None:

@@ -42,7 +42,9 @@ def plural(count: int, word: str) -> str:
 
 
 def summary(report: ValidationReport) -> str:
-    """`N errors, M warnings in K of T files`."""
+    """`N errors, M warnings in K of T files`, or `T files checked: no problems`."""
+    if not report.findings:
+        return f"{plural(len(report.files), 'file')} checked: no problems"
     return (
         f"{plural(report.errors, 'error')}, {plural(report.warnings, 'warning')} in "
         f"{report.files_with_findings} of {plural(len(report.files), 'file')}"

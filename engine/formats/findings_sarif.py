@@ -1,13 +1,16 @@
 """SARIF 2.1.0 findings, for GitHub code scanning and other SARIF viewers.
 
-Every rule of the catalogue is listed in `tool.driver.rules` with its summary and help,
-so a viewer can explain a finding without our docs.
+Every rule of the catalogue is listed in `tool.driver.rules` with its summary, help and
+`helpUri` (its row in the README's rule table), so a viewer can explain a finding. Paths
+are URIs relative to `%SRCROOT%` (the working directory, declared in
+`originalUriBaseIds`) whenever they lie under it, as code-scanning hosts expect, even when
+the command was given absolute paths.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from engine.findings import Finding, Rule, Severity
@@ -18,29 +21,39 @@ if TYPE_CHECKING:
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://cadence-engine.example/"
+SRCROOT = "%SRCROOT%"
+# GitHub code scanning keeps one set of alerts per category: the part before the last '/'.
+AUTOMATION_ID = "cadence-validate/"
 
 
 def _level(severity: Severity) -> str:
     return "error" if severity is Severity.ERROR else "warning"
 
 
-def _uri(path: str) -> str:
+def _artifact(path: str, root: Path) -> dict[str, str]:
     pure = PurePath(path)
-    return pure.as_uri() if pure.is_absolute() else pure.as_posix()
+    if not pure.is_absolute():
+        return {"uri": pure.as_posix(), "uriBaseId": SRCROOT}
+    if pure.is_relative_to(root):
+        return {"uri": pure.relative_to(root).as_posix(), "uriBaseId": SRCROOT}
+    return {"uri": pure.as_uri()}
 
 
 def _rule(rule: Rule) -> dict[str, Any]:
+    from engine.rules import anchor
+
     return {
         "id": rule.id,
         "name": "".join(part.title() for part in rule.id.replace("/", "-").split("-")),
         "shortDescription": {"text": rule.summary},
         "fullDescription": {"text": rule.help.strip()},
         "help": {"text": rule.help.strip(), "markdown": rule.help.strip()},
+        "helpUri": f"{INFORMATION_URI}#{anchor(rule.id)}",
         "defaultConfiguration": {"level": _level(rule.severity)},
     }
 
 
-def _result(finding: Finding, index: dict[str, int]) -> dict[str, Any]:
+def _result(finding: Finding, index: dict[str, int], root: Path) -> dict[str, Any]:
     return {
         "ruleId": finding.rule,
         "ruleIndex": index[finding.rule],
@@ -49,7 +62,7 @@ def _result(finding: Finding, index: dict[str, int]) -> dict[str, Any]:
         "locations": [
             {
                 "physicalLocation": {
-                    "artifactLocation": {"uri": _uri(finding.file)},
+                    "artifactLocation": _artifact(finding.file, root),
                     "region": {
                         "startLine": max(finding.line, 1),
                         "startColumn": max(finding.col, 1),
@@ -74,6 +87,7 @@ def render(report: ValidationReport, options: ReportOptions) -> str:
 
     rules = list(catalogue().values())
     index = {r.id: i for i, r in enumerate(rules)}
+    root = Path.cwd()
     document = {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
@@ -82,12 +96,15 @@ def render(report: ValidationReport, options: ReportOptions) -> str:
                 "tool": {
                     "driver": {
                         "name": "cadence",
+                        "fullName": f"cadence validate (cadence-engine {_version()})",
                         "informationUri": INFORMATION_URI,
                         "version": _version(),
                         "rules": [_rule(r) for r in rules],
                     }
                 },
-                "results": [_result(f, index) for f in report.findings],
+                "automationDetails": {"id": AUTOMATION_ID},
+                "originalUriBaseIds": {SRCROOT: {"uri": root.as_uri() + "/"}},
+                "results": [_result(f, index, root) for f in report.findings],
             }
         ],
     }

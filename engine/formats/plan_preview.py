@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from engine.contacts import Contact, read_contacts
 from engine.errors import UsageError
@@ -35,10 +36,22 @@ RULE = "─" * 72
 
 
 def sample_contact(cadence: Cadence) -> Contact:
-    """A built-in contact; fields the cadence declares get a visible `[field]` value."""
-    fields = dict(SAMPLE_FIELDS)
+    """A built-in contact; a field the cadence declares has no sample value of its own, so
+    the template's filters decide: `default("your")` gives `your`, while a bare
+    `{{ contact.team_size }}` shows `[team_size]` (and `| upper` shows `[TEAM_SIZE]`)."""
+    from jinja2 import Undefined
+
+    class SampleField(Undefined):
+        """Undefined to filters and tests; printed, the field's name in brackets."""
+
+        __slots__ = ()
+
+        def __str__(self) -> str:
+            return f"[{self._undefined_name}]"
+
+    fields: dict[str, Any] = dict(SAMPLE_FIELDS)
     for name in cadence.contact_fields:
-        fields.setdefault(name, f"[{name}]")
+        fields.setdefault(name, SampleField(name=name))
     return Contact(fields["email"], fields, None, 0)
 
 
@@ -98,6 +111,14 @@ def render_preview(
 ) -> str:
     schedule = _schedule(cadence, contact, start, send_at, now)
     slots = {s.step.id: s for s in schedule.slots} if schedule else {}
+    # A quoted email is dated with its planned time when that is when it goes out
+    # (an automatic email not waiting on a hand-sent one); else it is left undated.
+    planned = {
+        sid: slot.due_local
+        for sid, slot in slots.items()
+        if slot.action is Action.SEND_EMAIL
+        and all(d.kind is not DependencyKind.SENT_TIME for d in slot.depends_on)
+    }
     name = " ".join(
         p for p in (contact.fields.get("first_name"), contact.fields.get("last_name")) if p
     )
@@ -122,21 +143,12 @@ def render_preview(
                 out += ["Notes:", *(f"  {line}" for line in task.notes.splitlines())]
             out.append("")
             continue
-        previous = cadence.previous_email(step)
-        prev_slot = slots.get(previous.id) if previous is not None else None
-        sent_at = (
-            prev_slot.due_local
-            if prev_slot is not None
-            and prev_slot.action is Action.SEND_EMAIL
-            and all(d.kind is not DependencyKind.SENT_TIME for d in prev_slot.depends_on)
-            else None
-        )
         email = render_email(
             cadence,
             step,
             contact,
             unsubscribe_url=PREVIEW_UNSUBSCRIBE_URL,
-            previous_sent_at=sent_at,
+            thread_sent_at=planned,
         )
         if action is Action.EMAIL_TASK:
             out.append("Email task: compose view (the rep may edit, then send or schedule)")

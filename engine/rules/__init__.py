@@ -100,10 +100,15 @@ def catalogue() -> dict[str, Rule]:
     return dict(sorted(RULES.items()))
 
 
+def anchor(rule_id: str) -> str:
+    """The rule's anchor in the README's rule table (`rule-day-order`), SARIF's helpUri."""
+    return "rule-" + rule_id.replace("/", "-")
+
+
 def markdown_table() -> str:
     """The README's rule table, generated from the catalogue (`python -m engine.rules`)."""
     rows = ["| rule | severity | what it means |", "| --- | --- | --- |"]
     for r in catalogue().values():
         summary = r.summary.replace("|", "\\|")
-        rows.append(f"| `{r.id}` | {r.severity} | {summary} |")
+        rows.append(f'| <a id="{anchor(r.id)}"></a>`{r.id}` | {r.severity} | {summary} |')
     return "\n".join(rows) + "\n"

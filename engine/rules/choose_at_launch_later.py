@@ -4,7 +4,7 @@
 contacts are added, which only makes sense for the email that starts the cadence. Later
 emails use `{at: "HH:MM"}`, `task` or `same_time_as_previous` (R2).
 
-Standard JSON Schema says this (`#/$defs/laterStep`, applied to every step after the
+Standard JSON Schema says this (`unevaluatedItems` of `steps`, inlined for every step after the
 first), so editors flag it too; this module only registers the rule.
 """
 

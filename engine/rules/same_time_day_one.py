@@ -2,8 +2,9 @@
 
 The option (R2) takes the time of day of the email sent on the most recent *earlier* day.
 On day 1 there is none, so the email is sent immediately at campaign start (the launch
-time). That is allowed but rarely intended: give it a time with `{at: "HH:MM"}` or make
-it a `task`.
+time); on a later day with no email before it, it goes on its own day at the time of day
+the campaign was launched. That is allowed but rarely intended: give it a time with
+`{at: "HH:MM"}` or make it a `task`.
 """
 
 from __future__ import annotations
@@ -30,11 +31,16 @@ def check(steps: Any) -> Iterator[Issue]:
             continue
         first_email_day = not any(d < day for d in email_days)
         if index > 0 and email.get("send") == "same_time_as_previous" and first_email_day:
-            when = "on day 1" if day == 1 else f"on day {day} with no email on an earlier day"
+            if day == 1:
+                what = "on day 1 sends immediately at campaign start (the launch time)"
+            else:
+                what = (
+                    f"on day {day} has no email on an earlier day to copy: it goes on day "
+                    f"{day} at the time of day the campaign was launched"
+                )
             yield Issue(
                 RULE,
-                f"same_time_as_previous {when} sends immediately at campaign start; "
-                'not recommended: use {at: "HH:MM"} or task',
+                f'same_time_as_previous {what}; not recommended: use {{at: "HH:MM"}} or task',
                 (index, "email", "send"),
             )
         email_days.append(day)

@@ -84,7 +84,7 @@ class StepRow:
     sent_utc: int | None
     done_utc: int | None
     answer: str | None
-    thread_sent_utc: int | None = None  # when the email a follow-up replies to went out
+    thread_sent_utc: int | None = None  # when the email a follow-up replies to went out or was done
 
 
 class DecisionKind(enum.StrEnum):

@@ -52,7 +52,7 @@ SELECT sr.id, sr.enrolment_id, e.cadence_name, e.cadence_hash, e.email, e.contac
        sr.step_id, sr.step_index, sr.day, sr.action, sr.zone, sr.due_utc, sr.planned_utc,
        sr.depends_on, sr.thread_step_id, sr.message_id, sr.state, sr.fence, sr.attempts,
        sr.by_hand, sr.subject, sr.body, sr.sent_utc, sr.done_utc, sr.answer,
-       (SELECT t.sent_utc FROM step_runs t
+       (SELECT COALESCE(t.sent_utc, t.done_utc) FROM step_runs t
         WHERE t.enrolment_id = sr.enrolment_id AND t.step_id = sr.thread_step_id)
 FROM step_runs sr JOIN enrolments e ON e.id = sr.enrolment_id
 """
