@@ -18,9 +18,7 @@ from engine import loader, yaml_events
 
 from .conftest import CADENCES, ROOT
 
-TEXTS = sorted(
-    [*CADENCES.glob("*.yaml"), *(ROOT / "tests" / "cases").rglob("*.yaml")], key=str
-)
+TEXTS = sorted([*CADENCES.glob("*.yaml"), *(ROOT / "tests" / "cases").rglob("*.yaml")], key=str)
 REFUSED = object()
 
 
