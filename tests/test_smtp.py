@@ -57,9 +57,9 @@ def env(smtp: SmtpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     return tmp_path
 
 
-def _invoke(*args: str) -> str:
+def _invoke(*args: str, code: int = 0) -> str:
     result = CliRunner().invoke(cadence, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == code, result.output
     return result.output
 
 
@@ -110,7 +110,8 @@ def test_thread_headers_quoting_and_unsubscribe(env: Path, smtp: SmtpServer) -> 
 def test_rcpt_550_bounces_and_suppresses(env: Path, smtp: SmtpServer) -> None:
     smtp.recorder.reject.add("gone@globex.example")
     _launch(env, ["gone@globex.example,Ben,Globex", "ok@globex.example,Ok,Globex"])
-    _invoke("run", "--once", "--now", "2026-03-02T10:00Z")
+    # A permanent failure of one recipient: recorded with the server's answer, exit 1.
+    assert "1 email(s) failed" in _invoke("run", "--once", "--now", "2026-03-02T10:00Z", code=1)
     _invoke("run", "--once", "--now", "2026-03-03T10:00Z")
     assert sorted(r.rcpt_tos[0] for r in smtp.recorder.received) == [
         "ok@globex.example",
@@ -221,7 +222,7 @@ def test_remove_on_bounce_false_keeps_tasks_but_sends_no_more(env: Path, smtp: S
         "launch", str(path), "--contacts", str(contacts), "--start", "2026-03-02T08:00Z",
         "--now", "2026-03-02T08:00Z",
     )  # fmt: skip
-    assert "bounced 1" in _invoke("run", "--once", "--now", "2026-03-02T10:00Z")
+    assert "bounced 1" in _invoke("run", "--once", "--now", "2026-03-02T10:00Z", code=1)
     (c,) = json.loads(_invoke("status", "-f", "json"))["cadences"]
     assert (c["active"], c["finished"]["bounced"]) == (1, 0)  # still enrolled
     with SqliteStore(env / "state.db") as store:
