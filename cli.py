@@ -631,6 +631,149 @@ def event_command(
     return 0
 
 
+@cadence.group("enrolments")
+def enrolments_group() -> None:
+    """Contacts in flight: list, show, pause, resume, remove (SPEC §11)."""
+
+
+ENROLMENT_STATES = (
+    "active", "paused", "completed", "replied", "bounced", "unsubscribed", "removed",
+)  # fmt: skip
+
+
+@enrolments_group.command("list")
+@click.option("--cadence", "cadence_name", default=None, help="Only this cadence (its name).")
+@click.option("--state", type=click.Choice(ENROLMENT_STATES), default=None)
+@click.option("--contact", "contact", default=None, metavar="EMAIL", help="Only this contact.")
+@click.option(
+    "-f", "--format", "output_format", type=click.Choice(["table", "json"]), default="table"
+)
+@db_option
+def enrolments_list(
+    cadence_name: str | None, state: str | None, contact: str | None, output_format: str, db: str
+) -> int:
+    """Enrolments, oldest first."""
+    import json
+
+    from engine.enrolments import enrolment_dict, list_enrolments
+    from engine.store import EnrolmentState, open_store
+
+    with open_store(db) as store:
+        found = list_enrolments(
+            store,
+            cadence=cadence_name,
+            state=EnrolmentState(state) if state else None,
+            contact=contact,
+        )
+    if output_format == "json":
+        click.echo(json.dumps([enrolment_dict(e) for e in found], indent=2, ensure_ascii=False))
+        return 0
+    if not found:
+        click.echo("no enrolments")
+        return 0
+    click.echo(f"{'ID':>6}  {'STATE':<12} {'LAUNCHED (UTC)':<17} {'CONTACT':<34} CADENCE")
+    for e in found:
+        launched = f"{_utc(e.launched_utc):%Y-%m-%d %H:%M}"
+        click.echo(f"{e.id:>6}  {e.state:<12} {launched:<17} {e.email:<34} {e.cadence_name}")
+    return 0
+
+
+def _utc(seconds: int) -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+@enrolments_group.command("show")
+@click.argument("email", metavar="EMAIL")
+@click.option("--cadence", "cadence_name", default=None, help="Only this cadence (its name).")
+@click.option(
+    "-f", "--format", "output_format", type=click.Choice(["text", "json"]), default="text"
+)
+@db_option
+def enrolments_show(email: str, cadence_name: str | None, output_format: str, db: str) -> int:
+    """A contact's enrolments: each step's due time (UTC and the contact's zone), state,
+    sent time and Message-ID; then the contact's events."""
+    import json
+
+    from engine.calendar import zone
+    from engine.enrolments import show
+    from engine.store import open_store
+
+    with open_store(db) as store:
+        view = show(store, email, cadence=cadence_name)
+    if output_format == "json":
+        click.echo(json.dumps(view.as_dict(), indent=2, ensure_ascii=False))
+        return 0
+    for d in view.enrolments:
+        e = d.enrolment
+        click.echo(f"{e.cadence_name} @ {e.cadence_hash} — enrolment {e.id}, {e.state}")
+        for r in d.steps:
+            due = _utc(r.due_utc)
+            local = due.astimezone(zone(r.zone))
+            sent = f"sent {_utc(r.sent_utc):%Y-%m-%d %H:%M}Z" if r.sent_utc else ""
+            click.echo(
+                f"  {r.step_id:<14} {r.state:<10} due {due:%Y-%m-%d %H:%M}Z "
+                f"({local:%Y-%m-%d %H:%M} {r.zone}) {sent} {r.message_id or ''}".rstrip()
+            )
+    click.echo("events:")
+    for ev in view.events:
+        source = f" [{ev.source}]" if ev.source else ""
+        click.echo(f"  {_utc(ev.at_utc):%Y-%m-%d %H:%M}Z {ev.kind} {ev.detail}{source}".rstrip())
+    return 0
+
+
+def _operate(
+    action: str, email: str, cadence_name: str | None, db: str, now_text: str | None
+) -> int:
+    from engine import enrolments
+    from engine.store import open_store
+
+    with open_store(db) as store:
+        now = _now(now_text)
+        if action == "remove":
+            done, cancelled = enrolments.remove(store, email, cadence=cadence_name, now=now)
+            for e in done:
+                click.echo(
+                    f"removed {e.email} from {e.cadence_name} ({cancelled} step(s) cancelled)"
+                )
+            return 0
+        operation = enrolments.pause if action == "pause" else enrolments.resume
+        for e in operation(store, email, cadence=cadence_name, now=now):
+            click.echo(f"{action}d {e.email} in {e.cadence_name}")
+    return 0
+
+
+@enrolments_group.command("pause")
+@click.argument("email", metavar="EMAIL")
+@click.option("--cadence", "cadence_name", default=None, help="Only this cadence (its name).")
+@db_option
+@now_option
+def enrolments_pause(email: str, cadence_name: str | None, db: str, now_text: str | None) -> int:
+    """Hold every step of the contact's active enrolments until `resume`."""
+    return _operate("pause", email, cadence_name, db, now_text)
+
+
+@enrolments_group.command("resume")
+@click.argument("email", metavar="EMAIL")
+@click.option("--cadence", "cadence_name", default=None, help="Only this cadence (its name).")
+@db_option
+@now_option
+def enrolments_resume(email: str, cadence_name: str | None, db: str, now_text: str | None) -> int:
+    """Resume paused enrolments; the rest of the schedule shifts by the pause (as R5)."""
+    return _operate("resume", email, cadence_name, db, now_text)
+
+
+@enrolments_group.command("remove")
+@click.argument("email", metavar="EMAIL")
+@click.option("--cadence", "cadence_name", default=None, help="Only this cadence (its name).")
+@db_option
+@now_option
+def enrolments_remove(email: str, cadence_name: str | None, db: str, now_text: str | None) -> int:
+    """End the contact's enrolments: nothing more is sent; the history is kept."""
+    return _operate("remove", email, cadence_name, db, now_text)
+
+
 @cadence.command("status")
 @click.option(
     "-f", "--format", "output_format", type=click.Choice(["text", "json"]), default="text"

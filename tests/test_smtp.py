@@ -165,6 +165,8 @@ def test_451_to_rcpt_is_retried_with_backoff(env: Path, smtp: SmtpServer) -> Non
         row = store.step_runs(1)[0]
     assert (row.state, row.attempts) == ("planned", 1)
     assert row.answer is not None and row.answer.startswith("451")
+    (c,) = json.loads(_invoke("status", "-f", "json"))["cadences"]
+    assert (c["retrying"], c["failed"], c["due"]) == (1, 0, 0)
     smtp.recorder.defer.clear()
     _invoke("run", "--once", "--now", "2026-03-02T10:00:30Z")  # backoff not over yet
     assert smtp.recorder.received == []
@@ -192,10 +194,40 @@ def test_auth_failure_is_clear_and_sends_nothing(
     assert "SMTP login refused" in result.output and "CADENCE_SMTP_PASSWORD" in result.output
     with SqliteStore(env / "state.db") as store:
         assert store.step_runs(1)[0].state == "planned"  # released, not sent
+    (c,) = json.loads(_invoke("status", "-f", "json", "--now", "2026-03-02T10:00Z"))["cadences"]
+    assert (c["failed"], c["finished"]["completed"], c["active"], c["due"]) == (0, 0, 1, 1)
     # Fixed credentials: the email goes out at once, not after the claim's lease.
     monkeypatch.setenv("CADENCE_SMTP_PASSWORD", "s3cret-for-tests")
     assert "sent 1" in _invoke("run", "--once", "--now", "2026-03-02T10:00Z")
     assert [r.rcpt_tos for r in smtp.recorder.received] == [["ava@northwind.example"]]
+
+
+def test_missing_credentials_530_stops_the_run_and_gives_the_batch_back(
+    env: Path, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _launch(env, [f"p{i}@northwind.example,P{i},Northwind" for i in range(3)])
+    monkeypatch.delenv("CADENCE_SMTP_USER")
+    monkeypatch.delenv("CADENCE_SMTP_PASSWORD")
+    result = CliRunner().invoke(cadence, ["run", "--once", "--now", "2026-03-02T10:00Z"])
+    assert result.exit_code == 2, result.output
+    assert "requires authentication (530" in result.output
+    assert "CADENCE_SMTP_USER" in result.output and "Traceback" not in result.output
+    assert smtp.recorder.received == []
+    with SqliteStore(env / "state.db") as store:
+        assert [store.step_runs(e)[0].state for e in (1, 2, 3)] == ["planned"] * 3
+    status = json.loads(_invoke("status", "-f", "json", "--now", "2026-03-02T10:00Z"))
+    (c,) = status["cadences"]
+    assert (c["failed"], c["finished"]["completed"], c["active"], c["due"]) == (0, 0, 3, 3)
+    assert status["unknown_sends"] == []
+
+
+def test_a_bounce_shows_as_failed_in_status(env: Path, smtp: SmtpServer) -> None:
+    smtp.recorder.reject.add("gone@globex.example")
+    _launch(env, ["gone@globex.example,Ben,Globex"])
+    _invoke("run", "--once", "--now", "2026-03-02T10:00Z", code=1)
+    (c,) = json.loads(_invoke("status", "-f", "json"))["cadences"]
+    assert (c["failed"], c["retrying"], c["finished"]["bounced"]) == (1, 0, 1)
+    assert "failed 1, retrying 0" in _invoke("status")
 
 
 KEEP_ON_BOUNCE = """\

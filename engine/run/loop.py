@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import NamedTuple
 
+from engine.enrolments import resume_due
 from engine.errors import CadenceError
 from engine.faults import fault
 from engine.lifecycle import completed
@@ -143,6 +144,7 @@ class Runner:
     def run_once(self) -> RunReport:
         """Execute every due step (looping over batches) and return what happened."""
         report = RunReport()
+        resume_due(self.store, self.versions, self.clock.now())  # auto-reply pauses over
         try:
             while not self.stop_requested:
                 claim = self.store.claim(
