@@ -557,7 +557,7 @@ def tasks_send(
     """Send an email task with your edits, now or --at WHEN."""
     from engine.errors import UsageError
     from engine.store import open_store
-    from engine.tasks import check_sendable, send_task_email, show_task
+    from engine.tasks import check_send_at, check_sendable, send_task_email, show_task
     from engine.transports import parse_transport
     from engine.when import parse_when
 
@@ -568,6 +568,7 @@ def tasks_send(
         assert v.body is not None
         # Settings first: a bad --at or transport must not throw away a rep's edits.
         when = parse_when(at, "UTC", now=now, option="--at") if at else None
+        check_send_at(when, now)
         sender = parse_transport(transport)
         if body_file is not None:
             body = _read_body_file(body_file)

@@ -167,11 +167,7 @@ def send_task_email(
 ) -> StepRow:
     """Send an email task with the rep's text now, or schedule it for `at` (R6)."""
     row = check_sendable(store, task_id)
-    if at is not None and at < now:
-        raise UsageError(
-            f"--at {at:%Y-%m-%d %H:%M} UTC is in the past",
-            hint="give a later time, or leave --at out to send now",
-        )
+    check_send_at(at, now)
     if at is not None and at > now:
         if not store.schedule_task_email(task_id, subject, body, int(at.timestamp())):
             raise _not_open(store.step_run(task_id) or row)
@@ -201,6 +197,15 @@ def send_task_email(
     if done.state is not StepState.SENT:
         raise UsageError(f"task {task_id} was not sent: {done.state} ({done.answer})")
     return done
+
+
+def check_send_at(at: datetime | None, now: datetime) -> None:
+    """UsageError for a `tasks send --at` in the past."""
+    if at is not None and at < now:
+        raise UsageError(
+            f"--at {at:%Y-%m-%d %H:%M} UTC is in the past",
+            hint="give a later time, or leave --at out to send now",
+        )
 
 
 def check_sendable(store: Repository, task_id: int) -> StepRow:
