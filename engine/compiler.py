@@ -75,14 +75,13 @@ class Scheduler:
         if limit is None:
             return base
         sender = self.cadence.sender.email
-        if limit.fits(sender, base.email_days):
-            limit.book(sender, base.email_days)
-            return base
-        # A day is full: this contact's emails move, which can move its later steps too.
-        known = self._limited.get(name)
-        if known is not None and limit.fits(sender, known.email_days):
+        # Once a day of the zone's base schedule is full it stays full: from then on only
+        # the moved schedule can be reused.
+        known = self._limited.get(name, base)
+        if limit.fits(sender, known.email_days):
             limit.book(sender, known.email_days)
             return known
+        # A day is full: this contact's emails move, which can move its later steps too.
         moved = build_schedule(self.cadence, base.zone, self.launch, limit=limit)
         self._limited[name] = moved
         return moved
