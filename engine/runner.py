@@ -68,6 +68,7 @@ from engine.templates import configured_render_workers
 from engine.transports import (
     DeliveryUnknown,
     PermanentFailure,
+    Result,
     Staged,
     Staging,
     TemporaryFailure,
@@ -846,6 +847,9 @@ class Runner:
             at = self.clock.seconds()
             self._record(fence, [Outcome(row.id, OutcomeKind.RELEASED, at) for row in rows], report)
             raise
+        if self._staging is None:
+            self._send_in_doubt_chunks(fence, rows, report, now, rendered)
+            return None
         ours = self.store.begin_sending(fence, [row.id for row in rows])
         fault("after-sending-commit")
         outcomes: list[Outcome] = []
@@ -886,20 +890,85 @@ class Runner:
         self._record(fence, outcomes, report)
         return None
 
+    def _send_in_doubt_chunks(
+        self,
+        fence: int,
+        rows: list[StepRow],
+        report: RunReport,
+        now: datetime,
+        rendered: dict[int, Rendered] | None,
+    ) -> None:
+        """A transport that does not stage (SMTP): every message is built first, then
+        the rows go in chunks of `transport.in_doubt`, each chunk `sending` commit → last
+        signal check → `send_many` → `flush` → record. A crash leaves at most one chunk
+        in doubt; the rows of later chunks are still only claimed, so they are retried."""
+        ready: list[tuple[StepRow, Outgoing]] = []
+        failed: list[Outcome] = []
+        for row in rows:
+            try:
+                message = (
+                    rendered[row.id] if rendered is not None else render(self.versions, row, now)
+                )
+            except CadenceError as exc:
+                message = str(exc)
+            if isinstance(message, Outgoing):
+                ready.append((row, message))
+            else:  # cannot be built: that contact fails alone, before any `sending`
+                failed.append(
+                    Outcome(row.id, OutcomeKind.FAILED, self.clock.seconds(), str(message))
+                )
+        if failed:
+            self._record(fence, failed, report)
+        size = max(1, self.transport.in_doubt)
+        for start in range(0, len(ready), size):
+            chunk = ready[start : start + size]
+            if self.stop_requested:  # never handed over: due again at the next run
+                at = self.clock.seconds()
+                released = [Outcome(r.id, OutcomeKind.RELEASED, at) for r, _ in ready[start:]]
+                self._record(fence, released, report)
+                return
+            ours = self.store.begin_sending(fence, [row.id for row, _ in chunk])
+            fault("after-sending-commit")
+            chunk = [(row, m) for row, m in chunk if row.id in ours]
+            stopped = self.store.stopped([row.id for row, _ in chunk])  # the last check
+            outcomes = [
+                Outcome(row.id, OutcomeKind.CANCELLED, self.clock.seconds(), "stopped by a signal")
+                for row, _ in chunk
+                if row.id in stopped
+            ]
+            chunk = [(row, m) for row, m in chunk if row.id not in stopped]
+            if chunk:
+                results = self.transport.send_many([(m.envelope, m.data) for _, m in chunk])
+                outcomes += [
+                    self._outcome(row, r) for (row, _), r in zip(chunk, results, strict=True)
+                ]
+            report.handled += len(chunk)
+            self._tick(report)
+            # Durable before any `sent` is recorded; a failure here records nothing.
+            self.transport.flush()
+            self._record(fence, outcomes, report)
+
     def _deliver(self, row: StepRow, message: Outgoing | Staged) -> Outcome:
+        assert self._staging is not None
         try:
             if isinstance(message, Staged):
-                assert self._staging is not None
-                answer = self._staging.send_staged(message)
+                result: Result = self._staging.send_staged(message)
             else:
-                answer = self.transport.send(message.envelope, message.data)
-        except TemporaryFailure as exc:
-            return self._retry(row, self.clock.seconds(), str(exc))
-        except PermanentFailure as exc:
-            kind = OutcomeKind.BOUNCED if exc.recipient else OutcomeKind.FAILED
-            return Outcome(row.id, kind, self.clock.seconds(), str(exc))
-        except DeliveryUnknown as exc:
-            return Outcome(row.id, OutcomeKind.UNKNOWN, self.clock.seconds(), str(exc))
+                result = self.transport.send_many([(message.envelope, message.data)])[0]
+        except (TemporaryFailure, PermanentFailure, DeliveryUnknown) as exc:
+            result = exc
+        return self._outcome(row, result)
+
+    def _outcome(self, row: StepRow, result: Result) -> Outcome:
+        """What a transport's result for `row` records."""
+        if isinstance(result, TemporaryFailure):
+            return self._retry(row, self.clock.seconds(), str(result))
+        if isinstance(result, PermanentFailure):
+            kind = OutcomeKind.BOUNCED if result.recipient else OutcomeKind.FAILED
+            return Outcome(row.id, kind, self.clock.seconds(), str(result))
+        if isinstance(result, DeliveryUnknown):
+            return Outcome(row.id, OutcomeKind.UNKNOWN, self.clock.seconds(), str(result))
+        answer = result
         sent = self.clock.now()
         return Outcome(
             row.id,

@@ -31,12 +31,12 @@ import os
 import re
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from engine.errors import CadenceError, UsageError
 from engine.faults import fault
-from engine.transports import Envelope, Staged
+from engine.transports import Envelope, Result, Staged
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
 _STAGED = ".tmp-"
@@ -250,8 +250,14 @@ class OutboxTransport:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(staged.handle)
 
+    # A batch is handed over, then made durable at once (`flush`).
+    in_doubt = 500
+
     def send(self, envelope: Envelope, data: bytes) -> str:
         return self.send_staged(self.stage(envelope, data))
+
+    def send_many(self, messages: Sequence[tuple[Envelope, bytes]]) -> list[Result]:
+        return [self.send(envelope, data) for envelope, data in messages]
 
     def flush(self) -> None:
         """Make every file handed over since the last flush durable.
