@@ -59,24 +59,52 @@ def _states(folder: Path, contacts: int) -> Counter[str]:
         return Counter(r.state for e in range(1, contacts + 1) for r in store.step_runs(e))
 
 
-def test_four_sessions_share_the_work_and_reset_between_messages(
-    env: Path, smtp: SmtpServer
-) -> None:
+def test_four_sessions_share_the_work(env: Path, smtp: SmtpServer) -> None:
     out = _launch_and_run(env, 20, f"{smtp.url}?connections=4")
     assert "sent 20" in out
     got = smtp.recorder.received
     assert sorted(r.rcpt_tos[0] for r in got) == sorted(f"person{i}@example.com" for i in range(20))
     assert Counter(smtp.recorder.message_ids()).most_common(1)[0][1] == 1
-    # Four connections, five messages each, RSET before every message but a session's first.
+    # Four connections kept open, five messages each; no RSET after a finished transaction.
     assert sorted(Counter(r.peer for r in got).values()) == [5, 5, 5, 5]
-    assert smtp.recorder.resets == 20 - 4
+    assert smtp.recorder.resets == 0
+
+
+def test_rset_after_a_refused_recipient_then_the_session_goes_on(
+    env: Path, smtp: SmtpServer
+) -> None:
+    smtp.recorder.defer.add("person1@example.com")
+    out = _launch_and_run(env, 3, f"{smtp.url}?connections=1")
+    assert "sent 2" in out and "retried 1" in out
+    assert smtp.recorder.resets == 1
+    assert len({r.peer for r in smtp.recorder.received}) == 1  # the same connection
+
+
+def test_a_connection_found_closed_is_opened_again(smtp: SmtpServer) -> None:
+    import socket
+
+    smtp.recorder.clear()
+    transport = _transport(smtp, SmtpOptions(connections=1))
+    transport.open()
+    try:
+        first = Envelope("dana@acme.example", "p0@example.com", "<0@a>")
+        assert isinstance(transport.send_many([(first, _message(0))])[0], str)
+        conn = transport.sessions[0].conn
+        assert conn is not None and conn.sock is not None
+        conn.sock.shutdown(socket.SHUT_RDWR)  # as if the server had timed the session out
+        second = Envelope("dana@acme.example", "p1@example.com", "<1@a>")
+        (result,) = transport.send_many([(second, _message(1))])
+    finally:
+        transport.close()
+    assert isinstance(result, str) and result.startswith("250"), result
+    assert [r.rcpt_tos for r in smtp.recorder.received] == [["p0@example.com"], ["p1@example.com"]]
+    assert transport.sessions[0].connections == 2
 
 
 def test_per_connection_reconnects(env: Path, smtp: SmtpServer) -> None:
     assert "sent 5" in _launch_and_run(env, 5, f"{smtp.url}?connections=1&per_connection=2")
     per_peer = Counter(r.peer for r in smtp.recorder.received)
     assert sorted(per_peer.values()) == [1, 2, 2]
-    assert smtp.recorder.resets == 2  # one per connection that carried two messages
 
 
 def test_rate_is_honoured_across_sessions(env: Path, smtp: SmtpServer) -> None:

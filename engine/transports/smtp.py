@@ -5,11 +5,16 @@ every failure is classified by where it happened: anything before the end of DAT
 not delivered (retry, or a bounce for 5xx to RCPT); a broken connection after the message
 body started is an unknown outcome, never retried automatically.
 
-Throughput. Sessions are kept open (`RSET` between messages, a new connection after
-`per_connection` messages) and the socket has TCP_NODELAY: the message body goes out in
-two writes (the `during-data` fault point sits between them), and with Nagle's algorithm
-the second one waited for the server's delayed ACK of the first, ~40 ms per message on
-Linux, while the server waited for the end of the data. `connections` sessions send in
+Throughput. Sessions are kept open (a new connection after `per_connection` messages)
+and the socket has TCP_NODELAY: the message body goes out in two writes (the
+`during-data` fault point sits between them), and with Nagle's algorithm the second one
+waited for the server's delayed ACK of the first, ~40 ms per message on Linux, while the
+server waited for the end of the data. Between messages, `RSET` is sent when the last
+transaction was cut short (a refusal before DATA); after the server's answer to the
+final dot the transaction is over and its state cleared (RFC 5321, 3.3), so an `RSET`
+there would be one more round trip per message (a quarter of the conversation) for
+nothing. A connection found closed before DATA (an idle timeout) is opened again and the
+message tried once more on it: nothing of it had been handed over. `connections` sessions send in
 parallel, each on its own thread; a shared `RateLimit` spaces the transactions of all of
 them; a session told to slow down (421, or a 4xx before the recipient) backs off alone and
 tries the same message again, which is safe because nothing of it was handed over yet.
@@ -224,6 +229,10 @@ class SlowDown(TemporaryFailure):
     """The server asked this session to slow down (421, or a 4xx before the recipient)."""
 
 
+class _Stale(TemporaryFailure):
+    """A kept-open connection was found closed before DATA: open a new one, try again."""
+
+
 class _Session:
     """One SMTP connection, used by one thread at a time; reconnects when it must."""
 
@@ -231,7 +240,7 @@ class _Session:
         self.transport = transport
         self.conn: smtplib.SMTP | None = None
         self.sent_here = 0  # transactions on the current connection
-        self.dirty = False  # a transaction began since the connection opened or was RSET
+        self.dirty = False  # a transaction was begun and not ended (needs RSET)
         self.slow_downs = 0  # times this session backed off (read by tests and the bench)
         self.connections = 0  # connections opened
 
@@ -307,7 +316,10 @@ class _Session:
         wait = self.transport.options.slow_down_first
         for tries in range(1, SLOW_DOWN_TRIES + 1):
             try:
-                return self._transaction(envelope, data)
+                try:
+                    return self._transaction(envelope, data)
+                except _Stale:
+                    return self._transaction(envelope, data)  # on a new connection
             except SlowDown as exc:
                 self.slow_downs += 1
                 if tries == SLOW_DOWN_TRIES:
@@ -346,7 +358,8 @@ class _Session:
         t = self.transport
         if self.conn is not None and self.sent_here >= t.options.per_connection:
             self.quit()
-        self._reset()  # RSET between messages of one session
+        self._reset()  # only after a transaction that did not end
+        reused = self.conn is not None
         self.open()
         conn = self.conn
         assert conn is not None
@@ -376,6 +389,8 @@ class _Session:
                 raise self._refused(code, text, recipient=False, stage="DATA")
         except (OSError, smtplib.SMTPException) as exc:
             self.drop()
+            if reused and isinstance(exc, OSError | smtplib.SMTPServerDisconnected):
+                raise _Stale(f"connection failed before DATA: {exc}") from None
             raise TemporaryFailure(f"connection failed before DATA: {exc}") from None
         # --- DATA: from the first byte of the message on, a failure is an unknown outcome --
         payload = _LEADING_DOT.sub(b"..", data)
@@ -391,6 +406,7 @@ class _Session:
         except (OSError, smtplib.SMTPException) as exc:
             self.drop()
             raise DeliveryUnknown(f"connection failed during DATA: {exc}") from None
+        self.dirty = False  # answered after the final dot: the transaction is over
         if code == 250:
             fault("after-250")
             return _answer(code, text)
