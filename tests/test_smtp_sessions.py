@@ -175,16 +175,20 @@ def test_smtputf8_when_offered_else_that_message_fails(
         ),
         (Envelope("dana@acme.example", "ok@example.com", "<o@a>"), _message(2)),
     ]
+    # Not marked by the builder, still not ASCII: the same rule, never an encoding crash.
+    unmarked = (Envelope("dana@acme.example", local, "<v@a>"), _message(3, recipient=local))
+    batch.append(unmarked)
     for server in (smtp, smtp_utf8):
         server.recorder.clear()
     refused = _transport(smtp, SmtpOptions(connections=2))
     refused.open()
     try:
-        failed, fine = refused.send_many(batch)
+        failed, fine, also = refused.send_many(batch)
     finally:
         refused.close()
-    assert isinstance(failed, PermanentFailure) and not failed.recipient
-    assert "SMTPUTF8" in str(failed) and local in str(failed)
+    for refusal in (failed, also):
+        assert isinstance(refusal, PermanentFailure) and not refusal.recipient
+        assert "SMTPUTF8" in str(refusal) and local in str(refusal)
     assert isinstance(fine, str) and fine.startswith("250")
     assert [r.rcpt_tos for r in smtp.recorder.received] == [["ok@example.com"]]
 
@@ -195,7 +199,11 @@ def test_smtputf8_when_offered_else_that_message_fails(
     finally:
         offered.close()
     assert all(isinstance(r, str) and r.startswith("250") for r in results), results
-    assert [r.rcpt_tos for r in smtp_utf8.recorder.received] == [[local], ["ok@example.com"]]
+    assert [r.rcpt_tos for r in smtp_utf8.recorder.received] == [
+        [local],
+        ["ok@example.com"],
+        [local],
+    ]
 
 
 @pytest.mark.parametrize(

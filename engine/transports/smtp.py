@@ -364,11 +364,14 @@ class _Session:
         conn = self.conn
         assert conn is not None
         options: list[str] = []
-        if envelope.smtputf8:
+        # An address the builder did not mark but that is not ASCII needs SMTPUTF8 as well
+        # (smtplib would fail to encode the command).
+        if envelope.smtputf8 or not (envelope.sender + envelope.recipient).isascii():
             if not conn.has_extn("smtputf8"):
                 raise PermanentFailure(
-                    f"the address {envelope.recipient} needs SMTPUTF8 (its local part is not "
-                    f"ASCII), which {t.host} does not offer",
+                    f"the address {envelope.recipient} needs SMTPUTF8 (it is not all ASCII), "
+                    f"which {t.host} does not offer; send it through a server that offers "
+                    "SMTPUTF8, or use an ASCII address for this contact",
                     recipient=False,
                 )
             options = ["SMTPUTF8", "BODY=8BITMIME"] if conn.has_extn("8bitmime") else ["SMTPUTF8"]
