@@ -263,7 +263,7 @@ class _Session:
         try:
             _no_delay(conn)
             code, text = conn.ehlo()
-            if code == 421 or 400 <= code < 500:
+            if 400 <= code < 500:
                 raise SlowDown(f"EHLO answered {_answer(code, text)}")
             if not t.implicit_tls:
                 if not conn.has_extn("starttls"):
