@@ -101,3 +101,31 @@ def test_four_sessions_crash_and_restart(
             assert cadence_cmd("resolve", str(row.id), settle, env=env).returncode == 0
     assert _run(env) == 0
     assert sorted(Counter(smtp.recorder.message_ids()).values()) == [1] * CONTACTS
+
+
+def test_sigterm_finishes_the_four_in_hand_and_gives_back_the_rest(
+    tmp_path: Path, smtp: SmtpServer
+) -> None:
+    smtp.recorder.clear()
+    env = {
+        **smtp.env(),
+        "CADENCE_TRANSPORT": f"{smtp.url}?connections={SESSIONS}",
+        "CADENCE_DB": str(tmp_path / "state.db"),
+    }
+    launched = cadence_cmd(
+        "launch", str(write_cadence(tmp_path)),
+        "--contacts", str(write_contacts(tmp_path, CONTACTS)),
+        "--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z", env=env,
+    )  # fmt: skip
+    assert launched.returncode == 0, launched.stderr
+    # SIGTERM right after the first chunk's `sending` commit: that chunk still goes out
+    # and is recorded; the other rows are released, none left `sending` or `unknown`.
+    assert _run({**env, "CADENCE_FAULT_SIGNAL": "TERM"}, "after-sending-commit") == 0
+    with SqliteStore(tmp_path / "state.db") as store:
+        rows = [r for e in range(1, CONTACTS + 1) for r in store.step_runs(e)]
+    assert Counter(r.state for r in rows) == Counter(
+        {"sent": SESSIONS, "planned": CONTACTS - SESSIONS}
+    )
+    assert len(smtp.recorder.received) == SESSIONS
+    assert _run(env) == 0  # at once: released rows are due again, no lease to wait for
+    assert sorted(Counter(smtp.recorder.message_ids()).values()) == [1] * CONTACTS
