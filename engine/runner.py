@@ -11,8 +11,10 @@ Guarantees (SPEC §7) and where they come from:
   more right before the transport gets it.
 
 Work is batched (`batch` rows per claim, one fencing token per batch): three fsynced
-transactions per batch instead of three per email. A crash makes the whole in-flight
-batch `unknown`, never a second delivery.
+transactions per batch instead of three per email. With the outbox a crash makes the
+whole in-flight batch `unknown`, never a second delivery; a transport that does not stage
+(SMTP) is handed `transport.in_doubt` rows at a time (one per session), each chunk
+committed `sending` just before, so a crash leaves at most that many `unknown`.
 """
 
 from __future__ import annotations
