@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from cli import cadence
 from engine.store.sqlite import SqliteStore
 from engine.transports import Envelope, PermanentFailure, masked
-from engine.transports.smtp import SmtpOptions, SmtpSettings, SmtpTransport
+from engine.transports.smtp import SmtpOptions, SmtpSettings, SmtpTransport, parse_options
 from tests.helpers.runner_env import write_cadence, write_contacts
 from tests.helpers.smtp_server import PASSWORD, USER, SmtpServer, serve
 
@@ -260,3 +260,23 @@ def test_a_rejected_url_never_shows_its_credentials(
 def test_masked_keeps_nothing_before_the_host(scheme: str, secret: str) -> None:
     shown = masked(f"{scheme}://dana:{secret}@mail.example:587")
     assert shown == f"{scheme}://***@mail.example:587"
+
+
+@given(
+    connections=st.integers(1, 64),
+    per_connection=st.integers(1, 10_000),
+    amount=st.integers(1, 100_000),
+    unit=st.sampled_from([("s", 1.0), ("min", 60.0), ("h", 3600.0)]),
+)
+def test_good_options_are_read_as_given(
+    connections: int, per_connection: int, amount: int, unit: tuple[str, float]
+) -> None:
+    name, seconds = unit
+    query = {
+        "connections": [str(connections)],
+        "per_connection": [str(per_connection)],
+        "rate": [f"{amount}/{name}"],
+    }
+    options = parse_options(query, "'smtp://h'")
+    assert (options.connections, options.per_connection) == (connections, per_connection)
+    assert options.rate == pytest.approx(amount / seconds)
