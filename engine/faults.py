@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 POINTS = ("after-claim", "after-sending-commit", "during-data", "after-250")
 
 _passed: dict[str, int] = {}
+_lock = threading.Lock()  # SMTP sessions pass the points on threads of their own
 
 
 def fault(point: str) -> None:
@@ -22,8 +24,9 @@ def fault(point: str) -> None:
     if os.environ.get("CADENCE_FAULT") != point:
         return
     allowance = int(os.environ.get("CADENCE_FAULT_AFTER", "0"))
-    seen = _passed.get(point, 0)
-    _passed[point] = seen + 1
+    with _lock:
+        seen = _passed.get(point, 0)
+        _passed[point] = seen + 1
     if seen >= allowance:
         name = os.environ.get("CADENCE_FAULT_SIGNAL", "KILL")
         os.kill(os.getpid(), getattr(signal, f"SIG{name}"))

@@ -1,8 +1,9 @@
 """The kill matrix: the runner SIGKILLs itself at each fault point, then runs again.
 
 No point may produce a second delivery. A crash before `sending` is committed ends with
-exactly one delivery per email after the restart; at or after it, the batch in flight
-ends `unknown` (delivered zero or one time) until an operator resolves it.
+exactly one delivery per email after the restart; at or after it, the message in flight
+(one session: `sending` is committed for one message at a time) ends `unknown`
+(delivered zero or one time) until an operator resolves it.
 """
 
 from __future__ import annotations
@@ -66,7 +67,13 @@ def test_crash_and_restart(
     smtp: SmtpServer,
 ) -> None:
     smtp.recorder.received.clear()
-    env = {**smtp.env(), "CADENCE_DB": str(tmp_path / "state.db")}
+    env = {
+        **smtp.env(),
+        # One session: the messages of a batch go one after the other (four sessions:
+        # tests/test_smtp_kill_matrix.py).
+        "CADENCE_TRANSPORT": f"{smtp.url}?connections=1",
+        "CADENCE_DB": str(tmp_path / "state.db"),
+    }
     launched = cadence_cmd(
         "launch", str(write_cadence(tmp_path)),
         "--contacts", str(write_contacts(tmp_path, CONTACTS)),

@@ -10,11 +10,12 @@ sent (retry; `TransportDown`: due again at once, and the run stops), refused for
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from engine.errors import CadenceError, UsageError
 
@@ -57,13 +58,16 @@ class DeliveryUnknown(Exception):
     """Failed during or after DATA: the message may have been delivered."""
 
 
+# What became of one message handed over: the server's answer (or the file written), or
+# the failure, as an instance.
 Result = str | TemporaryFailure | PermanentFailure | DeliveryUnknown
 
 
 class Transport(Protocol):
-    # The most messages handed over in one `send_many`: the most that can be in doubt
-    # after a crash. The runner commits `sending` for at most this many at once.
-    in_doubt: int
+    # The most messages handed over at once: the most that can be in doubt after a crash.
+    # The runner commits `sending` for at most this many rows before each `send_many`.
+    @property
+    def in_doubt(self) -> int: ...
 
     def open(self) -> None:
         """Get ready to send (connect, log in); failures mean nothing was sent."""
@@ -81,6 +85,15 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:(?://)?)?(?P<userinfo>.*)@", re.DOTALL)
+
+
+def masked(text: str) -> str:
+    """`text` as it may be printed: whatever precedes the last `@` (a URL's user and
+    password, however badly written) becomes `***`."""
+    return _USERINFO.sub(lambda m: f"{m.group('scheme') or ''}***@", text, count=1)
+
+
 def parse_transport(spec: str | None = None) -> Transport:
     """Build the transport named by `spec`, else `CADENCE_TRANSPORT`, else the outbox."""
     text = spec or os.environ.get("CADENCE_TRANSPORT") or DEFAULT_TRANSPORT
@@ -91,28 +104,47 @@ def parse_transport(spec: str | None = None) -> Transport:
         if not folder:
             raise UsageError("outbox transport needs a folder, e.g. outbox:./outbox")
         return OutboxTransport(Path(folder))
-    parts = urlsplit(text)
+    shown = masked(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # e.g. an unclosed [ in the host
+        raise UsageError(f"transport {shown!r} is not a URL", hint="smtp://host:587") from None
     if parts.scheme in ("smtp", "smtps"):
-        from engine.transports.smtp import SmtpTransport, settings_from_env
-
-        if not parts.hostname:
-            raise UsageError(f"transport {text!r} has no host", hint="smtp://host:587")
-        if parts.username is not None or parts.password is not None:
-            raise UsageError(
-                "the transport URL must not carry credentials",
-                hint="give them in CADENCE_SMTP_USER / CADENCE_SMTP_PASSWORD",
-            )
-        try:
-            port = parts.port
-        except ValueError:
-            raise UsageError(f"transport {text!r} has a bad port") from None
-        return SmtpTransport(
-            host=parts.hostname,
-            port=port or (465 if parts.scheme == "smtps" else 587),
-            implicit_tls=parts.scheme == "smtps",
-            settings=settings_from_env(),
-        )
+        return _smtp(parts, shown)
     raise UsageError(
-        f"unknown transport {text!r}",
+        f"unknown transport {shown!r}",
         hint="use outbox:DIR, smtp://host:port (STARTTLS) or smtps://host:port (TLS)",
+    )
+
+
+def _smtp(parts: SplitResult, shown: str) -> Transport:
+    from engine.transports.smtp import SmtpTransport, parse_options, settings_from_env
+
+    if "@" in parts.netloc:
+        raise UsageError(
+            f"the transport URL {shown!r} must not carry credentials",
+            hint="give them in CADENCE_SMTP_USER / CADENCE_SMTP_PASSWORD",
+        )
+    if not parts.hostname:
+        raise UsageError(f"transport {shown!r} has no host", hint="smtp://host:587")
+    try:
+        port = parts.port
+    except ValueError:
+        raise UsageError(
+            f"transport {shown!r} has a bad port", hint="a number from 1 to 65535"
+        ) from None
+    if port == 0:
+        raise UsageError(f"transport {shown!r} has a bad port", hint="a number from 1 to 65535")
+    if parts.path not in ("", "/") or parts.fragment:
+        raise UsageError(
+            f"transport {shown!r}: an SMTP URL has no path",
+            hint="smtp://host:port?connections=N&per_connection=M&rate=R/s",
+        )
+    options = parse_options(parse_qs(parts.query, keep_blank_values=True), repr(shown))
+    return SmtpTransport(
+        host=parts.hostname,
+        port=port or (465 if parts.scheme == "smtps" else 587),
+        implicit_tls=parts.scheme == "smtps",
+        settings=settings_from_env(),
+        options=options,
     )

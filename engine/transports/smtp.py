@@ -5,6 +5,20 @@ every failure is classified by where it happened: anything before the end of DAT
 not delivered (retry, or a bounce for 5xx to RCPT); a broken connection after the message
 body started is an unknown outcome, never retried automatically.
 
+Throughput. Sessions are kept open (a new connection after `per_connection` messages)
+and the socket has TCP_NODELAY: the message body goes out in two writes (the
+`during-data` fault point sits between them), and with Nagle's algorithm the second one
+waited for the server's delayed ACK of the first, ~40 ms per message on Linux, while the
+server waited for the end of the data. Between messages, `RSET` is sent when the last
+transaction was cut short (a refusal before DATA); after the server's answer to the
+final dot the transaction is over and its state cleared (RFC 5321, 3.3), so an `RSET`
+there would be one more round trip per message (a quarter of the conversation) for
+nothing. A connection found closed before DATA (an idle timeout) is opened again and the
+message tried once more on it: nothing of it had been handed over. `connections` sessions send in
+parallel, each on its own thread; a shared `RateLimit` spaces the transactions of all of
+them; a session told to slow down (421, or a 4xx before the recipient) backs off alone and
+tries the same message again, which is safe because nothing of it was handed over yet.
+
 Environment: CADENCE_SMTP_USER / CADENCE_SMTP_PASSWORD (AUTH, never from a file),
 CADENCE_SMTP_CAFILE (trust this CA, e.g. a test server's), CADENCE_SMTP_INSECURE=1 (skip
 certificate checks; tests only), CADENCE_SMTP_TIMEOUT (seconds, default 30).
@@ -15,11 +29,15 @@ from __future__ import annotations
 import os
 import re
 import smtplib
+import socket
 import ssl
+import threading
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from engine.errors import UsageError
+from engine.errors import CadenceError, UsageError
 from engine.faults import fault
 from engine.transports import (
     DeliveryUnknown,
@@ -36,6 +54,19 @@ _AUTH_CODES = (530, 535)
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
+# Defaults that keep inside the published limits of Microsoft 365 (three concurrent SMTP
+# AUTH connections per mailbox) and Gmail; see the README's "SMTP" section.
+DEFAULT_CONNECTIONS = 3
+DEFAULT_PER_CONNECTION = 100
+MAX_CONNECTIONS = 64
+
+# A session told to slow down waits this long, doubling each time, then tries again;
+# after SLOW_DOWN_TRIES refusals in a row the message is handed back as a temporary
+# failure (the runner retries it after its own backoff).
+SLOW_DOWN_FIRST = 0.5
+SLOW_DOWN_MAX = 30.0
+SLOW_DOWN_TRIES = 4
+
 
 @dataclass(frozen=True, slots=True)
 class SmtpSettings:
@@ -44,6 +75,16 @@ class SmtpSettings:
     cafile: str | None = None
     insecure: bool = False
     timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpOptions:
+    """The transport URL's `?connections=N&per_connection=M&rate=R/s`."""
+
+    connections: int = DEFAULT_CONNECTIONS
+    per_connection: int = DEFAULT_PER_CONNECTION
+    rate: float | None = None  # messages per second across every session; None: no limit
+    slow_down_first: float = SLOW_DOWN_FIRST  # seconds; tests shorten it
 
 
 def settings_from_env() -> SmtpSettings:
@@ -82,6 +123,77 @@ def _timeout(text: str) -> float:
             hint="give a positive number, e.g. CADENCE_SMTP_TIMEOUT=30, or unset it",
         )
     return seconds
+
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
+_PER = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
+_OPTION_HINT = "e.g. smtp://host:587?connections=3&per_connection=100&rate=10/s"
+
+
+def parse_options(query: dict[str, list[str]], shown: str) -> SmtpOptions:
+    """The URL's options, each checked; a bad one is a usage error naming it.
+
+    `query` is `urllib.parse.parse_qs(..., keep_blank_values=True)`; `shown` is the URL
+    as it may be printed (credentials masked).
+    """
+    known = ("connections", "per_connection", "rate")
+    for name in query:
+        if name not in known:
+            raise UsageError(
+                f"transport {shown}: unknown option {name!r}",
+                hint=f"the options are {', '.join(known)}: {_OPTION_HINT}",
+            )
+    values: dict[str, str] = {}
+    for name, given in query.items():
+        if len(given) > 1:
+            raise UsageError(f"transport {shown}: option {name!r} is given twice")
+        values[name] = given[0]
+
+    def count(name: str, default: int, top: int) -> int:
+        text = values.get(name)
+        if text is None:
+            return default
+        if not text.strip().isdigit() or not 1 <= int(text) <= top:
+            raise UsageError(
+                f"transport {shown}: {name}={text!r} is not a whole number from 1 to {top}",
+                hint=_OPTION_HINT,
+            )
+        return int(text)
+
+    rate: float | None = None
+    if "rate" in values:
+        text = values["rate"]
+        match = _RATE.match(text)
+        per_second = float(match.group(1)) / _PER.get(match.group(2), 3600.0) if match else 0.0
+        if not 0 < per_second <= 1e6:
+            raise UsageError(
+                f"transport {shown}: rate={text!r} is not a rate of messages",
+                hint="give messages per second, minute or hour, e.g. rate=10/s, rate=30/min, "
+                "rate=500/h",
+            )
+        rate = per_second
+    return SmtpOptions(
+        connections=count("connections", DEFAULT_CONNECTIONS, MAX_CONNECTIONS),
+        per_connection=count("per_connection", DEFAULT_PER_CONNECTION, 1_000_000),
+        rate=rate,
+    )
+
+
+class RateLimit:
+    """Transactions spaced 1/rate seconds apart, whichever session starts them."""
+
+    def __init__(self, per_second: float) -> None:
+        self._interval = 1.0 / per_second
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self._interval
+        if start > now:
+            time.sleep(start - now)
 
 
 def _answer(code: int, text: bytes | str) -> str:
@@ -137,53 +249,61 @@ def _auth_refused(code: int, text: bytes | str, user: str | None) -> TransportDo
     )
 
 
-class SmtpTransport:
-    in_doubt = 1  # one session, one message at a time
+class SlowDown(TemporaryFailure):
+    """The server asked this session to slow down (421, or a 4xx before the recipient)."""
 
-    def __init__(self, host: str, port: int, *, implicit_tls: bool, settings: SmtpSettings):
-        self.host = host
-        self.port = port
-        self.implicit_tls = implicit_tls
-        self.settings = settings
-        self._conn: smtplib.SMTP | None = None
 
-    def _context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=self.settings.cafile)
-        if self.settings.insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+class _Stale(TemporaryFailure):
+    """A kept-open connection was found closed before DATA: open a new one, try again."""
+
+
+class _Session:
+    """One SMTP connection, used by one thread at a time; reconnects when it must."""
+
+    def __init__(self, transport: SmtpTransport) -> None:
+        self.transport = transport
+        self.conn: smtplib.SMTP | None = None
+        self.sent_here = 0  # transactions on the current connection
+        self.dirty = False  # a transaction was begun and not ended (needs RSET)
+        self.slow_downs = 0  # times this session backed off (read by tests and the bench)
+        self.connections = 0  # connections opened
 
     def open(self) -> None:
         """Connect, secure and authenticate; failures here are known-not-sent."""
-        if self._conn is not None:
+        if self.conn is not None:
             return
-        timeout = self.settings.timeout
+        t = self.transport
+        timeout = t.settings.timeout
         conn: smtplib.SMTP
         try:
-            if self.implicit_tls:
-                conn = smtplib.SMTP_SSL(
-                    self.host, self.port, timeout=timeout, context=self._context()
-                )
+            if t.implicit_tls:
+                conn = smtplib.SMTP_SSL(t.host, t.port, timeout=timeout, context=t.context())
             else:
-                conn = smtplib.SMTP(self.host, self.port, timeout=timeout)
+                conn = smtplib.SMTP(t.host, t.port, timeout=timeout)
+        except smtplib.SMTPConnectError as exc:
+            raise SlowDown(f"{t.host}:{t.port} refused the session: {exc}") from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise TemporaryFailure(f"cannot connect to {self.host}:{self.port}: {exc}") from None
+            raise TemporaryFailure(f"cannot connect to {t.host}:{t.port}: {exc}") from None
         try:
-            conn.ehlo()
-            if not self.implicit_tls:
+            _no_delay(conn)
+            code, text = conn.ehlo()
+            if 400 <= code < 500:
+                raise SlowDown(f"EHLO answered {_answer(code, text)}")
+            if not t.implicit_tls:
                 if not conn.has_extn("starttls"):
                     raise TemporaryFailure(
-                        f"{self.host}:{self.port} does not offer STARTTLS; refusing to send "
-                        "in clear text"
+                        f"{t.host}:{t.port} does not offer STARTTLS; refusing to send in clear text"
                     )
-                conn.starttls(context=self._context())
+                conn.starttls(context=t.context())
+                _no_delay(conn)
                 conn.ehlo()
-            if self.settings.user:
-                assert self.settings.password is not None
-                _login(conn, self.host, self.settings.user, self.settings.password)
+            if t.settings.user:
+                assert t.settings.password is not None
+                _login(conn, t.host, t.settings.user, t.settings.password)
         except smtplib.SMTPAuthenticationError as exc:
             conn.close()
+            if 400 <= exc.smtp_code < 500:  # e.g. 454: try again later, not wrong credentials
+                raise SlowDown(f"SMTP login: {_answer(exc.smtp_code, exc.smtp_error)}") from None
             raise UsageError(
                 f"SMTP login refused: {_answer(exc.smtp_code, exc.smtp_error)}",
                 hint="check CADENCE_SMTP_USER / CADENCE_SMTP_PASSWORD",
@@ -194,67 +314,116 @@ class SmtpTransport:
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
+        self.conn = conn
+        self.sent_here = 0
+        self.dirty = False
+        self.connections += 1
 
-    def _drop(self) -> None:
-        if self._conn is not None:
+    def drop(self) -> None:
+        if self.conn is not None:
             try:
-                self._conn.close()
+                self.conn.close()
             finally:
-                self._conn = None
+                self.conn = None
 
-    def _reset(self, conn: smtplib.SMTP) -> None:
-        try:
-            conn.rset()
-        except (OSError, smtplib.SMTPException):
-            self._drop()
-
-    def send_many(self, messages: Sequence[tuple[Envelope, bytes]]) -> list[Result]:
-        results: list[Result] = []
-        for n, (envelope, data) in enumerate(messages):
+    def quit(self) -> None:
+        if self.conn is not None:
             try:
-                results.append(self._send(envelope, data))
-            except TransportDown as down:
-                results.extend([down] * (len(messages) - n))
-                break
-            except (TemporaryFailure, PermanentFailure, DeliveryUnknown) as exc:
-                results.append(exc)
-        return results
+                self.conn.quit()
+            except (OSError, smtplib.SMTPException):
+                pass
+            finally:
+                self.drop()
 
-    def _send(self, envelope: Envelope, data: bytes) -> str:
+    def deliver(self, envelope: Envelope, data: bytes) -> str:
+        """One message, slowing down and trying again while the server asks for it."""
+        wait = self.transport.options.slow_down_first
+        for tries in range(1, SLOW_DOWN_TRIES + 1):
+            try:
+                try:
+                    return self._transaction(envelope, data)
+                except _Stale:
+                    return self._transaction(envelope, data)  # on a new connection
+            except SlowDown as exc:
+                self.slow_downs += 1
+                if tries == SLOW_DOWN_TRIES:
+                    raise TemporaryFailure(
+                        f"{exc} (the server asked to slow down {tries} times in a row)"
+                    ) from None
+                time.sleep(wait)
+                wait = min(wait * 2, SLOW_DOWN_MAX)
+        raise AssertionError("unreachable")
+
+    def _refused(self, code: int, text: bytes, *, recipient: bool, stage: str) -> Exception:
+        """The exception for a refusal before DATA; the session is reset or dropped."""
+        answer = _answer(code, text)
+        if code == 421:  # the server is closing this session
+            self.drop()
+            return SlowDown(f"{stage}: {answer}")
+        self._reset()
+        if code >= 500:
+            return PermanentFailure(answer, recipient=recipient)
+        if stage == "MAIL":  # a 4xx to MAIL is about the sender or the load, not the address
+            return SlowDown(f"{stage}: {answer}")
+        return TemporaryFailure(answer)
+
+    def _reset(self) -> None:
+        if self.conn is None or not self.dirty:
+            return
+        try:
+            code, _ = self.conn.rset()
+        except (OSError, smtplib.SMTPException):
+            code = 0
+        self.dirty = False
+        if code != 250:
+            self.drop()
+
+    def _transaction(self, envelope: Envelope, data: bytes) -> str:
+        t = self.transport
+        if self.conn is not None and self.sent_here >= t.options.per_connection:
+            self.quit()
+        self._reset()  # only after a transaction that did not end
+        reused = self.conn is not None
         self.open()
-        conn = self._conn
+        conn = self.conn
         assert conn is not None
+        options: list[str] = []
+        # An address the builder did not mark but that is not ASCII needs SMTPUTF8 as well
+        # (smtplib would fail to encode the command).
+        if envelope.smtputf8 or not (envelope.sender + envelope.recipient).isascii():
+            if not conn.has_extn("smtputf8"):
+                raise PermanentFailure(
+                    f"the address {envelope.recipient} needs SMTPUTF8 (it is not all ASCII), "
+                    f"which {t.host} does not offer; send it through a server that offers "
+                    "SMTPUTF8, or use an ASCII address for this contact",
+                    recipient=False,
+                )
+            options = ["SMTPUTF8", "BODY=8BITMIME"] if conn.has_extn("8bitmime") else ["SMTPUTF8"]
+        if t.rate is not None:
+            t.rate.wait()
+        self.sent_here += 1
+        self.dirty = True
         # --- before DATA: every failure is known-not-sent --------------------------------
         try:
-            code, text = conn.mail(envelope.sender)
+            code, text = conn.mail(envelope.sender, options)
             if code in _AUTH_CODES:
-                self._reset(conn)
-                raise _auth_refused(code, text, self.settings.user)
+                self._reset()
+                raise _auth_refused(code, text, t.settings.user)
             if code >= 400:
-                self._reset(conn)
-                if code >= 500:
-                    raise PermanentFailure(_answer(code, text), recipient=False)
-                raise TemporaryFailure(_answer(code, text))
+                raise self._refused(code, text, recipient=False, stage="MAIL")
             code, text = conn.rcpt(envelope.recipient)
             if code in _AUTH_CODES:
-                self._reset(conn)
-                raise _auth_refused(code, text, self.settings.user)
+                self._reset()
+                raise _auth_refused(code, text, t.settings.user)
             if code >= 400:
-                self._reset(conn)
-                if code >= 500:
-                    raise PermanentFailure(_answer(code, text), recipient=True)
-                raise TemporaryFailure(_answer(code, text))
+                raise self._refused(code, text, recipient=True, stage="RCPT")
             code, text = conn.docmd("DATA")
             if code != 354:
-                self._reset(conn)
-                if code >= 500:
-                    raise PermanentFailure(_answer(code, text), recipient=False)
-                raise TemporaryFailure(_answer(code, text))
-        except TransportDown:
-            raise
+                raise self._refused(code, text, recipient=False, stage="DATA")
         except (OSError, smtplib.SMTPException) as exc:
-            self._drop()
+            self.drop()
+            if reused and isinstance(exc, OSError | smtplib.SMTPServerDisconnected):
+                raise _Stale(f"connection failed before DATA: {exc}") from None
             raise TemporaryFailure(f"connection failed before DATA: {exc}") from None
         # --- DATA: from the first byte of the message on, a failure is an unknown outcome --
         payload = _LEADING_DOT.sub(b"..", data)
@@ -268,24 +437,114 @@ class SmtpTransport:
             conn.send(payload[half:])
             code, text = conn.getreply()
         except (OSError, smtplib.SMTPException) as exc:
-            self._drop()
+            self.drop()
             raise DeliveryUnknown(f"connection failed during DATA: {exc}") from None
+        self.dirty = False  # answered after the final dot: the transaction is over
         if code == 250:
             fault("after-250")
             return _answer(code, text)
         # The server answered after the final dot: it did not take the message.
+        if code == 421:
+            self.drop()
         if code >= 500:
             raise PermanentFailure(_answer(code, text), recipient=False)
         raise TemporaryFailure(_answer(code, text))
+
+
+def _no_delay(conn: smtplib.SMTP) -> None:
+    """Every write goes out at once (see the module's docstring for what Nagle cost)."""
+    if conn.sock is not None:
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class SmtpTransport:
+    """`connections` parallel sessions; `in_doubt` is their number (one message each)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        implicit_tls: bool,
+        settings: SmtpSettings,
+        options: SmtpOptions | None = None,
+    ):
+        self.host = host
+        self.port = port
+        self.implicit_tls = implicit_tls
+        self.settings = settings
+        self.options = options or SmtpOptions()
+        self.rate = RateLimit(self.options.rate) if self.options.rate else None
+        self.sessions = [_Session(self) for _ in range(self.options.connections)]
+        self._pool: ThreadPoolExecutor | None = None
+        self._context: ssl.SSLContext | None = None
+
+    @property
+    def in_doubt(self) -> int:
+        return self.options.connections
+
+    def context(self) -> ssl.SSLContext:
+        if self._context is None:  # one context for every session: loads the CA once
+            context = ssl.create_default_context(cafile=self.settings.cafile)
+            if self.settings.insecure:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            self._context = context
+        return self._context
+
+    def open(self) -> None:
+        """Open the first session (a refused login or a server that is down shows now,
+        before anything is committed `sending`); the others open when first used."""
+        first = self.sessions[0]
+        first.open()
+        if self._pool is None and len(self.sessions) > 1:
+            self._pool = ThreadPoolExecutor(len(self.sessions), thread_name_prefix="smtp")
+
+    def send(self, envelope: Envelope, data: bytes) -> str:
+        """One message on the first session."""
+        return self.sessions[0].deliver(envelope, data)
+
+    def send_many(self, messages: Sequence[tuple[Envelope, bytes]]) -> list[Result]:
+        """Message i on session i (modulo their number), the sessions in parallel; one
+        result per message, in order. Given at most `in_doubt` messages, each session
+        has at most one in hand."""
+        results: list[Result | None] = [None] * len(messages)
+        used = self.sessions[: max(1, min(len(messages), len(self.sessions)))]
+
+        def work(number: int) -> None:
+            session = used[number]
+            down: TransportDown | None = None
+            for index in range(number, len(messages), len(used)):
+                if down is not None:  # this session cannot go on: the rest is not handed over
+                    results[index] = down
+                    continue
+                envelope, data = messages[index]
+                try:
+                    results[index] = session.deliver(envelope, data)
+                except TransportDown as exc:
+                    results[index] = down = exc
+                except (TemporaryFailure, PermanentFailure, DeliveryUnknown) as exc:
+                    results[index] = exc
+                except CadenceError as exc:  # a refused login on a reconnect, before MAIL
+                    results[index] = down = TransportDown(exc)
+
+        if self._pool is None or len(used) == 1:
+            work(0)
+        else:
+            futures = [self._pool.submit(work, n) for n in range(len(used))]
+            errors = [e for f in futures if (e := f.exception()) is not None]
+            if errors:  # not a delivery outcome (a refused login): the run stops on it
+                raise errors[0]
+        done = [r for r in results if r is not None]
+        assert len(done) == len(messages)
+        return done
 
     def flush(self) -> None:
         """Nothing to do: every message was handed over, and answered, in `send_many`."""
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.quit()
-            except (OSError, smtplib.SMTPException):
-                pass
-            finally:
-                self._drop()
+        for session in self.sessions:
+            session.quit()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

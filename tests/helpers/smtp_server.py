@@ -1,8 +1,10 @@
 """A real SMTP server for tests: aiosmtpd on 127.0.0.1 with STARTTLS and AUTH.
 
-It records every message it accepted (as the bytes it received), so tests assert on what
-a mail server really got. Addresses in `reject` get a 550 to RCPT (a bounce), those in
-`defer` a 451 (a temporary failure).
+It records every message it accepted (as the bytes it received, with the client's address
+and the instant the final dot was answered), so tests assert on what a mail server really
+got, over which connection and how fast. Addresses in `reject` get a 550 to RCPT (a
+bounce), those in `defer` a 451 (a temporary failure); the next `slow_down` MAIL commands
+get a 421 (the server sends a session away), and `resets` counts RSET commands.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -31,6 +34,8 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    peer: tuple[str, int] = ("", 0)  # the client's end of the connection
+    at: float = 0.0  # time.monotonic() when the message was accepted
 
     @property
     def message(self) -> EmailMessage:
@@ -44,7 +49,35 @@ class Recorder:
     received: list[Received] = field(default_factory=list)
     reject: set[str] = field(default_factory=set)
     defer: set[str] = field(default_factory=set)
+    slow_down: int = 0
+    resets: int = 0
+    mail_peers: list[tuple[str, int]] = field(default_factory=list)  # one per MAIL
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.received.clear()
+            self.reject.clear()
+            self.defer.clear()
+            self.mail_peers.clear()
+            self.slow_down = self.resets = 0
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        with self.lock:
+            self.mail_peers.append(tuple(session.peer))
+            if self.slow_down > 0:
+                self.slow_down -= 1
+                return "421 4.7.0 Too many messages, slow down; closing connection"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RSET(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.resets += 1
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
@@ -59,7 +92,13 @@ class Recorder:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
             self.received.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content))
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    bytes(envelope.content),
+                    tuple(session.peer),
+                    time.monotonic(),
+                )
             )
         return "250 2.0.0 Ok: queued"
 
@@ -105,8 +144,9 @@ class SmtpServer:
         }
 
 
-def serve(folder: Path) -> Iterator[SmtpServer]:
-    """Run the server for the duration of a fixture (generator)."""
+def serve(folder: Path, *, smtputf8: bool = False) -> Iterator[SmtpServer]:
+    """Run the server for the duration of a fixture (generator); `smtputf8` offers
+    SMTPUTF8 (RFC 6531)."""
     cert, key = self_signed(folder)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
@@ -121,6 +161,7 @@ def serve(folder: Path) -> Iterator[SmtpServer]:
         auth_require_tls=True,
         authenticator=_authenticate,
         auth_required=True,
+        enable_SMTPUTF8=smtputf8,
     )
     controller.start()
     try:
