@@ -272,10 +272,9 @@ def open_store(url: str | None = None) -> Store:
 
     target = url or os.environ.get("CADENCE_DB") or DEFAULT_DB
     if target.startswith(("postgresql://", "postgres://")):
-        raise UsageError(
-            "CADENCE_DB=postgresql://… is not supported yet",
-            hint="use a SQLite file path, e.g. CADENCE_DB=./cadence.db",
-        )
+        from engine.store.postgres import PostgresStore
+
+        return PostgresStore(target)  # type: ignore[return-value]
     if target.startswith("sqlite:///"):
         target = target[len("sqlite:///") :]
     elif "://" in target:

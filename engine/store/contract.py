@@ -452,9 +452,7 @@ class Repository(Protocol):
         when it was no longer open."""
         ...
 
-    def schedule_task_email(
-        self, step_run_id: int, subject: str, body: str, due_utc: int
-    ) -> bool:
+    def schedule_task_email(self, step_run_id: int, subject: str, body: str, due_utc: int) -> bool:
         """An `open` email task becomes a rep's email the runner sends at `due_utc`."""
         ...
 

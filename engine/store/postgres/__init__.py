@@ -329,6 +329,12 @@ class PostgresStore:
         if new:
             self._jobs.defer(conn, new)
 
+    def wake_all(self) -> None:
+        """Defer (or move) the job of every running enrolment's next planned step run."""
+        with self._tx() as conn:
+            ids = conn.execute("SELECT id FROM enrolments WHERE state = 'active'").fetchall()
+            self._wake(conn, (int(r[0]) for r in ids))
+
     def _unjob(self, conn: psycopg.Connection[Any], step_run_ids: Sequence[int]) -> None:
         """The waiting jobs of rows just claimed: their work is taken, they need not run."""
         if step_run_ids:
