@@ -125,11 +125,13 @@ class Server:
             conn.execute(sql.encode())
 
     def dsn_for(self, name: str) -> str:
-        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+        """The URL of database `name` on this server (a postgresql:// URL, as CADENCE_DB)."""
+        from urllib.parse import urlsplit, urlunsplit
 
-        params = conninfo_to_dict(self.admin_dsn)
-        params["dbname"] = name
-        return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+        parts = urlsplit(self.admin_dsn)
+        if parts.scheme not in ("postgresql", "postgres"):
+            pytest.fail("CADENCE_TEST_POSTGRES must be a postgresql://user@host:port/db URL")
+        return urlunsplit(parts._replace(path="/" + name))
 
     def database(self) -> str:
         """A new, migrated, empty database: its DSN."""
@@ -145,9 +147,9 @@ class Server:
         return self.dsn_for(name)
 
     def drop(self, dsn: str) -> None:
-        from psycopg.conninfo import conninfo_to_dict
+        from urllib.parse import urlsplit
 
-        name = conninfo_to_dict(dsn)["dbname"]
+        name = urlsplit(dsn).path.lstrip("/")
         self._admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 

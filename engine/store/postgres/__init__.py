@@ -184,17 +184,20 @@ def _utc(seconds: int) -> datetime:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages."""
+    """A store URL fit to print: a PostgreSQL URL without its password, a path as given."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not url.startswith(("postgresql://", "postgres://")):
+        return url
     try:
-        from psycopg.conninfo import conninfo_to_dict, make_conninfo
-    except ImportError:
-        return url.split("@")[-1]
-    try:
-        params = conninfo_to_dict(url)
-    except Exception:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        netloc = (f"{parts.username}@" if parts.username else "") + host
+        if parts.port:
+            netloc += f":{parts.port}"
+    except ValueError:
         return "the PostgreSQL URL"
-    params.pop("password", None)
-    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class PostgresStore:
@@ -208,7 +211,18 @@ class PostgresStore:
                 f"CADENCE_DB is a PostgreSQL URL but {exc.name} is not installed",
                 hint=INSTALL_HINT,
             ) from exc
+        import psycopg
+
         self.url = url
+        try:  # one direct connection first: a wrong URL fails at once, with the reason
+            psycopg.connect(url, connect_timeout=10).close()
+        except psycopg.Error as exc:
+            raise UsageError(
+                f"cannot connect to PostgreSQL at {redact(url)}: "
+                f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}",
+                hint="check CADENCE_DB (host, port, database, user, password) and that the "
+                "server accepts connections",
+            ) from exc
         size = max_connections or int(os.environ.get("CADENCE_PG_POOL", "4"))
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
             psycopg_pool.ConnectionPool(
