@@ -121,6 +121,9 @@ def run_worker(
     due with `until_idle`."""
     app, store = make_app(url, options, on_report=on_report)
     try:
+        # A starting worker first expires ended leases: what a dead worker left claimed
+        # is due again (with its job), what it left `sending` becomes `unknown`.
+        store.sweep(int(store.clock()))
         app.run_worker(
             queues=[QUEUE],
             concurrency=options.concurrency,
