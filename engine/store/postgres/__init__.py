@@ -14,7 +14,7 @@ Any number of processes on any number of machines share one database:
   step run is `planned` (after a launch, a finished step, a settled task, a move, a
   resume, a resolve, a released claim) one job, queueing-locked by the step run id, is
   deferred at its due time on the same connection, in the same transaction; a job already
-  waiting is moved to the new time instead. Claiming a row cancels its waiting job.
+  waiting is moved to the new time instead. Claiming a row removes its waiting job.
 """
 
 from __future__ import annotations
@@ -353,8 +353,7 @@ class PostgresStore:
         """The waiting jobs of rows just claimed: their work is taken, they need not run."""
         if step_run_ids:
             conn.execute(
-                "UPDATE procrastinate_jobs SET status = 'cancelled' "
-                "WHERE status = 'todo' AND queueing_lock = ANY(%s)",
+                "DELETE FROM procrastinate_jobs WHERE status = 'todo' AND queueing_lock = ANY(%s)",
                 ([step_lock(i) for i in step_run_ids],),
             )
 
