@@ -46,16 +46,27 @@ def _free_port() -> int:
 class Cluster:
     """A PostgreSQL cluster made for this test run."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(
+        self,
+        bindir: Path,
+        *,
+        listen: str = "127.0.0.1",
+        netns: str | None = None,
+        trust: str | None = None,
+    ) -> None:
+        """`listen`: addresses; `netns`: run in that network namespace; `trust`: a CIDR
+        whose clients connect without a password (besides the local ones)."""
         self.bindir = bindir
         self.dir = Path(tempfile.mkdtemp(prefix="cadence-pg-"))
         self.data = self.dir / "data"
         self.port = _free_port()
-        self._as: list[str] = []
+        self.listen = listen
+        self.trust = trust
+        self._as: list[str] = ["ip", "netns", "exec", netns] if netns else []
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
-            self._as = ["runuser", "-u", "postgres", "--"]
-        self.user = "postgres" if self._as else None
+            self._as += ["runuser", "-u", "postgres", "--"]
+        self.user = "postgres" if os.geteuid() == 0 else None
 
     def _run(self, *args: str) -> None:
         subprocess.run([*self._as, *args], check=True, capture_output=True, text=True, cwd=self.dir)
@@ -70,8 +81,11 @@ class Cluster:
             "--encoding=UTF8",
             "--no-sync",
         )
+        if self.trust:
+            with (self.data / "pg_hba.conf").open("a", encoding="utf-8") as hba:
+                hba.write(f"host all all {self.trust} trust\n")
         options = (
-            f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+            f"-c listen_addresses={self.listen} -c port={self.port} "
             f"-c unix_socket_directories={self.dir} -c fsync=off "
             "-c max_connections=200 -c synchronous_commit=on"
         )
