@@ -223,6 +223,9 @@ class _RunProgress:
 @click.option("--send-at", default=None, metavar="WHEN|HH:MM", help="Send time of day 1's email.")
 @click.option("--skip-invalid", is_flag=True, help="Leave bad contact rows out, enrol the rest.")
 @click.option(
+    "--allow-overlap", is_flag=True, help="Also enrol contacts active in another cadence."
+)
+@click.option(
     "-f", "--format", "output_format", type=click.Choice(["text", "json"]), default="text"
 )
 @db_option
@@ -233,6 +236,7 @@ def launch_command(
     start: str,
     send_at: str | None,
     skip_invalid: bool,
+    allow_overlap: bool,
     output_format: str,
     db: str,
     now_text: str | None,
@@ -244,7 +248,6 @@ def launch_command(
     from engine.launch import launch
     from engine.store import open_store
 
-    store = open_store(db)
     shown: list[int] = []
     counter = _progress("enrolling")
 
@@ -253,18 +256,19 @@ def launch_command(
         counter(n)
 
     try:
-        report = launch(
-            store,
-            Path(cadence_path),
-            Path(contacts_path),
-            now=_now(now_text),
-            start=start,
-            send_at=send_at,
-            skip_invalid=skip_invalid,
-            progress=progress if counter is not None else None,
-        )
+        with open_store(db) as store:
+            report = launch(
+                store,
+                Path(cadence_path),
+                Path(contacts_path),
+                now=_now(now_text),
+                start=start,
+                send_at=send_at,
+                skip_invalid=skip_invalid,
+                allow_overlap=allow_overlap,
+                progress=progress if counter is not None else None,
+            )
     finally:
-        store.close()
         if shown:
             click.echo(err=True)  # end the counter's line
     if output_format == "json":
@@ -275,6 +279,8 @@ def launch_command(
         click.echo(f"  skipped {email}: already enrolled")
     for email in report.suppressed:
         click.echo(f"  skipped {email}: unsubscribed or bounced")
+    for email, other in report.overlapping:
+        click.echo(f"  skipped {email}: active in {other} (--allow-overlap enrols it anyway)")
     for row in report.skipped_rows:
         click.echo(f"  skipped {row}")
     return 0
@@ -313,20 +319,15 @@ def run_command(
     transport: str,
     now_text: str | None,
 ) -> int:
-    """Send due emails and open due tasks. Exit 1 while unknown sends await `resolve`."""
+    """Send due emails and open due tasks. Exit 1 when an email failed or unknown sends
+    await `resolve`; exit 2 when the transport refuses the settings (login, folder)."""
     import json
     from datetime import datetime
 
     from engine.errors import UsageError
-    from engine.runner import (
-        Clock,
-        Runner,
-        RunOptions,
-        RunReport,
-        check_cron,
-        run_every,
-        stopping_on_signals,
-    )
+    from engine.run.clock import Clock
+    from engine.run.loop import Runner, RunOptions, RunReport
+    from engine.runner import check_cron, run_every, stopping_on_signals
     from engine.store import open_store
     from engine.transports import parse_transport
 
@@ -354,12 +355,12 @@ def run_command(
             progress.close()
         click.echo(f"error: {exc}", err=True)
 
-    store = open_store(db)
-    progress = _RunProgress(store, clock) if _stderr_is_tty() else None
-    try:
+    sender = parse_transport(transport)
+    with open_store(db) as store:
+        progress = _RunProgress(store, clock) if _stderr_is_tty() else None
         runner = Runner(
             store,
-            parse_transport(transport),
+            sender,
             clock=clock,
             options=RunOptions(batch=batch, lease=lease),
             progress=progress,
@@ -375,14 +376,15 @@ def run_command(
             if progress is not None:
                 progress.close()
         unknown = len(store.unknown_sends())
-    finally:
-        store.close()
     show(started, report)
     if runner.stop_requested:
         click.echo("stopped by a signal: what was not sent is due again at the next run", err=True)
     if unknown:
         click.echo(f"{unknown} unknown send(s): see `cadence status`", err=True)
-    return 1 if unknown else 0
+    failed = report.failed + report.bounced
+    if failed:
+        click.echo(f"{failed} email(s) failed: see `cadence status`", err=True)
+    return 1 if unknown or failed else 0
 
 
 @cadence.group("tasks")
@@ -420,6 +422,7 @@ def tasks_list(
     """Open tasks, oldest due first."""
     import json
 
+    from engine.plan import Action
     from engine.store import TaskFilter, open_store
     from engine.tasks import list_tasks
     from engine.when import parse_when
@@ -427,19 +430,16 @@ def tasks_list(
     due_before = (
         int(parse_when(due, "UTC", now=_now(now_text), option="--due").timestamp()) if due else None
     )
-    store = open_store(db)
-    try:
+    with open_store(db) as store:
         views = list_tasks(
             store,
             TaskFilter(
                 cadence=cadence_name,
-                action=TASK_TYPES[task_type] if task_type else None,
+                action=Action(TASK_TYPES[task_type]) if task_type else None,
                 due_before=due_before,
                 sender=sender,
             ),
         )
-    finally:
-        store.close()
     if output_format == "json":
         click.echo(json.dumps([v.as_dict() for v in views], indent=2, ensure_ascii=False))
         return 0
@@ -465,15 +465,13 @@ def tasks_show(task_id: int, output_format: str, db: str) -> int:
     from engine.store import open_store
     from engine.tasks import show_task
 
-    store = open_store(db)
-    try:
+    with open_store(db) as store:
         v = show_task(store, task_id)
-    finally:
-        store.close()
     if output_format == "json":
         click.echo(json.dumps(v.as_dict(), indent=2, ensure_ascii=False))
         return 0
     click.echo(f"Task {v.id} ({v.action}) — {v.cadence}, step {v.step_id}")
+    click.echo(f"State:   {v.state}")
     click.echo(f"Due:     {v.due:%Y-%m-%d %H:%M} UTC")
     click.echo(f"Contact: {v.contact}")
     click.echo(f"Title:   {v.title}")
@@ -490,11 +488,8 @@ def _finish_task(task_id: int, state: str, db: str, now_text: str | None) -> int
     from engine.store import open_store
     from engine.tasks import complete_task
 
-    store = open_store(db)
-    try:
+    with open_store(db) as store:
         row = complete_task(store, task_id, state, _now(now_text))
-    finally:
-        store.close()
     click.echo(f"task {row.id} {state}")
     return 0
 
@@ -562,20 +557,18 @@ def tasks_send(
     """Send an email task with your edits, now or --at WHEN."""
     from engine.errors import UsageError
     from engine.store import open_store
-    from engine.tasks import send_task_email, show_task
+    from engine.tasks import check_send_at, check_sendable, send_task_email, show_task
     from engine.transports import parse_transport
     from engine.when import parse_when
 
     now = _now(now_text)
-    store = open_store(db)
-    try:
+    with open_store(db) as store:
+        check_sendable(store, task_id)  # before any editor opens
         v = show_task(store, task_id)
-        if v.body is None:
-            raise UsageError(f"task {task_id} is a {v.action}, not an email task")
-        if v.state != "open":  # before any editor opens
-            raise UsageError(f"task {task_id} is not open (it is {v.state})")
+        assert v.body is not None
         # Settings first: a bad --at or transport must not throw away a rep's edits.
         when = parse_when(at, "UTC", now=now, option="--at") if at else None
+        check_send_at(when, now)
         sender = parse_transport(transport)
         if body_file is not None:
             body = _read_body_file(body_file)
@@ -603,8 +596,6 @@ def tasks_send(
             now=now,
             at=when,
         )
-    finally:
-        store.close()
     if row.state == "sent":
         click.echo(f"task {task_id} sent as {row.message_id}")
     else:
@@ -630,11 +621,8 @@ def event_command(
     from engine.signals import record
     from engine.store import SignalKind, open_store
 
-    store = open_store(db)
-    try:
+    with open_store(db) as store:
         result = record(store, SignalKind(kind), email, cadence=cadence_name, now=_now(now_text))
-    finally:
-        store.close()
     note = "" if result.new else " (already recorded)"
     scope = "" if kind == "reply" else " (suppressed for every cadence)"
     click.echo(
@@ -642,6 +630,149 @@ def event_command(
         f"{result.cancelled_steps} step(s) cancelled{scope}"
     )
     return 0
+
+
+@cadence.group("enrolments")
+def enrolments_group() -> None:
+    """Contacts in flight: list, show, pause, resume, remove (SPEC §11)."""
+
+
+ENROLMENT_STATES = (
+    "active", "paused", "completed", "replied", "bounced", "unsubscribed", "removed",
+)  # fmt: skip
+
+
+@enrolments_group.command("list")
+@click.option("--cadence", "cadence_name", default=None, help="Only this cadence (its name).")
+@click.option("--state", type=click.Choice(ENROLMENT_STATES), default=None)
+@click.option("--contact", "contact", default=None, metavar="EMAIL", help="Only this contact.")
+@click.option(
+    "-f", "--format", "output_format", type=click.Choice(["table", "json"]), default="table"
+)
+@db_option
+def enrolments_list(
+    cadence_name: str | None, state: str | None, contact: str | None, output_format: str, db: str
+) -> int:
+    """Enrolments, oldest first."""
+    import json
+
+    from engine.enrolments import enrolment_dict, list_enrolments
+    from engine.store import EnrolmentState, open_store
+
+    with open_store(db) as store:
+        found = list_enrolments(
+            store,
+            cadence=cadence_name,
+            state=EnrolmentState(state) if state else None,
+            contact=contact,
+        )
+    if output_format == "json":
+        click.echo(json.dumps([enrolment_dict(e) for e in found], indent=2, ensure_ascii=False))
+        return 0
+    if not found:
+        click.echo("no enrolments")
+        return 0
+    click.echo(f"{'ID':>6}  {'STATE':<12} {'LAUNCHED (UTC)':<17} {'CONTACT':<34} CADENCE")
+    for e in found:
+        launched = f"{_utc(e.launched_utc):%Y-%m-%d %H:%M}"
+        click.echo(f"{e.id:>6}  {e.state:<12} {launched:<17} {e.email:<34} {e.cadence_name}")
+    return 0
+
+
+def _utc(seconds: int) -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+@enrolments_group.command("show")
+@click.argument("email", metavar="EMAIL")
+@click.option("--cadence", "cadence_name", default=None, help="Only this cadence (its name).")
+@click.option(
+    "-f", "--format", "output_format", type=click.Choice(["text", "json"]), default="text"
+)
+@db_option
+def enrolments_show(email: str, cadence_name: str | None, output_format: str, db: str) -> int:
+    """A contact's enrolments: each step's due time (UTC and the contact's zone), state,
+    sent time and Message-ID; then the contact's events."""
+    import json
+
+    from engine.calendar import zone
+    from engine.enrolments import show
+    from engine.store import open_store
+
+    with open_store(db) as store:
+        view = show(store, email, cadence=cadence_name)
+    if output_format == "json":
+        click.echo(json.dumps(view.as_dict(), indent=2, ensure_ascii=False))
+        return 0
+    for d in view.enrolments:
+        e = d.enrolment
+        click.echo(f"{e.cadence_name} @ {e.cadence_hash} — enrolment {e.id}, {e.state}")
+        for r in d.steps:
+            due = _utc(r.due_utc)
+            local = due.astimezone(zone(r.zone))
+            sent = f"sent {_utc(r.sent_utc):%Y-%m-%d %H:%M}Z" if r.sent_utc else ""
+            click.echo(
+                f"  {r.step_id:<14} {r.state:<10} due {due:%Y-%m-%d %H:%M}Z "
+                f"({local:%Y-%m-%d %H:%M} {r.zone}) {sent} {r.message_id or ''}".rstrip()
+            )
+    click.echo("events:")
+    for ev in view.events:
+        source = f" [{ev.source}]" if ev.source else ""
+        click.echo(f"  {_utc(ev.at_utc):%Y-%m-%d %H:%M}Z {ev.kind} {ev.detail}{source}".rstrip())
+    return 0
+
+
+def _operate(
+    action: str, email: str, cadence_name: str | None, db: str, now_text: str | None
+) -> int:
+    from engine import enrolments
+    from engine.store import open_store
+
+    with open_store(db) as store:
+        now = _now(now_text)
+        if action == "remove":
+            done, cancelled = enrolments.remove(store, email, cadence=cadence_name, now=now)
+            for e in done:
+                click.echo(
+                    f"removed {e.email} from {e.cadence_name} ({cancelled} step(s) cancelled)"
+                )
+            return 0
+        operation = enrolments.pause if action == "pause" else enrolments.resume
+        for e in operation(store, email, cadence=cadence_name, now=now):
+            click.echo(f"{action}d {e.email} in {e.cadence_name}")
+    return 0
+
+
+@enrolments_group.command("pause")
+@click.argument("email", metavar="EMAIL")
+@click.option("--cadence", "cadence_name", default=None, help="Only this cadence (its name).")
+@db_option
+@now_option
+def enrolments_pause(email: str, cadence_name: str | None, db: str, now_text: str | None) -> int:
+    """Hold every step of the contact's active enrolments until `resume`."""
+    return _operate("pause", email, cadence_name, db, now_text)
+
+
+@enrolments_group.command("resume")
+@click.argument("email", metavar="EMAIL")
+@click.option("--cadence", "cadence_name", default=None, help="Only this cadence (its name).")
+@db_option
+@now_option
+def enrolments_resume(email: str, cadence_name: str | None, db: str, now_text: str | None) -> int:
+    """Resume paused enrolments; the rest of the schedule shifts by the pause (as R5)."""
+    return _operate("resume", email, cadence_name, db, now_text)
+
+
+@enrolments_group.command("remove")
+@click.argument("email", metavar="EMAIL")
+@click.option("--cadence", "cadence_name", default=None, help="Only this cadence (its name).")
+@db_option
+@now_option
+def enrolments_remove(email: str, cadence_name: str | None, db: str, now_text: str | None) -> int:
+    """End the contact's enrolments: nothing more is sent; the history is kept."""
+    return _operate("remove", email, cadence_name, db, now_text)
 
 
 @cadence.command("status")
@@ -657,11 +788,8 @@ def status_command(output_format: str, db: str, now_text: str | None) -> int:
     from engine.status import status
     from engine.store import open_store
 
-    store = open_store(db)
-    try:
+    with open_store(db) as store:
         report = status(store, _now(now_text))
-    finally:
-        store.close()
     if output_format == "json":
         click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
     else:
@@ -669,9 +797,11 @@ def status_command(output_format: str, db: str, now_text: str | None) -> int:
             finished = ", ".join(f"{k} {n}" for k, n in v.finished.items())
             click.echo(f"{v.cadence_name} @ {v.cadence_hash}")
             click.echo(
-                f"  enrolled {v.enrolled}, active {v.active}, finished: {finished}, "
-                f"successes {v.successes}\n"
-                f"  sent {v.sent}, due {v.due}, held {v.held}, open tasks {v.open_tasks}"
+                f"  enrolled {v.enrolled}, active {v.active}, paused {v.paused}, "
+                f"finished: {finished}, successes {v.successes}\n"
+                f"  sent {v.sent}, due {v.due}, held {v.held}, open tasks {v.open_tasks}, "
+                f"failed {v.failed}, retrying {v.retrying}\n"
+                f"  in flight: claimed {v.claimed}, sending {v.sending}; unknown {v.unknown}"
             )
         if not report.versions:
             click.echo("nothing launched yet")
@@ -684,24 +814,39 @@ def status_command(output_format: str, db: str, now_text: str | None) -> int:
 
 
 @cadence.command("resolve")
-@click.argument("key", metavar="KEY")
-@click.option("--sent", is_flag=True, help="It was delivered: record it sent.")
-@click.option("--resend", is_flag=True, help="Send it again (same Message-ID).")
+@click.argument("keys", nargs=-1, metavar="KEY...")
+@click.option("--sent", is_flag=True, help="They were delivered: record them sent.")
+@click.option("--resend", is_flag=True, help="Send them again (same Message-ID).")
+@click.option("--all", "every", is_flag=True, help="Every unknown send (of --cadence).")
+@click.option("--cadence", "cadence_name", default=None, help="With --all: only this cadence.")
 @db_option
-def resolve_command(key: str, sent: bool, resend: bool, db: str) -> int:
-    """Settle an unknown send shown by `cadence status`."""
+def resolve_command(
+    keys: tuple[str, ...],
+    sent: bool,
+    resend: bool,
+    every: bool,
+    cadence_name: str | None,
+    db: str,
+) -> int:
+    """Settle unknown sends shown by `cadence status`: KEY... or --all."""
     from engine.errors import UsageError
+    from engine.signals import check_cadence
     from engine.status import resolve
     from engine.store import open_store
 
     if sent == resend:  # both flags would let click keep whichever came last
         raise UsageError("give exactly one of --sent and --resend")
-    store = open_store(db)
-    try:
-        u = resolve(store, key, sent=sent)
-    finally:
-        store.close()
-    click.echo(f"send {u.key} ({u.message_id}) resolved: {'sent' if sent else 'resend'}")
+    if every == bool(keys):
+        raise UsageError("give the keys to settle, or --all", hint="see `cadence status`")
+    if cadence_name is not None and not every:
+        raise UsageError("--cadence goes with --all")
+    with open_store(db) as store:
+        check_cadence(store, cadence_name)
+        done = resolve(store, keys, sent=sent, every=every, cadence=cadence_name)
+    for u in done:
+        click.echo(f"send {u.key} ({u.message_id}) resolved: {'sent' if sent else 'resend'}")
+    if not done:
+        click.echo("no unknown sends")
     return 0
 
 

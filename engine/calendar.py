@@ -80,22 +80,6 @@ def campaign_days_between(settings: Settings, start: date, end: date) -> int:
     return days
 
 
-def after_previous_step(
-    settings: Settings, due: datetime, previous: datetime, tz: ZoneInfo
-) -> datetime:
-    """A step on a later campaign day than the step before it, which goes at `previous`.
-
-    Unchanged when it is still after `previous`; else (the step before it was pushed to
-    or past its time) the next campaign day after `previous`'s local date, at the step's
-    own wall time, so a contact never gets two steps at once after a move. The compiler
-    applies it to planned times, the runner to the real time a step was executed.
-    """
-    if due > previous:
-        return due
-    after = next_campaign_day(settings, previous.astimezone(tz).date())
-    return resolve_local(after, due.astimezone(tz).time().replace(tzinfo=None), tz)
-
-
 @functools.lru_cache(maxsize=1024)
 def zone(name: str) -> ZoneInfo:
     """A ZoneInfo by IANA name; raises InputError (not a traceback) for unknown names."""
@@ -138,8 +122,3 @@ def resolve_local(d: date, t: time, tz: ZoneInfo) -> datetime:
     (02:30 → 03:30); in a fall-back overlap it picks the first occurrence.
     """
     return datetime.combine(d, t, tzinfo=tz).astimezone(UTC)
-
-
-def local_wall(instant: datetime, tz: ZoneInfo) -> datetime:
-    """`instant` seen on the wall clock of `tz` (aware, in `tz`)."""
-    return instant.astimezone(tz)

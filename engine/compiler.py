@@ -1,30 +1,24 @@
 """Cadence + contacts + launch → plan (SPEC §5, R1–R5). Pure: no clock, no I/O.
 
 A contact's schedule depends on the contact only through its scheduling zone, so the
-compiler computes one `ContactSchedule` per zone and shares it between contacts; only a
-daily limit that is full makes a contact's schedule its own (then it is computed for that
-contact alone, in input order, which keeps the result deterministic).
-
-Runner entry points: `plan_contact` (enrol one contact), `same_time_reference` and
-`due_after_reference` (R4: a step's time once the referenced email's real send time is
-known).
+compiler computes one `ContactSchedule` per zone and shares it between contacts. A daily
+limit that is full moves a contact's emails; that schedule depends only on which days are
+full, so it too is shared by the following contacts of its zone while its days have room
+(contacts in input order, which keeps the result deterministic). The policy itself
+(window, limit, R4, R5) is `engine.policy`, shared with the runner.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import date, datetime
+from datetime import datetime
 
-from engine.calendar import (
-    next_campaign_day,
-    resolve_local,
-    scheduling_zone_name,
-    zone,
-)
+from engine.calendar import scheduling_zone_name
 from engine.contacts import Contact
 from engine.errors import UsageError
-from engine.model import Cadence, Step
+from engine.model import Cadence
 from engine.plan import PlannedStep
+from engine.policy import due_after_reference
 from engine.schedule import (
     ContactSchedule,
     DailyLimit,
@@ -66,6 +60,10 @@ class Scheduler:
         daily = cadence.settings.daily_limit
         self.limit = limit if limit is not None else (DailyLimit(daily) if daily else None)
         self._by_zone: dict[str, ContactSchedule] = {}
+        # Per zone: the last schedule moved by the limit. It is what building anew would
+        # give while all its days still have room: the days its emails skipped were full
+        # and stay full (bookings only grow), and every later choice follows from those.
+        self._limited: dict[str, ContactSchedule] = {}
 
     def schedule(self, contact: Contact) -> ContactSchedule:
         name = scheduling_zone_name(self.cadence, contact.timezone)
@@ -77,11 +75,16 @@ class Scheduler:
         if limit is None:
             return base
         sender = self.cadence.sender.email
-        if limit.fits(sender, base.email_days):
-            limit.book(sender, base.email_days)
-            return base
-        # The day is full: this contact's emails move, which can move its later steps too.
-        return build_schedule(self.cadence, base.zone, self.launch, limit=limit)
+        # Once a day of the zone's base schedule is full it stays full: from then on only
+        # the moved schedule can be reused.
+        known = self._limited.get(name, base)
+        if limit.fits(sender, known.email_days):
+            limit.book(sender, known.email_days)
+            return known
+        # A day is full: this contact's emails move, which can move its later steps too.
+        moved = build_schedule(self.cadence, base.zone, self.launch, limit=limit)
+        self._limited[name] = moved
+        return moved
 
 
 def parse_launch(cadence: Cadence, start: str, send_at: str | None, *, now: datetime) -> Launch:
@@ -172,27 +175,3 @@ def rows_for(
             subject=text[0] if text else None,
             body=text[1] if text else None,
         )
-
-
-def due_after_reference(
-    cadence: Cadence, step: Step, zone_name: str, day: date, reference_sent: datetime
-) -> datetime:
-    """R4: the UTC due time of `same_time_as_previous` step `step` on local date `day`, now
-    that its reference email (`same_time_reference`) was really sent at `reference_sent`.
-
-    The wall time of the real send, in the contact's zone, is used on `day`; the send
-    window then applies as usual. The daily limit is the runner's to apply (it knows the
-    sender's bookings).
-    """
-    tz = zone(zone_name)
-    wall = reference_sent.astimezone(tz).time().replace(tzinfo=None)
-    due = resolve_local(day, wall, tz)
-    window = cadence.settings.send_window
-    if window is None:
-        return due
-    local = due.astimezone(tz)
-    if local.time().replace(tzinfo=None) < window.start:
-        return resolve_local(local.date(), window.start, tz)
-    if local.time().replace(tzinfo=None) >= window.end:
-        return resolve_local(next_campaign_day(cadence.settings, local.date()), window.start, tz)
-    return due

@@ -21,7 +21,7 @@ from engine.delivery import message_id
 from engine.messages import PREVIEW_UNSUBSCRIBE_URL, render_step_texts
 from engine.model import Cadence
 from engine.plan import Action
-from engine.runner import contact_json
+from engine.run.pinned import contact_json
 from engine.schedule import Launch
 from engine.store import NewEnrolment, NewStep, Store
 from engine.validate import load_cadence
@@ -38,6 +38,7 @@ class LaunchReport:
     already_enrolled: tuple[str, ...]
     suppressed: tuple[str, ...]
     skipped_rows: tuple[RowError, ...]
+    overlapping: tuple[tuple[str, str], ...] = ()  # (email, the cadence it is active in)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -46,6 +47,7 @@ class LaunchReport:
             "enrolled": self.enrolled,
             "already_enrolled": list(self.already_enrolled),
             "suppressed": list(self.suppressed),
+            "overlapping": [{"email": e, "active_in": c} for e, c in self.overlapping],
             "skipped_rows": [str(e) for e in self.skipped_rows],
         }
 
@@ -59,13 +61,15 @@ def launch(
     start: str = "now",
     send_at: str | None = None,
     skip_invalid: bool = False,
+    allow_overlap: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> LaunchReport:
     """Enrol every contact of `contacts_path` in the cadence at `cadence_path`.
 
     Raises UsageError (bad WHEN, `choose_at_launch` without `send_at`) or InputError (bad
     cadence, bad contact rows without `skip_invalid`, a template that fails to render for
-    a contact) before anything is enrolled.
+    a contact) before anything is enrolled. A contact active in another cadence is
+    skipped and reported (SPEC §11) unless `allow_overlap`.
     """
     cadence = load_cadence(cadence_path)
     zone_name = cadence.settings.default_timezone
@@ -90,6 +94,7 @@ def launch(
         cadence.content_hash,
         _enrolments(cadence, contacts, plan_launch, progress),
         stamp,
+        allow_overlap=allow_overlap,
     )
     return LaunchReport(
         cadence=cadence.name,
@@ -98,6 +103,7 @@ def launch(
         already_enrolled=result.already_enrolled,
         suppressed=result.suppressed,
         skipped_rows=tuple(contacts.skipped),
+        overlapping=result.overlapping,
     )
 
 
@@ -121,10 +127,9 @@ def _enrolments(
                 step_id=row.step_id,
                 step_index=row.step_index,
                 day=row.day,
-                action=str(row.action),
+                action=row.action,
                 zone=row.zone,
                 due_utc=int(row.due_utc.timestamp()),
-                depends_on=",".join(f"{d.kind}:{d.step_id}" for d in row.depends_on),
                 thread_step_id=row.thread_step_id,
                 message_id=(
                     message_id(cadence.name, uid, row.step_id, sender)

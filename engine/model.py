@@ -146,11 +146,6 @@ class Step:
     title: str | None = None
     at: time | None = None
 
-    @property
-    def is_task(self) -> bool:
-        """True when the step becomes a task for a person (never sent automatically)."""
-        return self.email is None or self.email.send.kind is SendKind.TASK
-
     @classmethod
     def from_data(cls, index: int, data: dict[str, Any]) -> Step:
         for kind in StepKind:

@@ -14,20 +14,31 @@ Order of decisions for each step (SPEC §5/§6, R1–R5), each one only ever mov
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime
 
-from engine.calendar import (
-    after_previous_step,
-    day_dates,
-    next_campaign_day,
-    resolve_local,
-    zone,
-)
+from engine.calendar import day_dates, next_campaign_day, resolve_local, zone
 from engine.model import DEFAULT_TASK_TIME, Cadence, SendKind, Step, StepKind
 from engine.plan import Action, Dependency, DependencyKind
+from engine.policy import (
+    DailyLimit,
+    after_previous_step,
+    into_window,
+    same_time_reference,
+    wall,
+)
 from engine.when import SendAt
+
+__all__ = [
+    "ContactSchedule",
+    "DailyLimit",
+    "Launch",
+    "Slot",
+    "action_of",
+    "build_schedule",
+    "same_time_reference",
+    "thread_of",
+]
 
 _TASK_ACTIONS = {
     StepKind.CALL: Action.CALL_TASK,
@@ -70,40 +81,6 @@ class ContactSchedule:
     zone: str
     slots: tuple[Slot, ...]
     email_days: tuple[date, ...]  # local dates of the automatic emails (daily limit)
-
-
-class DailyLimit:
-    """Automatic emails booked per (sender, local date); the limit is per day and sender.
-
-    The day is the contact's local date: that is the day the recipient sees, and the
-    only one that is the same for every step of the schedule.
-    """
-
-    def __init__(self, limit: int, booked: dict[tuple[str, date], int] | None = None) -> None:
-        self.limit = limit
-        self.booked: dict[tuple[str, date], int] = dict(booked or {})
-
-    def room(self, sender: str, day: date) -> int:
-        return self.limit - self.booked.get((sender, day), 0)
-
-    def fits(self, sender: str, days: tuple[date, ...]) -> bool:
-        return all(self.room(sender, d) >= n for d, n in Counter(days).items())
-
-    def book(self, sender: str, days: tuple[date, ...]) -> None:
-        for d in days:
-            self.booked[(sender, d)] = self.booked.get((sender, d), 0) + 1
-
-
-def same_time_reference(cadence: Cadence, step: Step) -> Step | None:
-    """R2: the email whose wall time `same_time_as_previous` step `step` copies.
-
-    The email directly before it; when that one is on the same day, the last email on
-    the most recent earlier day; None when there is no email on an earlier day.
-    """
-    earlier = [s for s in cadence.steps[: step.index] if s.kind is StepKind.EMAIL]
-    if earlier and earlier[-1].day == step.day:
-        earlier = [s for s in earlier if s.day < step.day]
-    return earlier[-1] if earlier else None
 
 
 def thread_of(cadence: Cadence, step: Step) -> str | None:
@@ -150,7 +127,7 @@ def build_schedule(
             if send_at.instant is not None:
                 local = send_at.instant.astimezone(tz)
                 same_day = local.date() == d
-                due = send_at.instant if same_day else resolve_local(d, _wall(local), tz)
+                due = send_at.instant if same_day else resolve_local(d, wall(local), tz)
             else:
                 assert send_at.time_of_day is not None
                 due = resolve_local(d, send_at.time_of_day, tz)
@@ -161,10 +138,10 @@ def build_schedule(
             ref = same_time_reference(cadence, step)
             if ref is None:
                 # R2: no email on an earlier day → the launch instant (its wall time later on).
-                due = start if step.day == 1 else resolve_local(d, _wall(start.astimezone(tz)), tz)
+                due = start if step.day == 1 else resolve_local(d, wall(start.astimezone(tz)), tz)
             else:
                 ref_slot = by_id[ref.id]
-                due = resolve_local(d, _wall(ref_slot.due_local), tz)
+                due = resolve_local(d, wall(ref_slot.due_local), tz)
                 if ref_slot.action is Action.EMAIL_TASK or any(
                     dep.kind is DependencyKind.SENT_TIME for dep in ref_slot.depends_on
                 ):
@@ -183,21 +160,19 @@ def build_schedule(
         elif previous is not None and due < previous:
             due, moved = previous, "after previous step"
         if action is Action.SEND_EMAIL:
-            if window is not None:
-                local = due.astimezone(tz)
-                wall = _wall(local)
-                if wall < window.start:
-                    due, moved = resolve_local(local.date(), window.start, tz), "send window"
-                elif wall >= window.end:
-                    nxt = next_campaign_day(settings, local.date())
-                    due, moved = resolve_local(nxt, window.start, tz), "send window"
+            opening = into_window(settings, due, tz)
+            if opening != due:
+                due, moved = opening, "send window"
             local_day = due.astimezone(tz).date()
             if limit is not None:
                 if limit.room(sender, local_day) <= 0:
-                    wall = _wall(due.astimezone(tz))
-                    while limit.room(sender, local_day) <= 0:
-                        local_day = next_campaign_day(settings, local_day)
-                    due, moved = resolve_local(local_day, wall, tz), "daily limit"
+                    local_day = limit.first_with_room(
+                        sender, local_day, lambda d: next_campaign_day(settings, d)
+                    )
+                    due, moved = (
+                        resolve_local(local_day, wall(due.astimezone(tz)), tz),
+                        "daily limit",
+                    )
                 limit.book(sender, (local_day,))
             email_days.append(local_day)
         else:
@@ -215,7 +190,3 @@ def build_schedule(
         by_id[step.id] = slot
         previous, previous_day = due, step.day
     return ContactSchedule(zone_name, tuple(slots), tuple(email_days))
-
-
-def _wall(local: datetime) -> time:
-    return local.time().replace(tzinfo=None)

@@ -1,18 +1,22 @@
 """`cadence status` and `cadence resolve`: what the runner did, and unknown sends settled.
 
 Unknown sends are emails whose runner stopped between committing `sending` and recording
-the outcome: they may or may not have been delivered. Nothing resends them automatically;
-`resolve KEY --sent` records them as sent, `--resend` makes them due again with the same
-Message-ID (a server that did get the first copy can recognise the second).
+the outcome: they may or may not have been delivered. A `sending` row whose lease is over
+counts as one at once (a crashed run's), before any later run converts it. Nothing
+resends them automatically; `resolve KEY --sent` records them as sent, `--resend` makes
+them due again with the same Message-ID (a server that did get the first copy can
+recognise the second).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from engine.errors import UsageError
-from engine.store import StepRow, Store, VersionStatus
+from engine.errors import NotFound, UsageError
+from engine.store import Repository, StepRow, StepState, VersionStatus
+from engine.tasks import finish_enrolment
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +53,17 @@ class StatusReport:
                     "sender": v.sender,
                     "enrolled": v.enrolled,
                     "active": v.active,
+                    "paused": v.paused,
                     "finished": v.finished,
                     "successes": v.successes,
                     "sent": v.sent,
                     "due": v.due,
                     "held": v.held,
                     "open_tasks": v.open_tasks,
+                    "failed": v.failed,
+                    "retrying": v.retrying,
+                    "in_flight": {"claimed": v.claimed, "sending": v.sending},
+                    "unknown": v.unknown,
                 }
                 for v in self.versions
             ],
@@ -63,17 +72,20 @@ class StatusReport:
 
 
 def _unknown(row: StepRow) -> UnknownSend:
+    reason = row.answer or ""
+    if row.state is StepState.SENDING:
+        reason = "runner stopped while sending (its lease is over)"
     return UnknownSend(
         key=row.id,
         cadence=row.cadence_name,
         contact=row.email,
         step_id=row.step_id,
         message_id=row.message_id or "",
-        reason=row.answer or "",
+        reason=reason,
     )
 
 
-def status(store: Store, now: datetime) -> StatusReport:
+def status(store: Repository, now: datetime) -> StatusReport:
     return StatusReport(
         versions=tuple(store.status(int(now.timestamp()))),
         unknown=tuple(_unknown(r) for r in store.unknown_sends()),
@@ -90,6 +102,38 @@ def parse_key(key: str) -> int:
         ) from None
 
 
-def resolve(store: Store, key: str, *, sent: bool, now: datetime | None = None) -> UnknownSend:
-    when = now or datetime.now(UTC)
-    return _unknown(store.resolve(parse_key(key), sent, int(when.timestamp())))
+def resolve(
+    store: Repository,
+    keys: Sequence[str] = (),
+    *,
+    sent: bool,
+    every: bool = False,
+    cadence: str | None = None,
+    now: datetime | None = None,
+) -> list[UnknownSend]:
+    """Settle unknown sends: the ones named by `keys`, or `every` one (of `cadence`).
+
+    Every key is checked before anything changes: a key that does not exist is NotFound,
+    one that is not an unknown send a UsageError.
+    """
+    stamp = int((now or datetime.now(UTC)).timestamp())
+    unknown = {r.id: r for r in store.unknown_sends()}
+    if every:
+        rows = [r for r in unknown.values() if cadence is None or r.cadence_name == cadence]
+    else:
+        rows = []
+        for key in keys:
+            number = parse_key(key)
+            if number in unknown:
+                rows.append(unknown[number])
+                continue
+            row = store.step_run(number)
+            if row is None or row.message_id is None:
+                raise NotFound(f"no send with key {number}", hint="see `cadence status`")
+            raise UsageError(f"send {number} is {row.state}, not unknown")
+    done: list[UnknownSend] = []
+    for row in rows:
+        if store.resolve(row.id, sent, stamp):
+            finish_enrolment(store, row.enrolment_id, stamp)
+            done.append(_unknown(row))
+    return done

@@ -2,22 +2,33 @@
 
 Tasks are step runs the runner opened when they came due. While one is open, the
 contact's later steps are held; completing it late shifts them by the lateness in whole
-campaign days (`engine.runner.later_moves`), so gaps are kept and nothing bursts out.
+campaign days (`engine.policy.later_moves`), so gaps are kept and nothing bursts out.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from engine.calendar import zone
 from engine.delivery import unsubscribe_url
-from engine.errors import CadenceError, UsageError
+from engine.errors import CadenceError, NotFound, UsageError
+from engine.lifecycle import completed
 from engine.messages import compose_links, render_email, render_task_text
 from engine.plan import Action
-from engine.runner import DEFAULT_LEASE, Clock, Runner, Versions, contact_of, later_moves
-from engine.store import Move, StepRow, Store, TaskFilter
+from engine.policy import later_moves
+from engine.run.clock import Clock
+from engine.run.loop import DEFAULT_LEASE, Runner
+from engine.run.pinned import Versions, contact_of
+from engine.store import (
+    Ending,
+    EnrolmentState,
+    Repository,
+    StepRow,
+    StepState,
+    Store,
+    TaskFilter,
+)
 from engine.transports import Transport
 
 
@@ -64,7 +75,7 @@ def view(versions: Versions, row: StepRow, *, compose: bool = False) -> TaskView
     text = render_task_text(cadence, step, contact, unsubscribe_url=url)
     subject = body = None
     links = None
-    if compose and row.action == Action.EMAIL_TASK:
+    if compose and row.action == Action.EMAIL_TASK and row.state is StepState.OPEN:
         email = render_email(cadence, step, contact, unsubscribe_url=url)
         subject, body = email.subject, email.text
         links = compose_links(contact.email, subject, body)
@@ -85,28 +96,63 @@ def view(versions: Versions, row: StepRow, *, compose: bool = False) -> TaskView
     )
 
 
-def list_tasks(store: Store, where: TaskFilter) -> list[TaskView]:
+def list_tasks(store: Repository, where: TaskFilter) -> list[TaskView]:
     versions = Versions(store)
     return [view(versions, row) for row in store.tasks(where)]
 
 
-def show_task(store: Store, task_id: int) -> TaskView:
+def _task(store: Repository, task_id: int) -> StepRow:
     row = store.step_run(task_id)
-    if row is None or row.action == Action.SEND_EMAIL:
-        raise UsageError(f"no task {task_id}", hint="see `cadence tasks list`")
-    return view(Versions(store), row, compose=True)
+    if row is None or (row.action == Action.SEND_EMAIL and not row.by_hand):
+        raise NotFound(f"no task {task_id}", hint="see `cadence tasks list`")
+    return row
 
 
-def complete_task(store: Store, task_id: int, state: str, now: datetime) -> StepRow:
+def _not_open(row: StepRow) -> UsageError:
+    if row.state is StepState.PLANNED and row.by_hand:
+        when = datetime.fromtimestamp(row.due_utc, UTC)
+        return UsageError(
+            f"task {row.id} is already scheduled to be sent at {when:%Y-%m-%d %H:%M} UTC",
+            hint="the runner sends it then; to change the time or the text, wait for it "
+            "to go out or stop it with `cadence enrolments remove`",
+        )
+    return UsageError(f"task {row.id} is not open (it is {row.state})")
+
+
+def show_task(store: Repository, task_id: int) -> TaskView:
+    """A task as `tasks show` prints it; compose links only while it is open."""
+    return view(Versions(store), _task(store, task_id), compose=True)
+
+
+def complete_task(store: Repository, task_id: int, state: str, now: datetime) -> StepRow:
     """Mark a task done or skipped; later steps shift by its lateness (R5) and, for an
     email task sent by hand, `same_time_as_previous` takes its real send time (R4)."""
+    row = _task(store, task_id)
+    if row.state is not StepState.OPEN:
+        raise _not_open(row)
     versions = Versions(store)
+    later = [
+        r
+        for r in store.step_runs(row.enrolment_id)
+        if r.step_index > row.step_index and r.state is StepState.PLANNED
+    ]
+    # An email task marked done was sent by hand (R4); a skipped one was never sent.
+    moves = later_moves(versions.get(row.cadence_hash), row, later, now, sent=state == "done")
+    stamp = int(now.timestamp())
+    if not store.settle_task(task_id, StepState(state), stamp, moves):
+        raise _not_open(store.step_run(task_id) or row)
+    finish_enrolment(store, row.enrolment_id, stamp)
+    done = store.step_run(task_id)
+    assert done is not None
+    return done
 
-    def shift(row: StepRow, later: list[StepRow]) -> list[Move]:
-        # An email task marked done was sent by hand (R4); a skipped one was never sent.
-        return later_moves(versions.get(row.cadence_hash), row, later, now, sent=state == "done")
 
-    return store.complete_task(task_id, state, int(now.timestamp()), shift)
+def finish_enrolment(store: Repository, enrolment_id: int, now: int) -> None:
+    """An active enrolment whose steps are all settled becomes completed."""
+    if completed(store.step_runs(enrolment_id)):
+        store.end_enrolments(
+            [Ending(enrolment_id, EnrolmentState.ACTIVE, EnrolmentState.COMPLETED)], now
+        )
 
 
 def send_task_email(
@@ -120,21 +166,24 @@ def send_task_email(
     at: datetime | None = None,
 ) -> StepRow:
     """Send an email task with the rep's text now, or schedule it for `at` (R6)."""
-    row = store.step_run(task_id)
-    if row is None or (row.action == Action.SEND_EMAIL and not row.by_hand):
-        raise UsageError(f"no task {task_id}", hint="see `cadence tasks list`")
-    if row.action != Action.EMAIL_TASK:
-        raise UsageError(f"task {task_id} is a {row.action}, not an email task")
-    if row.state != "open":
-        raise UsageError(f"task {task_id} is not open (it is {row.state})")
+    row = check_sendable(store, task_id)
+    check_send_at(at, now)
     if at is not None and at > now:
-        return store.schedule_task_email(task_id, subject, body, int(at.timestamp()))
-    fence, claimed = store.take_task_email(task_id, subject, body, time.time() + DEFAULT_LEASE)
+        if not store.schedule_task_email(task_id, subject, body, int(at.timestamp())):
+            raise _not_open(store.step_run(task_id) or row)
+        scheduled = store.step_run(task_id)
+        assert scheduled is not None
+        return scheduled
+    fence = store.take_task_email(task_id, subject, body, DEFAULT_LEASE)
+    if fence is None:
+        raise _not_open(store.step_run(task_id) or row)
+    claimed = store.step_run(task_id)
+    assert claimed is not None
     try:
         Runner(store, transport, clock=Clock(now)).send_claimed(fence, [claimed])
     except CadenceError as exc:
         after = store.step_run(task_id)
-        if after is not None and after.state == "planned":
+        if after is not None and after.state is StepState.PLANNED:
             # The rep's text is kept and the row is due: say so, or a retry of `tasks send`
             # would only find "not open".
             raise type(exc)(
@@ -145,6 +194,25 @@ def send_task_email(
         raise
     done = store.step_run(task_id)
     assert done is not None
-    if done.state != "sent":
+    if done.state is not StepState.SENT:
         raise UsageError(f"task {task_id} was not sent: {done.state} ({done.answer})")
     return done
+
+
+def check_send_at(at: datetime | None, now: datetime) -> None:
+    """UsageError for a `tasks send --at` in the past."""
+    if at is not None and at < now:
+        raise UsageError(
+            f"--at {at:%Y-%m-%d %H:%M} UTC is in the past",
+            hint="give a later time, or leave --at out to send now",
+        )
+
+
+def check_sendable(store: Repository, task_id: int) -> StepRow:
+    """The open email task `task_id`, or the error saying why it cannot be sent."""
+    row = _task(store, task_id)
+    if row.action != Action.EMAIL_TASK:
+        raise UsageError(f"task {task_id} is a {row.action}, not an email task")
+    if row.state is not StepState.OPEN:
+        raise _not_open(row)
+    return row

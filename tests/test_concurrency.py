@@ -8,22 +8,17 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from tests.helpers.runner_env import ROOT, cadence_cmd, write_cadence, write_contacts
 
 EMAILS = 2000
 RUN = [sys.executable, str(ROOT / "cli.py"), "run", "--once"]
 
 
-@pytest.mark.parametrize("pipeline_rows", ["10", "1000"], ids=["pipeline", "inline"])
-def test_four_runners_send_each_message_once(tmp_path: Path, pipeline_rows: str) -> None:
+def test_four_runners_send_each_message_once(tmp_path: Path) -> None:
     outbox = tmp_path / "outbox"
     env = {
         "CADENCE_DB": str(tmp_path / "state.db"),
         "CADENCE_TRANSPORT": f"outbox:{outbox}",
-        "CADENCE_PIPELINE_ROWS": pipeline_rows,  # batches of 50 go through the render worker
-        "CADENCE_WORKERS": "1",
     }
     launched = cadence_cmd(
         "launch", str(write_cadence(tmp_path)), "--contacts", str(write_contacts(tmp_path, EMAILS)),

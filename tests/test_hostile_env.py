@@ -172,19 +172,13 @@ def test_a_cron_expression_that_never_fires_is_a_usage_error(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("signal_name", ["TERM", "INT"])
-# `pipeline`: the worker has staged the batches in flight; stopping must discard them.
-@pytest.mark.parametrize("workers", ["0", "1"], ids=["inline", "pipeline"])
-def test_a_signal_during_run_once_stops_cleanly(
-    tmp_path: Path, signal_name: str, workers: str
-) -> None:
+def test_a_signal_during_run_once_stops_cleanly(tmp_path: Path, signal_name: str) -> None:
     from tests.helpers.runner_env import cadence_cmd, write_cadence, write_contacts
 
     db, out = tmp_path / "s.db", tmp_path / "out"
     env = {
         "CADENCE_DB": str(db),
         "CADENCE_TRANSPORT": f"outbox:{out}",
-        "CADENCE_WORKERS": workers,
-        "CADENCE_PIPELINE_ROWS": "1",
     }
     launch = [
         "launch",
@@ -273,15 +267,9 @@ def test_a_failing_editor_is_a_usage_error_with_a_way_out(
     assert_clear(result, 2, "the editor failed", "--body-file")
 
 
-# `pipeline`: the render worker meets the bad folder first, when it stages a message.
-@pytest.mark.parametrize("pipeline_rows", ["1", "1000"], ids=["pipeline", "inline"])
-def test_an_outbox_that_is_a_file_says_to_point_it_at_a_folder(
-    tmp_path: Path, pipeline_rows: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_outbox_that_is_a_file_says_to_point_it_at_a_folder(tmp_path: Path) -> None:
     from tests.helpers.runner_env import write_cadence, write_contacts
 
-    monkeypatch.setenv("CADENCE_PIPELINE_ROWS", pipeline_rows)
-    monkeypatch.setenv("CADENCE_WORKERS", "1")
     db = str(tmp_path / "state.db")
     when = ["--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z"]
     contacts = str(write_contacts(tmp_path, 3))
@@ -309,8 +297,8 @@ def test_an_outbox_that_is_a_file_says_to_point_it_at_a_folder(
 
 
 def test_sigterm_to_the_whole_group_mid_run_stops_without_hanging(tmp_path: Path) -> None:
-    """As `systemctl stop` does: the render worker dies at once, the runner gives back
-    what it had not handed over and exits; nothing is left claimed or `sending`."""
+    """As `systemctl stop` does: the runner gives back what it had not handed over and
+    exits; nothing is left claimed or `sending`."""
     import os
     import signal
     import subprocess
@@ -324,8 +312,6 @@ def test_sigterm_to_the_whole_group_mid_run_stops_without_hanging(tmp_path: Path
         **os.environ,
         "CADENCE_DB": str(db),
         "CADENCE_TRANSPORT": f"outbox:{out}",
-        "CADENCE_WORKERS": "1",
-        "CADENCE_PIPELINE_ROWS": "1",
     }
     env.pop("CADENCE_FAULT", None)
     contacts = str(write_contacts(tmp_path, 3000))

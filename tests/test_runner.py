@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email.utils import parsedate_to_datetime
@@ -14,9 +13,9 @@ from click.testing import CliRunner
 
 from cli import cadence
 from engine.launch import launch
-from engine.runner import Clock, Runner, RunOptions
+from engine.run.clock import Clock
+from engine.run.loop import Runner
 from engine.store.sqlite import SqliteStore
-from engine.transports import Transport
 from engine.transports.outbox import OutboxTransport
 from tests.helpers.runner_env import ROOT, write_cadence
 
@@ -88,8 +87,8 @@ def test_a_back_filled_email_and_its_follow_up_never_go_out_at_once(
     assert "sent 1," in cli("run", "--once", "--now", "2026-03-05T16:00Z")
     with SqliteStore(tmp_path / "c.db") as store:
         times = {r.step_id: r.due_utc for r in store.step_runs(1)}
-        events = [e for e in store.events() if e[1] == "rescheduled"]
-    assert [e[3] for e in events[-4:]] == ["after previous step"] * 4
+        events = [e for e in store.events() if e.kind == "rescheduled"]
+    assert [e.detail for e in events[-4:]] == ["after previous step"] * 4
     cli("run", "--once", "--now", "2026-03-06T18:00Z")
     new_york = ZoneInfo("America/New_York")
     dates = {}
@@ -105,42 +104,6 @@ def test_a_back_filled_email_and_its_follow_up_never_go_out_at_once(
     call = datetime.fromtimestamp(times["call"], UTC).astimezone(new_york)
     assert slides.isoformat() == "2026-03-10T11:30:00-04:00"
     assert call.isoformat() == "2026-03-11T15:00:00-04:00"
-
-
-def test_the_render_pipeline_writes_the_same_bytes_as_rendering_inline(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import engine.runner
-
-    started: list[object] = []
-
-    class CountingWorker(engine.runner.RenderWorker):
-        def __init__(self, store: SqliteStore, transport: Transport) -> None:
-            super().__init__(store, transport)
-            started.append(self)
-
-    class Frozen(Clock):  # the Date header is the only time in a message
-        def now(self) -> datetime:
-            return datetime(2026, 3, 2, 10, tzinfo=UTC)
-
-    monkeypatch.setattr(engine.runner, "RenderWorker", CountingWorker)
-    contacts = tmp_path / "c.csv"
-    contacts.write_text("email,first_name\n" + "".join(f"p{i}@x.example,P{i}\n" for i in range(7)))
-    path = write_cadence(tmp_path, LIMITED.format(name="A").replace(", daily_limit: 2", ""))
-    with SqliteStore(tmp_path / "launched.db") as store:
-        launch(store, path, contacts, now=datetime(2026, 3, 2, 8, tzinfo=UTC), start="now")
-    outputs = {}
-    for mode, rows in (("inline", "1000"), ("pipeline", "2")):
-        monkeypatch.setenv("CADENCE_PIPELINE_ROWS", rows)
-        monkeypatch.setenv("CADENCE_WORKERS", "1")
-        shutil.copy(tmp_path / "launched.db", tmp_path / f"{mode}.db")
-        with SqliteStore(tmp_path / f"{mode}.db") as store:
-            out = OutboxTransport(tmp_path / mode)
-            report = Runner(store, out, clock=Frozen(), options=RunOptions(batch=3)).run_once()
-            assert report.sent == 7
-        outputs[mode] = {p.name: p.read_bytes() for p in (tmp_path / mode).iterdir()}
-    assert len(started) == 1  # only the pipeline run started a worker
-    assert outputs["pipeline"] == outputs["inline"] and len(outputs["inline"]) == 7
 
 
 WINDOWED = """\
@@ -179,50 +142,3 @@ def test_a_late_claim_judges_the_send_window_in_each_contacts_own_zone(tmp_path:
     la = rows["la@x.example"]
     # The next opening in its own zone: 08:00 on 3 March in Los Angeles (PST) = 16:00Z.
     assert la.state == "planned" and la.due_utc == _utc("2026-03-03T16:00")
-
-
-def test_the_render_worker_leaves_signals_to_the_runner_and_closes_all_the_same(
-    tmp_path: Path,
-) -> None:
-    """SIGINT and SIGTERM reach the whole process group; the worker ignores them (the
-    runner decides what becomes of the batches in flight), and `close` still ends it."""
-    import os
-    import signal
-    import time
-
-    from engine.runner import RenderWorker, stopping_on_signals
-
-    with SqliteStore(tmp_path / "state.db") as store:
-        out = OutboxTransport(tmp_path / "out")
-        with stopping_on_signals(Runner(store, out)):
-            worker = RenderWorker(store, out)
-            assert worker.pid is not None
-            os.kill(worker.pid, signal.SIGTERM)
-            os.kill(worker.pid, signal.SIGINT)
-            time.sleep(0.2)
-            assert worker._process.is_alive()
-            started = time.monotonic()
-            worker.close()
-    assert not worker._process.is_alive() and time.monotonic() - started < 5
-
-
-def test_a_render_worker_killed_from_outside_is_an_error_not_a_hang(tmp_path: Path) -> None:
-    import os
-    import signal
-
-    from engine.runner import RenderWorker, WorkerStopped
-
-    contacts = tmp_path / "c.csv"
-    contacts.write_text("email\n" + "".join(f"p{i}@x.example\n" for i in range(3)))
-    path = write_cadence(tmp_path, LIMITED.format(name="A").replace(", daily_limit: 2", ""))
-    with SqliteStore(tmp_path / "state.db") as store:
-        launch(store, path, contacts, now=datetime(2026, 3, 2, 8, tzinfo=UTC), start="now")
-        rows = [store.step_runs(e)[0] for e in (1, 2, 3)]
-        worker = RenderWorker(store, OutboxTransport(tmp_path / "out"))
-        assert worker.pid is not None
-        os.kill(worker.pid, signal.SIGKILL)
-        rendering = worker.submit(rows, datetime(2026, 3, 2, 10, tzinfo=UTC))
-        with pytest.raises(WorkerStopped):
-            rendering.get()
-        assert rendering.ready() and not rendering.successful()
-        worker.close()

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from cli import cadence
 from engine.launch import launch
-from engine.runner import Clock, Runner, RunOptions
+from engine.run.clock import Clock
+from engine.run.loop import Runner, RunOptions
 from engine.signals import record
 from engine.store import SignalKind
 from engine.store.sqlite import SqliteStore
-from engine.transports import Envelope
+from engine.transports import Envelope, Result
 from engine.transports.outbox import OutboxTransport
 from tests.helpers.runner_env import write_cadence, write_contacts
 
@@ -40,13 +43,15 @@ class ReplyOnFirstSend(OutboxTransport):
         super().__init__(folder)
         self.db, self.who, self.sent = db, who, []  # type: ignore[var-annotated]
 
-    def send(self, envelope: Envelope, data: bytes) -> str:
-        answer = super().send(envelope, data)
-        self.sent.append(envelope.recipient)
-        if len(self.sent) == 1:
-            with SqliteStore(self.db) as other:
-                record(other, SignalKind.REPLY, self.who, cadence=None, now=LATER)
-        return answer
+    def send_many(self, messages: Sequence[tuple[Envelope, bytes]]) -> list[Result]:
+        answers: list[Result] = []
+        for envelope, data in messages:
+            answers += super().send_many([(envelope, data)])
+            self.sent.append(envelope.recipient)
+            if len(self.sent) == 1:
+                with SqliteStore(self.db) as other:
+                    record(other, SignalKind.REPLY, self.who, cadence=None, now=LATER)
+        return answers
 
 
 def _setup(tmp_path: Path, contacts: int) -> SqliteStore:
@@ -74,14 +79,37 @@ def test_reply_during_a_run_stops_every_later_step(tmp_path: Path) -> None:
 
 
 def test_reply_recorded_after_sending_commit_is_caught_before_the_transport(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Both contacts' first emails are in one batch; the reply for the second arrives while
-    # the first is being delivered — after `sending` was committed for both.
+    # Both contacts' first emails are in one batch; the reply for the second arrives
+    # right after `sending` was committed for both, before the transport gets them.
+    with _setup(tmp_path, 2) as store:
+        transport = ReplyOnFirstSend(tmp_path / "out", tmp_path / "state.db", "nobody@x.example")
+        begin = store.begin_sending
+
+        def begin_then_reply(fence: int, ids: Iterable[int]) -> set[int]:
+            ours = begin(fence, ids)
+            with SqliteStore(tmp_path / "state.db") as other:
+                record(other, SignalKind.REPLY, "person1@example.com", cadence=None, now=LATER)
+            return ours
+
+        monkeypatch.setattr(store, "begin_sending", begin_then_reply)
+        report = Runner(
+            store, transport, clock=Clock(LATER), options=RunOptions(batch=10)
+        ).run_once()
+        assert "person1@example.com" not in transport.sent
+        assert [r.state for r in store.step_runs(2)] == ["cancelled"] * 3
+        assert report.cancelled == 1
+
+
+def test_reply_during_a_one_at_a_time_transport_stops_the_next_message(tmp_path: Path) -> None:
+    # A transport that hands over one message at a time (SMTP): the reply recorded while
+    # the first is delivered stops the second at its `sending` commit.
     with _setup(tmp_path, 2) as store:
         transport = ReplyOnFirstSend(tmp_path / "out", tmp_path / "state.db", "person1@example.com")
+        transport.in_doubt = 1
         Runner(store, transport, clock=Clock(LATER), options=RunOptions(batch=10)).run_once()
-        assert "person1@example.com" not in transport.sent
+        assert transport.sent == ["person0@example.com"]
         assert [r.state for r in store.step_runs(2)] == ["cancelled"] * 3
 
 
@@ -103,6 +131,7 @@ def test_unsubscribe_suppresses_everywhere_and_events_are_idempotent(
             write_cadence(tmp_path, THREE.replace("name: Three", "name: Other")),
             write_contacts(tmp_path, 2),
             now=NOW,
+            allow_overlap=True,
         )
         assert again.suppressed == ("person0@example.com",)
         assert again.enrolled == 1
@@ -120,6 +149,7 @@ def _two_cadences(tmp_path: Path, end_b: str = "false") -> SqliteStore:
             write_contacts(tmp_path, 1),
             now=NOW,
             start="2026-03-02T08:00Z",
+            allow_overlap=True,
         )
     return store
 

@@ -57,9 +57,9 @@ def env(smtp: SmtpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     return tmp_path
 
 
-def _invoke(*args: str) -> str:
+def _invoke(*args: str, code: int = 0) -> str:
     result = CliRunner().invoke(cadence, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == code, result.output
     return result.output
 
 
@@ -110,7 +110,8 @@ def test_thread_headers_quoting_and_unsubscribe(env: Path, smtp: SmtpServer) -> 
 def test_rcpt_550_bounces_and_suppresses(env: Path, smtp: SmtpServer) -> None:
     smtp.recorder.reject.add("gone@globex.example")
     _launch(env, ["gone@globex.example,Ben,Globex", "ok@globex.example,Ok,Globex"])
-    _invoke("run", "--once", "--now", "2026-03-02T10:00Z")
+    # A permanent failure of one recipient: recorded with the server's answer, exit 1.
+    assert "1 email(s) failed" in _invoke("run", "--once", "--now", "2026-03-02T10:00Z", code=1)
     _invoke("run", "--once", "--now", "2026-03-03T10:00Z")
     assert sorted(r.rcpt_tos[0] for r in smtp.recorder.received) == [
         "ok@globex.example",
@@ -164,6 +165,8 @@ def test_451_to_rcpt_is_retried_with_backoff(env: Path, smtp: SmtpServer) -> Non
         row = store.step_runs(1)[0]
     assert (row.state, row.attempts) == ("planned", 1)
     assert row.answer is not None and row.answer.startswith("451")
+    (c,) = json.loads(_invoke("status", "-f", "json"))["cadences"]
+    assert (c["retrying"], c["failed"], c["due"]) == (1, 0, 0)
     smtp.recorder.defer.clear()
     _invoke("run", "--once", "--now", "2026-03-02T10:00:30Z")  # backoff not over yet
     assert smtp.recorder.received == []
@@ -191,10 +194,40 @@ def test_auth_failure_is_clear_and_sends_nothing(
     assert "SMTP login refused" in result.output and "CADENCE_SMTP_PASSWORD" in result.output
     with SqliteStore(env / "state.db") as store:
         assert store.step_runs(1)[0].state == "planned"  # released, not sent
+    (c,) = json.loads(_invoke("status", "-f", "json", "--now", "2026-03-02T10:00Z"))["cadences"]
+    assert (c["failed"], c["finished"]["completed"], c["active"], c["due"]) == (0, 0, 1, 1)
     # Fixed credentials: the email goes out at once, not after the claim's lease.
     monkeypatch.setenv("CADENCE_SMTP_PASSWORD", "s3cret-for-tests")
     assert "sent 1" in _invoke("run", "--once", "--now", "2026-03-02T10:00Z")
     assert [r.rcpt_tos for r in smtp.recorder.received] == [["ava@northwind.example"]]
+
+
+def test_missing_credentials_530_stops_the_run_and_gives_the_batch_back(
+    env: Path, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _launch(env, [f"p{i}@northwind.example,P{i},Northwind" for i in range(3)])
+    monkeypatch.delenv("CADENCE_SMTP_USER")
+    monkeypatch.delenv("CADENCE_SMTP_PASSWORD")
+    result = CliRunner().invoke(cadence, ["run", "--once", "--now", "2026-03-02T10:00Z"])
+    assert result.exit_code == 2, result.output
+    assert "requires authentication (530" in result.output
+    assert "CADENCE_SMTP_USER" in result.output and "Traceback" not in result.output
+    assert smtp.recorder.received == []
+    with SqliteStore(env / "state.db") as store:
+        assert [store.step_runs(e)[0].state for e in (1, 2, 3)] == ["planned"] * 3
+    status = json.loads(_invoke("status", "-f", "json", "--now", "2026-03-02T10:00Z"))
+    (c,) = status["cadences"]
+    assert (c["failed"], c["finished"]["completed"], c["active"], c["due"]) == (0, 0, 3, 3)
+    assert status["unknown_sends"] == []
+
+
+def test_a_bounce_shows_as_failed_in_status(env: Path, smtp: SmtpServer) -> None:
+    smtp.recorder.reject.add("gone@globex.example")
+    _launch(env, ["gone@globex.example,Ben,Globex"])
+    _invoke("run", "--once", "--now", "2026-03-02T10:00Z", code=1)
+    (c,) = json.loads(_invoke("status", "-f", "json"))["cadences"]
+    assert (c["failed"], c["retrying"], c["finished"]["bounced"]) == (1, 0, 1)
+    assert "failed 1, retrying 0" in _invoke("status")
 
 
 KEEP_ON_BOUNCE = """\
@@ -221,7 +254,7 @@ def test_remove_on_bounce_false_keeps_tasks_but_sends_no_more(env: Path, smtp: S
         "launch", str(path), "--contacts", str(contacts), "--start", "2026-03-02T08:00Z",
         "--now", "2026-03-02T08:00Z",
     )  # fmt: skip
-    assert "bounced 1" in _invoke("run", "--once", "--now", "2026-03-02T10:00Z")
+    assert "bounced 1" in _invoke("run", "--once", "--now", "2026-03-02T10:00Z", code=1)
     (c,) = json.loads(_invoke("status", "-f", "json"))["cadences"]
     assert (c["active"], c["finished"]["bounced"]) == (1, 0)  # still enrolled
     with SqliteStore(env / "state.db") as store:

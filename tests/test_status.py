@@ -121,17 +121,19 @@ def test_message_ids_are_deterministic_and_header_safe() -> None:
 @pytest.mark.parametrize("renameat2", [True, False], ids=["renameat2", "link-unlink"])
 def test_outbox_keeps_duplicates_visible(tmp_path: Path, renameat2: bool) -> None:
     from engine.transports import Envelope
-    from engine.transports.outbox import OutboxTransport, staged_name
+    from engine.transports.outbox import OutboxTransport
 
     box = OutboxTransport(tmp_path / "box")
     if not renameat2:
         box._renameat2 = None  # the fallback where Linux or the file system lacks it
     (tmp_path / "box").mkdir()
-    stale = tmp_path / "box" / staged_name(os.getpid(), "<id1@x.example>")
+    stale = tmp_path / "box" / f".tmp-{os.getpid()}-id1@x.example"
     stale.write_bytes(b"left by a crashed run")
     env = Envelope("a@x.example", "b@x.example", "<id1@x.example>")
-    box.send(env, b"one")
-    box.send(env, b"two")
+    assert box.send_many([(env, b"one"), (env, b"two")]) == [
+        "written id1@x.example.eml",
+        "written id1@x.example.2.eml",
+    ]
     box.flush()
     assert sorted(p.name for p in (tmp_path / "box").iterdir()) == [
         "id1@x.example.2.eml",
@@ -166,7 +168,7 @@ def test_run_shows_progress_on_a_terminal_only(
 
 def test_run_progress_bar_follows_the_runner(tmp_path: Path) -> None:
     from cli import _RunProgress
-    from engine.runner import RunReport
+    from engine.run.loop import RunReport
 
     class NoStatus:
         def status(self, now: int) -> list[object]:

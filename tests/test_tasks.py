@@ -165,7 +165,7 @@ def test_tasks_json_and_errors(world: Path) -> None:
     _run_intro_then_call()
     assert '"type": "call task"' in _cli("tasks", "list", "-f", "json")
     assert "no open tasks" in _cli("tasks", "list", "--cadence", "Other")
-    _cli("tasks", "done", "9999", code=2)
+    _cli("tasks", "done", "9999", code=1)
 
 
 def test_status_splits_due_from_held_behind_an_open_task(world: Path) -> None:
@@ -261,8 +261,10 @@ def test_task_commands_on_wrong_ids_are_clear(world: Path, monkeypatch: pytest.M
     assert "is not open (it is done)" in _cli("tasks", "skip", call_id, code=2)
     assert "is not open (it is done)" in _cli("tasks", "done", call_id, code=2)
     assert '"state": "done"' in _cli("tasks", "show", call_id, "-f", "json")
-    assert "no task 1" in _cli("tasks", "done", "1", code=2)  # the intro: an automatic email
-    assert "no task 9999" in _cli("tasks", "send", "9999", code=2)
+    assert "no task 1" in _cli(
+        "tasks", "done", "1", code=1
+    )  # the intro: an automatic email (NotFound)
+    assert "no task 9999" in _cli("tasks", "send", "9999", code=1)
     _cli("run", "--once", "--now", "2026-03-04T10:00Z")
     email_id = _cli("tasks", "list", "--type", "email").split("\n")[1].split()[0]
     _cli("tasks", "skip", email_id, "--now", "2026-03-04T11:00Z")

@@ -120,6 +120,31 @@ CREATE TABLE sender_days (
 );
 """,
     ),
+    # The store contract (issue 9): pauses, signal sources, inbound cursors and dedupe,
+    # Message-ID lookup, and one active-or-paused enrolment per cadence and address.
+    (
+        2,
+        """
+ALTER TABLE enrolments ADD COLUMN paused_utc INTEGER;     -- when the current pause began
+ALTER TABLE enrolments ADD COLUMN paused_until INTEGER;   -- when it ends by itself (auto-reply)
+DROP INDEX enrolments_one_active;
+CREATE UNIQUE INDEX enrolments_one_running ON enrolments(cadence_name, email)
+    WHERE state IN ('active', 'paused');
+ALTER TABLE events ADD COLUMN source TEXT;                -- command | web | mailbox URL uid N
+CREATE INDEX events_email ON events(email);
+CREATE INDEX step_runs_message_id ON step_runs(message_id);
+CREATE TABLE mailbox_cursors (
+    mailbox     TEXT PRIMARY KEY,
+    uidvalidity INTEGER NOT NULL,
+    last_uid    INTEGER NOT NULL
+);
+CREATE TABLE inbound_seen (
+    key     TEXT PRIMARY KEY,                 -- an inbound message's dedupe key
+    mailbox TEXT NOT NULL,
+    at_utc  INTEGER NOT NULL
+);
+""",
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -11,28 +11,34 @@ runners queue for the lock instead of failing.
 from __future__ import annotations
 
 import functools
-import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
-from engine.errors import CadenceError, InputError, UsageError
+from engine.errors import CadenceError, InputError, NotFound, UsageError
+from engine.plan import Action
 from engine.store import (
-    TERMINAL_STATES,
+    OUTCOME_STATE,
+    SETTLED,
     Claim,
-    Decide,
-    DecisionKind,
-    EndState,
+    Cursor,
+    Ending,
+    EnrolmentRecord,
+    EnrolmentState,
+    EventRecord,
     LaunchResult,
+    Move,
     NewEnrolment,
     Outcome,
     OutcomeKind,
-    Shift,
+    Signal,
     SignalKind,
-    SignalResult,
     StepRow,
+    StepState,
     TaskFilter,
     VersionStatus,
     batched,
@@ -40,23 +46,22 @@ from engine.store import (
 from engine.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 BUSY_TIMEOUT_MS = 60_000
-_TERMINAL = "(" + ",".join(f"'{s}'" for s in TERMINAL_STATES) + ")"
-# States that hold a contact's later steps until a person acts (task, `resolve`).
-_HOLDING = "('open', 'unknown')"
+_SETTLED = "(" + ",".join(f"'{s}'" for s in sorted(SETTLED)) + ")"
+_RUNNING = "('active', 'paused')"  # enrolments a launch must not duplicate
 
 _ROW_SELECT = """
 SELECT sr.id, sr.enrolment_id, e.cadence_name, e.cadence_hash, e.email, e.contact, e.uid,
        e.unsubscribe_token, e.state,
        EXISTS (SELECT 1 FROM suppressions s WHERE s.email = e.email),
        sr.step_id, sr.step_index, sr.day, sr.action, sr.zone, sr.due_utc, sr.planned_utc,
-       sr.depends_on, sr.thread_step_id, sr.message_id, sr.state, sr.fence, sr.attempts,
+       sr.thread_step_id, sr.message_id, sr.state, sr.fence, sr.attempts,
        sr.by_hand, sr.subject, sr.body, sr.sent_utc, sr.done_utc, sr.answer,
-       (SELECT t.sent_utc FROM step_runs t
-        WHERE t.enrolment_id = sr.enrolment_id AND t.step_id = sr.thread_step_id)
+       t.sent_utc, CASE WHEN t.by_hand THEN t.subject END, sr.lease_until
 FROM step_runs sr JOIN enrolments e ON e.id = sr.enrolment_id
+LEFT JOIN step_runs t ON t.enrolment_id = sr.enrolment_id AND t.step_id = sr.thread_step_id
 """
 
-# Due and reachable: every earlier step of the enrolment is settled (R5 holds the rest).
+# Due and reachable (the contract's claim): every earlier step of the enrolment settled.
 _DUE = (
     _ROW_SELECT
     + f"""
@@ -64,37 +69,46 @@ WHERE sr.state = 'planned' AND sr.due_utc <= ? AND e.state = 'active'
   AND NOT EXISTS (
     SELECT 1 FROM step_runs p
     WHERE p.enrolment_id = sr.enrolment_id AND p.step_index < sr.step_index
-      AND p.state NOT IN {_TERMINAL})
+      AND p.state NOT IN {_SETTLED})
 ORDER BY sr.due_utc, sr.id
 LIMIT ?
 """
 )
 
 # Step runs of one version by state. Planned ones whose time has come are `due` when
-# reachable (every earlier step settled: what the runner's claim takes), `held` when an
-# open task (R5) or an unknown send before them stops the contact until a person acts,
-# and neither while they queue behind an earlier step of their own that is still to run.
+# reachable, `held` when an open task (R5) or an unknown send before them stops the
+# contact until a person acts, and neither while they queue behind an earlier step of
+# their own. In-flight rows whose lease is over count as what a crash left behind.
 _STEP_COUNTS = f"""
-SELECT sr.state || CASE
-    WHEN sr.state != 'planned' OR sr.due_utc > ? OR e.state != 'active' THEN ''
+SELECT CASE
+    WHEN sr.state IN ('claimed', 'sending') AND sr.lease_until < :clock THEN
+        CASE sr.state WHEN 'sending' THEN 'unknown' ELSE 'planned:due' END
+    WHEN sr.state = 'planned' AND sr.attempts > 0 THEN 'retrying'
+    ELSE sr.state END || CASE
+    WHEN sr.state != 'planned' OR sr.due_utc > :now OR e.state != 'active' THEN ''
     WHEN EXISTS (
         SELECT 1 FROM step_runs p
         WHERE p.enrolment_id = sr.enrolment_id AND p.step_index < sr.step_index
-          AND p.state IN {_HOLDING}) THEN ':held'
+          AND p.state IN ('open', 'unknown')) THEN ':held'
     WHEN EXISTS (
         SELECT 1 FROM step_runs p
         WHERE p.enrolment_id = sr.enrolment_id AND p.step_index < sr.step_index
-          AND p.state NOT IN {_TERMINAL}) THEN ':queued'
+          AND p.state NOT IN {_SETTLED}) THEN ':queued'
     ELSE ':due' END,
     count(*)
 FROM step_runs sr JOIN enrolments e ON e.id = sr.enrolment_id
-WHERE e.cadence_hash = ? GROUP BY 1
+WHERE e.cadence_hash = :hash GROUP BY 1
 """
 
 _EVENT = (
-    "INSERT INTO events (at_utc, kind, email, enrolment_id, step_run_id, detail) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events (at_utc, kind, email, enrolment_id, step_run_id, detail, source) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+_ENROLMENT = (
+    "SELECT id, uid, cadence_name, cadence_hash, email, contact, unsubscribe_token, state, "
+    "success, launched_utc, ended_utc, paused_utc, paused_until FROM enrolments"
+)
+_END_STATES = frozenset(EnrolmentState) - {EnrolmentState.ACTIVE, EnrolmentState.PAUSED}
 
 
 _DB_HINT = "point --db / CADENCE_DB at a SQLite file in a folder you can write to"
@@ -192,6 +206,12 @@ def _translating(cls: type[SqliteStore]) -> type[SqliteStore]:
     return cls
 
 
+# Enum lookups by value, without Enum.__call__ (thousands of rows per claim).
+_STEP_STATE = {s.value: s for s in StepState}
+_ENROLMENT_STATE = {s.value: s for s in EnrolmentState}
+_ACTION = {a.value: a for a in Action}
+
+
 def _row(r: tuple[Any, ...]) -> StepRow:
     return StepRow(
         id=r[0],
@@ -202,34 +222,53 @@ def _row(r: tuple[Any, ...]) -> StepRow:
         contact=r[5],
         uid=r[6],
         unsubscribe_token=r[7],
-        enrolment_state=r[8],
+        enrolment_state=_ENROLMENT_STATE[r[8]],
         suppressed=bool(r[9]),
         step_id=r[10],
         step_index=r[11],
         day=r[12],
-        action=r[13],
+        action=_ACTION[r[13]],
         zone=r[14],
         due_utc=r[15],
         planned_utc=r[16],
-        depends_on=r[17],
-        thread_step_id=r[18],
-        message_id=r[19],
-        state=r[20],
-        fence=r[21],
-        attempts=r[22],
-        by_hand=bool(r[23]),
-        subject=r[24],
-        body=r[25],
-        sent_utc=r[26],
-        done_utc=r[27],
-        answer=r[28],
-        thread_sent_utc=r[29],
+        thread_step_id=r[17],
+        message_id=r[18],
+        state=_STEP_STATE[r[19]],
+        fence=r[20],
+        attempts=r[21],
+        by_hand=bool(r[22]),
+        subject=r[23],
+        body=r[24],
+        sent_utc=r[25],
+        done_utc=r[26],
+        answer=r[27],
+        thread_sent_utc=r[28],
+        thread_subject=r[29],
+        lease_until=r[30],
+    )
+
+
+def _enrolment(r: tuple[Any, ...]) -> EnrolmentRecord:
+    return EnrolmentRecord(
+        id=r[0],
+        uid=r[1],
+        cadence_name=r[2],
+        cadence_hash=r[3],
+        email=r[4],
+        contact=r[5],
+        unsubscribe_token=r[6],
+        state=EnrolmentState(r[7]),
+        success=bool(r[8]),
+        launched_utc=r[9],
+        ended_utc=r[10],
+        paused_utc=r[11],
+        paused_until=r[12],
     )
 
 
 @_translating
 class SqliteStore:
-    """`Store` on one SQLite file. One connection; not shared between threads."""
+    """The store contract on one SQLite file. One connection; not shared between threads."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -260,7 +299,12 @@ class SqliteStore:
     def __enter__(self) -> SqliteStore:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     @contextmanager
@@ -296,6 +340,13 @@ class SqliteStore:
     def schema_version(self) -> int:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
+    def clock(self) -> float:
+        # One machine's file: its wall clock is the store's clock.
+        return time.time()
+
+    def _rows(self, where: str, args: Sequence[Any] = ()) -> list[StepRow]:
+        return [_row(r) for r in self._db.execute(_ROW_SELECT + where, args).fetchall()]
+
     # -- cadence versions and launch ------------------------------------------------------
 
     def save_version(self, cadence_hash: str, name: str, source: str, data: str, now: int) -> None:
@@ -310,7 +361,7 @@ class SqliteStore:
             "SELECT data, source FROM cadence_versions WHERE hash = ?", (cadence_hash,)
         ).fetchone()
         if row is None:
-            raise InputError(f"cadence version {cadence_hash} is not in the state store")
+            raise NotFound(f"cadence version {cadence_hash} is not in the state store")
         return str(row[0]), str(row[1])
 
     def versions(self) -> dict[str, tuple[str, str]]:
@@ -318,11 +369,18 @@ class SqliteStore:
         return {h: (n, d) for h, n, d in rows}
 
     def launch(
-        self, cadence_name: str, cadence_hash: str, enrolments: Iterable[NewEnrolment], now: int
+        self,
+        cadence_name: str,
+        cadence_hash: str,
+        enrolments: Iterable[NewEnrolment],
+        now: int,
+        *,
+        allow_overlap: bool = False,
     ) -> LaunchResult:
         enrolled: list[str] = []
         already: list[str] = []
         suppressed: list[str] = []
+        overlapping: list[tuple[str, str]] = []
         with self._write() as db:
             for new in enrolments:
                 if db.execute(
@@ -330,6 +388,15 @@ class SqliteStore:
                 ).fetchone():
                     suppressed.append(new.email)
                     continue
+                if not allow_overlap:
+                    other = db.execute(
+                        f"SELECT cadence_name FROM enrolments WHERE email = ? "
+                        f"AND state IN {_RUNNING} AND cadence_name != ? ORDER BY id LIMIT 1",
+                        (new.email, cadence_name),
+                    ).fetchone()
+                    if other is not None:
+                        overlapping.append((new.email, str(other[0])))
+                        continue
                 cur = db.execute(
                     "INSERT OR IGNORE INTO enrolments (uid, cadence_name, cadence_hash, email, "
                     "contact, unsubscribe_token, launched_utc) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -349,37 +416,39 @@ class SqliteStore:
                 enrolment_id = cur.lastrowid
                 db.executemany(
                     "INSERT INTO step_runs (enrolment_id, step_id, step_index, day, action, "
-                    "zone, due_utc, planned_utc, depends_on, thread_step_id, message_id) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "zone, due_utc, planned_utc, thread_step_id, message_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             enrolment_id,
                             s.step_id,
                             s.step_index,
                             s.day,
-                            s.action,
+                            str(s.action),
                             s.zone,
                             s.due_utc,
                             s.due_utc,
-                            s.depends_on,
                             s.thread_step_id,
                             s.message_id,
                         )
                         for s in new.steps
                     ],
                 )
-                db.execute(_EVENT, (now, "launched", new.email, enrolment_id, None, cadence_hash))
+                db.execute(
+                    _EVENT,
+                    (now, "launched", new.email, enrolment_id, None, cadence_hash, "command"),
+                )
                 enrolled.append(new.email)
-        return LaunchResult(tuple(enrolled), tuple(already), tuple(suppressed))
+        return LaunchResult(tuple(enrolled), tuple(already), tuple(suppressed), tuple(overlapping))
 
-    # -- the claim → sending → finish protocol --------------------------------------------
+    # -- the work queue -------------------------------------------------------------------
 
-    def _expire_leases(self, db: sqlite3.Connection, lease_now: float, now: int) -> None:
+    def _expire_leases(self, db: sqlite3.Connection, clock: float, now: int) -> None:
         # Claimed but never marked sending: nothing was handed over, so claim again.
         db.execute(
             "UPDATE step_runs SET state = 'planned', fence = NULL, lease_until = NULL "
             "WHERE state = 'claimed' AND lease_until < ?",
-            (lease_now,),
+            (clock,),
         )
         # In `sending` when its runner died: it may or may not have gone out. Never resend
         # automatically; an operator settles it with `cadence resolve`.
@@ -387,7 +456,7 @@ class SqliteStore:
             "SELECT sr.id, sr.enrolment_id, e.email, sr.message_id FROM step_runs sr "
             "JOIN enrolments e ON e.id = sr.enrolment_id "
             "WHERE sr.state = 'sending' AND sr.lease_until < ?",
-            (lease_now,),
+            (clock,),
         ).fetchall()
         if expired:
             db.executemany(
@@ -395,89 +464,61 @@ class SqliteStore:
                 "answer = 'runner stopped while sending' WHERE id = ?",
                 [(r[0],) for r in expired],
             )
-            db.executemany(_EVENT, [(now, "unknown", r[2], r[1], r[0], r[3]) for r in expired])
+            db.executemany(
+                _EVENT, [(now, "unknown", r[2], r[1], r[0], r[3], "runner") for r in expired]
+            )
 
-    def claim(
-        self, now: int, limit: int, lease_now: float, lease_until: float, decide: Decide
-    ) -> Claim:
+    def _fence(self, db: sqlite3.Connection) -> int:
+        (fence,) = db.execute(
+            "UPDATE fences SET last = last + 1 WHERE id = 1 RETURNING last"
+        ).fetchone()
+        return int(fence)
+
+    def claim(self, now: int, limit: int, lease_seconds: float) -> Claim:
         with self._write() as db:
-            self._expire_leases(db, lease_now, now)
-            (fence,) = db.execute(
-                "UPDATE fences SET last = last + 1 WHERE id = 1 RETURNING last"
-            ).fetchone()
-            rows = [_row(r) for r in db.execute(_DUE, (now, limit)).fetchall()]
-            counts: dict[tuple[str, str], int] = {}
-
-            def sent_on(sender: str, day: str) -> int:
-                key = (sender, day)
-                if key not in counts:
-                    found = db.execute(
-                        "SELECT sent FROM sender_days WHERE sender = ? AND day = ?", key
-                    ).fetchone()
-                    counts[key] = int(found[0]) if found else 0
-                return counts[key]
-
-            claimed: list[StepRow] = []
-            ended: set[int] = set()  # enrolments a cancellation may have finished
-            claim_args: list[tuple[Any, ...]] = []
-            events: list[tuple[Any, ...]] = []
-            for row in rows:
-                d = decide(row, sent_on)
-                if d.kind is DecisionKind.CLAIM:
-                    claimed.append(row)
-                    claim_args.append((fence, lease_until, row.id))
-                    if d.day_key is not None:
-                        counts[d.day_key] = sent_on(*d.day_key) + 1
-                elif d.kind is DecisionKind.OPEN_TASK:
-                    db.execute("UPDATE step_runs SET state = 'open' WHERE id = ?", (row.id,))
-                    events.append(
-                        (now, "task created", row.email, row.enrolment_id, row.id, row.action)
-                    )
-                elif d.kind is DecisionKind.RESCHEDULE:
-                    assert d.due_utc is not None
-                    db.execute("UPDATE step_runs SET due_utc = ? WHERE id = ?", (d.due_utc, row.id))
-                    events.append(
-                        (now, "rescheduled", row.email, row.enrolment_id, row.id, d.reason)
-                    )
-                else:
-                    db.execute(
-                        "UPDATE step_runs SET state = 'cancelled', answer = ? WHERE id = ?",
-                        (d.reason, row.id),
-                    )
-                    events.append((now, "cancelled", row.email, row.enrolment_id, row.id, d.reason))
-                    ended.add(row.enrolment_id)
+            clock = self.clock()
+            self._expire_leases(db, clock, now)
+            fence = self._fence(db)
+            found = db.execute(_DUE, (now, limit)).fetchall()
+            until = clock + lease_seconds
             db.executemany(
                 "UPDATE step_runs SET state = 'claimed', fence = ?, lease_until = ? WHERE id = ?",
-                claim_args,
+                [(fence, until, r[0]) for r in found],
             )
-            db.executemany(_EVENT, events)
-            db.executemany(
-                "INSERT INTO sender_days VALUES (?, ?, ?) "
-                "ON CONFLICT (sender, day) DO UPDATE SET sent = excluded.sent",
-                [(s, d, n) for (s, d), n in counts.items()],
-            )
-            self._complete(db, ended, now)
-        kinds = [e[1] for e in events]
-        return Claim(
-            fence=fence,
-            rows=tuple(claimed),
-            examined=len(rows),
-            opened=kinds.count("task created"),
-            rescheduled=kinds.count("rescheduled"),
-            cancelled=kinds.count("cancelled"),
-        )
+        # As the rows now are: claimed under `fence` until `until`.
+        rows = tuple(_row((*r[:19], "claimed", fence, *r[21:30], until)) for r in found)
+        return Claim(fence=fence, rows=rows)
+
+    def _stopped(self, db: sqlite3.Connection, ids: list[int]) -> dict[int, OutcomeKind]:
+        out: dict[int, OutcomeKind] = {}
+        for chunk in batched(ids):
+            marks = ",".join("?" * len(chunk))
+            for step_run_id, state in db.execute(
+                f"SELECT sr.id, e.state FROM step_runs sr JOIN enrolments e "
+                f"ON e.id = sr.enrolment_id WHERE sr.id IN ({marks}) AND (e.state != 'active' "
+                f"OR sr.state = 'cancelled' "
+                f"OR EXISTS (SELECT 1 FROM suppressions s WHERE s.email = e.email))",
+                chunk,
+            ):
+                paused = state == EnrolmentState.PAUSED
+                out[step_run_id] = OutcomeKind.RELEASED if paused else OutcomeKind.CANCELLED
+        return out
 
     def begin_sending(self, fence: int, ids: Iterable[int]) -> set[int]:
         wanted = list(ids)
         with self._write() as db:
             # A signal recorded since the claim wins: check again under the write lock.
             stopped = self._stopped(db, wanted)
-            if stopped:
-                db.executemany(
-                    "UPDATE step_runs SET state = 'cancelled', answer = 'stopped by a signal' "
-                    "WHERE id = ? AND fence = ? AND state = 'claimed'",
-                    [(i, fence) for i in stopped],
-                )
+            db.executemany(
+                "UPDATE step_runs SET state = 'cancelled', answer = 'stopped by a signal' "
+                "WHERE id = ? AND fence = ? AND state = 'claimed'",
+                [(i, fence) for i, k in stopped.items() if k is OutcomeKind.CANCELLED],
+            )
+            db.executemany(
+                "UPDATE step_runs SET state = 'planned', fence = NULL, lease_until = NULL "
+                "WHERE id = ? AND fence = ? AND state = 'claimed'",
+                [(i, fence) for i, k in stopped.items() if k is OutcomeKind.RELEASED],
+            )
             db.executemany(
                 "UPDATE step_runs SET state = 'sending' "
                 "WHERE id = ? AND fence = ? AND state = 'claimed'",
@@ -491,32 +532,15 @@ class SqliteStore:
             }
         return ours & set(wanted)
 
-    def _stopped(self, db: sqlite3.Connection, ids: list[int]) -> set[int]:
-        out: set[int] = set()
-        for chunk in batched(ids):
-            marks = ",".join("?" * len(chunk))
-            out.update(
-                r[0]
-                for r in db.execute(
-                    f"SELECT sr.id FROM step_runs sr JOIN enrolments e ON e.id = sr.enrolment_id "
-                    f"WHERE sr.id IN ({marks}) AND (e.state != 'active' OR sr.state = 'cancelled'"
-                    f" OR EXISTS (SELECT 1 FROM suppressions s WHERE s.email = e.email))",
-                    chunk,
-                )
-            )
-        return out
-
-    def stopped(self, ids: Iterable[int]) -> set[int]:
+    def stopped(self, ids: Iterable[int]) -> dict[int, OutcomeKind]:
         return self._stopped(self._db, list(ids))
 
-    def finish(self, fence: int, outcomes: Iterable[Outcome], end_state: EndState) -> None:
+    def finish(self, fence: int, outcomes: Iterable[Outcome]) -> None:
         with self._write() as db:
-            touched: set[int] = set()
             events: list[tuple[Any, ...]] = []
-            bounced: list[tuple[str, int]] = []
             for o in outcomes:
                 info = db.execute(
-                    "SELECT sr.enrolment_id, e.email, sr.message_id, sr.step_id "
+                    "SELECT sr.enrolment_id, e.email, sr.message_id, sr.action "
                     "FROM step_runs sr JOIN enrolments e ON e.id = sr.enrolment_id "
                     "WHERE sr.id = ? AND sr.fence = ? "
                     "AND sr.state IN ('claimed', 'sending', 'unknown')",
@@ -524,22 +548,22 @@ class SqliteStore:
                 ).fetchone()
                 if info is None:  # no longer ours: another runner's fence took it
                     continue
-                enrolment_id, email, message_id, _step = info
-                touched.add(enrolment_id)
+                enrolment_id, email, message_id, action = info
+                state = str(OUTCOME_STATE[o.kind])
                 if o.kind is OutcomeKind.SENT:
                     db.execute(
-                        "UPDATE step_runs SET state = 'sent', sent_utc = ?, answer = ? "
-                        "WHERE id = ?",
-                        (o.at_utc, o.answer or None, o.step_run_id),
+                        "UPDATE step_runs SET state = ?, sent_utc = ?, answer = ?, "
+                        "lease_until = NULL WHERE id = ?",
+                        (state, o.at_utc, o.answer or None, o.step_run_id),
                     )
                     events.append(
-                        (o.at_utc, "sent", email, enrolment_id, o.step_run_id, message_id)
+                        (o.at_utc, "sent", email, enrolment_id, o.step_run_id, message_id, "runner")
                     )
                     for move in o.followers:
                         db.execute(
                             "UPDATE step_runs SET due_utc = ?, planned_utc = ? "
-                            "WHERE enrolment_id = ? AND step_id = ? AND state = 'planned'",
-                            (move.due_utc, move.planned_utc, enrolment_id, move.step_id),
+                            "WHERE id = ? AND state = 'planned'",
+                            (move.due_utc, move.planned_utc, move.step_run_id),
                         )
                         events.append(
                             (
@@ -549,166 +573,207 @@ class SqliteStore:
                                 enrolment_id,
                                 move.step_run_id,
                                 move.reason,
+                                "runner",
                             )
                         )
-                elif o.kind is OutcomeKind.RELEASED:
+                    continue
+                if o.kind is OutcomeKind.RELEASED:
                     db.execute(
                         "UPDATE step_runs SET state = 'planned', fence = NULL, "
                         "lease_until = NULL WHERE id = ?",
                         (o.step_run_id,),
                     )
-                elif o.kind is OutcomeKind.RETRY:
+                    continue
+                if o.kind in (OutcomeKind.RETRY, OutcomeKind.RESCHEDULED):
                     db.execute(
                         "UPDATE step_runs SET state = 'planned', fence = NULL, "
-                        "lease_until = NULL, due_utc = ?, attempts = attempts + 1, answer = ? "
-                        "WHERE id = ?",
-                        (o.retry_utc, o.answer, o.step_run_id),
+                        "lease_until = NULL, due_utc = ?, attempts = attempts + ?, "
+                        "answer = coalesce(?, answer) WHERE id = ?",
+                        (
+                            o.retry_utc,
+                            int(o.kind is OutcomeKind.RETRY),
+                            o.answer if o.kind is OutcomeKind.RETRY else None,
+                            o.step_run_id,
+                        ),
                     )
-                    events.append((o.at_utc, "retry", email, enrolment_id, o.step_run_id, o.answer))
                 else:
-                    state = {
-                        OutcomeKind.FAILED: "failed",
-                        OutcomeKind.BOUNCED: "failed",
-                        OutcomeKind.CANCELLED: "cancelled",
-                        OutcomeKind.UNKNOWN: "unknown",
-                    }[o.kind]
                     db.execute(
-                        "UPDATE step_runs SET state = ?, answer = ? WHERE id = ?",
-                        (state, o.answer, o.step_run_id),
+                        "UPDATE step_runs SET state = ?, answer = ?, lease_until = NULL "
+                        "WHERE id = ?",
+                        (state, o.answer or None, o.step_run_id),
                     )
-                    events.append(
-                        (o.at_utc, str(o.kind), email, enrolment_id, o.step_run_id, o.answer)
-                    )
-                    if o.kind is OutcomeKind.BOUNCED:
-                        bounced.append((email, o.at_utc))
+                detail = action if o.kind is OutcomeKind.OPENED else o.answer
+                events.append(
+                    (o.at_utc, str(o.kind), email, enrolment_id, o.step_run_id, detail, "runner")
+                )
             db.executemany(_EVENT, events)
-            for email, at in bounced:
-                self._signal(db, SignalKind.BOUNCE, email, None, at, end_state, log=False)
-            self._complete(db, touched, max((e[0] for e in events), default=0))
 
-    def _complete(self, db: sqlite3.Connection, enrolment_ids: Iterable[int], now: int) -> None:
-        db.executemany(
-            "UPDATE enrolments SET state = 'completed', ended_utc = ? "
-            "WHERE id = ? AND state = 'active' AND NOT EXISTS ("
-            f"SELECT 1 FROM step_runs WHERE enrolment_id = ? AND state NOT IN {_TERMINAL})",
-            [(now, i, i) for i in enrolment_ids],
-        )
-
-    # -- signals --------------------------------------------------------------------------
-
-    def record_signal(
-        self, kind: SignalKind, email: str, cadence_name: str | None, now: int, end: EndState
-    ) -> SignalResult:
+    def release(self, fence: int) -> int:
         with self._write() as db:
-            return self._signal(db, kind, email.lower(), cadence_name, now, end, log=True)
+            return db.execute(
+                "UPDATE step_runs SET state = 'planned', fence = NULL, lease_until = NULL "
+                "WHERE fence = ? AND state = 'claimed'",
+                (fence,),
+            ).rowcount
 
-    def _signal(
+    def book_sends(self, sender: str, day: str, limit: int, wanted: int) -> int:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO sender_days VALUES (?, ?, 0) ON CONFLICT (sender, day) DO NOTHING",
+                (sender, day),
+            )
+            (before,) = db.execute(
+                "SELECT sent FROM sender_days WHERE sender = ? AND day = ?", (sender, day)
+            ).fetchone()
+            found = db.execute(
+                "UPDATE sender_days SET sent = min(?, sent + ?) "
+                "WHERE sender = ? AND day = ? AND sent < ? RETURNING sent",
+                (limit, wanted, sender, day, limit),
+            ).fetchone()
+        return 0 if found is None else int(found[0]) - int(before)
+
+    def take_task_email(
+        self, step_run_id: int, subject: str, body: str, lease_seconds: float
+    ) -> int | None:
+        with self._write() as db:
+            fence = self._fence(db)
+            taken = db.execute(
+                "UPDATE step_runs SET state = 'claimed', fence = ?, lease_until = ?, "
+                "by_hand = 1, subject = ?, body = ? "
+                "WHERE id = ? AND state = 'open' AND action = 'email task'",
+                (fence, self.clock() + lease_seconds, subject, body, step_run_id),
+            ).rowcount
+        return fence if taken else None
+
+    # -- enrolments -----------------------------------------------------------------------
+
+    def enrolments(
         self,
-        db: sqlite3.Connection,
-        kind: SignalKind,
-        email: str,
-        cadence_name: str | None,
-        now: int,
-        end: EndState,
         *,
-        log: bool,
-    ) -> SignalResult:
-        new = (
-            db.execute(
-                "INSERT OR IGNORE INTO signals VALUES (?, ?, ?, ?)",
-                (str(kind), email, cadence_name or "", now),
-            ).rowcount
-            == 1
-        )
-        if log and new:
-            db.execute(_EVENT, (now, str(kind), email, None, None, cadence_name))
-        if kind is not SignalKind.REPLY:
-            db.execute(
-                "INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?)", (email, str(kind), now)
-            )
-        query = "SELECT id, cadence_hash FROM enrolments WHERE email = ? AND state = 'active'"
-        args: tuple[Any, ...] = (email,)
-        if cadence_name is not None and kind is SignalKind.REPLY:
-            query += " AND cadence_name = ?"
-            args += (cadence_name,)
-        ended: list[int] = []
-        cancelled = 0
-        for enrolment_id, cadence_hash in db.execute(query, args).fetchall():
-            state, success = end(kind, cadence_hash)
-            if success:
-                db.execute("UPDATE enrolments SET success = 1 WHERE id = ?", (enrolment_id,))
-            if state is None:
-                continue
-            db.execute(
-                "UPDATE enrolments SET state = ?, ended_utc = ? WHERE id = ?",
-                (state, now, enrolment_id),
-            )
-            # Claimed rows belong to a runner that has not committed `sending`: its
-            # begin_sending sees them cancelled. Rows already `sending` are caught by the
-            # runner's last check before the transport.
-            cancelled += db.execute(
-                "UPDATE step_runs SET state = 'cancelled', answer = ? WHERE enrolment_id = ? "
-                "AND state IN ('planned', 'claimed', 'open')",
-                (f"stopped: {kind}", enrolment_id),
-            ).rowcount
-            ended.append(enrolment_id)
-        if kind is SignalKind.REPLY:
-            self._reply_after_completion(db, email, cadence_name, end)
-        return SignalResult(new=new, ended=tuple(ended), cancelled_steps=cancelled)
+        email: str | None = None,
+        cadence: str | None = None,
+        states: Sequence[EnrolmentState] = (),
+    ) -> list[EnrolmentRecord]:
+        where: list[str] = []
+        args: list[Any] = []
+        if email is not None:
+            where.append("email = ?")
+            args.append(email.lower())
+        if cadence is not None:
+            where.append("cadence_name = ?")
+            args.append(cadence)
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args.extend(str(s) for s in states)
+        query = _ENROLMENT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        return [_enrolment(r) for r in self._db.execute(query, args).fetchall()]
 
-    def _reply_after_completion(
-        self, db: sqlite3.Connection, email: str, cadence_name: str | None, end: EndState
+    def enrolment(self, enrolment_id: int) -> EnrolmentRecord | None:
+        found = self._db.execute(_ENROLMENT + " WHERE id = ?", (enrolment_id,)).fetchone()
+        return _enrolment(found) if found is not None else None
+
+    def end_enrolments(self, endings: Sequence[Ending], now: int) -> int:
+        marks = [e for e in endings if e.state == e.expected]
+        ends = [e for e in endings if e.state != e.expected]
+        with self._write() as db:
+            db.executemany(
+                "UPDATE enrolments SET success = max(success, ?) WHERE id = ? AND state = ?",
+                [(int(e.success), e.enrolment_id, str(e.expected)) for e in marks],
+            )
+            db.executemany(
+                "UPDATE enrolments SET state = ?, ended_utc = ?, success = max(success, ?), "
+                "paused_utc = NULL, paused_until = NULL WHERE id = ? AND state = ?",
+                [
+                    (str(e.state), now, int(e.success), e.enrolment_id, str(e.expected))
+                    for e in ends
+                ],
+            )
+            # An ended enrolment runs nothing more. Claimed rows belong to a runner that
+            # has not committed `sending`: its begin_sending sees them cancelled. Rows
+            # already `sending` are caught by the runner's last check before the transport.
+            before = db.total_changes
+            db.executemany(
+                "UPDATE step_runs SET state = 'cancelled', answer = ? "
+                "WHERE enrolment_id = ? AND state IN ('planned', 'claimed', 'open') "
+                "AND (SELECT state FROM enrolments WHERE id = ?) = ?",
+                [
+                    (
+                        e.reason or f"stopped: {e.state}",
+                        e.enrolment_id,
+                        e.enrolment_id,
+                        str(e.state),
+                    )
+                    for e in ends
+                    if e.state in _END_STATES and e.state is not EnrolmentState.COMPLETED
+                ],
+            )
+            return db.total_changes - before
+
+    def pause(self, enrolment_id: int, now: int, until: int | None, reason: str) -> bool:
+        with self._write() as db:
+            changed = db.execute(
+                "UPDATE enrolments SET state = 'paused', paused_utc = ?, paused_until = ? "
+                "WHERE id = ? AND state = 'active'",
+                (now, until, enrolment_id),
+            ).rowcount
+            if changed:
+                self._log_enrolment(db, enrolment_id, now, "paused", reason)
+        return bool(changed)
+
+    def resume(self, enrolment_id: int, now: int, moves: Sequence[Move]) -> bool:
+        with self._write() as db:
+            changed = db.execute(
+                "UPDATE enrolments SET state = 'active', paused_utc = NULL, paused_until = NULL "
+                "WHERE id = ? AND state = 'paused'",
+                (enrolment_id,),
+            ).rowcount
+            if changed:
+                self._log_enrolment(db, enrolment_id, now, "resumed", "")
+                self._move(db, moves, now)
+        return bool(changed)
+
+    def _log_enrolment(
+        self, db: sqlite3.Connection, enrolment_id: int, now: int, kind: str, detail: str
     ) -> None:
-        """A reply to the last email comes after the enrolment completed: it still counts.
-
-        Only the contact's latest enrolment of each cadence, and only one that ran to its
-        end: it becomes `replied` (per on_reply.end) and a success (per mark_success).
-        """
-        query = (
-            "SELECT id, cadence_hash FROM enrolments e WHERE email = ? AND state = 'completed' "
-            "AND id = (SELECT max(id) FROM enrolments l "
-            "WHERE l.email = e.email AND l.cadence_name = e.cadence_name)"
+        db.execute(
+            "INSERT INTO events (at_utc, kind, email, enrolment_id, detail, source) "
+            "SELECT ?, ?, email, id, ?, 'command' FROM enrolments WHERE id = ?",
+            (now, kind, detail, enrolment_id),
         )
-        args: tuple[Any, ...] = (email,)
-        if cadence_name is not None:
-            query += " AND cadence_name = ?"
-            args += (cadence_name,)
-        for enrolment_id, cadence_hash in db.execute(query, args).fetchall():
-            state, success = end(SignalKind.REPLY, cadence_hash)
-            db.execute(
-                "UPDATE enrolments SET state = ?, success = max(success, ?) WHERE id = ?",
-                (state or "completed", int(success), enrolment_id),
-            )
 
-    # -- reads ----------------------------------------------------------------------------
+    # -- step runs and tasks --------------------------------------------------------------
 
     def step_run(self, step_run_id: int) -> StepRow | None:
-        found = self._db.execute(_ROW_SELECT + " WHERE sr.id = ?", (step_run_id,)).fetchone()
-        return _row(found) if found else None
+        found = self._rows(" WHERE sr.id = ?", (step_run_id,))
+        return found[0] if found else None
 
     def step_runs(self, enrolment_id: int) -> list[StepRow]:
-        rows = self._db.execute(
-            _ROW_SELECT + " WHERE sr.enrolment_id = ? ORDER BY sr.step_index", (enrolment_id,)
-        ).fetchall()
-        return [_row(r) for r in rows]
+        return self._rows(" WHERE sr.enrolment_id = ? ORDER BY sr.step_index", (enrolment_id,))
 
-    def enrolment_ids(self, email: str) -> list[int]:
-        return [
-            r[0]
-            for r in self._db.execute(
-                "SELECT id FROM enrolments WHERE email = ? ORDER BY id", (email.lower(),)
-            )
-        ]
+    def step_runs_of(self, enrolment_ids: Iterable[int]) -> dict[int, list[StepRow]]:
+        out: dict[int, list[StepRow]] = {}
+        for chunk in batched(dict.fromkeys(enrolment_ids)):
+            marks = ",".join("?" * len(chunk))
+            for row in self._rows(
+                f" WHERE sr.enrolment_id IN ({marks}) ORDER BY sr.enrolment_id, sr.step_index",
+                chunk,
+            ):
+                out.setdefault(row.enrolment_id, []).append(row)
+        return out
+
+    def step_run_by_message_id(self, message_id: str) -> StepRow | None:
+        found = self._rows(" WHERE sr.message_id = ? ORDER BY sr.id LIMIT 1", (message_id,))
+        return found[0] if found else None
 
     def tasks(self, where: TaskFilter) -> list[StepRow]:
-        query = _ROW_SELECT + " WHERE sr.state = 'open'"
-        args: list[Any] = []
+        query = " WHERE sr.state = ? AND (sr.action != 'send email' OR sr.by_hand)"
+        args: list[Any] = [str(where.state)]
         if where.cadence is not None:
             query += " AND e.cadence_name = ?"
             args.append(where.cadence)
         if where.action is not None:
             query += " AND sr.action = ?"
-            args.append(where.action)
+            args.append(str(where.action))
         if where.due_before is not None:
             query += " AND sr.due_utc <= ?"
             args.append(where.due_before)
@@ -718,108 +783,177 @@ class SqliteStore:
                 "WHERE lower(json_extract(data, '$.sender.email')) = ?)"
             )
             args.append(where.sender.lower())
-        query += " ORDER BY sr.due_utc, sr.id"
-        return [_row(r) for r in self._db.execute(query, args).fetchall()]
+        return self._rows(query + " ORDER BY sr.due_utc, sr.id", args)
 
-    def events(self, step_run_id: int | None = None) -> list[tuple[int, str, str, str]]:
-        query = "SELECT at_utc, kind, coalesce(email, ''), coalesce(detail, '') FROM events"
-        args: tuple[Any, ...] = ()
-        if step_run_id is not None:
-            query += " WHERE step_run_id = ?"
-            args = (step_run_id,)
-        return [tuple(r) for r in self._db.execute(query + " ORDER BY id", args).fetchall()]
+    def _move(self, db: sqlite3.Connection, moves: Sequence[Move], now: int) -> None:
+        for m in moves:
+            if db.execute(
+                "UPDATE step_runs SET due_utc = ?, planned_utc = ? WHERE id = ? "
+                "AND state = 'planned'",
+                (m.due_utc, m.planned_utc, m.step_run_id),
+            ).rowcount:
+                db.execute(
+                    "INSERT INTO events (at_utc, kind, email, enrolment_id, step_run_id, "
+                    "detail, source) SELECT ?, 'rescheduled', e.email, e.id, sr.id, ?, "
+                    "'command' FROM step_runs sr JOIN enrolments e ON e.id = sr.enrolment_id "
+                    "WHERE sr.id = ?",
+                    (now, m.reason, m.step_run_id),
+                )
 
-    # -- tasks ----------------------------------------------------------------------------
-
-    def _open_task(self, db: sqlite3.Connection, step_run_id: int) -> StepRow:
-        found = db.execute(_ROW_SELECT + " WHERE sr.id = ?", (step_run_id,)).fetchone()
-        row = _row(found) if found is not None else None
-        if row is None or (row.action == "send email" and not row.by_hand):
-            raise UsageError(f"no task {step_run_id}", hint="see `cadence tasks list`")
-        if row.state != "open":
-            raise UsageError(f"task {step_run_id} is not open (it is {row.state})")
-        return row
-
-    def complete_task(self, step_run_id: int, state: str, now: int, shift: Shift) -> StepRow:
+    def move_steps(self, moves: Sequence[Move], now: int) -> None:
         with self._write() as db:
-            row = self._open_task(db, step_run_id)
-            db.execute(
-                "UPDATE step_runs SET state = ?, done_utc = ? WHERE id = ?",
-                (state, now, step_run_id),
-            )
-            later = [
-                _row(r)
-                for r in db.execute(
-                    _ROW_SELECT + " WHERE sr.enrolment_id = ? AND sr.step_index > ? "
-                    "AND sr.state = 'planned' ORDER BY sr.step_index",
-                    (row.enrolment_id, row.step_index),
-                ).fetchall()
-            ]
-            moves = shift(row, later)
-            planned = {r.id: r.planned_utc for r in later}
-            late = any(m.planned_utc != planned[m.step_run_id] for m in moves)
-            why = "after late task" if late else "after email task sent"
-            db.executemany(
-                "UPDATE step_runs SET due_utc = ?, planned_utc = ? WHERE id = ?",
-                [(m.due_utc, m.planned_utc, m.step_run_id) for m in moves],
-            )
-            kind = "task done" if state == "done" else "task skipped"
-            db.execute(_EVENT, (now, kind, row.email, row.enrolment_id, row.id, row.action))
-            db.executemany(
-                _EVENT,
-                [
-                    (now, "rescheduled", row.email, row.enrolment_id, m.step_run_id, why)
-                    for m in moves
-                ],
-            )
-            self._complete(db, [row.enrolment_id], now)
-        updated = self.step_run(step_run_id)
-        assert updated is not None
-        return updated
+            self._move(db, moves, now)
 
-    def schedule_task_email(
-        self, step_run_id: int, subject: str, body: str, due_utc: int
-    ) -> StepRow:
+    def settle_task(
+        self, step_run_id: int, state: StepState, now: int, moves: Sequence[Move]
+    ) -> bool:
         with self._write() as db:
-            row = self._open_task(db, step_run_id)
-            if row.action != "email task":
-                raise UsageError(f"task {step_run_id} is a {row.action}, not an email task")
+            if not db.execute(
+                "UPDATE step_runs SET state = ?, done_utc = ? WHERE id = ? AND state = 'open'",
+                (str(state), now, step_run_id),
+            ).rowcount:
+                return False
+            kind = "task done" if state is StepState.DONE else "task skipped"
             db.execute(
+                "INSERT INTO events (at_utc, kind, email, enrolment_id, step_run_id, detail, "
+                "source) SELECT ?, ?, e.email, e.id, sr.id, sr.action, 'command' "
+                "FROM step_runs sr JOIN enrolments e ON e.id = sr.enrolment_id WHERE sr.id = ?",
+                (now, kind, step_run_id),
+            )
+            self._move(db, moves, now)
+        return True
+
+    def schedule_task_email(self, step_run_id: int, subject: str, body: str, due_utc: int) -> bool:
+        with self._write() as db:
+            if not db.execute(
                 "UPDATE step_runs SET state = 'planned', by_hand = 1, subject = ?, body = ?, "
-                "due_utc = ? WHERE id = ?",
+                "due_utc = ? WHERE id = ? AND state = 'open' AND action = 'email task'",
                 (subject, body, due_utc, step_run_id),
+            ).rowcount:
+                return False
+            db.execute(
+                "INSERT INTO events (at_utc, kind, email, enrolment_id, step_run_id, detail, "
+                "source) SELECT ?, 'rescheduled', e.email, e.id, sr.id, 'sent by a rep', "
+                "'command' FROM step_runs sr JOIN enrolments e ON e.id = sr.enrolment_id "
+                "WHERE sr.id = ?",
+                (due_utc, step_run_id),
             )
+        return True
+
+    # -- signals, suppressions, events ----------------------------------------------------
+
+    def record_signal(self, signal: Signal) -> bool:
+        with self._write() as db:
+            if signal.kind is not SignalKind.AUTO_REPLY:  # each auto-reply pauses anew
+                new = db.execute(
+                    "INSERT OR IGNORE INTO signals VALUES (?, ?, ?, ?)",
+                    (str(signal.kind), signal.email, signal.cadence_name or "", signal.at_utc),
+                ).rowcount
+                if not new:
+                    return False
             db.execute(
                 _EVENT,
-                (due_utc, "rescheduled", row.email, row.enrolment_id, row.id, "sent by a rep"),
+                (
+                    signal.at_utc,
+                    str(signal.kind),
+                    signal.email,
+                    None,
+                    None,
+                    signal.detail or signal.cadence_name,
+                    signal.source,
+                ),
             )
-        updated = self.step_run(step_run_id)
-        assert updated is not None
-        return updated
+        return True
 
-    def take_task_email(
-        self, step_run_id: int, subject: str, body: str, lease_until: float
-    ) -> tuple[int, StepRow]:
+    def suppress(self, email: str, reason: str, now: int) -> bool:
         with self._write() as db:
-            row = self._open_task(db, step_run_id)
-            if row.action != "email task":
-                raise UsageError(f"task {step_run_id} is a {row.action}, not an email task")
-            (fence,) = db.execute(
-                "UPDATE fences SET last = last + 1 WHERE id = 1 RETURNING last"
-            ).fetchone()
-            db.execute(
-                "UPDATE step_runs SET state = 'claimed', fence = ?, lease_until = ?, "
-                "by_hand = 1, subject = ?, body = ? WHERE id = ?",
-                (fence, lease_until, subject, body, step_run_id),
+            return bool(
+                db.execute(
+                    "INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?)",
+                    (email.lower(), reason, now),
+                ).rowcount
             )
-        updated = self.step_run(step_run_id)
-        assert updated is not None
-        return int(fence), updated
 
-    # -- status and resolve ---------------------------------------------------------------
+    def is_suppressed(self, email: str) -> bool:
+        found = self._db.execute(
+            "SELECT 1 FROM suppressions WHERE email = ?", (email.lower(),)
+        ).fetchone()
+        return found is not None
+
+    def add_event(self, event: EventRecord) -> None:
+        with self._write() as db:
+            db.execute(
+                _EVENT,
+                (
+                    event.at_utc,
+                    event.kind,
+                    event.email,
+                    event.enrolment_id,
+                    event.step_run_id,
+                    event.detail,
+                    event.source,
+                ),
+            )
+
+    def events(
+        self,
+        *,
+        step_run_id: int | None = None,
+        email: str | None = None,
+        enrolment_id: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[EventRecord]:
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (
+            ("step_run_id", step_run_id),
+            ("email", email.lower() if email is not None else None),
+            ("enrolment_id", enrolment_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        query = (
+            "SELECT at_utc, kind, coalesce(email, ''), coalesce(detail, ''), enrolment_id, "
+            "step_run_id, coalesce(source, ''), id FROM events"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + (" ORDER BY id DESC" if newest_first else " ORDER BY id")
+        )
+        if limit is not None:
+            query += " LIMIT ?"
+            args.append(limit)
+        return [EventRecord(*r) for r in self._db.execute(query, args).fetchall()]
+
+    # -- inbound mail ---------------------------------------------------------------------
+
+    def cursor(self, mailbox: str) -> Cursor | None:
+        found = self._db.execute(
+            "SELECT uidvalidity, last_uid FROM mailbox_cursors WHERE mailbox = ?", (mailbox,)
+        ).fetchone()
+        return Cursor(int(found[0]), int(found[1])) if found is not None else None
+
+    def set_cursor(self, mailbox: str, cursor: Cursor) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO mailbox_cursors VALUES (?, ?, ?) ON CONFLICT (mailbox) DO UPDATE "
+                "SET uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid",
+                (mailbox, cursor.uidvalidity, cursor.last_uid),
+            )
+
+    def remember_inbound(self, key: str, mailbox: str, now: int) -> bool:
+        with self._write() as db:
+            return bool(
+                db.execute(
+                    "INSERT OR IGNORE INTO inbound_seen VALUES (?, ?, ?)", (key, mailbox, now)
+                ).rowcount
+            )
+
+    # -- views ----------------------------------------------------------------------------
 
     def status(self, now: int) -> list[VersionStatus]:
         out: list[VersionStatus] = []
+        clock = self.clock()
         versions = self._db.execute(
             "SELECT v.hash, v.name, coalesce(json_extract(v.data, '$.sender.email'), '') "
             "FROM cadence_versions v "
@@ -837,7 +971,11 @@ class SqliteStore:
                 "SELECT count(*) FROM enrolments WHERE cadence_hash = ? AND success = 1",
                 (cadence_hash,),
             ).fetchone()
-            steps = dict(self._db.execute(_STEP_COUNTS, (now, cadence_hash)).fetchall())
+            steps: dict[str, int] = {}
+            for key, n in self._db.execute(
+                _STEP_COUNTS, {"now": now, "clock": clock, "hash": cadence_hash}
+            ).fetchall():
+                steps[key] = steps.get(key, 0) + n
             out.append(
                 VersionStatus(
                     cadence_name=name,
@@ -845,36 +983,44 @@ class SqliteStore:
                     sender=sender,
                     enrolled=sum(states.values()),
                     active=states.get("active", 0),
+                    paused=states.get("paused", 0),
                     finished={
                         k: states.get(k, 0)
-                        for k in ("replied", "bounced", "unsubscribed", "completed")
+                        for k in ("replied", "bounced", "unsubscribed", "completed", "removed")
                     },
+                    successes=int(successes),
                     sent=steps.get("sent", 0),
                     due=steps.get("planned:due", 0),
                     held=steps.get("planned:held", 0),
-                    successes=int(successes),
                     open_tasks=steps.get("open", 0),
+                    failed=steps.get("failed", 0),
+                    retrying=sum(n for k, n in steps.items() if k.startswith("retrying")),
+                    claimed=steps.get("claimed", 0),
+                    sending=steps.get("sending", 0),
+                    unknown=steps.get("unknown", 0),
                 )
             )
         return out
 
     def unknown_sends(self) -> list[StepRow]:
-        rows = self._db.execute(
-            _ROW_SELECT + " WHERE sr.state = 'unknown' ORDER BY sr.id"
-        ).fetchall()
-        return [_row(r) for r in rows]
+        return self._rows(
+            " WHERE sr.state = 'unknown' OR (sr.state = 'sending' AND sr.lease_until < ?) "
+            "ORDER BY sr.id",
+            (self.clock(),),
+        )
 
-    def resolve(self, step_run_id: int, sent: bool, now: int) -> StepRow:
+    def resolve(self, step_run_id: int, sent: bool, now: int) -> bool:
         with self._write() as db:
-            found = db.execute(_ROW_SELECT + " WHERE sr.id = ?", (step_run_id,)).fetchone()
-            if found is None:
-                raise UsageError(f"no send with key {step_run_id}")
-            row = _row(found)
-            if row.state != "unknown":
-                raise UsageError(f"send {step_run_id} is {row.state}, not unknown")
+            row = db.execute(
+                "SELECT state, lease_until FROM step_runs WHERE id = ?", (step_run_id,)
+            ).fetchone()
+            stale = row is not None and row[0] == "sending" and (row[1] or 0) < self.clock()
+            if row is None or not (row[0] == "unknown" or stale):
+                return False
             if sent:
                 db.execute(
-                    "UPDATE step_runs SET state = 'sent', sent_utc = ?, fence = NULL WHERE id = ?",
+                    "UPDATE step_runs SET state = 'sent', sent_utc = ?, fence = NULL, "
+                    "lease_until = NULL WHERE id = ?",
                     (now, step_run_id),
                 )
             else:
@@ -886,12 +1032,13 @@ class SqliteStore:
                     "lease_until = NULL WHERE id = ?",
                     (step_run_id,),
                 )
-            detail = "sent" if sent else "resend"
-            db.execute(_EVENT, (now, "resolved", row.email, row.enrolment_id, row.id, detail))
-            self._complete(db, [row.enrolment_id], now)
-        updated = self.step_run(step_run_id)
-        assert updated is not None
-        return updated
+            db.execute(
+                "INSERT INTO events (at_utc, kind, email, enrolment_id, step_run_id, detail, "
+                "source) SELECT ?, 'resolved', e.email, e.id, sr.id, ?, 'command' "
+                "FROM step_runs sr JOIN enrolments e ON e.id = sr.enrolment_id WHERE sr.id = ?",
+                (now, "sent" if sent else "resend", step_run_id),
+            )
+        return True
 
 
 def _statements(script: str) -> list[str]:
@@ -909,7 +1056,3 @@ def _statements(script: str) -> list[str]:
                 out.append(current)
             current = ""
     return out
-
-
-def dumps(data: object) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)

@@ -1,21 +1,22 @@
 """Transports hand a finished message to the world: `outbox:DIR`, `smtp://`, `smtps://`.
 
 `parse_transport` is the one registry: the `--transport` / `CADENCE_TRANSPORT` value picks
-the implementation. A transport reports failures as one of three exceptions, because the
-runner's guarantees depend on exactly that distinction: known not sent (retry), refused
-for good (record the answer), or outcome unknown (never resend automatically).
+the implementation. A transport reports each message's fate as its answer or one of three
+exceptions, because the runner's guarantees depend on exactly that distinction: known not
+sent (retry; `TransportDown`: due again at once, and the run stops), refused for good
+(record the answer), or outcome unknown (never resend automatically).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import Protocol
 from urllib.parse import urlsplit
 
-from engine.errors import UsageError
+from engine.errors import CadenceError, UsageError
 
 DEFAULT_TRANSPORT = "outbox:./outbox"
 
@@ -25,20 +26,23 @@ class Envelope:
     sender: str
     recipient: str
     message_id: str
-
-
-class Staged(NamedTuple):
-    """A whole message a transport holds out of sight, ready to be handed over.
-
-    A plain tuple: thousands of them cross from the render worker each run.
-    """
-
-    message_id: str
-    handle: str  # the transport's own reference (the outbox: the hidden file's path)
+    # The recipient's local part is not ASCII: the server must offer SMTPUTF8. The domain
+    # is always given in its ASCII (IDNA) form.
+    smtputf8: bool = False
 
 
 class TemporaryFailure(Exception):
     """Known not delivered (4xx, connection error before DATA): retry later."""
+
+
+class TransportDown(TemporaryFailure):
+    """The transport cannot go on (login refused, outbox not writable, …): this message
+    and every later one of the call were not handed over. The runner puts them back to
+    due at once, records the rest, and stops the run with `error`."""
+
+    def __init__(self, error: CadenceError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class PermanentFailure(Exception):
@@ -53,42 +57,28 @@ class DeliveryUnknown(Exception):
     """Failed during or after DATA: the message may have been delivered."""
 
 
+Result = str | TemporaryFailure | PermanentFailure | DeliveryUnknown
+
+
 class Transport(Protocol):
+    # The most messages handed over in one `send_many`: the most that can be in doubt
+    # after a crash. The runner commits `sending` for at most this many at once.
+    in_doubt: int
+
     def open(self) -> None:
         """Get ready to send (connect, log in); failures mean nothing was sent."""
+        ...
 
-    def send(self, envelope: Envelope, data: bytes) -> str:
-        """Deliver one message; returns the server's answer (or the file written)."""
+    def send_many(self, messages: Sequence[tuple[Envelope, bytes]]) -> list[Result]:
+        """Hand messages over; one result per message, in the same order: the server's
+        answer (or the file written), or the exception instance that says what happened."""
+        ...
 
     def flush(self) -> None:
         """Make what was delivered so far durable (called before recording `sent`)."""
+        ...
 
     def close(self) -> None: ...
-
-
-@runtime_checkable
-class Staging(Protocol):
-    """A transport that can write a message before it may be handed over (the outbox).
-
-    `stage` may run in another process (the runner's render worker) and before the
-    runner commits `sending`: it delivers nothing. `send_staged` is the hand-over, in
-    the runner's process, after `sending` is committed and the last signal check;
-    `discard` drops a staged message that will not go out.
-    """
-
-    def stage(self, envelope: Envelope, data: bytes) -> Staged: ...
-
-    def send_staged(self, staged: Staged) -> str: ...
-
-    def discard(self, staged: Staged) -> None: ...
-
-    def take_durable(self) -> Callable[[], None]:
-        """What was handed over since the last call, as a function that makes it durable.
-
-        The function may run on another thread while more is handed over; `flush` is
-        `take_durable()()`.
-        """
-        ...
 
 
 def parse_transport(spec: str | None = None) -> Transport:

@@ -1,22 +1,20 @@
 """`outbox:DIR`: each message becomes `DIR/<message-id>.eml`, the embedded default.
 
-A message is first *staged*: written in full to a hidden file in the same folder
-(`.tmp-<pid>.<host>-<message-id>.staged`, `<host>` a tag of the machine and PID namespace;
-never a name ending in `.eml`). Handing it over is one
-`renameat2(RENAME_NOREPLACE)` (else `link` + `unlink`) of that file into place: a reader
-never sees half a message, and a second delivery of the same Message-ID (an operator's
-`resolve --resend`) gets a `.2.eml` suffix instead of silently replacing the first, so
-duplicates stay visible (a plain `rename()` would replace it).
+Each message is written in full to a hidden file in the same folder (`.tmp-<pid>-<id>`,
+never a name ending in `.eml`), then moved into place with one
+`renameat2(RENAME_NOREPLACE)` (else `link` + `unlink`): a reader never sees half a message,
+and a second delivery of the same Message-ID (an operator's `resolve --resend`) gets a
+`.2.eml` suffix instead of silently replacing the first, so duplicates stay visible.
 
-Staging is not delivery, so the runner's render worker stages a batch while the runner
-commits `sending` for it; the runner then hands over (renames) each message that passed
-the last check and discards the others. `flush` makes the batch durable before the
-runner may record any of it `sent`: the files' contents (`syncfs` of the outbox's file
-system where Linux has it, else an `fsync` of each file), then the directory entries
-(one `fsync` of the folder). A crash after a hand-over and before `flush` leaves the row
-`sending`: `unknown`, resolved by an operator like any other unknown send. Staged files
-a crashed run left behind are removed by a later run (`sweep`): at once when it runs in
-the same PID namespace on the same machine and the writer is gone, else an hour later.
+A message that cannot be written or moved into place was not handed over: it and the rest
+of the call come back as `TransportDown`, so the runner makes them due again at once and
+stops with a clear error; nothing written is lost, nothing unwritten turns `unknown`.
+`flush` makes what was handed over durable before the runner records any of it `sent`:
+the files' contents (`syncfs` of the outbox's file system where Linux has it, else an
+`fsync` of each file), then the directory entries (one `fsync` of the folder). A crash
+after a hand-over and before `flush` leaves the row `sending`: `unknown`, resolved by an
+operator. A hidden file a crash left behind is removed by a later run once it is an hour
+old (a live writer's file exists for microseconds).
 """
 
 from __future__ import annotations
@@ -25,60 +23,24 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
-import functools
-import hashlib
 import os
 import re
-import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from engine.errors import CadenceError, UsageError
 from engine.faults import fault
-from engine.transports import Envelope, Staged
+from engine.transports import Envelope, Result, TransportDown
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
-_STAGED = ".tmp-"
+_HIDDEN = ".tmp-"
+STALE_AFTER = 3600.0  # seconds: a hidden file this old is a crashed run's
 
 
 def file_name(message_id: str) -> str:
     """`<abc@acme.example>` → `abc@acme.example.eml` (nothing that escapes the folder)."""
     return _UNSAFE.sub("_", message_id.strip("<>")).lstrip(".") + ".eml"
-
-
-@functools.cache
-def process_space() -> str:
-    """Eight hex digits naming this machine and PID namespace: where a PID means something.
-
-    A staged file's writer can be looked up (is it still running?) only from the same
-    space; a runner in another container or on another machine sharing the folder is not.
-    """
-    try:
-        namespace = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        namespace = ""
-    seed = f"{socket.gethostname()}\0{namespace}".encode()
-    return hashlib.sha256(seed).hexdigest()[:8]
-
-
-def staged_name(pid: int, message_id: str, space: str | None = None) -> str:
-    """`.tmp-<pid>.<space>-<message-id>.staged`: hidden, never matching `*.eml`."""
-    stem = file_name(message_id).removesuffix(".eml")
-    return f"{_STAGED}{pid}.{space or process_space()}-{stem}.staged"
-
-
-def _nothing() -> None:
-    pass
-
-
-def _staged_writer(name: str) -> tuple[int, str] | None:
-    """(PID, process space) of a staged file's writer, from its name; else None."""
-    if not name.startswith(_STAGED):
-        return None
-    writer, dash, _ = name[len(_STAGED) :].partition("-")
-    pid, dot, space = writer.partition(".")
-    return (int(pid), space) if dash and dot and pid.isdigit() else None
 
 
 def _syncfs() -> Callable[[int], int] | None:
@@ -115,33 +77,9 @@ def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
     return rename
 
 
-STALE_AFTER = 3600.0  # seconds: a staged file from elsewhere this old is a crash's
-
-
-_HAS_PROC = os.path.exists(f"/proc/{os.getpid()}/stat")
-
-
-def _alive(pid: int) -> bool:
-    """Whether process `pid` still runs. A zombie does not: a killed runner's worker
-    stays one until its new parent reaps it, which an init in a container may never do."""
-    if _HAS_PROC:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as stat:
-                return stat.read().rpartition(b")")[2].split()[:1] not in ([b"Z"], [b"X"])
-        except FileNotFoundError:
-            return False
-        except OSError:
-            pass  # unreadable: ask the kernel
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, someone else's
-    return True
-
-
 class OutboxTransport:
+    in_doubt = 10_000  # every message of a batch is written before one `flush`
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._prefix = os.path.join(folder, "")  # `folder/`: joined to each name by hand
@@ -150,108 +88,80 @@ class OutboxTransport:
         self._syncfs = _syncfs()
         self._renameat2 = _renameat2()
 
-    def _ensure(self) -> None:
-        if not self._ready:
-            try:
-                self.folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise UsageError(
-                    f"cannot create outbox {self.folder}: {exc.strerror}",
-                    hint="point outbox:DIR (--transport / CADENCE_TRANSPORT) at a folder "
-                    "you can write to; it is created if missing",
-                ) from None
-            self._ready = True
-
     def open(self) -> None:
-        self._ensure()
+        if self._ready:
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot create outbox {self.folder}: {exc.strerror}",
+                hint="point outbox:DIR (--transport / CADENCE_TRANSPORT) at a folder "
+                "you can write to; it is created if missing",
+            ) from None
+        self._ready = True
         self.sweep()
 
     def sweep(self) -> None:
-        """Remove staged files left by crashed runs.
-
-        A file written on this machine, in this PID namespace, goes as soon as its writer
-        is gone. One from elsewhere (another container or machine sharing the folder),
-        whose writer cannot be looked up, goes once it is `STALE_AFTER` old: a live
-        runner's staged batch is seconds old, so it is never touched.
-        """
+        """Remove hidden files crashed runs left behind (an hour old or more)."""
         cutoff = time.time() - STALE_AFTER
-        here = process_space()
         try:
             entries = os.scandir(self.folder)
         except OSError:
             return
         with entries:
             for entry in entries:
-                writer = _staged_writer(entry.name)
-                if writer is None:
+                if not entry.name.startswith(_HIDDEN):
                     continue
-                pid, space = writer
-                try:
-                    if space == here:
-                        if _alive(pid):
-                            continue
-                    elif entry.stat(follow_symlinks=False).st_mtime >= cutoff:
-                        continue
-                    os.unlink(entry.path)
-                except FileNotFoundError:
-                    continue  # another runner swept it first
+                with contextlib.suppress(OSError):
+                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        os.unlink(entry.path)
 
-    def stage(self, envelope: Envelope, data: bytes) -> Staged:
-        """Write the whole message to a hidden file; nothing is delivered yet.
+    def send_many(self, messages: Sequence[tuple[Envelope, bytes]]) -> list[Result]:
+        self.open()
+        results: list[Result] = []
+        for n, (envelope, data) in enumerate(messages):
+            try:
+                results.append(self._send(envelope, data))
+            except OSError as exc:
+                down = TransportDown(
+                    CadenceError(
+                        f"cannot write to outbox {self.folder}: {exc.strerror}",
+                        hint=f"{len(messages) - n} email(s) were not handed over and are due "
+                        "again at once; free space or fix the folder's permissions, then "
+                        "run again",
+                    )
+                )
+                results.extend([down] * (len(messages) - n))
+                break
+        return results
 
-        Safe before the runner commits `sending`: until `send_staged` renames it, no
-        reader of the outbox sees it.
-        """
-        self._ensure()
-        tmp = self._prefix + staged_name(os.getpid(), envelope.message_id)
+    def _send(self, envelope: Envelope, data: bytes) -> str:
+        name = file_name(envelope.message_id)
+        tmp = f"{self._prefix}{_HIDDEN}{os.getpid()}-{name[: -len('.eml')]}"
         try:
-            try:  # a fresh name: nothing to truncate (a crashed run's leftover is replaced)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                os.unlink(tmp)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
             finally:
                 os.close(fd)
-        except OSError as exc:
-            raise CadenceError(
-                f"cannot write to outbox {self.folder}: {exc.strerror}",
-                hint="nothing was handed over; free space or fix the folder's permissions, "
-                "then run again (these emails are claimed again once their lease ends)",
-            ) from None
-        return Staged(envelope.message_id, tmp)
-
-    def send_staged(self, staged: Staged) -> str:
-        """Hand a staged message over: move it into place as `<message-id>.eml`."""
-        name = file_name(staged.message_id)
-        target, n = name, 1
-        while True:
-            try:
-                self._place(staged.handle, self._prefix + target)
-                break
-            except FileExistsError:
-                n += 1
-                target = f"{name[: -len('.eml')]}.{n}.eml"
-            except OSError as exc:
-                raise CadenceError(
-                    f"cannot move {staged.handle} into outbox {self.folder}: {exc.strerror}",
-                    hint="its email stays `sending` and shows as unknown in `cadence status` "
-                    "once its lease ends; settle it with `cadence resolve`",
-                ) from None
+            target, n = name, 1
+            while True:
+                try:
+                    self._place(tmp, self._prefix + target)
+                    break
+                except FileExistsError:
+                    n += 1
+                    target = f"{name[: -len('.eml')]}.{n}.eml"
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         self._placed.append(target)
         fault("after-250")
         return f"written {target}"
-
-    def discard(self, staged: Staged) -> None:
-        """Drop a staged message that will not be sent (stopped, or no longer ours)."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(staged.handle)
-
-    def send(self, envelope: Envelope, data: bytes) -> str:
-        return self.send_staged(self.stage(envelope, data))
 
     def flush(self) -> None:
         """Make every file handed over since the last flush durable.
@@ -259,11 +169,9 @@ class OutboxTransport:
         An error is raised after as much as could be was made durable: the runner then
         records nothing, and the batch becomes `unknown` when its lease ends.
         """
-        self.take_durable()()
-
-    def take_durable(self) -> Callable[[], None]:
         placed, self._placed = self._placed, []
-        return functools.partial(self._sync, placed) if placed else _nothing
+        if placed:
+            self._sync(placed)
 
     def _place(self, tmp: str, target: str) -> None:
         """Move `tmp` to `target`, never replacing a file (FileExistsError instead).

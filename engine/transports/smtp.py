@@ -16,11 +16,23 @@ import os
 import re
 import smtplib
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine.errors import UsageError
 from engine.faults import fault
-from engine.transports import DeliveryUnknown, Envelope, PermanentFailure, TemporaryFailure
+from engine.transports import (
+    DeliveryUnknown,
+    Envelope,
+    PermanentFailure,
+    Result,
+    TemporaryFailure,
+    TransportDown,
+)
+
+# Answers that mean "log in first" or "your login is refused": no message can go until
+# the settings change, so the run stops instead of failing every email of the batch.
+_AUTH_CODES = (530, 535)
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
@@ -106,7 +118,28 @@ def _login(conn: smtplib.SMTP, host: str, user: str, password: str) -> None:
                 raise
 
 
+def _auth_refused(code: int, text: bytes | str, user: str | None) -> TransportDown:
+    answer = _answer(code, text)
+    if user is None:
+        return TransportDown(
+            UsageError(
+                f"the SMTP server requires authentication ({answer})",
+                hint="set CADENCE_SMTP_USER and CADENCE_SMTP_PASSWORD; nothing was sent and "
+                "these emails are due again",
+            )
+        )
+    return TransportDown(
+        UsageError(
+            f"SMTP login refused: {answer}",
+            hint="check CADENCE_SMTP_USER / CADENCE_SMTP_PASSWORD; nothing was sent and these "
+            "emails are due again",
+        )
+    )
+
+
 class SmtpTransport:
+    in_doubt = 1  # one session, one message at a time
+
     def __init__(self, host: str, port: int, *, implicit_tls: bool, settings: SmtpSettings):
         self.host = host
         self.port = port
@@ -176,19 +209,37 @@ class SmtpTransport:
         except (OSError, smtplib.SMTPException):
             self._drop()
 
-    def send(self, envelope: Envelope, data: bytes) -> str:
+    def send_many(self, messages: Sequence[tuple[Envelope, bytes]]) -> list[Result]:
+        results: list[Result] = []
+        for n, (envelope, data) in enumerate(messages):
+            try:
+                results.append(self._send(envelope, data))
+            except TransportDown as down:
+                results.extend([down] * (len(messages) - n))
+                break
+            except (TemporaryFailure, PermanentFailure, DeliveryUnknown) as exc:
+                results.append(exc)
+        return results
+
+    def _send(self, envelope: Envelope, data: bytes) -> str:
         self.open()
         conn = self._conn
         assert conn is not None
         # --- before DATA: every failure is known-not-sent --------------------------------
         try:
             code, text = conn.mail(envelope.sender)
+            if code in _AUTH_CODES:
+                self._reset(conn)
+                raise _auth_refused(code, text, self.settings.user)
             if code >= 400:
                 self._reset(conn)
                 if code >= 500:
                     raise PermanentFailure(_answer(code, text), recipient=False)
                 raise TemporaryFailure(_answer(code, text))
             code, text = conn.rcpt(envelope.recipient)
+            if code in _AUTH_CODES:
+                self._reset(conn)
+                raise _auth_refused(code, text, self.settings.user)
             if code >= 400:
                 self._reset(conn)
                 if code >= 500:
@@ -200,6 +251,8 @@ class SmtpTransport:
                 if code >= 500:
                     raise PermanentFailure(_answer(code, text), recipient=False)
                 raise TemporaryFailure(_answer(code, text))
+        except TransportDown:
+            raise
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
             raise TemporaryFailure(f"connection failed before DATA: {exc}") from None
@@ -226,7 +279,7 @@ class SmtpTransport:
         raise TemporaryFailure(_answer(code, text))
 
     def flush(self) -> None:
-        """Nothing to do: every message was handed over, and answered, in `send`."""
+        """Nothing to do: every message was handed over, and answered, in `send_many`."""
 
     def close(self) -> None:
         if self._conn is not None:

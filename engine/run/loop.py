@@ -1,0 +1,351 @@
+"""The runner: claim → decide → build → `sending` → last check → `send_many` → record.
+
+Guarantees (SPEC §7) and where they come from:
+- no double send: rows are claimed under a lease with a fencing token; each message is
+  rendered and built first, then `sending` is committed for at most `transport.in_doubt`
+  rows before any byte goes to the transport; a row found in `sending` after its lease
+  expired becomes `unknown` and is only ever resent by an operator;
+- no lost send: a claimed row that never reached `sending` is claimed again once its
+  lease expires (at once when the run gives it back: a stop, a transport that is down);
+  a failure known to be before DATA is retried with backoff;
+- signals win: the claim only takes rows of active enrolments, `begin_sending` checks
+  again in its transaction, and the batch is checked once more right before the
+  transport gets it.
+
+The decisions (send window, daily limit, R4/R5 moves, completion, bounces) are the pure
+functions of `engine.policy` and `engine.lifecycle`; this module only sequences them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import NamedTuple
+
+from engine.enrolments import resume_due
+from engine.errors import CadenceError
+from engine.faults import fault
+from engine.lifecycle import completed
+from engine.policy import DecisionKind, decide, over_limit, sent_moves
+from engine.run.clock import Clock
+from engine.run.pinned import Versions
+from engine.run.render import render
+from engine.signals import apply_signal
+from engine.store import (
+    OUTCOME_STATE,
+    Claim,
+    Ending,
+    EnrolmentState,
+    Outcome,
+    OutcomeKind,
+    Signal,
+    SignalKind,
+    StepRow,
+    StepState,
+    Store,
+)
+from engine.transports import (
+    DeliveryUnknown,
+    Envelope,
+    PermanentFailure,
+    Result,
+    TemporaryFailure,
+    Transport,
+    TransportDown,
+)
+
+DEFAULT_BATCH = 500
+DEFAULT_LEASE = 300.0
+MAX_ATTEMPTS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    batch: int = DEFAULT_BATCH
+    lease: float = DEFAULT_LEASE  # seconds a claim may stay in flight
+    max_attempts: int = MAX_ATTEMPTS
+
+
+@dataclass(slots=True)
+class RunReport:
+    sent: int = 0
+    tasks_opened: int = 0
+    rescheduled: int = 0
+    cancelled: int = 0
+    retried: int = 0
+    failed: int = 0
+    bounced: int = 0
+    unknown: int = 0
+    handled: int = 0  # due rows dealt with so far (progress only; not in as_dict)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "sent": self.sent,
+            "tasks_opened": self.tasks_opened,
+            "rescheduled": self.rescheduled,
+            "cancelled": self.cancelled,
+            "retried": self.retried,
+            "failed": self.failed,
+            "bounced": self.bounced,
+            "unknown": self.unknown,
+        }
+
+    def count(self, outcomes: Sequence[Outcome]) -> None:
+        for o in outcomes:
+            if o.kind is OutcomeKind.SENT:
+                self.sent += 1
+                self.rescheduled += len(o.followers)
+            elif o.kind is OutcomeKind.RETRY:
+                self.retried += 1
+            elif o.kind is OutcomeKind.FAILED:
+                self.failed += 1
+            elif o.kind is OutcomeKind.BOUNCED:
+                self.bounced += 1
+            elif o.kind is OutcomeKind.UNKNOWN:
+                self.unknown += 1
+            elif o.kind is OutcomeKind.CANCELLED:
+                self.cancelled += 1
+            elif o.kind is OutcomeKind.OPENED:
+                self.tasks_opened += 1
+            elif o.kind is OutcomeKind.RESCHEDULED:
+                self.rescheduled += 1
+            if o.kind is not OutcomeKind.RELEASED:
+                self.handled += 1
+
+
+class _Built(NamedTuple):
+    row: StepRow
+    envelope: Envelope
+    data: bytes
+
+
+class Runner:
+    def __init__(
+        self,
+        store: Store,
+        transport: Transport,
+        *,
+        clock: Clock | None = None,
+        options: RunOptions | None = None,
+        progress: Callable[[RunReport], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.transport = transport
+        self.clock = clock or Clock()
+        self.options = options or RunOptions()
+        self.versions = Versions(store)
+        self.progress = progress
+        self.stop_requested = False
+        self._opened = False
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run_once(self) -> RunReport:
+        """Execute every due step (looping over batches) and return what happened."""
+        report = RunReport()
+        resume_due(self.store, self.versions, self.clock.now())  # auto-reply pauses over
+        try:
+            while not self.stop_requested:
+                claim = self.store.claim(
+                    self.clock.seconds(), self.options.batch, self.options.lease
+                )
+                if not claim.rows:
+                    break
+                fault("after-claim")
+                self._run_claim(claim, report)
+        finally:
+            self._close()
+        return report
+
+    def send_claimed(self, fence: int, rows: list[StepRow]) -> RunReport:
+        """Send rows already claimed under `fence` (a rep's `tasks send`)."""
+        report = RunReport()
+        try:
+            self._run_claim(Claim(fence, tuple(rows)), report)
+        finally:
+            self._close()
+        return report
+
+    def _tick(self, report: RunReport) -> None:
+        if self.progress is not None:
+            self.progress(report)
+
+    def _close(self) -> None:
+        if self._opened:
+            self._opened = False
+            self.transport.close()
+
+    def _run_claim(self, claim: Claim, report: RunReport) -> None:
+        at = self.clock.now()
+        seconds = int(at.timestamp())
+        settled: list[Outcome] = []
+        to_send: list[StepRow] = []
+        counted: dict[tuple[str, date], list[StepRow]] = {}
+        for row in claim.rows:
+            cadence = self.versions.get(row.cadence_hash)
+            d = decide(cadence, row, at)
+            if d.kind is DecisionKind.SEND:
+                if d.day is None:
+                    to_send.append(row)
+                else:
+                    counted.setdefault((row.cadence_hash, d.day), []).append(row)
+            elif d.kind is DecisionKind.OPEN_TASK:
+                settled.append(Outcome(row.id, OutcomeKind.OPENED, seconds))
+            elif d.kind is DecisionKind.RESCHEDULE:
+                settled.append(
+                    Outcome(row.id, OutcomeKind.RESCHEDULED, seconds, d.reason, d.due_utc)
+                )
+            else:
+                settled.append(Outcome(row.id, OutcomeKind.CANCELLED, seconds, d.reason))
+        for (cadence_hash, day), rows in counted.items():
+            # The daily limit is counted in the store, atomically: two runners never
+            # overbook a sender's day. What does not fit goes to the next campaign day.
+            cadence = self.versions.get(cadence_hash)
+            limit = cadence.settings.daily_limit
+            assert limit is not None
+            granted = self.store.book_sends(cadence.sender.email, day.isoformat(), limit, len(rows))
+            to_send += rows[:granted]
+            settled += [
+                Outcome(
+                    r.id,
+                    OutcomeKind.RESCHEDULED,
+                    seconds,
+                    "daily limit",
+                    over_limit(cadence, r, day, None),
+                )
+                for r in rows[granted:]
+            ]
+        steps = self.store.step_runs_of(r.enrolment_id for r in claim.rows)
+        built: list[_Built] = []
+        for row in to_send:
+            sent_ids = {
+                s.message_id
+                for s in steps.get(row.enrolment_id, ())
+                if s.state is StepState.SENT and s.message_id is not None
+            }
+            try:
+                message = render(self.versions.get(row.cadence_hash), row, at, sent_ids)
+            except CadenceError as exc:  # this contact's message cannot be built
+                settled.append(Outcome(row.id, OutcomeKind.FAILED, seconds, exc.message))
+                continue
+            built.append(_Built(row, message.envelope, message.data))
+        if settled:
+            self._record(claim.fence, settled, steps, report)
+        step = max(1, min(self.transport.in_doubt, self.options.batch))
+        for start in range(0, len(built), step):
+            if self.stop_requested:
+                break
+            self._hand_over(claim.fence, built[start : start + step], steps, report)
+        # What was not handed over (asked to stop) is due again at once.
+        self.store.release(claim.fence)
+
+    def _hand_over(
+        self,
+        fence: int,
+        chunk: list[_Built],
+        steps: dict[int, list[StepRow]],
+        report: RunReport,
+    ) -> None:
+        try:
+            if not self._opened:
+                self.transport.open()
+                self._opened = True
+        except TemporaryFailure as exc:
+            # Nothing was handed over: the whole batch is known-not-sent.
+            at = self.clock.seconds()
+            self._record(fence, [self._retry(b.row, at, str(exc)) for b in chunk], steps, report)
+            self.store.release(fence)
+            raise CadenceError(
+                f"transport unavailable: {exc}",
+                hint="nothing was sent; these emails are due again after a backoff "
+                "(1, 2, 4 … 60 minutes): check that the server is up and that --transport / "
+                "CADENCE_TRANSPORT names it",
+            ) from None
+        except CadenceError:
+            # Refused (a login, a folder): nothing was handed over. Give the batch back so
+            # the next run, once the setting is fixed, sends it without waiting.
+            self.store.release(fence)
+            raise
+        ours = self.store.begin_sending(fence, [b.row.id for b in chunk])
+        fault("after-sending-commit")
+        stopped = self.store.stopped(ours)  # the last check before handing over
+        at = self.clock.seconds()
+        outcomes = [
+            Outcome(i, kind, at, "stopped by a signal" if kind is OutcomeKind.CANCELLED else "")
+            for i, kind in stopped.items()
+        ]
+        going = [b for b in chunk if b.row.id in ours and b.row.id not in stopped]
+        if self.stop_requested:  # asked to stop before the hand-over: give it all back
+            outcomes += [Outcome(b.row.id, OutcomeKind.RELEASED, at) for b in going]
+            going = []
+        results = self.transport.send_many([(b.envelope, b.data) for b in going])
+        sent_at = self.clock.now()
+        down: TransportDown | None = None
+        for b, result in zip(going, results, strict=True):
+            if isinstance(result, TransportDown):
+                down = down or result
+            outcomes.append(self._outcome(b.row, result, sent_at, steps))
+        # Durable before any `sent` is recorded; a failure here records nothing (the
+        # batch stays `sending`, so it becomes `unknown`, never resent automatically).
+        self.transport.flush()
+        self._record(fence, outcomes, steps, report)
+        if down is not None:
+            self.store.release(fence)
+            raise down.error
+
+    def _outcome(
+        self, row: StepRow, result: Result, sent_at: datetime, steps: dict[int, list[StepRow]]
+    ) -> Outcome:
+        at = int(sent_at.timestamp())
+        if isinstance(result, str):
+            later = [
+                s
+                for s in steps.get(row.enrolment_id, ())
+                if s.step_index > row.step_index and s.state is StepState.PLANNED
+            ]
+            moves = sent_moves(self.versions.get(row.cadence_hash), row, later, sent_at)
+            return Outcome(row.id, OutcomeKind.SENT, at, result, followers=tuple(moves))
+        if isinstance(result, TransportDown):
+            return Outcome(row.id, OutcomeKind.RELEASED, at)
+        if isinstance(result, TemporaryFailure):
+            return self._retry(row, at, str(result))
+        if isinstance(result, PermanentFailure):
+            kind = OutcomeKind.BOUNCED if result.recipient else OutcomeKind.FAILED
+            return Outcome(row.id, kind, at, str(result))
+        assert isinstance(result, DeliveryUnknown)
+        return Outcome(row.id, OutcomeKind.UNKNOWN, at, str(result))
+
+    def _retry(self, row: StepRow, at: int, answer: str) -> Outcome:
+        attempts = row.attempts + 1
+        if attempts >= self.options.max_attempts:
+            return Outcome(row.id, OutcomeKind.FAILED, at, f"gave up after {attempts}: {answer}")
+        backoff = min(60 * 2**row.attempts, 3600)
+        return Outcome(row.id, OutcomeKind.RETRY, at, answer, retry_utc=at + backoff)
+
+    def _record(
+        self,
+        fence: int,
+        outcomes: list[Outcome],
+        steps: dict[int, list[StepRow]],
+        report: RunReport,
+    ) -> None:
+        """Record outcomes, then what follows from them: bounces, completed enrolments."""
+        self.store.finish(fence, outcomes)
+        report.count(outcomes)
+        self._tick(report)
+        states = {o.step_run_id: OUTCOME_STATE[o.kind] for o in outcomes}
+        rows = {r.id: r for group in steps.values() for r in group}
+        touched = {rows[i].enrolment_id for i in states if i in rows}
+        for o in outcomes:
+            if o.kind is OutcomeKind.BOUNCED and o.step_run_id in rows:
+                row = rows[o.step_run_id]
+                signal = Signal(SignalKind.BOUNCE, row.email, None, o.at_utc, "runner", o.answer)
+                apply_signal(self.store, self.versions, signal)
+        endings = [
+            Ending(e, EnrolmentState.ACTIVE, EnrolmentState.COMPLETED)
+            for e in touched
+            if completed(steps[e], states)
+        ]
+        if endings:
+            self.store.end_enrolments(endings, max(o.at_utc for o in outcomes))

@@ -1,0 +1,69 @@
+"""The message of one step run: the rep's text if any, else the template (R3).
+
+A follow-up replies in the thread of the email before it only when that email was sent:
+otherwise (its email task skipped, or stopped) it goes as a new thread, with no `Re:`, no
+`In-Reply-To`/`References` to a Message-ID that never went out, and no quote of an email
+the contact never got. When a rep changed the subject of the email it replies to, its
+subject is `Re: <the subject that was sent>` (threads follow the subject); the quoted
+body stays the template's (R3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Set
+from datetime import UTC, datetime
+
+from engine.calendar import zone
+from engine.delivery import Outgoing, build_message, thread_ids, unsubscribe_url
+from engine.messages import render_email, reply_subject
+from engine.model import Cadence
+from engine.run.pinned import contact_of
+from engine.store import StepRow
+
+
+def render(cadence: Cadence, row: StepRow, at: datetime, sent: Set[str] | None = None) -> Outgoing:
+    """Build the whole message of `row` dated `at`. `sent`: the Message-IDs of the
+    enrolment's emails that went out (None: the thread's own email tells)."""
+    assert row.message_id is not None
+    step = cadence.step(row.step_id)
+    contact = contact_of(row)
+    url = unsubscribe_url(cadence, row.unsubscribe_token)
+    in_thread = row.thread_step_id is not None and row.thread_sent_utc is not None
+    references = thread_ids(cadence, step, row.uid) if in_thread else []
+    if sent is not None:
+        references = [r for r in references if r in sent]
+    if row.by_hand and row.body is not None:
+        subject, text = row.subject or "", row.body
+    else:
+        previous_at = (
+            datetime.fromtimestamp(row.thread_sent_utc, UTC).astimezone(zone(row.zone))
+            if row.thread_sent_utc is not None
+            else None
+        )
+        email = render_email(
+            cadence, step, contact, unsubscribe_url=url, previous_sent_at=previous_at
+        )
+        subject, text = email.subject, email.text
+        if row.thread_step_id is not None and not in_thread:
+            # A new thread: the step's own words under the subject the chain started with.
+            subject, text = _unreplied(email.subject), email.body
+        elif row.thread_subject is not None:
+            subject = reply_subject(row.thread_subject)
+    name = " ".join(
+        p for p in (contact.fields.get("first_name"), contact.fields.get("last_name")) if p
+    )
+    return build_message(
+        cadence=cadence,
+        to_name=name,
+        to_email=contact.email,
+        subject=subject,
+        text=text,
+        msg_id=row.message_id,
+        references=references,
+        date=at,
+        unsubscribe=url,
+    )
+
+
+def _unreplied(subject: str) -> str:
+    return subject[4:] if subject[:4].lower() == "re: " else subject

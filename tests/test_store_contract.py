@@ -1,0 +1,312 @@
+"""The store contract (engine.store.contract), stated against the interface.
+
+Every store runs this same suite: `store_factory` opens a new connection to one fresh
+store (the same database each call, as a second runner would). Today it runs on SQLite;
+another store joins by adding itself to `STORES`, unchanged tests and all.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.errors import NotFound, UsageError
+from engine.plan import Action
+from engine.store import (
+    Cursor,
+    Ending,
+    EnrolmentState,
+    Move,
+    NewEnrolment,
+    NewStep,
+    Outcome,
+    OutcomeKind,
+    Signal,
+    SignalKind,
+    StepState,
+    Store,
+    TaskFilter,
+    open_store,
+)
+
+StoreFactory = Callable[[], Store]
+
+
+def _sqlite(tmp_path: Path) -> StoreFactory:
+    return lambda: open_store(str(tmp_path / "state.db"))
+
+
+STORES = {"sqlite": _sqlite}
+
+
+@pytest.fixture(params=sorted(STORES))
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    factory: StoreFactory = STORES[request.param](tmp_path)
+    return factory
+
+
+@pytest.fixture
+def store(store_factory: StoreFactory) -> Iterator[Store]:
+    with store_factory() as s:
+        s.save_version("h1", "C", "source: yaml", json.dumps({"name": "C"}), 0)
+        s.save_version("h2", "D", "source: yaml", json.dumps({"name": "D"}), 0)
+        yield s
+
+
+def enrolment(email: str, due: int = 100, *, task: bool = False) -> NewEnrolment:
+    first = Action.CALL_TASK if task else Action.SEND_EMAIL
+    return NewEnrolment(
+        email=email,
+        contact=json.dumps({"email": email, "fields": {}, "timezone": None, "row": 1}),
+        uid="u-" + email + str(due),
+        unsubscribe_token="t-" + email + str(due),
+        steps=(
+            NewStep("a", 0, 1, first, "UTC", due, None, None if task else f"<a.{email}>"),
+            NewStep("b", 1, 2, Action.SEND_EMAIL, "UTC", due + 10, "a", f"<b.{email}>"),
+        ),
+    )
+
+
+def test_versions_are_kept_and_a_missing_one_is_not_found(store: Store) -> None:
+    assert store.version("h1") == (json.dumps({"name": "C"}), "source: yaml")
+    assert store.versions()["h2"][0] == "D"
+    with pytest.raises(NotFound):
+        store.version("nope")
+
+
+def test_launch_is_idempotent_and_skips_suppressed_addresses(store: Store) -> None:
+    assert store.launch("C", "h1", [enrolment("a@x.example")], 1).enrolled == ("a@x.example",)
+    again = store.launch("C", "h1", [enrolment("a@x.example", 5), enrolment("b@x.example")], 2)
+    assert again.enrolled == ("b@x.example",) and again.already_enrolled == ("a@x.example",)
+    assert store.suppress("c@x.example", "unsubscribe", 3)
+    assert not store.suppress("c@x.example", "unsubscribe", 4)
+    assert store.launch("D", "h2", [enrolment("c@x.example")], 4).suppressed == ("c@x.example",)
+    assert [e.email for e in store.enrolments(cadence="C")] == ["a@x.example", "b@x.example"]
+
+
+def test_exclusivity_reports_the_other_cadence_unless_overlap_is_allowed(store: Store) -> None:
+    store.launch("C", "h1", [enrolment("a@x.example")], 1)
+    other = store.launch("D", "h2", [enrolment("a@x.example", 7)], 2)
+    assert other.enrolled == () and other.overlapping == (("a@x.example", "C"),)
+    both = store.launch("D", "h2", [enrolment("a@x.example", 7)], 2, allow_overlap=True)
+    assert both.enrolled == ("a@x.example",)
+
+
+def test_claim_takes_only_reachable_rows_and_fences_them(store: Store) -> None:
+    store.launch("C", "h1", [enrolment("a@x.example")], 1)
+    claim = store.claim(1000, 10, 60)
+    (row,) = claim.rows  # step b is due too, but held until a is settled (R5)
+    assert (row.step_id, row.state, row.fence) == ("a", StepState.CLAIMED, claim.fence)
+    assert row.lease_until is not None and row.lease_until >= store.clock() + 50
+    assert store.claim(1000, 10, 60).rows == ()  # claimed rows are nobody else's
+    assert store.begin_sending(claim.fence, [row.id]) == {row.id}
+    store.finish(claim.fence - 1, [Outcome(row.id, OutcomeKind.SENT, 5, "250 ok")])
+    assert store.step_run(row.id).state is StepState.SENDING  # type: ignore[union-attr]
+    store.finish(claim.fence, [Outcome(row.id, OutcomeKind.SENT, 5, "250 ok")])
+    assert store.step_run(row.id).sent_utc == 5  # type: ignore[union-attr]
+    nxt = store.claim(1000, 10, 60)
+    assert [r.step_id for r in nxt.rows] == ["b"] and nxt.fence > claim.fence
+    assert nxt.rows[0].thread_sent_utc == 5
+
+
+def test_not_yet_due_rows_and_ended_enrolments_are_not_claimed(store: Store) -> None:
+    store.launch("C", "h1", [enrolment("a@x.example", due=500)], 1)
+    assert store.claim(499, 10, 60).rows == ()
+    (e,) = store.enrolments()
+    assert store.end_enrolments([Ending(e.id, e.state, EnrolmentState.REMOVED)], 2) == 2
+    assert store.claim(1000, 10, 60).rows == ()
+    assert [r.state for r in store.step_runs(e.id)] == [StepState.CANCELLED] * 2
+
+
+def test_leases_expire_by_the_stores_clock(store: Store) -> None:
+    store.launch("C", "h1", [enrolment("a@x.example"), enrolment("b@x.example")], 1)
+    claim = store.claim(1000, 10, 0.05)
+    by_email = {r.email: r.id for r in claim.rows}
+    store.begin_sending(claim.fence, [by_email["a@x.example"]])
+    time.sleep(0.1)
+    # Before any claim converts it, the crashed run's `sending` row shows as unknown.
+    assert [r.id for r in store.unknown_sends()] == [by_email["a@x.example"]]
+    (status,) = store.status(1000)
+    assert (status.unknown, status.sending, status.claimed) == (1, 0, 0)
+    again = store.claim(1000, 10, 60)
+    # `sending` → unknown (never resent automatically); only `claimed` → claimable again.
+    assert [r.email for r in again.rows] == ["b@x.example"]
+    unknown = store.step_run(by_email["a@x.example"])
+    assert unknown is not None and unknown.state is StepState.UNKNOWN
+    assert [e.kind for e in store.events(step_run_id=unknown.id)] == ["unknown"]
+    assert store.resolve(unknown.id, False, 70)
+    assert not store.resolve(unknown.id, False, 71)  # no longer unknown
+    back = store.step_run(unknown.id)
+    assert back is not None and back.state is StepState.PLANNED
+    assert back.message_id == "<a.a@x.example>"  # the same Message-ID goes out again
+
+
+def test_release_gives_claimed_rows_back_at_once(store: Store) -> None:
+    store.launch("C", "h1", [enrolment("a@x.example"), enrolment("b@x.example")], 1)
+    claim = store.claim(1000, 10, 60)
+    store.begin_sending(claim.fence, [claim.rows[0].id])
+    assert store.release(claim.fence) == 1  # only the row still `claimed`
+    assert [r.id for r in store.claim(1000, 10, 60).rows] == [claim.rows[1].id]
+
+
+def test_a_signal_after_the_claim_wins_over_it(store: Store) -> None:
+    store.launch("C", "h1", [enrolment("a@x.example"), enrolment("b@x.example")], 1)
+    claim = store.claim(1000, 10, 60)
+    a, b = (r.id for r in claim.rows)
+    assert store.record_signal(Signal(SignalKind.REPLY, "a@x.example", None, 2, "web"))
+    assert not store.record_signal(Signal(SignalKind.REPLY, "a@x.example", None, 3, "web"))
+    (ea,) = store.enrolments(email="a@x.example")
+    store.end_enrolments([Ending(ea.id, EnrolmentState.ACTIVE, EnrolmentState.REPLIED)], 2)
+    assert store.begin_sending(claim.fence, [a, b]) == {b}
+    assert store.step_run(a).state is StepState.CANCELLED  # type: ignore[union-attr]
+    # The last check before the transport: a suppression recorded after `sending`.
+    store.suppress("b@x.example", "bounce", 4)
+    assert store.stopped([a, b]) == {a: OutcomeKind.CANCELLED, b: OutcomeKind.CANCELLED}
+    (event,) = store.events(email="a@x.example", newest_first=True, limit=1)
+    assert (event.kind, event.source) == ("reply", "web")
+
+
+def test_suppression_reaches_every_cadence(store: Store) -> None:
+    store.launch("C", "h1", [enrolment("a@x.example")], 1)
+    store.launch("D", "h2", [enrolment("a@x.example", 9)], 1, allow_overlap=True)
+    store.suppress("A@X.example", "unsubscribe", 2)
+    assert store.is_suppressed("a@x.example")
+    rows = store.claim(1000, 10, 60).rows
+    assert len(rows) == 2 and all(r.suppressed for r in rows)
+    assert set(store.stopped(r.id for r in rows).values()) == {OutcomeKind.CANCELLED}
+
+
+def test_endings_apply_only_from_the_expected_state(store: Store) -> None:
+    store.launch("C", "h1", [enrolment("a@x.example")], 1)
+    (e,) = store.enrolments()
+    stale = Ending(e.id, EnrolmentState.PAUSED, EnrolmentState.REPLIED)
+    assert store.end_enrolments([stale], 2) == 0
+    assert store.enrolment(e.id).state is EnrolmentState.ACTIVE  # type: ignore[union-attr]
+    success = Ending(e.id, EnrolmentState.ACTIVE, EnrolmentState.ACTIVE, success=True)
+    store.end_enrolments([success], 3)
+    assert store.enrolment(e.id).success  # type: ignore[union-attr]
+
+
+def test_pause_holds_every_step_and_resume_applies_the_moves(store: Store) -> None:
+    store.launch("C", "h1", [enrolment("a@x.example")], 1)
+    (e,) = store.enrolments()
+    claim = store.claim(1000, 10, 60)
+    assert store.pause(e.id, 5, None, "by hand") and not store.pause(e.id, 5, None, "")
+    assert store.begin_sending(claim.fence, [claim.rows[0].id]) == set()  # given back
+    assert store.step_run(claim.rows[0].id).state is StepState.PLANNED  # type: ignore[union-attr]
+    assert store.claim(1000, 10, 60).rows == ()
+    paused = store.enrolment(e.id)
+    assert paused is not None and (paused.state, paused.paused_utc) == (EnrolmentState.PAUSED, 5)
+    first = store.step_runs(e.id)[0].id
+    assert store.resume(e.id, 9, [Move(first, 2000, 2000, "after pause")])
+    assert not store.resume(e.id, 9, [])
+    assert store.step_run(first).due_utc == 2000  # type: ignore[union-attr]
+    kinds = [x.kind for x in store.events(enrolment_id=e.id)]
+    assert kinds[-3:] == ["paused", "resumed", "rescheduled"]
+    assert store.claim(1999, 10, 60).rows == ()  # moved on by the pause
+    assert [r.due_utc for r in store.claim(2000, 10, 60).rows] == [2000]
+
+
+def test_outcomes_move_rows_to_their_states(store: Store) -> None:
+    store.launch("C", "h1", [enrolment(f"{n}@x.example", task=n == "t") for n in "pqrst"], 1)
+    claim = store.claim(1000, 10, 60)
+    rows = {r.email[0]: r.id for r in claim.rows}
+    store.finish(
+        claim.fence,
+        [
+            Outcome(rows["p"], OutcomeKind.RETRY, 10, "421 busy", retry_utc=70),
+            Outcome(rows["q"], OutcomeKind.RESCHEDULED, 10, "send window", retry_utc=80),
+            Outcome(rows["r"], OutcomeKind.FAILED, 10, "cannot build"),
+            Outcome(rows["s"], OutcomeKind.RELEASED, 10),
+            Outcome(rows["t"], OutcomeKind.OPENED, 10),
+        ],
+    )
+    p, q, r, s, t = (store.step_run(rows[k]) for k in "pqrst")
+    assert p is not None and (p.state, p.due_utc, p.attempts) == (StepState.PLANNED, 70, 1)
+    assert q is not None and (q.state, q.due_utc, q.attempts) == (StepState.PLANNED, 80, 0)
+    assert r is not None and (r.state, r.answer) == (StepState.FAILED, "cannot build")
+    assert s is not None and (s.state, s.fence) == (StepState.PLANNED, None)
+    assert t is not None and t.state is StepState.OPEN
+    (status,) = store.status(50)
+    assert (status.failed, status.retrying, status.open_tasks) == (1, 1, 1)
+    assert [x.id for x in store.tasks(TaskFilter())] == [t.id]
+
+
+def test_tasks_settle_once_and_an_email_task_is_taken_once(store: Store) -> None:
+    store.launch("C", "h1", [enrolment("t@x.example", task=True)], 1)
+    (row,) = store.claim(1000, 10, 60).rows
+    store.finish(row.fence or 0, [Outcome(row.id, OutcomeKind.OPENED, 10)])
+    later = store.step_runs(row.enrolment_id)[1]
+    assert store.settle_task(row.id, StepState.DONE, 20, [Move(later.id, 999, 999, "late")])
+    assert not store.settle_task(row.id, StepState.SKIPPED, 21, [])
+    assert store.step_run(later.id).due_utc == 999  # type: ignore[union-attr]
+    assert store.take_task_email(row.id, "s", "b", 60) is None  # not an open email task
+
+
+def test_lookups_for_inbound_mail(store: Store) -> None:
+    store.launch("C", "h1", [enrolment("a@x.example")], 1)
+    found = store.step_run_by_message_id("<b.a@x.example>")
+    assert found is not None and found.step_id == "b"
+    assert store.step_run_by_message_id("<nope@x.example>") is None
+    assert store.cursor("imaps://box") is None
+    store.set_cursor("imaps://box", Cursor(7, 41))
+    store.set_cursor("imaps://box", Cursor(7, 42))
+    assert store.cursor("imaps://box") == Cursor(7, 42)
+    assert store.remember_inbound("k1", "imaps://box", 5)
+    assert not store.remember_inbound("k1", "imaps://box", 6)
+
+
+def test_book_sends_never_passes_the_limit(store: Store) -> None:
+    assert store.book_sends("dana@x.example", "2026-03-02", 3, 2) == 2
+    assert store.book_sends("dana@x.example", "2026-03-02", 3, 2) == 1
+    assert store.book_sends("dana@x.example", "2026-03-02", 3, 1) == 0
+    assert store.book_sends("dana@x.example", "2026-03-03", 3, 1) == 1
+
+
+def test_two_concurrent_writers_never_overbook_a_day(store_factory: StoreFactory) -> None:
+    granted: list[int] = []
+    errors: list[BaseException] = []
+
+    def book() -> None:
+        try:
+            with store_factory() as own:
+                for _ in range(120):
+                    granted.append(own.book_sends("dana@x.example", "2026-03-02", 150, 1))
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    writers = [threading.Thread(target=book) for _ in range(2)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    assert errors == [] and sum(granted) == 150 and len(granted) == 240
+
+
+def test_two_concurrent_claimers_never_share_a_row(store_factory: StoreFactory) -> None:
+    with store_factory() as s:
+        s.save_version("h1", "C", "", "{}", 0)
+        s.launch("C", "h1", [enrolment(f"p{i}@x.example") for i in range(60)], 1)
+    taken: list[int] = []
+
+    def claim() -> None:
+        with store_factory() as own:
+            while rows := own.claim(1000, 7, 60).rows:
+                taken.extend(r.id for r in rows)
+
+    workers = [threading.Thread(target=claim) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(taken) == len(set(taken)) == 60
+
+
+def test_a_url_that_names_no_store_is_a_usage_error() -> None:
+    with pytest.raises(UsageError):
+        open_store("redis://localhost/0")
