@@ -322,7 +322,7 @@ def run_command(
     """Send due emails and open due tasks. Exit 1 when an email failed or unknown sends
     await `resolve`; exit 2 when the transport refuses the settings (login, folder)."""
     import json
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     from engine.errors import UsageError
     from engine.run.clock import Clock
@@ -357,6 +357,8 @@ def run_command(
 
     sender = parse_transport(transport)
     with open_store(db) as store:
+        if now_text is None:  # now is the store's clock (PostgreSQL's), not this machine's
+            clock = Clock(datetime.fromtimestamp(store.clock(), UTC))
         progress = _RunProgress(store, clock) if _stderr_is_tty() else None
         runner = Runner(
             store,
@@ -1110,7 +1112,7 @@ def worker_command(
     from datetime import UTC, datetime
 
     from engine.errors import UsageError
-    from engine.runner import RunReport
+    from engine.run.loop import RunReport
     from engine.store.postgres.worker import WorkerOptions, run_worker
     from engine.transports import parse_transport
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -74,21 +75,29 @@ def test_sqlite_to_postgres_and_back_keeps_everything(tmp_path: Path, postgres_u
     assert everything(back) == everything(sqlite)
 
 
-def test_the_copy_on_postgres_runs_on(tmp_path: Path, postgres_url: str) -> None:
-    """What was due on SQLite is sent from PostgreSQL, each message once."""
+def test_the_copy_on_postgres_goes_on_as_the_original_would(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """After the copy, the same work on both stores: the same reports, the same emails."""
     sqlite = str(tmp_path / "cadence.db")
     outbox = tmp_path / "outbox"
     demo_state(sqlite, outbox)
     cli("store", "migrate", "--to", postgres_url, db=sqlite, outbox=outbox)
-    sent_before = len(list(outbox.iterdir()))
-    cli("run", "--once", "--now", "2026-03-05T17:05Z", db=postgres_url, outbox=outbox)
-    files = list(outbox.iterdir())
-    assert len(files) > sent_before
-    ids = [
-        next(line for line in f.read_text().splitlines() if line.lower().startswith("message-id:"))
-        for f in files
-    ]
-    assert len(ids) == len(set(ids))
+    pg_outbox = tmp_path / "pg-outbox"
+    shutil.copytree(outbox, pg_outbox)
+    reports = []
+    for db, box in ((sqlite, outbox), (postgres_url, pg_outbox)):
+        for task in json.loads(cli("tasks", "list", "-f", "json", db=db, outbox=box)):
+            cli("tasks", "done", str(task["id"]), "--now", "2026-03-05T08:00Z", db=db, outbox=box)
+        runs = [
+            cli("run", "--once", "-f", "json", "--now", at, db=db, outbox=box)
+            for at in ("2026-03-05T09:05Z", "2026-03-05T17:05Z", "2026-03-06T17:05Z")
+        ]
+        status = cli("status", "-f", "json", "--now", "2026-03-06T23:59Z", db=db, outbox=box)
+        reports.append((runs, status))
+    assert reports[0] == reports[1]
+    assert sum(json.loads(r)["sent"] for r in reports[0][0]) > 0
+    assert sorted(p.name for p in outbox.iterdir()) == sorted(p.name for p in pg_outbox.iterdir())
 
 
 def test_a_non_empty_target_is_refused(tmp_path: Path, postgres_url: str) -> None:

@@ -30,7 +30,7 @@ from engine.store.postgres import QUEUE, STEP_TASK, PostgresStore
 if TYPE_CHECKING:
     from procrastinate import App
 
-    from engine.runner import RunReport
+    from engine.run.loop import RunReport
 
 SWEEP_TASK = "cadence.sweep"
 SWEEP_CRON = "* * * * *"
@@ -52,18 +52,18 @@ class WorkerOptions:
 
 def database_clock(store: PostgresStore) -> Any:
     """A runner clock that starts at the database's time and moves on with real time."""
-    from engine.runner import Clock
+    from engine.run.clock import Clock
 
     return Clock(datetime.fromtimestamp(store.clock(), UTC))
 
 
 def run_pass(store: PostgresStore, transport_url: str, batch: int, lease: float) -> RunReport:
     """One pass of the ordinary runner over what is due, on the database clock."""
-    from engine.runner import Runner, RunOptions
+    from engine.run.loop import Runner, RunOptions
     from engine.transports import parse_transport
 
     runner = Runner(
-        store,  # type: ignore[arg-type]
+        store,
         parse_transport(transport_url),
         clock=database_clock(store),
         options=RunOptions(batch=batch, lease=lease),
