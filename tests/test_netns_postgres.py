@@ -189,7 +189,7 @@ def test_eight_workers_on_two_machines_send_every_message_once(
         finished(machines.cadence(m, *args))
     status = machines.cadence(0, "status", "-f", "json")
     report = json.loads(finished(status, may_fail=True))
-    version = report["versions"][0]
+    version = report["cadences"][0]
     ids = Counter(machines.message_ids())
     assert set(ids.values()) == {1}, "a message was received twice"
     assert version["sent"] + version["unknown"] == count

@@ -41,6 +41,7 @@ SKEWED = (
 
 @pytest.fixture
 def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
+    (tmp_path / "smtp").mkdir()
     yield from serve(tmp_path / "smtp")
 
 
@@ -112,7 +113,7 @@ def test_run_once_on_postgres(tmp_path: Path, postgres_url: str) -> None:
     assert len(list(outbox.glob("*.eml"))) == 10
     status = cadence_cmd("status", "-f", "json", "--db", postgres_url)
     assert status.returncode == 0, status.stderr
-    assert json.loads(status.stdout)["versions"][0]["sent"] == 10
+    assert json.loads(status.stdout)["cadences"][0]["sent"] == 10
 
 
 def test_four_workers_with_skewed_clocks_send_every_message_once(
