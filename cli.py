@@ -131,7 +131,7 @@ db_option = click.option(
     envvar="CADENCE_DB",
     default="./cadence.db",
     show_default=True,
-    help="State store: a SQLite file (env CADENCE_DB).",
+    help="State store: a SQLite file or postgresql://… (env CADENCE_DB).",
 )
 transport_option = click.option(
     "--transport",
@@ -353,7 +353,7 @@ def run_command(
     """Send due emails and open due tasks. Exit 1 when an email failed or unknown sends
     await `resolve`; exit 2 when the transport refuses the settings (login, folder)."""
     import json
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     from engine.cron import parse_cron
     from engine.errors import UsageError
@@ -388,6 +388,8 @@ def run_command(
 
     sender = parse_transport(transport)
     with open_store(db) as store:
+        if now_text is None:  # now is the store's clock (PostgreSQL's), not this machine's
+            clock = Clock(datetime.fromtimestamp(store.clock(), UTC))
         progress = _RunProgress(store, clock) if _stderr_is_tty() else None
         runner = Runner(
             store,
@@ -1099,6 +1101,120 @@ def timeline_command(cadence_path: str) -> int:
     from engine.validate import load_cadence
 
     click.echo(campaign_timeline(load_cadence(Path(cadence_path))), nl=False)
+    return 0
+
+
+# --- scale-out on PostgreSQL: worker, store migrate (SPEC §10) ---
+
+
+@cadence.command("worker")
+@click.option(
+    "--concurrency",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Jobs this worker runs at once (each its own runner pass and connection).",
+)
+@click.option(
+    "--batch",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Emails claimed per transaction; a crash leaves at most one batch unknown.",
+)
+@click.option(
+    "--lease",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds a claimed batch may stay in flight before it counts as crashed.",
+)
+@click.option(
+    "--until-idle",
+    is_flag=True,
+    help="Exit when no job is due instead of waiting for more (cron-style use, benchmarks).",
+)
+@click.option("--name", default=None, help="This worker's name in procrastinate's tables.")
+@click.option(
+    "-f", "--format", "output_format", type=click.Choice(["text", "json"]), default="text"
+)
+@db_option
+@transport_option
+def worker_command(
+    concurrency: int,
+    batch: int,
+    lease: float,
+    until_idle: bool,
+    name: str | None,
+    output_format: str,
+    db: str,
+    transport: str,
+) -> int:
+    """Run due steps of a PostgreSQL store as procrastinate jobs; any number of workers on
+    any number of machines share one database. SIGINT/SIGTERM: running jobs finish first."""
+    import json
+    import logging
+    from datetime import UTC, datetime
+
+    from engine.errors import UsageError
+    from engine.run.loop import RunReport
+    from engine.store.postgres.worker import WorkerOptions, run_worker
+    from engine.transports import parse_transport
+
+    if not db.startswith(("postgresql://", "postgres://")):
+        raise UsageError(
+            f"cadence worker needs a PostgreSQL store, not {db!r}",
+            hint="set CADENCE_DB=postgresql://… (or --db); with SQLite use `cadence run`",
+        )
+    parse_transport(transport)  # a bad URL is a usage error before any job is taken
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    def show(report: RunReport) -> None:
+        at = datetime.now(UTC).replace(microsecond=0)
+        if output_format == "json":
+            click.echo(json.dumps({"at": at.isoformat(), **report.as_dict()}))
+        else:
+            parts = ", ".join(
+                f"{k.replace('_', ' ')} {v}" for k, v in report.as_dict().items() if v
+            )
+            click.echo(f"{at:%Y-%m-%d %H:%M:%S}Z {parts}")
+
+    options = WorkerOptions(
+        transport=transport,
+        concurrency=concurrency,
+        batch=batch,
+        lease=lease,
+        until_idle=until_idle,
+        name=name,
+    )
+    run_worker(db, options, on_report=show)
+    return 0
+
+
+@cadence.group("store")
+def store_group() -> None:
+    """The state store itself: copy it to another store."""
+
+
+@store_group.command("migrate")
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="URL",
+    help="The new, empty store: postgresql://… or a SQLite file path.",
+)
+@db_option
+def store_migrate_command(target: str, db: str) -> int:
+    """Copy the whole state (versions, enrolments, step runs, tasks, events,
+    suppressions, cursors) from CADENCE_DB / --db to an empty store, and verify it."""
+    from engine.store.postgres import redact
+    from engine.store.transfer import copy_store
+
+    copied = copy_store(db, target, redact=redact)
+    for table, n in copied.counts.items():
+        click.echo(f"  {table:<17} {n:>9}")
+    click.echo(f"copied {copied.source} to {copied.target}; counts verified")
     return 0
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.postgres import Server
+from tests.helpers.postgres import postgres_server as start_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 CADENCES = ROOT / "cadences"
@@ -18,3 +22,19 @@ def example_cadence_path() -> Path:
 @pytest.fixture
 def example_contacts_path() -> Path:
     return CADENCES / "contacts.csv"
+
+
+# --- PostgreSQL (tests/helpers/postgres.py): one server per test session, a fresh
+# migrated database per test that asks for `postgres_url`.
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Server]:
+    yield from start_postgres()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Server) -> Iterator[str]:
+    dsn = postgres_server.database()
+    yield dsn
+    postgres_server.drop(dsn)

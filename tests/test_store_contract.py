@@ -1,8 +1,8 @@
 """The store contract (engine.store.contract), stated against the interface.
 
 Every store runs this same suite: `store_factory` opens a new connection to one fresh
-store (the same database each call, as a second runner would). Today it runs on SQLite;
-another store joins by adding itself to `STORES`, unchanged tests and all.
+store (the same database each call, as a second runner would). It runs on SQLite and
+PostgreSQL; another store joins by adding itself to `STORES`, unchanged tests and all.
 """
 
 from __future__ import annotations
@@ -37,16 +37,22 @@ from engine.store import (
 StoreFactory = Callable[[], Store]
 
 
-def _sqlite(tmp_path: Path) -> StoreFactory:
+def _sqlite(request: pytest.FixtureRequest) -> StoreFactory:
+    tmp_path: Path = request.getfixturevalue("tmp_path")
     return lambda: open_store(str(tmp_path / "state.db"))
 
 
-STORES = {"sqlite": _sqlite}
+def _postgresql(request: pytest.FixtureRequest) -> StoreFactory:
+    url: str = request.getfixturevalue("postgres_url")  # a fresh database (conftest)
+    return lambda: open_store(url)
+
+
+STORES = {"sqlite": _sqlite, "postgresql": _postgresql}
 
 
 @pytest.fixture(params=sorted(STORES))
-def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    factory: StoreFactory = STORES[request.param](tmp_path)
+def store_factory(request: pytest.FixtureRequest) -> StoreFactory:
+    factory: StoreFactory = STORES[request.param](request)
     return factory
 
 

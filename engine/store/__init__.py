@@ -97,10 +97,9 @@ def check_store(url: str | None = None) -> list[str]:
 def _sqlite_path(url: str | None) -> Path:
     target = url or os.environ.get("CADENCE_DB") or DEFAULT_DB
     if target.startswith(("postgresql://", "postgres://")):
-        raise UsageError(
-            "CADENCE_DB=postgresql://… is not supported yet",
-            hint="use a SQLite file path, e.g. CADENCE_DB=./cadence.db",
-        )
+        from engine.store.postgres import PostgresStore
+
+        return PostgresStore(target)
     if target.startswith("sqlite:///"):
         target = target[len("sqlite:///") :]
     elif "://" in target:

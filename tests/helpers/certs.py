@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """(cert, key) valid for 127.0.0.1 and localhost; skips the test without openssl."""
+def self_signed(folder: Path, names: str = "IP:127.0.0.1,DNS:localhost") -> tuple[Path, Path]:
+    """(cert, key) valid for `names` (subjectAltName: 127.0.0.1 and localhost by
+    default); skips the test without openssl."""
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("openssl is not installed")
@@ -32,7 +33,7 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
             "-subj",
             "/CN=localhost",
             "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            f"subjectAltName={names}",
         ],
         check=True,
         capture_output=True,

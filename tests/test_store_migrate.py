@@ -1,0 +1,120 @@
+"""`cadence store migrate --to URL`: the whole state, SQLite → PostgreSQL and back."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from cli import cadence
+from engine.store import open_store
+
+from .conftest import CADENCES
+
+EXAMPLE = str(CADENCES / "heads-of-platform.yaml")
+CONTACTS = str(CADENCES / "contacts.csv")
+
+
+def cli(*args: str, db: str, outbox: Path) -> str:
+    result = CliRunner().invoke(
+        cadence,
+        list(args),
+        env={"CADENCE_DB": db, "CADENCE_TRANSPORT": f"outbox:{outbox}", "NO_COLOR": "1"},
+        catch_exceptions=False,
+    )
+    assert result.exit_code in (0, 1), result.output
+    return result.output
+
+
+def demo_state(db: str, outbox: Path) -> None:
+    """The demo's Monday to Wednesday: launch, sends, tasks opened, one worked, a reply."""
+    cli(
+        "launch", EXAMPLE, "--contacts", CONTACTS, "--start", "2026-03-02T00:00Z",
+        "--send-at", "09:00", "--now", "2026-03-02T00:00Z", db=db, outbox=outbox,
+    )  # fmt: skip
+    for at in ("2026-03-02T09:05Z", "2026-03-02T17:05Z", "2026-03-03T14:05Z"):
+        cli("run", "--once", "--now", at, db=db, outbox=outbox)
+    task = json.loads(cli("tasks", "list", "-f", "json", db=db, outbox=outbox))[0]["id"]
+    cli("tasks", "done", str(task), "--now", "2026-03-04T12:00Z", db=db, outbox=outbox)
+    cli(
+        "event", "reply", "--contact", "ben.smith@globex.example", "--now",
+        "2026-03-04T12:00Z", db=db, outbox=outbox,
+    )  # fmt: skip
+
+
+def everything(url: str) -> tuple[object, ...]:
+    """The state as the contract shows it, for comparing two stores."""
+    with open_store(url) as store:
+        enrolments = store.enrolments()
+        return (
+            store.versions(),
+            enrolments,
+            store.step_runs_of(e.id for e in enrolments),
+            store.events(),
+            [store.is_suppressed(e.email) for e in enrolments],
+        )
+
+
+def test_sqlite_to_postgres_and_back_keeps_everything(tmp_path: Path, postgres_url: str) -> None:
+    sqlite = str(tmp_path / "cadence.db")
+    back = str(tmp_path / "back.db")
+    outbox = tmp_path / "outbox"
+    demo_state(sqlite, outbox)
+    status = ("status", "-f", "json", "--now", "2026-03-06T23:59Z")
+    before = cli(*status, db=sqlite, outbox=outbox)
+
+    out = cli("store", "migrate", "--to", postgres_url, db=sqlite, outbox=outbox)
+    assert "counts verified" in out
+    assert cli(*status, db=postgres_url, outbox=outbox) == before
+    assert everything(postgres_url) == everything(sqlite)
+
+    cli("store", "migrate", "--to", back, db=postgres_url, outbox=outbox)
+    assert cli(*status, db=back, outbox=outbox) == before
+    assert everything(back) == everything(sqlite)
+
+
+def test_the_copy_on_postgres_goes_on_as_the_original_would(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """After the copy, the same work on both stores: the same reports, the same emails."""
+    sqlite = str(tmp_path / "cadence.db")
+    outbox = tmp_path / "outbox"
+    demo_state(sqlite, outbox)
+    cli("store", "migrate", "--to", postgres_url, db=sqlite, outbox=outbox)
+    pg_outbox = tmp_path / "pg-outbox"
+    shutil.copytree(outbox, pg_outbox)
+    reports = []
+    for db, box in ((sqlite, outbox), (postgres_url, pg_outbox)):
+        for task in json.loads(cli("tasks", "list", "-f", "json", db=db, outbox=box)):
+            cli("tasks", "done", str(task["id"]), "--now", "2026-03-05T08:00Z", db=db, outbox=box)
+        runs = [
+            cli("run", "--once", "-f", "json", "--now", at, db=db, outbox=box)
+            for at in ("2026-03-05T09:05Z", "2026-03-05T17:05Z", "2026-03-06T17:05Z")
+        ]
+        status = cli("status", "-f", "json", "--now", "2026-03-06T23:59Z", db=db, outbox=box)
+        reports.append((runs, status))
+    assert reports[0] == reports[1]
+    assert sum(json.loads(r)["sent"] for r in reports[0][0]) > 0
+    assert sorted(p.name for p in outbox.iterdir()) == sorted(p.name for p in pg_outbox.iterdir())
+
+
+def test_a_non_empty_target_is_refused(tmp_path: Path, postgres_url: str) -> None:
+    sqlite = str(tmp_path / "cadence.db")
+    outbox = tmp_path / "outbox"
+    demo_state(sqlite, outbox)
+    cli("store", "migrate", "--to", postgres_url, db=sqlite, outbox=outbox)
+    result = CliRunner().invoke(cadence, ["store", "migrate", "--db", sqlite, "--to", postgres_url])
+    assert result.exit_code == 2
+    assert "is not empty" in result.output and "nothing was copied" in result.output
+    assert "secret" not in result.output
+
+
+def test_a_missing_source_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cadence,
+        ["store", "migrate", "--db", str(tmp_path / "none.db"), "--to", str(tmp_path / "n.db")],
+    )
+    assert result.exit_code == 2
+    assert "no state store there" in result.output
