@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store.sqlite import SqliteStore
+from engine.store import open_store
 from tests.helpers.runner_env import cadence_cmd, write_cadence, write_contacts
 from tests.helpers.smtp_server import SmtpServer, serve
 
@@ -64,9 +64,10 @@ def test_crash_and_restart(
     reached_server: int,
     tmp_path: Path,
     smtp: SmtpServer,
+    store_url: str,
 ) -> None:
     smtp.recorder.received.clear()
-    env = {**smtp.env(), "CADENCE_DB": str(tmp_path / "state.db")}
+    env = {**smtp.env(), "CADENCE_DB": store_url}
     launched = cadence_cmd(
         "launch", str(write_cadence(tmp_path)),
         "--contacts", str(write_contacts(tmp_path, CONTACTS)),
@@ -81,7 +82,7 @@ def test_crash_and_restart(
 
     delivered = Counter(smtp.recorder.message_ids())
     assert all(n == 1 for n in delivered.values()), f"second delivery: {delivered}"
-    with SqliteStore(tmp_path / "state.db") as store:
+    with open_store(store_url) as store:
         rows = [r for e in range(1, CONTACTS + 1) for r in store.step_runs(e)]
     states = Counter(r.state for r in rows)
     assert states == Counter({"sent": CONTACTS - unknown, "unknown": unknown})
