@@ -156,3 +156,54 @@ def test_an_outbox_that_cannot_be_written_gives_every_row_back_at_once(
     (c,) = status["cadences"]
     assert (c["due"], c["unknown"], c["sent"]) == (1, 0, 0) and status["unknown_sends"] == []
     assert "sent 1" in _cli("run", "--once", "--now", "2026-03-02T10:00Z")
+
+
+MID_RUN = """
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from tests.test_run_defects import _immutable
+from tests.helpers.runner_env import write_cadence, write_contacts
+from engine.errors import CadenceError
+from engine.launch import launch
+from engine.run.clock import Clock
+from engine.run.loop import Runner
+from engine.store import open_store
+from engine.transports.outbox import OutboxTransport
+
+folder = Path(sys.argv[1])
+with open_store(str(folder / "s.db")) as store:
+    launch(store, write_cadence(folder), write_contacts(folder, 3),
+           now=datetime(2026, 3, 2, 8, tzinfo=UTC), start="now")
+    files = sorted(folder.glob("s.db*"))  # the -wal and -shm of this open store too
+    if not all(_immutable(f, True) for f in files):
+        sys.exit(77)
+    try:
+        Runner(store, OutboxTransport(folder / "o"),
+               clock=Clock(datetime(2026, 3, 2, 10, tzinfo=UTC))).run_once()
+    except CadenceError as exc:
+        print(f"exit {exc.exit_code}: {exc}")
+"""
+
+
+def test_a_store_that_turns_read_only_mid_run_is_a_clear_error_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers.runner_env import ROOT
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", MID_RUN, str(tmp_path)],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        for f in tmp_path.glob("s.db*"):
+            _immutable(f, False)
+    if done.returncode == 77:
+        pytest.skip("needs chattr +i on the test folder (ext4 and CAP_LINUX_IMMUTABLE)")
+    assert done.returncode == 0, (done.returncode, done.stderr)  # -7 would be a SIGBUS
+    assert "exit 2: cannot write to state store" in done.stdout
+    assert "is no longer writable" in done.stdout

@@ -10,7 +10,11 @@ runners queue for the lock instead of failing.
 
 from __future__ import annotations
 
+import array
+import ctypes
+import fcntl
 import functools
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -187,9 +191,33 @@ def _immutable(folder: Path) -> bool:
     return False
 
 
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IMMUTABLE_FL, _FS_APPEND_FL = 0x10, 0x20
+
+
+def _unwritable_fd(fd: int) -> str | None:
+    """Why the file behind `fd` can no longer be written, or None."""
+    flags = array.array("l", [0])
+    try:
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
+    except OSError:
+        flags[0] = 0  # no such attributes on this file system
+    if flags[0] & _FS_IMMUTABLE_FL:
+        return "it is immutable"
+    if flags[0] & _FS_APPEND_FL:
+        return "it is append-only"
+    if os.fstatvfs(fd).f_flag & os.ST_RDONLY:
+        return "its file system is mounted read-only"
+    mode = os.fstat(fd).st_mode
+    if os.geteuid() != 0 and not mode & 0o222:
+        return "it is read-only"
+    return None
+
+
 def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def wrapper(self: SqliteStore, *args: Any, **kwargs: Any) -> Any:
+        self._check_writable()
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as exc:
@@ -201,7 +229,7 @@ def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
 def _translating(cls: type[SqliteStore]) -> type[SqliteStore]:
     """Every public method of the store reports SQLite errors through `store_error`."""
     for name, attr in list(vars(cls).items()):
-        if callable(attr) and not name.startswith("_"):
+        if callable(attr) and not name.startswith("_") and name not in ("close", "clock"):
             setattr(cls, name, _translated(attr))
     return cls
 
@@ -272,6 +300,9 @@ class SqliteStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._watched: list[tuple[str, int]] = []
+        self._abandoned = False
+        self._check_writable(only=("-wal", "-shm"))  # an unwritable -shm is a SIGBUS on read
         try:
             self._db = sqlite3.connect(
                 path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
@@ -284,17 +315,28 @@ class SqliteStore:
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
+            self._db.execute("SELECT count(*) FROM fences").fetchone()  # -wal and -shm exist
         except sqlite3.Error as exc:
             self._db.close()
             raise store_error(path, exc) from None
         except BaseException:
             self._db.close()
             raise
+        self._watched = self._watch()
 
     # -- plumbing -------------------------------------------------------------------------
 
     def close(self) -> None:
+        if self._abandoned:
+            # Closing would checkpoint through the unwritable -shm mapping: a SIGBUS. Keep
+            # the connection alive for good (no transaction is open: the check came first);
+            # the process's exit releases its file and locks.
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(self._db))
+            return
         self._db.close()
+        for _, fd in self._watched:  # after SQLite's own: closing them drops no lock now
+            os.close(fd)
+        self._watched = []
 
     def __enter__(self) -> SqliteStore:
         return self
@@ -317,6 +359,52 @@ class SqliteStore:
                 self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    def _check_writable(self, only: tuple[str, ...] = ()) -> None:
+        """Refuse to go on when the file or its -wal/-shm can no longer be written.
+
+        SQLite maps `-shm` into memory and writes to it on reads too (read marks): once
+        that file turns read-only or immutable under a running process, the next access
+        is a SIGBUS that kills it. So every operation first looks at the files it holds.
+        It never opens and closes them then: closing any descriptor of a file drops this
+        process's POSIX locks on it, SQLite's included. Before the connection exists
+        (`only`), opening them for writing is safe.
+        """
+        if only:
+            for suffix in only:
+                name = f"{self.path}{suffix}"
+                try:
+                    os.close(os.open(name, os.O_WRONLY))
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise self._unwritable(name, exc.strerror or str(exc)) from None
+            return
+        for name, fd in self._watched:
+            why = _unwritable_fd(fd)
+            if why is not None:
+                self._abandoned = True
+                raise self._unwritable(name, why)
+
+    def _unwritable(self, name: str, why: str) -> UsageError:
+        return UsageError(
+            f"cannot write to state store {self.path}: {name} is no longer writable ({why})",
+            hint=f"make {self.path}, its -wal and -shm files and its folder writable again; "
+            "nothing of this step was written, and the next run goes on",
+        )
+
+    def _watch(self) -> list[tuple[str, int]]:
+        """Descriptors of the store's files, held open until the store closes."""
+        out: list[tuple[str, int]] = []
+        if not os.access(self.path, os.W_OK):
+            return out  # opened read-only on purpose: nothing to guard
+        for suffix in ("", "-wal", "-shm"):
+            name = f"{self.path}{suffix}"
+            try:
+                out.append((name, os.open(name, os.O_RDONLY)))
+            except OSError:
+                continue
+        return out
 
     def _migrate(self) -> None:
         (current,) = self._db.execute("PRAGMA user_version").fetchone()
