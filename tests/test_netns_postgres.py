@@ -4,8 +4,7 @@ server in a third, joined only by veth links on addresses this test made.
 8 workers (4 per "machine", clocks hours apart) over due emails to the SMTP server;
 one worker is SIGKILLed mid-batch and PostgreSQL is restarted (connections cut) mid-run.
 Every Message-ID must be received exactly once; what a killed worker had in flight is
-`unknown`, never resent. CADENCE_NETNS_EMAILS sets the number of emails (default 3,000;
-the README's figures come from 20,000).
+`unknown`, never resent. CADENCE_NETNS_EMAILS sets the number of emails (default 3,000).
 """
 
 from __future__ import annotations
