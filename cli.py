@@ -857,7 +857,7 @@ def status_command(output_format: str, db: str, now_text: str | None) -> int:
 
 @cadence.group("store")
 def store_group() -> None:
-    """The state store itself: check it for damage."""
+    """The state store itself: check it for damage, copy it to another store."""
 
 
 @store_group.command("check")
@@ -1189,11 +1189,6 @@ def worker_command(
     )
     run_worker(db, options, on_report=show)
     return 0
-
-
-@cadence.group("store")
-def store_group() -> None:
-    """The state store itself: copy it to another store."""
 
 
 @store_group.command("migrate")

@@ -38,3 +38,13 @@ def postgres_url(postgres_server: Server) -> Iterator[str]:
     dsn = postgres_server.database()
     yield dsn
     postgres_server.drop(dsn)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """CADENCE_DB of a fresh store: a SQLite file, then a PostgreSQL database (the runner
+    end-to-end tests run on both)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "state.db")
+    url: str = request.getfixturevalue("postgres_url")
+    return url

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store.sqlite import SqliteStore
+from engine.store import open_store
 from tests.helpers.runner_env import cadence_cmd, write_cadence, write_contacts
 from tests.helpers.smtp_server import SmtpServer, serve
 
@@ -65,6 +65,7 @@ def test_crash_and_restart(
     reached_server: int,
     tmp_path: Path,
     smtp: SmtpServer,
+    store_url: str,
 ) -> None:
     smtp.recorder.received.clear()
     env = {
@@ -72,7 +73,7 @@ def test_crash_and_restart(
         # One session: the messages of a batch go one after the other (four sessions:
         # tests/test_smtp_kill_matrix.py).
         "CADENCE_TRANSPORT": f"{smtp.url}?connections=1",
-        "CADENCE_DB": str(tmp_path / "state.db"),
+        "CADENCE_DB": store_url,
     }
     launched = cadence_cmd(
         "launch", str(write_cadence(tmp_path)),
@@ -88,7 +89,7 @@ def test_crash_and_restart(
 
     delivered = Counter(smtp.recorder.message_ids())
     assert all(n == 1 for n in delivered.values()), f"second delivery: {delivered}"
-    with SqliteStore(tmp_path / "state.db") as store:
+    with open_store(store_url) as store:
         rows = [r for e in range(1, CONTACTS + 1) for r in store.step_runs(e)]
     states = Counter(r.state for r in rows)
     assert states == Counter({"sent": CONTACTS - unknown, "unknown": unknown})

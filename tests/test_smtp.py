@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import cadence
-from engine.store.sqlite import SqliteStore
+from engine.store import open_store
 from engine.transports import TemporaryFailure
 from engine.transports.smtp import SmtpSettings, SmtpTransport
 from tests.helpers.runner_env import write_cadence
@@ -47,12 +48,12 @@ def smtp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpServer]:
 
 
 @pytest.fixture
-def env(smtp: SmtpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def env(smtp: SmtpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> Path:
     smtp.recorder.received.clear()
     smtp.recorder.reject.clear()
     for key, value in smtp.env().items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("CADENCE_DB", str(tmp_path / "state.db"))
+    monkeypatch.setenv("CADENCE_DB", store_url)  # a SQLite file, then PostgreSQL
     monkeypatch.setenv("CADENCE_UNSUBSCRIBE_URL", "https://acme.example/u/")
     return tmp_path
 
@@ -102,7 +103,7 @@ def test_thread_headers_quoting_and_unsubscribe(env: Path, smtp: SmtpServer) -> 
     token = unsub.split("/u/")[1].split(">")[0]
     assert f"Unsubscribe: https://acme.example/u/{token}" in intro.get_content()
     # Message-IDs are the deterministic ones the store recorded.
-    with SqliteStore(env / "state.db") as store:
+    with open_store(os.environ["CADENCE_DB"]) as store:
         ids = {r.message_id for r in store.step_runs(1)}
     assert {m["Message-ID"] for m in got} == ids
 
@@ -119,7 +120,7 @@ def test_rcpt_550_bounces_and_suppresses(env: Path, smtp: SmtpServer) -> None:
     ]
     status = json.loads(_invoke("status", "-f", "json"))
     assert status["cadences"][0]["finished"]["bounced"] == 1
-    with SqliteStore(env / "state.db") as store:
+    with open_store(os.environ["CADENCE_DB"]) as store:
         (row,) = [r for r in store.step_runs(1) if r.step_id == "intro"]
         assert row.state == "failed"
         assert row.answer is not None and row.answer.startswith("550 5.1.1")
@@ -161,7 +162,7 @@ def test_451_to_rcpt_is_retried_with_backoff(env: Path, smtp: SmtpServer) -> Non
     _launch(env, ["later@northwind.example,Lou,Northwind"])
     _invoke("run", "--once", "--now", "2026-03-02T10:00Z")
     assert smtp.recorder.received == []
-    with SqliteStore(env / "state.db") as store:
+    with open_store(os.environ["CADENCE_DB"]) as store:
         row = store.step_runs(1)[0]
     assert (row.state, row.attempts) == ("planned", 1)
     assert row.answer is not None and row.answer.startswith("451")
@@ -192,7 +193,7 @@ def test_auth_failure_is_clear_and_sends_nothing(
     result = CliRunner().invoke(cadence, ["run", "--once", "--now", "2026-03-02T10:00Z"])
     assert result.exit_code == 2, result.output
     assert "SMTP login refused" in result.output and "CADENCE_SMTP_PASSWORD" in result.output
-    with SqliteStore(env / "state.db") as store:
+    with open_store(os.environ["CADENCE_DB"]) as store:
         assert store.step_runs(1)[0].state == "planned"  # released, not sent
     (c,) = json.loads(_invoke("status", "-f", "json", "--now", "2026-03-02T10:00Z"))["cadences"]
     assert (c["failed"], c["finished"]["completed"], c["active"], c["due"]) == (0, 0, 1, 1)
@@ -213,7 +214,7 @@ def test_missing_credentials_530_stops_the_run_and_gives_the_batch_back(
     assert "requires authentication (530" in result.output
     assert "CADENCE_SMTP_USER" in result.output and "Traceback" not in result.output
     assert smtp.recorder.received == []
-    with SqliteStore(env / "state.db") as store:
+    with open_store(os.environ["CADENCE_DB"]) as store:
         assert [store.step_runs(e)[0].state for e in (1, 2, 3)] == ["planned"] * 3
     status = json.loads(_invoke("status", "-f", "json", "--now", "2026-03-02T10:00Z"))
     (c,) = status["cadences"]
@@ -257,7 +258,7 @@ def test_remove_on_bounce_false_keeps_tasks_but_sends_no_more(env: Path, smtp: S
     assert "bounced 1" in _invoke("run", "--once", "--now", "2026-03-02T10:00Z", code=1)
     (c,) = json.loads(_invoke("status", "-f", "json"))["cadences"]
     assert (c["active"], c["finished"]["bounced"]) == (1, 0)  # still enrolled
-    with SqliteStore(env / "state.db") as store:
+    with open_store(os.environ["CADENCE_DB"]) as store:
         intro = store.step_runs(1)[0]
         assert intro.state == "failed" and intro.answer and intro.answer.startswith("550")
     # The call still becomes a task; the email task and the last email do not go out.
@@ -266,7 +267,7 @@ def test_remove_on_bounce_false_keeps_tasks_but_sends_no_more(env: Path, smtp: S
     assert "call task" in listed and "email task" not in listed
     _invoke("tasks", "done", listed.split("\n")[1].split()[0], "--now", "2026-03-03T11:00Z")
     _invoke("run", "--once", "--now", "2026-03-04T10:00Z")
-    with SqliteStore(env / "state.db") as store:
+    with open_store(os.environ["CADENCE_DB"]) as store:
         states = {r.step_id: r.state for r in store.step_runs(1)}
     assert states == {"intro": "failed", "call": "done", "note": "cancelled", "last": "cancelled"}
     assert len(smtp.recorder.received) == 0

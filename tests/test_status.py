@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,7 +81,11 @@ def test_run_every_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
+    # `run --every` runs a pass at once and prints when the next one is: once that line is
+    # out, its signal handlers are in place (a fixed sleep raced a slow start).
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert first, proc.stderr.read() if proc.stderr else ""
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err

@@ -3,6 +3,7 @@ task goes out with the rep's edits while the next follow-up quotes the template 
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import cadence
-from engine.store.sqlite import SqliteStore
+from engine.store import open_store
 from tests.helpers.runner_env import write_cadence
 
 TASKS = """\
@@ -40,13 +41,15 @@ def _cli(*args: str, code: int = 0) -> str:
 
 
 @pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    return _launch(tmp_path, monkeypatch, TASKS)
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> Path:
+    return _launch(tmp_path, monkeypatch, TASKS, store_url)  # SQLite, then PostgreSQL
 
 
-def _launch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> Path:
+def _launch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, db: str | None = None
+) -> Path:
     """A fresh store and outbox in `tmp_path`, Ava launched on Mon 2 March 2026 08:00Z."""
-    monkeypatch.setenv("CADENCE_DB", str(tmp_path / "state.db"))
+    monkeypatch.setenv("CADENCE_DB", db or str(tmp_path / "state.db"))
     monkeypatch.setenv("CADENCE_TRANSPORT", f"outbox:{tmp_path / 'outbox'}")
     contacts = tmp_path / "contacts.csv"
     contacts.write_text("email,first_name,company\nava@northwind.example,Ava,Northwind\n")
@@ -58,7 +61,7 @@ def _launch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> Path:
 
 
 def _rows(world: Path) -> dict[str, tuple[str, datetime]]:
-    with SqliteStore(world / "state.db") as store:
+    with open_store(os.environ["CADENCE_DB"]) as store:
         return {
             r.step_id: (r.state, datetime.fromtimestamp(r.due_utc, UTC)) for r in store.step_runs(1)
         }

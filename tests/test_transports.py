@@ -62,7 +62,7 @@ def test_bad_transports_are_usage_errors(spec: str, says: str) -> None:
         (["--transport", "ftp://x"], {}, "unknown transport"),
         ([], {"CADENCE_TRANSPORT": "smtp://"}, "has no host"),
         ([], {"CADENCE_DB": "mysql://db/x"}, "unknown state store URL"),
-        ([], {"CADENCE_DB": "postgresql://db/x"}, "not supported yet"),
+        ([], {"CADENCE_DB": "postgresql://db/x"}, "cannot connect to PostgreSQL"),
         (["--db", "/nonexistent-dir/x.db"], {}, "cannot open state store"),
     ],
     ids=["transport-flag", "transport-env", "db-url", "db-postgres", "db-path"],

@@ -78,9 +78,14 @@ def open_store(url: str | None = None) -> Store:
 
     Use it as a context manager: `with open_store(url) as store: …`.
     """
+    target = url or os.environ.get("CADENCE_DB") or DEFAULT_DB
+    if _is_postgres(target):
+        from engine.store.postgres import PostgresStore
+
+        return PostgresStore(target)
     from engine.store.sqlite import SqliteStore
 
-    return SqliteStore(_sqlite_path(url))
+    return SqliteStore(_sqlite_path(target))
 
 
 def check_store(url: str | None = None) -> list[str]:
@@ -88,22 +93,30 @@ def check_store(url: str | None = None) -> list[str]:
 
     Opened without the schema check at open, so a damaged store can still be examined.
     """
+    target = url or os.environ.get("CADENCE_DB") or DEFAULT_DB
+    if _is_postgres(target):
+        raise UsageError(
+            "cadence store check examines a SQLite store file",
+            hint="for PostgreSQL use its own checks (pg_amcheck); the schema is checked at open",
+        )
     from engine.store.sqlite import SqliteStore
 
-    with SqliteStore(_sqlite_path(url), check_schema=False) as store:
+    with SqliteStore(_sqlite_path(target), check_schema=False) as store:
         return store.check()
 
 
-def _sqlite_path(url: str | None) -> Path:
-    target = url or os.environ.get("CADENCE_DB") or DEFAULT_DB
-    if target.startswith(("postgresql://", "postgres://")):
-        from engine.store.postgres import PostgresStore
+def _is_postgres(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
 
-        return PostgresStore(target)
+
+def _sqlite_path(target: str) -> Path:
     if target.startswith("sqlite:///"):
         target = target[len("sqlite:///") :]
     elif "://" in target:
-        raise UsageError(f"unknown state store URL {target!r}", hint="give a SQLite file path")
+        raise UsageError(
+            f"unknown state store URL {target!r}",
+            hint="give a SQLite file path or a postgresql:// URL",
+        )
     return Path(target)
 
 

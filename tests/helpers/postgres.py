@@ -84,11 +84,15 @@ class Cluster:
         if self.trust:
             with (self.data / "pg_hba.conf").open("a", encoding="utf-8") as hba:
                 hba.write(f"host all all {self.trust} trust\n")
+        self._postmaster()
+
+    def _postmaster(self) -> None:
         options = (
             f"-c listen_addresses={self.listen} -c port={self.port} "
             f"-c unix_socket_directories={self.dir} -c fsync=off "
             "-c max_connections=200 -c synchronous_commit=on"
         )
+        # -l: the server's output goes to a file, never to the pipes this process reads.
         self._run(
             str(self.bindir / "pg_ctl"),
             "-D",
@@ -105,16 +109,9 @@ class Cluster:
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def restart(self) -> None:
-        """Stop at once (connections cut) and start again, for restart tests."""
-        self._run(
-            str(self.bindir / "pg_ctl"),
-            "-D",
-            str(self.data),
-            "-m",
-            "immediate",
-            "-w",
-            "restart",
-        )
+        """Stop at once (every connection cut, no shutdown checkpoint) and start again."""
+        self.stop("immediate")
+        self._postmaster()
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

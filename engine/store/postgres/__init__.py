@@ -83,7 +83,9 @@ SELECT sr.id, sr.enrolment_id, e.cadence_name, e.cadence_hash, e.email, e.contac
        sr.step_id, sr.step_index, sr.day, sr.action, sr.zone, {_epoch("sr.due_at")},
        {_epoch("sr.planned_at")}, sr.thread_step_id, sr.message_id, sr.state, sr.fence,
        sr.attempts, sr.by_hand, sr.subject, sr.body, {_epoch("sr.sent_at")},
-       {_epoch("sr.done_at")}, sr.answer, {_epoch("t.sent_at")},
+       {_epoch("sr.done_at")}, sr.answer,
+       -- an email task marked done was sent by the rep; a skipped one never went out
+       {_epoch("COALESCE(t.sent_at, CASE WHEN t.state = 'done' THEN t.done_at END)")},
        CASE WHEN t.by_hand THEN t.subject END, extract(epoch FROM sr.lease_until)::float8
 FROM step_runs sr JOIN enrolments e ON e.id = sr.enrolment_id
 LEFT JOIN step_runs t ON t.enrolment_id = sr.enrolment_id AND t.step_id = sr.thread_step_id
