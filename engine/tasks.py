@@ -148,3 +148,14 @@ def send_task_email(
     if done.state != "sent":
         raise UsageError(f"task {task_id} was not sent: {done.state} ({done.answer})")
     return done
+
+
+def queue_task_email(
+    store: Store, task_id: int, *, subject: str, body: str, at: datetime
+) -> StepRow:
+    """Hand an email task with the rep's text to the runner, due at `at` (R6).
+
+    The Command Center's "send now" passes the present: the request records the send and
+    never waits on SMTP; the runner's next pass delivers it with the usual guarantees.
+    """
+    return store.schedule_task_email(task_id, subject, body, int(at.timestamp()))

@@ -1,0 +1,97 @@
+"""Reads the Command Center needs beyond `Store`: a contact's enrolments, the latest
+events, an enrolment by its unsubscribe token. SQL next to the store that runs it.
+
+Runs on the connection of the `SqliteStore` it is given, so it sees exactly what that
+store sees and costs no second connection per web thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.store.sqlite import SqliteStore, store_error
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolmentRow:
+    id: int
+    cadence_name: str
+    cadence_hash: str
+    email: str
+    state: str
+    launched_utc: int
+    ended_utc: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    id: int
+    at_utc: int
+    kind: str
+    email: str
+    step_run_id: int | None
+    detail: str
+
+
+_ENROLMENT = (
+    "SELECT id, cadence_name, cadence_hash, email, state, launched_utc, ended_utc FROM enrolments"
+)
+# Cadence versions whose sender is the given address (a rep's own cadences).
+_OF_SENDER = (
+    "SELECT hash FROM cadence_versions WHERE lower(json_extract(data, '$.sender.email')) = ?"
+)
+
+
+class SqliteReads:
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self._db = store._db
+
+    def _all(self, query: str, args: tuple[Any, ...]) -> list[Any]:
+        import sqlite3
+
+        try:
+            return self._db.execute(query, args).fetchall()
+        except sqlite3.Error as exc:
+            raise store_error(self._store.path, exc) from None
+
+    def enrolment_by_token(self, token: str) -> EnrolmentRow | None:
+        rows = self._all(_ENROLMENT + " WHERE unsubscribe_token = ?", (token,))
+        return EnrolmentRow(*rows[0]) if rows else None
+
+    def enrolments_of(self, email: str, sender: str | None = None) -> list[EnrolmentRow]:
+        """The contact's enrolments, oldest first; with `sender`, only that sender's."""
+        query = _ENROLMENT + " WHERE email = ?"
+        args: tuple[str, ...] = (email.lower(),)
+        if sender is not None:
+            query += f" AND cadence_hash IN ({_OF_SENDER})"
+            args += (sender.lower(),)
+        return [EnrolmentRow(*r) for r in self._all(query + " ORDER BY id", args)]
+
+    def latest_events(
+        self, limit: int, kinds: tuple[str, ...], sender: str | None = None
+    ) -> list[EventRow]:
+        """The newest events of these kinds first; with `sender`, only those about
+        contacts enrolled in that sender's cadences."""
+        marks = ",".join("?" * len(kinds))
+        query = (
+            "SELECT id, at_utc, kind, coalesce(email, ''), step_run_id, coalesce(detail, '') "
+            f"FROM events WHERE kind IN ({marks})"
+        )
+        args: tuple[Any, ...] = kinds
+        if sender is not None:
+            query += (
+                f" AND email IN (SELECT email FROM enrolments WHERE cadence_hash IN ({_OF_SENDER}))"
+            )
+            args += (sender.lower(),)
+        query += " ORDER BY at_utc DESC, id DESC LIMIT ?"
+        return [EventRow(*r) for r in self._all(query, (*args, limit))]
+
+    def contact_events(self, email: str) -> list[EventRow]:
+        """Every event about one address, oldest first."""
+        query = (
+            "SELECT id, at_utc, kind, coalesce(email, ''), step_run_id, coalesce(detail, '') "
+            "FROM events WHERE email = ? ORDER BY at_utc, id"
+        )
+        return [EventRow(*r) for r in self._all(query, (email.lower(),))]
