@@ -24,7 +24,9 @@ templates:
   final: {{subject: "Final", body: "Final body.\\n"}}
 steps:
   - {{id: intro, day: 1, email: {{template: intro, send: {{at: "09:00"}}}}}}
-  - {{id: call, day: 2, call: {{notes: "Ask {{{{ contact.first_name }}}} about {{{{ contact.company }}}}"}}}}
+  - id: call
+    day: 2
+    call: {{notes: "Ask {{{{ contact.first_name }}}} about {{{{ contact.company }}}}"}}
   - {{id: manual, day: 3, email: {{template: manual, send: task}}}}
   - {{id: bump, day: 4, email: {{template: bump, send: same_time_as_previous, follow_up: true}}}}
   - {{id: li, day: 5, inmail: {{notes: "Connect"}}}}
