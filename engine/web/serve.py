@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from engine.errors import UsageError
 from engine.web.app import close_app, create_app
@@ -34,9 +35,14 @@ def serve(
 
     app = create_app(db, base=base, clock=clock)
     try:
+        sockets: dict[int, Any] = {}
         try:
-            server = create_server(app, host=host, port=port, threads=threads, ident="cadence")
+            server = create_server(
+                app, map=sockets, host=host, port=port, threads=threads, ident="cadence"
+            )
         except OSError as exc:
+            for channel in list(sockets.values()):  # waitress's wake-up pipe, made first
+                channel.close()
             raise UsageError(
                 f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                 hint="choose another --port, or stop what is using this one",
