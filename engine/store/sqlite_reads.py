@@ -32,6 +32,8 @@ class EventRow:
     email: str
     step_run_id: int | None
     detail: str
+    cadence_name: str = ""  # of the enrolment the event is about, when it names one
+    step_id: str = ""
 
 
 _ENROLMENT = (
@@ -41,6 +43,14 @@ _ENROLMENT = (
 _OF_SENDER = (
     "SELECT hash FROM cadence_versions WHERE lower(json_extract(data, '$.sender.email')) = ?"
 )
+
+_EVENT_SELECT = """
+SELECT ev.id, ev.at_utc, ev.kind, coalesce(ev.email, ''), ev.step_run_id, coalesce(ev.detail, ''),
+       coalesce(e.cadence_name, ''), coalesce(sr.step_id, '')
+FROM events ev
+LEFT JOIN step_runs sr ON sr.id = ev.step_run_id
+LEFT JOIN enrolments e ON e.id = coalesce(ev.enrolment_id, sr.enrolment_id)
+"""
 
 
 class SqliteReads:
@@ -75,23 +85,18 @@ class SqliteReads:
         """The newest events of these kinds first; with `sender`, only those about
         contacts enrolled in that sender's cadences."""
         marks = ",".join("?" * len(kinds))
-        query = (
-            "SELECT id, at_utc, kind, coalesce(email, ''), step_run_id, coalesce(detail, '') "
-            f"FROM events WHERE kind IN ({marks})"
-        )
+        query = _EVENT_SELECT + f" WHERE ev.kind IN ({marks})"
         args: tuple[Any, ...] = kinds
         if sender is not None:
             query += (
-                f" AND email IN (SELECT email FROM enrolments WHERE cadence_hash IN ({_OF_SENDER}))"
+                " AND ev.email IN (SELECT email FROM enrolments "
+                f"WHERE cadence_hash IN ({_OF_SENDER}))"
             )
             args += (sender.lower(),)
-        query += " ORDER BY at_utc DESC, id DESC LIMIT ?"
+        query += " ORDER BY ev.at_utc DESC, ev.id DESC LIMIT ?"
         return [EventRow(*r) for r in self._all(query, (*args, limit))]
 
     def contact_events(self, email: str) -> list[EventRow]:
         """Every event about one address, oldest first."""
-        query = (
-            "SELECT id, at_utc, kind, coalesce(email, ''), step_run_id, coalesce(detail, '') "
-            "FROM events WHERE email = ? ORDER BY at_utc, id"
-        )
+        query = _EVENT_SELECT + " WHERE ev.email = ? ORDER BY ev.at_utc, ev.id"
         return [EventRow(*r) for r in self._all(query, (email.lower(),))]
