@@ -48,7 +48,7 @@ demo: $(STAMP)
 	@echo; echo "== 9. the Command Center: the reps' web page for these tasks (README: The Command Center)"
 	$(CADENCE) users add dana@acme.example --name "Dana Reyes" --timezone Europe/Amsterdam
 	@echo "   start it:  CADENCE_DB=$(DEMO)/cadence.db CADENCE_TRANSPORT=outbox:$(DEMO)/outbox $(CADENCE) serve --now 2026-03-06T12:00Z"
-	@echo "   sign in (one-time link, valid 15 minutes; \`$(CADENCE) users link dana@acme.example\` makes another):"
+	@echo "   sign in (one-time link, valid 15 minutes; \`CADENCE_DB=$(DEMO)/cadence.db $(CADENCE) users link dana@acme.example\` makes another):"
 	@echo "   $$($(CADENCE) users link dana@acme.example)"
 
 lint: $(STAMP)

@@ -445,3 +445,22 @@ def test_every_response_carries_the_security_headers(app: Flask, world: World, p
             assert answer.headers["X-Frame-Options"] == "DENY"
             csp = answer.headers["Content-Security-Policy"]
             assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
+
+
+def test_inmail_page_links_only_an_https_linkedin_url(app: Flask, world: World) -> None:
+    client = sign_in(app, world, DANA)
+    for email in (AVA, MALLORY):
+        client.post(f"/tasks/{world.task_id(email, 'call')}/done", data={"csrf": page_csrf(client)})
+    world.cli("run", "--once", "--now", "2026-03-04T15:00Z")
+    for email in (AVA, MALLORY):
+        world.cli(
+            "tasks", "skip", str(world.task_id(email, "manual")), "--now", "2026-03-04T15:10Z"
+        )
+    for day in ("05", "06", "07"):
+        world.cli("run", "--once", "--now", f"2026-03-{day}T15:30Z")
+    assert world.step(AVA, "li")[0] == world.step(MALLORY, "li")[0] == "open"
+    ava = client.get(f"/tasks/{world.task_id(AVA, 'li')}").text
+    assert '<a class="primary-link" href="https://www.linkedin.com/in/ava"' in ava
+    assert "Connect" in ava
+    mallory = client.get(f"/tasks/{world.task_id(MALLORY, 'li')}").text
+    assert "javascript:alert(1)" in mallory and 'href="javascript:' not in mallory

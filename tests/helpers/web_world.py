@@ -96,7 +96,7 @@ def make_world(root: Path) -> World:
     contacts = {
         DANA: "email,first_name,company,phone,linkedin_url,timezone\n"
         f"{AVA},Ava,Northwind,+1 555 0100,https://www.linkedin.com/in/ava,America/New_York\n"
-        f"{MALLORY},{HOSTILE_NAME},<b>Evil</b> & Co,,,\n",
+        f"{MALLORY},{HOSTILE_NAME},<b>Evil</b> & Co,,javascript:alert(1),\n",
         ELI: f"email,first_name,company\n{BEN},Ben,Globex\n",
     }
     for sender, name in ((DANA, "Dana outbound"), (ELI, "Eli outbound")):
