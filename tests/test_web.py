@@ -247,6 +247,13 @@ def test_queue_groups_and_filters(app: Flask, world: World) -> None:
     assert 'id="due-today"' in page and "Call Ava" in page
     # Your zone and the contact's: 14:00Z is 15:00 in Amsterdam and 09:00 in New York.
     assert "Tue 03 Mar, 15:00" in page and "09:00 America/New_York" in page
+    # Upcoming: the next days' tasks not open yet (Ava's email task, held by her call).
+    upcoming = page.split('id="upcoming"')[1]
+    assert "Email Ava: Personal note" in upcoming and "opens when due" in upcoming
+    assert "Ben" not in upcoming and "Call Ava" not in upcoming
+    planned = world.task_id(AVA, "manual")
+    shown = client.get(f"/tasks/{planned}").text
+    assert "This task is planned" in shown and "/done" not in shown
     assert "Call Ava" not in client.get("/?type=email").text
     assert "Call Ava" in client.get("/?type=call&cadence=Dana+outbound").text
     bad = client.get("/?type=fax")

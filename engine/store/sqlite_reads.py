@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.store.sqlite import SqliteStore, store_error
+from engine.store import StepRow
+from engine.store.sqlite import _ROW_SELECT, SqliteStore, _row, store_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,22 @@ class SqliteReads:
             return self._db.execute(query, args).fetchall()
         except sqlite3.Error as exc:
             raise store_error(self._store.path, exc) from None
+
+    def coming_tasks(
+        self, until_utc: int, actions: tuple[str, ...], sender: str | None = None
+    ) -> list[StepRow]:
+        """Task steps not open yet, of active enrolments, due by `until_utc`, soonest first
+        (a rep's own scheduled emails are not tasks any more and are left out)."""
+        marks = ",".join("?" * len(actions))
+        query = _ROW_SELECT + (
+            f" WHERE sr.state = 'planned' AND sr.by_hand = 0 AND sr.action IN ({marks}) "
+            "AND e.state = 'active' AND sr.due_utc <= ?"
+        )
+        args: tuple[Any, ...] = (*actions, until_utc)
+        if sender is not None:
+            query += f" AND e.cadence_hash IN ({_OF_SENDER})"
+            args += (sender.lower(),)
+        return [_row(r) for r in self._all(query + " ORDER BY sr.due_utc, sr.id", args)]
 
     def enrolment_by_token(self, token: str) -> EnrolmentRow | None:
         rows = self._all(_ENROLMENT + " WHERE unsubscribe_token = ?", (token,))

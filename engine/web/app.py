@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from flask import Flask, Response, abort, g, make_response, redirect, render_template, request
@@ -114,8 +114,16 @@ def _notice() -> str:
     return text.format(task=task if task.isdigit() else "") if text else ""
 
 
-def _sections(tasks: list[Any], user: User, now: datetime) -> dict[str, list[Any]]:
-    """Overdue (before today), due today and upcoming, by the rep's own calendar day."""
+UPCOMING_DAYS = 7
+
+
+def _sections(
+    tasks: list[Any], coming: list[Any], user: User, now: datetime
+) -> dict[str, list[Any]]:
+    """Overdue (before today), due today and upcoming, by the rep's own calendar day.
+
+    Upcoming also holds the next UPCOMING_DAYS days' tasks the runner has not opened yet.
+    """
     tz = zone(user.timezone)
     today = now.astimezone(tz).date()
     out: dict[str, list[Any]] = {"Overdue": [], "Due today": [], "Upcoming": []}
@@ -123,7 +131,15 @@ def _sections(tasks: list[Any], user: User, now: datetime) -> dict[str, list[Any
         day = t.due.astimezone(tz).date()
         key = "Overdue" if day < today else "Due today" if day == today else "Upcoming"
         out[key].append(t)
+    out["Upcoming"] = sorted(out["Upcoming"] + coming, key=lambda t: (t.due, t.id))
     return out
+
+
+def _upcoming_end(user: User, now: datetime) -> datetime:
+    """The end of the rep's day UPCOMING_DAYS days from today."""
+    tz = zone(user.timezone)
+    last = now.astimezone(tz).date() + timedelta(days=UPCOMING_DAYS + 1)
+    return datetime.combine(last, time(0), tzinfo=tz)
 
 
 # -- routes ----------------------------------------------------------------------------
@@ -195,12 +211,15 @@ def _routes(app: Flask, now: Callable[[], datetime]) -> None:
                 "queue.html", 400, sections={}, names=names, kind=kind, cadence=cadence,
                 errors=errors, notice="", now=now(),
             )  # fmt: skip
-        tasks = engine_calls.queue(
-            b, g.user, cadence=cadence or None, action=TASK_TYPES[kind] if kind else None
+        action = TASK_TYPES[kind] if kind else None
+        tasks = engine_calls.queue(b, g.user, cadence=cadence or None, action=action)
+        coming = engine_calls.coming(
+            b, g.user, cadence=cadence or None, action=action, until=_upcoming_end(g.user, now())
         )
         return _page(
-            "queue.html", sections=_sections(tasks, g.user, now()), names=names, kind=kind,
-            cadence=cadence, errors={}, notice=_notice(), now=now(), count=len(tasks),
+            "queue.html", sections=_sections(tasks, coming, g.user, now()), names=names,
+            kind=kind, cadence=cadence, errors={}, notice=_notice(), now=now(), count=len(tasks),
+            upcoming_days=UPCOMING_DAYS,
         )  # fmt: skip
 
     def task_response(task_id: int, status: int = 200, **extra: Any) -> Response:

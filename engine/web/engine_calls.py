@@ -25,7 +25,14 @@ from engine.store.sqlite import SqliteStore
 from engine.store.sqlite_reads import EnrolmentRow, EventRow, SqliteReads
 from engine.store.sqlite_users import SqliteUsers
 from engine.store.users import Session, User
-from engine.tasks import TaskView, complete_task, list_tasks, queue_task_email, show_task
+from engine.tasks import (
+    TaskView,
+    complete_task,
+    list_tasks,
+    queue_task_email,
+    show_task,
+    view,
+)
 from engine.unsubscribe import Unsubscribed, unsubscribe_by_token
 from engine.users import session_of, sign_in, sign_out
 
@@ -114,6 +121,20 @@ def queue(b: Backend, user: User, *, cadence: str | None, action: str | None) ->
     return list_tasks(
         b.store, TaskFilter(cadence=cadence, action=action, sender=_sender_filter(user))
     )
+
+
+TASK_ACTIONS = (Action.EMAIL_TASK, Action.CALL_TASK, Action.INMAIL_TASK, Action.CUSTOM_TASK)
+
+
+def coming(
+    b: Backend, user: User, *, cadence: str | None, action: str | None, until: datetime
+) -> list[TaskView]:
+    """Tasks the runner has not opened yet, due by `until` (the queue's "upcoming"); a
+    task behind an open one shows its planned time, which completing that one may shift."""
+    actions = (action,) if action else tuple(str(a) for a in TASK_ACTIONS)
+    rows = b.reads.coming_tasks(int(until.timestamp()), actions, _sender_filter(user))
+    versions = Versions(b.store)
+    return [view(versions, r) for r in rows if cadence is None or r.cadence_name == cadence]
 
 
 def cadence_names(b: Backend, user: User) -> list[str]:
