@@ -471,3 +471,22 @@ def test_inmail_page_links_only_an_https_linkedin_url(app: Flask, world: World) 
     assert "Connect" in ava
     mallory = client.get(f"/tasks/{world.task_id(MALLORY, 'li')}").text
     assert "javascript:alert(1)" in mallory and 'href="javascript:' not in mallory
+
+
+def test_a_contact_in_two_reps_cadences_shows_each_rep_only_their_own(
+    app: Flask, world: World
+) -> None:
+    shared = world.root / "shared.csv"
+    shared.write_text(f"email,first_name,company\n{AVA},Ava,Northwind\n", encoding="utf-8")
+    launch = ["launch", str(world.root / "eli.yaml"), "--contacts", str(shared),
+              "--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z"]  # fmt: skip
+    if "--allow-overlap" in world.cli("launch", "--help"):  # where launches are exclusive (§11)
+        launch.append("--allow-overlap")
+    assert "enrolled 1" in world.cli(*launch)
+    world.cli("run", "--once", "--now", "2026-03-02T15:00Z")
+    dana = sign_in(app, world, DANA)
+    page = dana.get(f"/contacts/{AVA}").text
+    assert "Dana outbound" in page and "Eli outbound" not in page
+    assert "Eli outbound" not in dana.get("/feed").text
+    eli = sign_in(app, world, ELI).get(f"/contacts/{AVA}").text
+    assert "Eli outbound" in eli and "Dana outbound" not in eli

@@ -105,11 +105,13 @@ class SqliteReads:
         query = _EVENT_SELECT + f" WHERE ev.kind IN ({marks})"
         args: tuple[Any, ...] = kinds
         if sender is not None:
+            # About a contact of theirs, and not about an enrolment in someone else's cadence.
             query += (
                 " AND ev.email IN (SELECT email FROM enrolments "
-                f"WHERE cadence_hash IN ({_OF_SENDER}))"
+                f"WHERE cadence_hash IN ({_OF_SENDER})) "
+                f"AND (e.cadence_hash IS NULL OR e.cadence_hash IN ({_OF_SENDER}))"
             )
-            args += (sender.lower(),)
+            args += (sender.lower(), sender.lower())
         query += " ORDER BY ev.at_utc DESC, ev.id DESC LIMIT ?"
         return [EventRow(*r) for r in self._all(query, (*args, limit))]
 

@@ -247,7 +247,12 @@ def contact_page(b: Backend, user: User, email: str) -> ContactPage:
         if steps:
             contact = contact_of(steps[0])
         views.append(EnrolmentView(e, steps, _thread(versions, steps)))
-    return ContactPage(email.lower(), contact, views, b.reads.contact_events(email))
+    # Signals (no enrolment) are the contact's; other events only of the user's enrolments.
+    mine = {e.cadence_name for e in enrolments}
+    events = [
+        ev for ev in b.reads.contact_events(email) if not ev.cadence_name or ev.cadence_name in mine
+    ]
+    return ContactPage(email.lower(), contact, views, events)
 
 
 def feed(b: Backend, user: User, limit: int = 100) -> list[EventRow]:
