@@ -28,13 +28,10 @@ def open_users(url: str | None = None) -> UserStore:
     from engine.store.sqlite_users import SqliteUsers
 
     store = open_store(url)
-    try:
-        if not isinstance(store, SqliteStore):  # pragma: no cover - one store kind today
-            raise UsageError("users live in a SQLite state store")
-        path = store.path
-    finally:
+    if not isinstance(store, SqliteStore):  # pragma: no cover - one store kind today
         store.close()
-    return SqliteUsers(path)
+        raise UsageError("users live in a SQLite state store")
+    return SqliteUsers(store)
 
 
 def base_url(value: str | None = None) -> str:

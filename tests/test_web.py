@@ -13,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
+from werkzeug.test import TestResponse
 
 from engine.users import open_users, sign_in_link
 from engine.web.app import _safe_next, close_app, create_app
@@ -297,18 +298,15 @@ def test_email_task_compose_view_and_links(app: Flask, world: World) -> None:
     assert "mailto:ava@northwind.example?subject=Personal%20note" in page
 
 
+def _send(client: FlaskClient, task: int, *, action: str = "send", **fields: str) -> TestResponse:
+    form = {"csrf": page_csrf(client), "action": action, **fields}
+    return client.post(f"/tasks/{task}/send", data=form)
+
+
 def test_send_now_records_the_email_for_the_runner(app: Flask, world: World) -> None:
     client = sign_in(app, world, DANA)
     task = _email_task(world, client)
-    answer = client.post(
-        f"/tasks/{task}/send",
-        data={
-            "csrf": page_csrf(client),
-            "subject": "A note for Ava",
-            "body": "Hi Ava, edited on the page.\r\n",
-            "action": "send",
-        },
-    )
+    answer = _send(client, task, subject="A note for Ava", body="Hi Ava, edited on the page.\r\n")
     assert answer.status_code == 303
     assert "the runner sends it" in client.get(answer.headers["Location"]).text
     assert world.step(AVA, "manual")[0] == "planned"
@@ -327,15 +325,8 @@ def test_send_now_records_the_email_for_the_runner(app: Flask, world: World) -> 
 def test_schedule_sets_the_due_time_in_the_reps_zone(app: Flask, world: World) -> None:
     client = sign_in(app, world, DANA)
     task = _email_task(world, client)
-    answer = client.post(
-        f"/tasks/{task}/send",
-        data={
-            "csrf": page_csrf(client),
-            "subject": "Later",
-            "body": "Hi",
-            "action": "schedule",
-            "at": "2026-03-05T10:30",
-        },
+    answer = _send(
+        client, task, subject="Later", body="Hi", action="schedule", at="2026-03-05T10:30"
     )
     assert answer.status_code == 303
     state, due = world.step(AVA, "manual")

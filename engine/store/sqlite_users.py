@@ -1,21 +1,17 @@
 """`UserStore` on the SQLite state file: the SQL of users, sign-in links and sessions.
 
-Its own connection to the same file as `SqliteStore` (whose migrations create the
-tables), with the same settings: WAL, so sign-ins never wait on a runner's reads, and
-`BEGIN IMMEDIATE` for the few writes.
+It runs on a `SqliteStore`'s connection and write transactions (WAL, `BEGIN IMMEDIATE`),
+so it shares that store's settings and error translation.
 """
 
 from __future__ import annotations
 
-import functools
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from contextlib import AbstractContextManager
 from typing import Any
 
 from engine.errors import UsageError
-from engine.store.sqlite import BUSY_TIMEOUT_MS, SqliteStore, store_error
+from engine.store.sqlite import SqliteStore, _translated  # one translation of SQLite errors
 from engine.store.users import Session, User
 
 _USER = "SELECT id, email, name, admin, timezone FROM users"
@@ -25,35 +21,20 @@ def _user(r: tuple[Any, ...]) -> User:
     return User(id=r[0], email=r[1], name=r[2], admin=bool(r[3]), timezone=r[4])
 
 
-def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def wrapper(self: SqliteUsers, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.Error as exc:
-            raise store_error(self.path, exc) from None
-
-    return wrapper
-
-
 class SqliteUsers:
-    """`UserStore` on one SQLite file. One connection; one thread at a time."""
+    """`UserStore` on the connection of a `SqliteStore` (whose migrations made the tables).
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        SqliteStore(path).close()  # create or migrate the schema, with its checks
-        try:
-            self._db = sqlite3.connect(
-                path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
-            )
-            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._db.execute("PRAGMA synchronous = FULL")
-            self._db.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.Error as exc:
-            raise store_error(path, exc) from None
+    Closing it closes that store: `open_users` hands it a store of its own; the web
+    process shares one per thread with the rest of the page's reads.
+    """
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self.path = store.path
+        self._db = store._db
 
     def close(self) -> None:
-        self._db.close()
+        self._store.close()
 
     def __enter__(self) -> SqliteUsers:
         return self
@@ -61,16 +42,8 @@ class SqliteUsers:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._store._write()
 
     @_translated
     def add_user(self, email: str, name: str, admin: bool, timezone: str, now: int) -> User:

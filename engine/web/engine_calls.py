@@ -57,11 +57,10 @@ class Backend:
         from pathlib import Path
 
         self.store = SqliteStore(Path(path))
-        self.users = SqliteUsers(Path(path))
+        self.users = SqliteUsers(self.store)  # the same connection
         self.reads = SqliteReads(self.store)
 
     def close(self) -> None:
-        self.users.close()
         self.store.close()
 
 
