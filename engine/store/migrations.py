@@ -121,7 +121,7 @@ CREATE TABLE sender_days (
 """,
     ),
     (
-        # Command Center sign-in (SPEC §9): who may sign in, one-time links, sessions.
+        # Command Center (SPEC §9): who may sign in, one-time links, sessions; upcoming tasks.
         2,
         """
 CREATE TABLE users (
@@ -149,6 +149,11 @@ CREATE TABLE sessions (
     expires_utc INTEGER NOT NULL
 );
 CREATE INDEX sessions_user ON sessions(user_id);
+
+-- The queue's "upcoming": planned task steps by time. Partial, so the runner's email rows
+-- never enter it (no cost to sending) and the query never scans due emails.
+CREATE INDEX step_runs_planned_tasks ON step_runs(due_utc)
+    WHERE state = 'planned' AND action != 'send email';
 """,
     ),
 )
