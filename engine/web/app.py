@@ -181,7 +181,8 @@ def _routes(app: Flask, now: Callable[[], datetime]) -> None:
             refused.status_code = 403
             return refused
         session_id, _ = started
-        response: BaseResponse = redirect(_safe_next(request.args.get("next", "")), code=303)
+        target = request.script_root + _safe_next(request.args.get("next", ""))
+        response: BaseResponse = redirect(target, code=303)
         auth.set_cookie(app, response, auth.SESSION_COOKIE, session_id, SESSION_SECONDS)
         response.delete_cookie(auth.SIGNIN_COOKIE, path="/")
         return response

@@ -11,6 +11,7 @@ import signal
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from engine.errors import UsageError
 from engine.web.app import close_app, create_app
@@ -37,9 +38,13 @@ def serve(
     try:
         sockets: dict[int, Any] = {}
         try:
+            # Behind a proxy at https://host/PREFIX, links and redirects keep the prefix
+            # whether or not the proxy strips it from the paths it passes on.
+            prefix = urlsplit(app.config["CADENCE_BASE_URL"]).path.rstrip("/")
             server = create_server(
-                app, map=sockets, host=host, port=port, threads=threads, ident="cadence"
-            )
+                app, map=sockets, host=host, port=port, threads=threads, ident="cadence",
+                url_prefix=prefix,
+            )  # fmt: skip
         except OSError as exc:
             for channel in list(sockets.values()):  # waitress's wake-up pipe, made first
                 channel.close()

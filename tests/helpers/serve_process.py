@@ -35,10 +35,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(env: dict[str, str], *args: str) -> Iterator[str]:
-    """`cadence serve` on a free loopback port; yields its base URL once it listens."""
+def serving(env: dict[str, str], *args: str, prefix: str = "") -> Iterator[str]:
+    """`cadence serve` on a free loopback port; yields its base URL once it listens
+    (CADENCE_BASE_URL is that address, plus `prefix` as a proxy's path would be)."""
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    address = f"http://127.0.0.1:{port}"
+    base = address + prefix
     child = subprocess.Popen(
         [sys.executable, str(ROOT / "cli.py"), "serve", "--port", str(port), *args],
         env={**os.environ, **env, "CADENCE_BASE_URL": base},
@@ -50,7 +52,7 @@ def serving(env: dict[str, str], *args: str) -> Iterator[str]:
     try:
         assert child.stdout is not None
         first = child.stdout.readline()
-        assert first.startswith(f"Command Center on {base}"), first + child.stdout.read()
+        assert first.startswith(f"Command Center on {address}"), first + child.stdout.read()
         yield base
     finally:
         child.send_signal(signal.SIGTERM)
