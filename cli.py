@@ -732,6 +732,11 @@ def serve_command(host: str, port: int, db: str, now_text: str | None) -> int:
 
     def ready(address: str, base: str) -> None:
         click.echo(f"Command Center on {address} (links use {base})")
+        if not os.environ.get("CADENCE_BASE_URL") and address != base:
+            click.echo(
+                f"  hint: links point at {base}; set CADENCE_BASE_URL={address} (here and for "
+                "`cadence users link`) or the address your proxy serves"
+            )
         click.echo("sign-in links: `cadence users link EMAIL`; stop with Ctrl-C")
         sys.stdout.flush()
 

@@ -159,14 +159,13 @@ def _routes(app: Flask, now: Callable[[], datetime]) -> None:
 
     @app.get("/signin/<token>")
     def signin_link(token: str) -> Response:
-        cookie: dict[str, str] = {}
-        form_token = auth.signin_form_token(cookie)
+        form_token = auth.signin_form_token()
         # The link is spent by the button, not by opening it: mail scanners that fetch
         # every link in a message must not burn a rep's sign-in.
         response = make_response(
             render_template("signin.html", user=None, csrf=form_token, token=token)
         )
-        auth.set_cookie(app, response, auth.SIGNIN_COOKIE, cookie[auth.SIGNIN_COOKIE], 900)
+        auth.set_cookie(app, response, auth.SIGNIN_COOKIE, form_token, 900)
         return response
 
     @app.post("/signin/<token>")
@@ -247,8 +246,8 @@ def _routes(app: Flask, now: Callable[[], datetime]) -> None:
         try:
             engine_calls.finish_task(auth.backend(), g.user, task_id, state, now())
         except NotFound:
-            raise
-        except CadenceError as exc:
+            raise  # the 404 page
+        except CadenceError as exc:  # e.g. done already, in another tab: say so on the task
             return task_response(task_id, 409, problem=exc.message)
         return redirect(flask_url_for("queue", notice=state, task=task_id), code=303)
 
@@ -288,8 +287,8 @@ def _routes(app: Flask, now: Callable[[], datetime]) -> None:
                 auth.backend(), g.user, task_id, subject=subject.strip(), body=body, at=when
             )
         except NotFound:
-            raise
-        except CadenceError as exc:
+            raise  # the 404 page
+        except CadenceError as exc:  # not open any more: say so, keep the rep's text
             return task_response(task_id, 409, problem=exc.message, subject=subject, body=body)
         notice = "scheduled" if action == "schedule" else "queued"
         return redirect(flask_url_for("queue", notice=notice, task=task_id), code=303)

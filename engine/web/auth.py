@@ -61,11 +61,9 @@ def require_session() -> BaseResponse | None:
     return None
 
 
-def signin_form_token(response_cookie: dict[str, str]) -> str:
-    """The sign-in form's token: the cookie's when there is one, else a new one to set."""
-    token = request.cookies.get(SIGNIN_COOKIE) or secrets.token_urlsafe(24)
-    response_cookie[SIGNIN_COOKIE] = token
-    return token
+def signin_form_token() -> str:
+    """The sign-in form's token: the browser's cookie when it has one, else a new one."""
+    return request.cookies.get(SIGNIN_COOKIE) or secrets.token_urlsafe(24)
 
 
 def signin_form_ok() -> bool:
