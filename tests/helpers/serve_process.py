@@ -54,11 +54,11 @@ def serving(env: dict[str, str], *args: str, prefix: str = "") -> Iterator[str]:
         first = child.stdout.readline()
         assert first.startswith(f"Command Center on {address}"), first + child.stdout.read()
         yield base
-    finally:
         child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
+        rest = child.communicate(timeout=30)[0]
+        assert child.returncode == 0, f"cadence serve ended {child.returncode} on SIGTERM: {rest}"
+    finally:
+        if child.poll() is None:
             child.kill()
             child.wait()
         if child.stdout is not None:
