@@ -12,7 +12,7 @@ from datetime import datetime
 
 from engine.errors import NotFound
 from engine.signals import record
-from engine.store import SignalKind, Store
+from engine.store import Repository, SignalKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,15 +23,15 @@ class Unsubscribed:
     source: str
 
 
-def unsubscribe_by_token(store: Store, token: str, *, source: str, now: datetime) -> Unsubscribed:
-    """Unsubscribe the contact whose enrolment carries `token`; NotFound (nothing
-    changed) for a token no enrolment has."""
-    from engine.store.sqlite import SqliteStore
-    from engine.store.sqlite_reads import SqliteReads
-
-    assert isinstance(store, SqliteStore)
-    found = SqliteReads(store).enrolment_by_token(token) if token else None
+def unsubscribe_by_token(
+    store: Repository, token: str, *, source: str, now: datetime
+) -> Unsubscribed:
+    """Unsubscribe the contact whose enrolment carries `token`, the signal logged with
+    `source`; NotFound (nothing changed) for a token no enrolment has."""
+    found = store.enrolment_by_token(token) if token else None
     if found is None:
         raise NotFound("unknown unsubscribe token", hint="copy it from the message's link")
-    result = record(store, SignalKind.UNSUBSCRIBE, found.email, cadence=None, now=now)
+    result = record(
+        store, SignalKind.UNSUBSCRIBE, found.email, cadence=None, now=now, source=source
+    )
     return Unsubscribed(email=found.email, new=result.new, ended=result.ended, source=source)

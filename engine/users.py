@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.errors import NotFound, UsageError
-from engine.store import open_store
+from engine.store import Store, open_store
 from engine.store.users import Session, User, UserStore
 
 SIGN_IN_SECONDS = 15 * 60
@@ -24,12 +24,20 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 
 def open_users(url: str | None = None) -> UserStore:
     """The users of the state store named by `url` (default `CADENCE_DB`)."""
+    store = open_store(url)
+    try:
+        return users_on(store)
+    except BaseException:
+        store.close()
+        raise
+
+
+def users_on(store: Store) -> UserStore:
+    """The users kept in `store`, on its connection (closing them closes the store)."""
     from engine.store.sqlite import SqliteStore
     from engine.store.sqlite_users import SqliteUsers
 
-    store = open_store(url)
     if not isinstance(store, SqliteStore):  # pragma: no cover - one store kind today
-        store.close()
         raise UsageError("users live in a SQLite state store")
     return SqliteUsers(store)
 

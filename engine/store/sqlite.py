@@ -116,6 +116,18 @@ _ENROLMENT = (
     "SELECT id, uid, cadence_name, cadence_hash, email, contact, unsubscribe_token, state, "
     "success, launched_utc, ended_utc, paused_utc, paused_until FROM enrolments"
 )
+# Cadence versions whose sender is the given address (a rep's own cadences).
+_OF_SENDER = (
+    "SELECT hash FROM cadence_versions WHERE lower(json_extract(data, '$.sender.email')) = ?"
+)
+_TASK_ACTIONS = "(" + ",".join(f"'{a}'" for a in Action if a is not Action.SEND_EMAIL) + ")"
+# Named: without statistics SQLite prefers step_runs_due and walks every due email.
+_UPCOMING = _ROW_SELECT.replace(
+    "FROM step_runs sr", "FROM step_runs sr INDEXED BY step_runs_planned_tasks"
+) + (
+    " WHERE sr.state = 'planned' AND sr.action != 'send email' AND sr.by_hand = 0"
+    f" AND sr.action IN {_TASK_ACTIONS} AND e.state = 'active' AND sr.due_utc <= ?"
+)
 _END_STATES = frozenset(EnrolmentState) - {EnrolmentState.ACTIVE, EnrolmentState.PAUSED}
 
 
@@ -929,6 +941,10 @@ class SqliteStore:
         found = self._db.execute(_ENROLMENT + " WHERE id = ?", (enrolment_id,)).fetchone()
         return _enrolment(found) if found is not None else None
 
+    def enrolment_by_token(self, token: str) -> EnrolmentRecord | None:
+        found = self._db.execute(_ENROLMENT + " WHERE unsubscribe_token = ?", (token,)).fetchone()
+        return _enrolment(found) if found is not None else None
+
     def end_enrolments(self, endings: Sequence[Ending], now: int) -> int:
         marks = [e for e in endings if e.state == e.expected]
         ends = [e for e in endings if e.state != e.expected]
@@ -1035,12 +1051,31 @@ class SqliteStore:
             query += " AND sr.due_utc <= ?"
             args.append(where.due_before)
         if where.sender is not None:
-            query += (
-                " AND e.cadence_hash IN (SELECT hash FROM cadence_versions "
-                "WHERE lower(json_extract(data, '$.sender.email')) = ?)"
-            )
+            query += f" AND e.cadence_hash IN ({_OF_SENDER})"
             args.append(where.sender.lower())
         return self._rows(query + " ORDER BY sr.due_utc, sr.id", args)
+
+    def upcoming_tasks(
+        self,
+        until_utc: int,
+        *,
+        cadence: str | None = None,
+        action: Action | None = None,
+        sender: str | None = None,
+    ) -> list[StepRow]:
+        query = _UPCOMING
+        args: list[Any] = [until_utc]
+        if cadence is not None:
+            query += " AND e.cadence_name = ?"
+            args.append(cadence)
+        if action is not None:
+            query += " AND sr.action = ?"
+            args.append(str(action))
+        if sender is not None:
+            query += f" AND e.cadence_hash IN ({_OF_SENDER})"
+            args.append(sender.lower())
+        query += " ORDER BY sr.due_utc, sr.id"
+        return [_row(r) for r in self._db.execute(query, args).fetchall()]
 
     def _move(self, db: sqlite3.Connection, moves: Sequence[Move], now: int) -> None:
         for m in moves:
@@ -1180,6 +1215,29 @@ class SqliteStore:
         if limit is not None:
             query += " LIMIT ?"
             args.append(limit)
+        return [EventRecord(*r) for r in self._db.execute(query, args).fetchall()]
+
+    def latest_events(
+        self, kinds: Sequence[str], limit: int, *, sender: str | None = None
+    ) -> list[EventRecord]:
+        query = (
+            "SELECT ev.at_utc, ev.kind, coalesce(ev.email, ''), coalesce(ev.detail, ''), "
+            "ev.enrolment_id, ev.step_run_id, coalesce(ev.source, ''), ev.id FROM events ev "
+            "LEFT JOIN step_runs sr ON sr.id = ev.step_run_id "
+            "LEFT JOIN enrolments e ON e.id = coalesce(ev.enrolment_id, sr.enrolment_id) "
+            f"WHERE ev.kind IN ({','.join('?' * len(kinds))})"
+        )
+        args: list[Any] = list(kinds)
+        if sender is not None:
+            # About a contact of theirs, and not about an enrolment in someone else's cadence.
+            query += (
+                " AND ev.email IN (SELECT email FROM enrolments "
+                f"WHERE cadence_hash IN ({_OF_SENDER})) "
+                f"AND (e.cadence_hash IS NULL OR e.cadence_hash IN ({_OF_SENDER}))"
+            )
+            args += [sender.lower(), sender.lower()]
+        query += " ORDER BY ev.at_utc DESC, ev.id DESC LIMIT ?"
+        args.append(limit)
         return [EventRecord(*r) for r in self._db.execute(query, args).fetchall()]
 
     # -- inbound mail ---------------------------------------------------------------------

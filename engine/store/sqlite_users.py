@@ -1,18 +1,40 @@
 """`UserStore` on the SQLite state file: the SQL of users, sign-in links and sessions.
 
 It runs on a `SqliteStore`'s connection and write transactions (WAL, `BEGIN IMMEDIATE`),
-so it shares that store's settings and error translation.
+so it shares that store's settings, its checks that the files are still writable and its
+translation of SQLite errors (`store_error`). The store has no public connection or
+transaction helper, so this one module reaches three of its private names: `_db` (the
+connection), `_write` (a `BEGIN IMMEDIATE` transaction) and `_check_writable`.
 """
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.errors import UsageError
-from engine.store.sqlite import SqliteStore, _translated  # one translation of SQLite errors
+from engine.store.sqlite import SqliteStore, store_error
 from engine.store.users import Session, User
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _translated(method: _F) -> _F:
+    """SQLite errors as the store reports them (one translation: `store_error`)."""
+
+    @functools.wraps(method)
+    def wrapper(self: SqliteUsers, *args: Any, **kwargs: Any) -> Any:
+        self._store._check_writable()
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc) from None
+
+    return wrapper  # type: ignore[return-value]
+
 
 _USER = "SELECT id, email, name, admin, timezone FROM users"
 

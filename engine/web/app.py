@@ -148,7 +148,7 @@ def _upcoming_end(user: User, now: datetime) -> datetime:
 def _routes(app: Flask, now: Callable[[], datetime]) -> None:
     @app.get("/healthz")
     def healthz() -> Response:
-        auth.backend().store.schema_version()
+        engine_calls.healthy(auth.backend())
         return Response("ok\n", mimetype="text/plain")
 
     # -- sign-in ---------------------------------------------------------------------

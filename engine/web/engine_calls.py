@@ -18,13 +18,18 @@ from engine.delivery import unsubscribe_url
 from engine.errors import CadenceError, NotFound
 from engine.messages import render_email
 from engine.plan import Action
-from engine.runner import Versions, contact_of
+from engine.run.pinned import Versions, contact_of
 from engine.status import StatusReport, status
-from engine.store import StepRow, TaskFilter, VersionStatus
-from engine.store.sqlite import SqliteStore
-from engine.store.sqlite_reads import EnrolmentRow, EventRow, SqliteReads
-from engine.store.sqlite_users import SqliteUsers
-from engine.store.users import Session, User
+from engine.store import (
+    EnrolmentRecord,
+    EventRecord,
+    StepRow,
+    Store,
+    TaskFilter,
+    VersionStatus,
+    open_store,
+)
+from engine.store.users import Session, User, UserStore
 from engine.tasks import (
     TaskView,
     complete_task,
@@ -33,8 +38,8 @@ from engine.tasks import (
     show_task,
     view,
 )
-from engine.unsubscribe import Unsubscribed, unsubscribe_by_token
-from engine.users import session_of, sign_in, sign_out
+from engine.unsubscribe import unsubscribe_by_token
+from engine.users import session_of, sign_in, sign_out, users_on
 
 # What the live feed shows (SPEC §9): sends, signals, pauses and worked tasks.
 FEED_KINDS = (
@@ -54,11 +59,8 @@ class Backend:
     between threads; waitress serves each request on one of its threads)."""
 
     def __init__(self, path: str) -> None:
-        from pathlib import Path
-
-        self.store = SqliteStore(Path(path))
-        self.users = SqliteUsers(self.store)  # the same connection
-        self.reads = SqliteReads(self.store)
+        self.store: Store = open_store(path)
+        self.users: UserStore = users_on(self.store)  # the same connection
 
     def close(self) -> None:
         self.store.close()
@@ -116,24 +118,30 @@ def end_session(b: Backend, session_id: str) -> None:
 # -- the task queue and task pages -----------------------------------------------------
 
 
-def queue(b: Backend, user: User, *, cadence: str | None, action: str | None) -> list[TaskView]:
+def healthy(b: Backend) -> None:
+    """One read of the store (a CadenceError when it cannot be read)."""
+    b.store.events(limit=1, newest_first=True)
+
+
+def queue(b: Backend, user: User, *, cadence: str | None, action: Action | None) -> list[TaskView]:
     return list_tasks(
         b.store, TaskFilter(cadence=cadence, action=action, sender=_sender_filter(user))
     )
 
 
-TASK_ACTIONS = (Action.EMAIL_TASK, Action.CALL_TASK, Action.INMAIL_TASK, Action.CUSTOM_TASK)
-
-
 def coming(
-    b: Backend, user: User, *, cadence: str | None, action: str | None, until: datetime
+    b: Backend, user: User, *, cadence: str | None, action: Action | None, until: datetime
 ) -> list[TaskView]:
     """Tasks the runner has not opened yet, due by `until` (the queue's "upcoming"); a
     task behind an open one shows its planned time, which completing that one may shift."""
-    actions = (action,) if action else tuple(str(a) for a in TASK_ACTIONS)
-    rows = b.reads.coming_tasks(int(until.timestamp()), actions, _sender_filter(user))
+    rows = b.store.upcoming_tasks(
+        int(until.timestamp()),
+        cadence=cadence,
+        action=action,
+        sender=_sender_filter(user),
+    )
     versions = Versions(b.store)
-    return [view(versions, r) for r in rows if cadence is None or r.cadence_name == cadence]
+    return [view(versions, r) for r in rows]
 
 
 def cadence_names(b: Backend, user: User) -> list[str]:
@@ -193,8 +201,20 @@ class ThreadEmail:
 
 
 @dataclass(frozen=True, slots=True)
+class EventView:
+    """An event as the pages show it: with the cadence and step it is about, if any."""
+
+    at_utc: int
+    kind: str
+    email: str
+    detail: str
+    cadence_name: str = ""
+    step_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class EnrolmentView:
-    enrolment: EnrolmentRow
+    enrolment: EnrolmentRecord
     steps: list[StepRow]
     thread: list[ThreadEmail]
 
@@ -204,7 +224,7 @@ class ContactPage:
     email: str
     contact: Contact | None
     enrolments: list[EnrolmentView]
-    events: list[EventRow]
+    events: list[EventView]
 
 
 def _thread(versions: Versions, rows: list[StepRow]) -> list[ThreadEmail]:
@@ -232,30 +252,65 @@ def _thread(versions: Versions, rows: list[StepRow]) -> list[ThreadEmail]:
     return out
 
 
+def _event_views(b: Backend, events: list[EventRecord]) -> list[EventView]:
+    """Name each event's cadence and step (one read for all the enrolments they are about)."""
+    by_step: dict[int, StepRow] = {}
+    cadence_of: dict[int, str] = {}
+    enrolment_ids = {e.enrolment_id for e in events if e.enrolment_id is not None}
+    for enrolment_id, steps in b.store.step_runs_of(enrolment_ids).items():
+        by_step.update((s.id, s) for s in steps)
+        cadence_of[enrolment_id] = steps[0].cadence_name
+    out: list[EventView] = []
+    for e in events:
+        step = by_step.get(e.step_run_id) if e.step_run_id is not None else None
+        if step is None and e.step_run_id is not None:
+            step = b.store.step_run(e.step_run_id)  # an event naming only its step run
+        name = step.cadence_name if step is not None else ""
+        if not name and e.enrolment_id is not None:
+            name = cadence_of.get(e.enrolment_id, "")
+        step_id = step.step_id if step is not None else ""
+        out.append(EventView(e.at_utc, e.kind, e.email, e.detail, name, step_id))
+    return out
+
+
 def contact_page(b: Backend, user: User, email: str) -> ContactPage:
     """A contact's enrolments in the user's cadences, each step, the thread, the events;
     NotFound when the user has none with this contact."""
-    enrolments = b.reads.enrolments_of(email, _sender_filter(user))
+    versions = Versions(b.store)
+    every = b.store.enrolments(email=email)
+    enrolments = [e for e in every if _may_see(versions, user, e.cadence_hash)]
     if not enrolments:
         raise NotFound(f"no contact {email}")
-    versions = Versions(b.store)
+    steps_of = b.store.step_runs_of(e.id for e in enrolments)
     views: list[EnrolmentView] = []
     contact = None
     for e in enrolments:
-        steps = b.store.step_runs(e.id)
+        steps = steps_of.get(e.id, [])
         if steps:
             contact = contact_of(steps[0])
         views.append(EnrolmentView(e, steps, _thread(versions, steps)))
     # Signals (no enrolment) are the contact's; other events only of the user's enrolments.
-    mine = {e.cadence_name for e in enrolments}
+    mine = {e.id for e in enrolments}
+    step_enrolment = {s.id: e for e, steps in steps_of.items() for s in steps}
     events = [
-        ev for ev in b.reads.contact_events(email) if not ev.cadence_name or ev.cadence_name in mine
+        ev
+        for ev in b.store.events(email=email)
+        if _about(ev, step_enrolment) is None or _about(ev, step_enrolment) in mine
     ]
-    return ContactPage(email.lower(), contact, views, events)
+    return ContactPage(email.lower(), contact, views, _event_views(b, events))
 
 
-def feed(b: Backend, user: User, limit: int = 100) -> list[EventRow]:
-    return b.reads.latest_events(limit, FEED_KINDS, _sender_filter(user))
+def _about(event: EventRecord, step_enrolment: dict[int, int]) -> int | None:
+    """The enrolment an event is about, when it names one (itself or through its step)."""
+    if event.enrolment_id is not None:
+        return event.enrolment_id
+    if event.step_run_id is not None:
+        return step_enrolment.get(event.step_run_id, -1)  # a step of someone else's
+    return None
+
+
+def feed(b: Backend, user: User, limit: int = 100) -> list[EventView]:
+    return _event_views(b, b.store.latest_events(FEED_KINDS, limit, sender=_sender_filter(user)))
 
 
 def overview(b: Backend, user: User, now: datetime) -> tuple[list[VersionStatus], StatusReport]:
@@ -269,8 +324,9 @@ def overview(b: Backend, user: User, now: datetime) -> tuple[list[VersionStatus]
 
 
 def unsubscribe_token_known(b: Backend, token: str) -> bool:
-    return b.reads.enrolment_by_token(token) is not None
+    return b.store.enrolment_by_token(token) is not None
 
 
-def unsubscribe(b: Backend, token: str, now: datetime) -> Unsubscribed:
-    return unsubscribe_by_token(b.store, token, source="web", now=now)
+def unsubscribe(b: Backend, token: str, now: datetime) -> str:
+    """Unsubscribe the contact of `token` (NotFound for an unknown one): its address."""
+    return unsubscribe_by_token(b.store, token, source="web", now=now).email
