@@ -401,8 +401,11 @@ def test_one_click_post_unsubscribes_without_cookie_or_csrf(app: Flask, world: W
     assert answer.status_code == 200 and "You are unsubscribed" in answer.text
     assert world.query("SELECT state FROM enrolments WHERE email = ?", AVA) == [("unsubscribed",)]
     assert world.query("SELECT reason FROM suppressions WHERE email = ?", AVA) == [("unsubscribe",)]
+    signal = "SELECT source FROM events WHERE kind = 'unsubscribe' AND email = ?"
+    assert world.query(signal, AVA) == [("web",)]
     again = client.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"})
     assert again.status_code == 200
+    assert world.query(signal, AVA) == [("web",)]  # recorded once
 
 
 def test_unknown_unsubscribe_token_is_404_and_changes_nothing(app: Flask, world: World) -> None:
