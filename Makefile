@@ -45,6 +45,11 @@ demo: $(STAMP)
 	@for d in 04 05 06; do for h in 00 04 08 09 14 15 17 19 22; do $(CADENCE) run --once --now 2026-03-$$d'T'$$h:05Z; done; done | grep -v "nothing due"
 	@echo; echo "== 8. status"
 	$(CADENCE) status --now 2026-03-06T23:59Z
+	@echo; echo "== 9. the Command Center: the reps' web page for these tasks (README: The Command Center)"
+	$(CADENCE) users add dana@acme.example --name "Dana Reyes" --timezone Europe/Amsterdam
+	@echo "   start it:  CADENCE_DB=$(DEMO)/cadence.db CADENCE_TRANSPORT=outbox:$(DEMO)/outbox $(CADENCE) serve --now 2026-03-06T12:00Z"
+	@echo "   sign in (one-time link, valid 15 minutes; \`CADENCE_DB=$(DEMO)/cadence.db $(CADENCE) users link dana@acme.example\` makes another):"
+	@echo "   $$($(CADENCE) users link dana@acme.example)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine schemas cli.py tests $(wildcard bench/*)
@@ -72,6 +77,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/validate
 	$(BIN)/python bench/plan
 	$(BIN)/python bench/run
+	$(BIN)/python bench/serve
 
 clean:
 	rm -rf $(VENV) tests/js/node_modules build *.egg-info .pytest_cache .mypy_cache .ruff_cache outbox cadence.db* demo-state

@@ -919,6 +919,147 @@ def resolve_command(
     return 0
 
 
+# --- the Command Center: serve, users ---
+# engine.web (Flask on waitress) and engine.users; see README "The Command Center".
+
+
+@cadence.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0: any free."
+)
+@db_option
+@now_option
+def serve_command(host: str, port: int, db: str, now_text: str | None) -> int:
+    """Serve the Command Center and the one-click unsubscribe endpoint (/u/TOKEN).
+
+    Links use CADENCE_BASE_URL (default http://127.0.0.1:8080); with an https base URL the
+    session cookie is Secure. Stop with Ctrl-C or SIGTERM.
+    """
+    import sys
+
+    from engine.users import base_url
+    from engine.web.serve import serve
+
+    links = base_url()  # a bad CADENCE_BASE_URL is a usage error before anything listens
+    fixed = _now(now_text) if now_text else None
+
+    def ready(address: str, base: str) -> None:
+        click.echo(f"Command Center on {address} (links use {base})")
+        if not os.environ.get("CADENCE_BASE_URL") and address != base:
+            click.echo(
+                f"  hint: links point at {base}; set CADENCE_BASE_URL={address} (here and for "
+                "`cadence users link`) or the address your proxy serves"
+            )
+        click.echo("sign-in links: `cadence users link EMAIL`; stop with Ctrl-C")
+        sys.stdout.flush()
+
+    serve(
+        db, host=host, port=port, base=links, clock=(lambda: fixed) if fixed else None, ready=ready
+    )
+    return 0
+
+
+@cadence.group("users")
+def users_group() -> None:
+    """Who may sign in to the Command Center."""
+
+
+@users_group.command("add")
+@click.argument("email", metavar="EMAIL")
+@click.option("--name", default="", help="Shown in the Command Center.")
+@click.option("--admin", is_flag=True, help="Sees and works every cadence's tasks.")
+@click.option(
+    "--timezone", default="UTC", show_default=True, help="IANA zone the pages show times in."
+)
+@db_option
+def users_add(email: str, name: str, admin: bool, timezone: str, db: str) -> int:
+    """Add a user: a rep works the tasks of cadences whose sender.email is EMAIL."""
+    from datetime import UTC, datetime
+
+    from engine.users import add_user, open_users
+
+    users = open_users(db)
+    try:
+        user = add_user(
+            users, email, name=name, admin=admin, timezone=timezone, now=datetime.now(UTC)
+        )
+    finally:
+        users.close()
+    role = "admin" if user.admin else "rep"
+    click.echo(
+        f"added {user.email} ({role}, {user.timezone}); sign-in: `cadence users link {user.email}`"
+    )
+    return 0
+
+
+@users_group.command("list")
+@click.option(
+    "-f", "--format", "output_format", type=click.Choice(["table", "json"]), default="table"
+)
+@db_option
+def users_list(output_format: str, db: str) -> int:
+    """Every user who may sign in."""
+    import json
+
+    from engine.users import open_users
+
+    users = open_users(db)
+    try:
+        found = users.users()
+    finally:
+        users.close()
+    if output_format == "json":
+        rows = [
+            {"email": u.email, "name": u.name, "admin": u.admin, "timezone": u.timezone}
+            for u in found
+        ]
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    if not found:
+        click.echo("no users: add one with `cadence users add EMAIL`")
+        return 0
+    click.echo(f"{'EMAIL':<34} {'ROLE':<6} {'TIMEZONE':<22} NAME")
+    for u in found:
+        click.echo(f"{u.email:<34} {'admin' if u.admin else 'rep':<6} {u.timezone:<22} {u.name}")
+    return 0
+
+
+@users_group.command("remove")
+@click.argument("email", metavar="EMAIL")
+@db_option
+def users_remove(email: str, db: str) -> int:
+    """Remove a user; their sessions and sign-in links stop working at once."""
+    from engine.users import open_users, remove_user
+
+    users = open_users(db)
+    try:
+        user = remove_user(users, email)
+    finally:
+        users.close()
+    click.echo(f"removed {user.email}")
+    return 0
+
+
+@users_group.command("link")
+@click.argument("email", metavar="EMAIL")
+@db_option
+def users_link(email: str, db: str) -> int:
+    """Print a one-time sign-in URL for EMAIL, valid for 15 minutes (CADENCE_BASE_URL)."""
+    from datetime import UTC, datetime
+
+    from engine.users import base_url, open_users, sign_in_link
+
+    links = base_url()
+    users = open_users(db)
+    try:
+        url = sign_in_link(users, email, base=links, now=datetime.now(UTC))
+    finally:
+        users.close()
+    click.echo(url)
+    return 0
+
+
 # --- plans: plan, preview, diff ---
 # The compiler is engine.compiler; reporters live in engine/formats/plan_*.py. Keep this
 # tuple equal to engine.formats.plan_formats.FORMATS (a test checks): importing the

@@ -216,3 +216,19 @@ def check_sendable(store: Repository, task_id: int) -> StepRow:
     if row.state is not StepState.OPEN:
         raise _not_open(row)
     return row
+
+
+def queue_task_email(
+    store: Repository, task_id: int, *, subject: str, body: str, at: datetime
+) -> StepRow:
+    """Hand an email task with the rep's text to the runner, due at `at` (R6).
+
+    The Command Center's "send now" passes the present: the request records the send and
+    never waits on SMTP; the runner's next pass delivers it with the usual guarantees.
+    """
+    row = check_sendable(store, task_id)
+    if not store.schedule_task_email(task_id, subject, body, int(at.timestamp())):
+        raise _not_open(store.step_run(task_id) or row)
+    queued = store.step_run(task_id)
+    assert queued is not None
+    return queued

@@ -73,3 +73,51 @@ def test_event_log_is_append_only(store: SqliteStore) -> None:
             db.execute("DELETE FROM events")
     finally:
         db.close()
+
+
+# Another process may take this byte of the -shm exclusively only when no connection has
+# the file open: SQLite's "dead man switch" (UNIX_SHM_DMS, offset 120 + 8 locks). Taking
+# it, SQLite truncates the -shm under every mapping of it: a SIGBUS in a live reader.
+_DMS_TAKEN_BY_ANOTHER_PROCESS = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)
+except OSError:
+    print("held")
+else:
+    print("free")
+"""
+
+
+def test_a_second_store_in_the_process_keeps_the_first_ones_shm_lock(tmp_path: Path) -> None:
+    """The web server opens one store per thread: opening (or closing) one must never
+    drop the POSIX locks another holds on the -shm (closing any descriptor of a file
+    drops all of the process's locks on it)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "state.db"
+
+    def dms() -> str:
+        shm = f"{path}-shm"
+        out = subprocess.run(
+            [sys.executable, "-c", _DMS_TAKEN_BY_ANOTHER_PROCESS, shm],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return out.stdout.strip()
+
+    first = SqliteStore(path)
+    try:
+        first.versions()
+        assert dms() == "held"
+        second = SqliteStore(path)
+        second.versions()
+        assert dms() == "held"
+        first.versions()  # the first connection still reads through its mapping
+        assert dms() == "held"
+        second.close()
+        assert dms() == "held"
+        first.versions()
+    finally:
+        first.close()

@@ -7,6 +7,7 @@ PostgreSQL; another store joins by adding itself to `STORES`, unchanged tests an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -21,6 +22,7 @@ from engine.store import (
     Cursor,
     Ending,
     EnrolmentState,
+    EventRecord,
     Move,
     NewEnrolment,
     NewStep,
@@ -265,6 +267,105 @@ def test_lookups_for_inbound_mail(store: Store) -> None:
     assert store.cursor("imaps://box") == Cursor(7, 42)
     assert store.remember_inbound("k1", "imaps://box", 5)
     assert not store.remember_inbound("k1", "imaps://box", 6)
+
+
+# -- the Command Center's reads ------------------------------------------------------------
+
+
+def _senders(store: Store) -> None:
+    """Versions of two reps: S (rep@, the address cased as a file may case it) and O."""
+    for h, name, sender in (("hs", "S", "Rep@X.example"), ("ho", "O", "other@x.example")):
+        data = json.dumps({"name": name, "sender": {"email": sender}})
+        store.save_version(h, name, "source: yaml", data, 0)
+
+
+def _first_task(email: str, due: int, action: Action) -> NewEnrolment:
+    e = enrolment(email, due, task=True)
+    first, *rest = e.steps
+    return dataclasses.replace(e, steps=(dataclasses.replace(first, action=action), *rest))
+
+
+def test_upcoming_tasks_are_planned_task_steps_of_active_enrolments(store: Store) -> None:
+    _senders(store)
+    store.launch("S", "hs", [enrolment("ava@x.example", 100, task=True)], 1)
+    store.launch("S", "hs", [_first_task("eli@x.example", 120, Action.EMAIL_TASK)], 1)
+    store.launch("O", "ho", [enrolment("bo@x.example", 200, task=True)], 1)
+    store.launch("O", "ho", [enrolment("cy@x.example", 150)], 1)  # emails only
+
+    def upcoming(until: int, **where: object) -> list[str]:
+        return [r.email for r in store.upcoming_tasks(until, **where)]  # type: ignore[arg-type]
+
+    assert upcoming(150) == ["ava@x.example", "eli@x.example"]  # bo is later, cy no task
+    assert upcoming(300) == ["ava@x.example", "eli@x.example", "bo@x.example"]
+    assert upcoming(300, sender="rep@x.example") == ["ava@x.example", "eli@x.example"]
+    assert upcoming(300, cadence="O") == ["bo@x.example"]
+    assert upcoming(300, action=Action.EMAIL_TASK) == ["eli@x.example"]
+    assert upcoming(99) == []
+    # Opened by the runner: a task of the queue now, not upcoming; so is a rep's email.
+    claim = store.claim(130, 10, 60)
+    store.finish(claim.fence, [Outcome(r.id, OutcomeKind.OPENED, 130) for r in claim.rows])
+    email_task = next(r for r in claim.rows if r.email == "eli@x.example")
+    assert store.schedule_task_email(email_task.id, "s", "b", 140)
+    assert upcoming(300) == ["bo@x.example"]
+    (bo,) = store.enrolments(email="bo@x.example")
+    assert store.pause(bo.id, 131, None, "by hand")
+    assert upcoming(300) == []  # a paused enrolment runs nothing
+
+
+def test_an_enrolment_is_found_by_its_unsubscribe_token(store: Store) -> None:
+    store.launch("C", "h1", [enrolment("a@x.example", 100)], 1)
+    found = store.enrolment_by_token("t-a@x.example100")
+    assert found is not None and found.email == "a@x.example" and found.cadence_name == "C"
+    assert store.enrolment_by_token("t-a@x.example") is None
+    assert store.enrolment_by_token("") is None
+
+
+def test_latest_events_are_newest_first_of_some_kinds_and_one_senders_contacts(
+    store: Store,
+) -> None:
+    _senders(store)
+    store.launch("S", "hs", [enrolment("ava@x.example"), enrolment("cy@x.example")], 1)
+    store.launch("O", "ho", [enrolment("bo@x.example")], 1)
+    store.launch("O", "ho", [enrolment("cy@x.example", 300)], 1, allow_overlap=True)
+    by_email = {(e.email, e.cadence_name): store.step_runs(e.id)[0] for e in store.enrolments()}
+    for at, (email, cadence) in enumerate(
+        [("ava@x.example", "S"), ("bo@x.example", "O"), ("cy@x.example", "O")], start=10
+    ):
+        row = by_email[(email, cadence)]
+        # one with its enrolment, one naming only its step run
+        store.add_event(EventRecord(at, "sent", email, "", row.enrolment_id, row.id))
+        store.add_event(EventRecord(at, "sent", email, "", None, row.id))
+    store.record_signal(Signal(SignalKind.REPLY, "cy@x.example", None, 30, "web"))
+    store.add_event(EventRecord(5, "sent", "ava@x.example", "", None, None))  # older, added last
+
+    def latest(
+        kinds: tuple[str, ...], limit: int = 50, sender: str | None = None
+    ) -> list[tuple[int, str, str]]:
+        return [
+            (e.at_utc, e.kind, e.email) for e in store.latest_events(kinds, limit, sender=sender)
+        ]
+
+    everything = latest(("sent", "reply"))
+    assert everything[0] == (30, "reply", "cy@x.example")
+    assert [at for at, _, _ in everything] == [30, 12, 12, 11, 11, 10, 10, 5]
+    assert latest(("reply",)) == [(30, "reply", "cy@x.example")]
+    # Same time: the later id first (cy's launch in O came after bo's).
+    assert [e for _, _, e in latest(("launched",), limit=2)] == ["cy@x.example", "bo@x.example"]
+    assert latest(("sent", "reply"), 3) == everything[:3]
+    # rep@ sees its own contacts' events, cy's reply (no enrolment), never cy's O sends.
+    assert latest(("sent", "reply"), sender="rep@x.example") == [
+        (30, "reply", "cy@x.example"),
+        (10, "sent", "ava@x.example"),
+        (10, "sent", "ava@x.example"),
+        (5, "sent", "ava@x.example"),
+    ]
+    assert [e for _, _, e in latest(("sent",), sender="other@x.example")] == [
+        "cy@x.example",
+        "cy@x.example",
+        "bo@x.example",
+        "bo@x.example",
+    ]
+    assert latest(("sent",), sender="nobody@x.example") == []
 
 
 def test_book_sends_never_passes_the_limit(store: Store) -> None:

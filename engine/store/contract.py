@@ -22,6 +22,20 @@ answers. What a store must guarantee, whatever its SQL:
   writers never overbook a sender's day.
 - Every method is one transaction; a failure changes nothing.
 - Stores are context managers: `with open_store(url) as store:` closes the store.
+
+The Command Center's reads (each a plain query, no write):
+
+- `upcoming_tasks` lists task steps the runner has not opened yet: `planned`, not a rep's
+  scheduled email (`by_hand`), of an `active` enrolment, `due_utc <= until_utc`, soonest
+  first; whether an open task before them holds them does not matter (they show their
+  planned time). SQLite reads them through a partial index the runner's email rows never
+  enter, so the query never walks due emails.
+- `enrolment_by_token` finds the enrolment whose List-Unsubscribe links carry a token.
+- `latest_events` is the live feed: the newest events of some kinds, by time then id. With
+  `sender`, only events about an address enrolled in a version whose `sender.email` is
+  `sender` (case-insensitive), and none about an enrolment, or a step run of one, in
+  another sender's version.
+- A "sender" filter always means the pinned version's `sender.email`, as in `TaskFilter`.
 """
 
 from __future__ import annotations
@@ -412,6 +426,10 @@ class Repository(Protocol):
 
     def enrolment(self, enrolment_id: int) -> EnrolmentRecord | None: ...
 
+    def enrolment_by_token(self, token: str) -> EnrolmentRecord | None:
+        """The enrolment whose unsubscribe token is `token`, or None."""
+        ...
+
     def end_enrolments(self, endings: Sequence[Ending], now: int) -> int:
         """Apply the engine's endings (see `Ending`); returns the step runs cancelled."""
         ...
@@ -443,6 +461,18 @@ class Repository(Protocol):
 
     def tasks(self, where: TaskFilter) -> list[StepRow]:
         """Tasks in `where.state` (open by default), oldest due first."""
+        ...
+
+    def upcoming_tasks(
+        self,
+        until_utc: int,
+        *,
+        cadence: str | None = None,
+        action: Action | None = None,
+        sender: str | None = None,
+    ) -> list[StepRow]:
+        """Task steps not opened yet, due by `until_utc`, soonest first (see module doc);
+        `cadence`, `action` and `sender` filter as in `TaskFilter`."""
         ...
 
     def settle_task(
@@ -484,6 +514,13 @@ class Repository(Protocol):
         newest_first: bool = False,
     ) -> list[EventRecord]:
         """The append-only event log, filtered; oldest first unless `newest_first`."""
+        ...
+
+    def latest_events(
+        self, kinds: Sequence[str], limit: int, *, sender: str | None = None
+    ) -> list[EventRecord]:
+        """The newest `limit` events whose kind is one of `kinds`, newest first (by
+        `at_utc`, then id); `sender` limits them to that sender's contacts (module doc)."""
         ...
 
     # -- inbound mail

@@ -145,6 +145,42 @@ CREATE TABLE inbound_seen (
 );
 """,
     ),
+    (
+        # Command Center (SPEC §9): who may sign in, one-time links, sessions; upcoming tasks.
+        3,
+        """
+CREATE TABLE users (
+    id       INTEGER PRIMARY KEY,
+    email    TEXT NOT NULL UNIQUE,       -- lower-cased; a rep works cadences whose sender it is
+    name     TEXT NOT NULL DEFAULT '',
+    admin    INTEGER NOT NULL DEFAULT 0, -- sees and works every cadence's tasks
+    timezone TEXT NOT NULL DEFAULT 'UTC',
+    created_utc INTEGER NOT NULL
+);
+
+-- Only a SHA-256 of each secret is kept: a copy of the database signs nobody in.
+CREATE TABLE sign_in_tokens (
+    token_hash  TEXT PRIMARY KEY,
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    expires_utc INTEGER NOT NULL,
+    used_utc    INTEGER                  -- set once, when the link is used
+);
+
+CREATE TABLE sessions (
+    id_hash     TEXT PRIMARY KEY,
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    csrf        TEXT NOT NULL,           -- the token every form of this session carries
+    created_utc INTEGER NOT NULL,
+    expires_utc INTEGER NOT NULL
+);
+CREATE INDEX sessions_user ON sessions(user_id);
+
+-- The queue's "upcoming": planned task steps by time. Partial, so the runner's email rows
+-- never enter it (no cost to sending) and the query never scans due emails.
+CREATE INDEX step_runs_planned_tasks ON step_runs(due_utc)
+    WHERE state = 'planned' AND action != 'send email';
+""",
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

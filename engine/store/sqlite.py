@@ -17,6 +17,7 @@ import functools
 import os
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -115,6 +116,18 @@ _EVENT = (
 _ENROLMENT = (
     "SELECT id, uid, cadence_name, cadence_hash, email, contact, unsubscribe_token, state, "
     "success, launched_utc, ended_utc, paused_utc, paused_until FROM enrolments"
+)
+# Cadence versions whose sender is the given address (a rep's own cadences).
+_OF_SENDER = (
+    "SELECT hash FROM cadence_versions WHERE lower(json_extract(data, '$.sender.email')) = ?"
+)
+_TASK_ACTIONS = "(" + ",".join(f"'{a}'" for a in Action if a is not Action.SEND_EMAIL) + ")"
+# Named: without statistics SQLite prefers step_runs_due and walks every due email.
+_UPCOMING = _ROW_SELECT.replace(
+    "FROM step_runs sr", "FROM step_runs sr INDEXED BY step_runs_planned_tasks"
+) + (
+    " WHERE sr.state = 'planned' AND sr.action != 'send email' AND sr.by_hand = 0"
+    f" AND sr.action IN {_TASK_ACTIONS} AND e.state = 'active' AND sr.due_utc <= ?"
 )
 _END_STATES = frozenset(EnrolmentState) - {EnrolmentState.ACTIVE, EnrolmentState.PAUSED}
 
@@ -372,6 +385,36 @@ def _unwritable_fd(fd: int) -> str | None:
     return None
 
 
+# Descriptors of the store files this process holds, by file: how many stores use each
+# file and every descriptor opened on it. Closing any descriptor of a file drops all of
+# the process's POSIX locks on it (SQLite's -shm locks included, those of every other
+# store open in the process: the web server keeps one per thread), so they are closed
+# only when the last store using the file closes.
+_HELD_LOCK = threading.Lock()
+_HELD: dict[tuple[int, int], tuple[int, list[int]]] = {}
+
+
+def _hold(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    key = (st.st_dev, st.st_ino)
+    with _HELD_LOCK:
+        users, fds = _HELD.get(key, (0, []))
+        fds.append(fd)
+        _HELD[key] = (users + 1, fds)
+    return key
+
+
+def _let_go(key: tuple[int, int]) -> None:
+    with _HELD_LOCK:
+        users, fds = _HELD[key]
+        if users > 1:
+            _HELD[key] = (users - 1, fds)
+            return
+        del _HELD[key]
+    for fd in fds:
+        os.close(fd)
+
+
 def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def wrapper(self: SqliteStore, *args: Any, **kwargs: Any) -> Any:
@@ -460,6 +503,7 @@ class SqliteStore:
         self.path = path
         refuse_unusable_path(path)
         self._watched: list[tuple[str, int]] = []
+        self._held: list[tuple[int, int]] = []
         self._abandoned = False
         self._check_writable(only=("-wal", "-shm"))  # an unwritable -shm is a SIGBUS on read
         try:
@@ -467,6 +511,7 @@ class SqliteStore:
                 path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
             )
         except sqlite3.Error as exc:
+            self._close_watched()
             raise store_error(path, exc) from None
         try:
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -481,11 +526,15 @@ class SqliteStore:
                     raise damaged(path, problems)
         except sqlite3.Error as exc:
             self._db.close()
+            self._close_watched()
             raise store_error(path, exc) from None
         except BaseException:
             self._db.close()
+            self._close_watched()
             raise
-        self._watched = self._watch()
+        watched = self._watch()
+        self._watched += watched
+        self._held += [_hold(fd) for _, fd in watched]
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -497,9 +546,12 @@ class SqliteStore:
             ctypes.pythonapi.Py_IncRef(ctypes.py_object(self._db))
             return
         self._db.close()
-        for _, fd in self._watched:  # after SQLite's own: closing them drops no lock now
-            os.close(fd)
-        self._watched = []
+        self._close_watched()  # after SQLite's own; closed when no other store has the file
+
+    def _close_watched(self) -> None:
+        for key in self._held:
+            _let_go(key)
+        self._watched, self._held = [], []
 
     def __enter__(self) -> SqliteStore:
         return self
@@ -529,18 +581,24 @@ class SqliteStore:
         SQLite maps `-shm` into memory and writes to it on reads too (read marks): once
         that file turns read-only or immutable under a running process, the next access
         is a SIGBUS that kills it. So every operation first looks at the files it holds.
-        It never opens and closes them then: closing any descriptor of a file drops this
-        process's POSIX locks on it, SQLite's included. Before the connection exists
-        (`only`), opening them for writing is safe.
+        It never closes a descriptor of them before the store closes: closing any
+        descriptor of a file drops this process's POSIX locks on it, SQLite's included,
+        and those of every other store open in the process (the web server keeps one per
+        thread): another process would then take the -shm for unused and truncate it
+        under this one's mapping, a SIGBUS. Before the connection exists (`only`), the
+        files are opened for writing, and kept open with the watched ones.
         """
         if only:
             for suffix in only:
                 name = f"{self.path}{suffix}"
                 try:
-                    os.close(os.open(name, os.O_WRONLY))
+                    fd = os.open(name, os.O_WRONLY)
+                    self._watched.append((name, fd))
+                    self._held.append(_hold(fd))
                 except FileNotFoundError:
                     continue
                 except OSError as exc:
+                    self._close_watched()
                     raise self._unwritable(name, exc.strerror or str(exc)) from None
             return
         for name, fd in self._watched:
@@ -929,6 +987,10 @@ class SqliteStore:
         found = self._db.execute(_ENROLMENT + " WHERE id = ?", (enrolment_id,)).fetchone()
         return _enrolment(found) if found is not None else None
 
+    def enrolment_by_token(self, token: str) -> EnrolmentRecord | None:
+        found = self._db.execute(_ENROLMENT + " WHERE unsubscribe_token = ?", (token,)).fetchone()
+        return _enrolment(found) if found is not None else None
+
     def end_enrolments(self, endings: Sequence[Ending], now: int) -> int:
         marks = [e for e in endings if e.state == e.expected]
         ends = [e for e in endings if e.state != e.expected]
@@ -1035,12 +1097,31 @@ class SqliteStore:
             query += " AND sr.due_utc <= ?"
             args.append(where.due_before)
         if where.sender is not None:
-            query += (
-                " AND e.cadence_hash IN (SELECT hash FROM cadence_versions "
-                "WHERE lower(json_extract(data, '$.sender.email')) = ?)"
-            )
+            query += f" AND e.cadence_hash IN ({_OF_SENDER})"
             args.append(where.sender.lower())
         return self._rows(query + " ORDER BY sr.due_utc, sr.id", args)
+
+    def upcoming_tasks(
+        self,
+        until_utc: int,
+        *,
+        cadence: str | None = None,
+        action: Action | None = None,
+        sender: str | None = None,
+    ) -> list[StepRow]:
+        query = _UPCOMING
+        args: list[Any] = [until_utc]
+        if cadence is not None:
+            query += " AND e.cadence_name = ?"
+            args.append(cadence)
+        if action is not None:
+            query += " AND sr.action = ?"
+            args.append(str(action))
+        if sender is not None:
+            query += f" AND e.cadence_hash IN ({_OF_SENDER})"
+            args.append(sender.lower())
+        query += " ORDER BY sr.due_utc, sr.id"
+        return [_row(r) for r in self._db.execute(query, args).fetchall()]
 
     def _move(self, db: sqlite3.Connection, moves: Sequence[Move], now: int) -> None:
         for m in moves:
@@ -1180,6 +1261,29 @@ class SqliteStore:
         if limit is not None:
             query += " LIMIT ?"
             args.append(limit)
+        return [EventRecord(*r) for r in self._db.execute(query, args).fetchall()]
+
+    def latest_events(
+        self, kinds: Sequence[str], limit: int, *, sender: str | None = None
+    ) -> list[EventRecord]:
+        query = (
+            "SELECT ev.at_utc, ev.kind, coalesce(ev.email, ''), coalesce(ev.detail, ''), "
+            "ev.enrolment_id, ev.step_run_id, coalesce(ev.source, ''), ev.id FROM events ev "
+            "LEFT JOIN step_runs sr ON sr.id = ev.step_run_id "
+            "LEFT JOIN enrolments e ON e.id = coalesce(ev.enrolment_id, sr.enrolment_id) "
+            f"WHERE ev.kind IN ({','.join('?' * len(kinds))})"
+        )
+        args: list[Any] = list(kinds)
+        if sender is not None:
+            # About a contact of theirs, and not about an enrolment in someone else's cadence.
+            query += (
+                " AND ev.email IN (SELECT email FROM enrolments "
+                f"WHERE cadence_hash IN ({_OF_SENDER})) "
+                f"AND (e.cadence_hash IS NULL OR e.cadence_hash IN ({_OF_SENDER}))"
+            )
+            args += [sender.lower(), sender.lower()]
+        query += " ORDER BY ev.at_utc DESC, ev.id DESC LIMIT ?"
+        args.append(limit)
         return [EventRecord(*r) for r in self._db.execute(query, args).fetchall()]
 
     # -- inbound mail ---------------------------------------------------------------------

@@ -1,0 +1,132 @@
+"""Who may sign in to the Command Center (SPEC §9): users, one-time links, sessions.
+
+A sign-in link carries a random token valid for 15 minutes and spent on first use; using
+it opens a session of 12 hours. Only hashes of both secrets are stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from datetime import datetime
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from engine.errors import NotFound, UsageError
+from engine.store import Store, open_store
+from engine.store.users import Session, User, UserStore
+
+SIGN_IN_SECONDS = 15 * 60
+SESSION_SECONDS = 12 * 3600
+DEFAULT_BASE_URL = "http://127.0.0.1:8080"
+
+
+def open_users(url: str | None = None) -> UserStore:
+    """The users of the state store named by `url` (default `CADENCE_DB`)."""
+    store = open_store(url)
+    try:
+        return users_on(store)
+    except BaseException:
+        store.close()
+        raise
+
+
+def users_on(store: Store) -> UserStore:
+    """The users kept in `store`, on its connection (closing them closes the store)."""
+    from engine.store.sqlite import SqliteStore
+    from engine.store.sqlite_users import SqliteUsers
+
+    if not isinstance(store, SqliteStore):  # pragma: no cover - one store kind today
+        raise UsageError("users live in a SQLite state store")
+    return SqliteUsers(store)
+
+
+def base_url(value: str | None = None) -> str:
+    """`CADENCE_BASE_URL` (default http://127.0.0.1:8080) without a trailing slash.
+
+    UsageError for anything but an http(s) URL with a host and no query or fragment.
+    """
+    text = (value if value is not None else os.environ.get("CADENCE_BASE_URL", "")).strip()
+    if not text:
+        return DEFAULT_BASE_URL
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise UsageError(
+            f"CADENCE_BASE_URL={text!r} is not a base URL",
+            hint="give the address reps open, e.g. https://cadence.example.com (no query)",
+        )
+    return text.rstrip("/")
+
+
+def normal_email(text: str, field: str = "EMAIL") -> str:
+    """The lower-cased address; UsageError naming `field` when it is not one."""
+    address = text.strip().lower()
+    local, at, domain = address.partition("@")
+    if not at or not local or "." not in domain or any(c.isspace() for c in address):
+        raise UsageError(f"{field} {text!r} is not an email address")
+    return address
+
+
+def check_timezone(name: str, field: str = "--timezone") -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(
+            f"{field} {name!r} is not an IANA time zone", hint="e.g. Europe/Amsterdam, UTC"
+        ) from None
+    return name
+
+
+def hashed(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def add_user(
+    users: UserStore, email: str, *, name: str, admin: bool, timezone: str, now: datetime
+) -> User:
+    return users.add_user(
+        normal_email(email), name.strip(), admin, check_timezone(timezone), int(now.timestamp())
+    )
+
+
+def find_user(users: UserStore, email: str) -> User:
+    address = normal_email(email)
+    found = users.user(address)
+    if found is None:
+        raise NotFound(f"no user {address}", hint=f"add one with `cadence users add {address}`")
+    return found
+
+
+def remove_user(users: UserStore, email: str) -> User:
+    found = find_user(users, email)
+    users.remove_user(found.email)
+    return found
+
+
+def sign_in_link(users: UserStore, email: str, *, base: str, now: datetime) -> str:
+    """A new one-time sign-in URL for the user, valid SIGN_IN_SECONDS from `now`."""
+    found = find_user(users, email)
+    token = secrets.token_urlsafe(32)
+    users.add_sign_in_token(found.id, hashed(token), int(now.timestamp()) + SIGN_IN_SECONDS)
+    return f"{base}/signin/{token}"
+
+
+def sign_in(users: UserStore, token: str, now: datetime) -> tuple[str, Session] | None:
+    """Spend a sign-in link: a new session (its id, for the cookie), or None when the link
+    is used, expired or unknown."""
+    at = int(now.timestamp())
+    user = users.use_sign_in_token(hashed(token), at)
+    if user is None:
+        return None
+    session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    users.add_session(hashed(session_id), user.id, csrf, at, at + SESSION_SECONDS)
+    return session_id, Session(user=user, csrf=csrf, expires_utc=at + SESSION_SECONDS)
+
+
+def session_of(users: UserStore, session_id: str, now: datetime) -> Session | None:
+    return users.session(hashed(session_id), int(now.timestamp()))
+
+
+def sign_out(users: UserStore, session_id: str) -> None:
+    users.remove_session(hashed(session_id))

@@ -1,0 +1,332 @@
+"""Every call the Command Center makes into the engine, in one place.
+
+The web layer decides nothing about cadences: what a task shows, what completing one
+shifts (R5), how a rep's email is sent (R6), what `status` counts and what an unsubscribe
+ends are the same engine functions the CLI calls. What is here is who may see what
+(a rep: the cadences whose `sender.email` is theirs; an admin: all) and shaping the
+engine's answers for the pages.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from engine.contacts import Contact
+from engine.delivery import unsubscribe_url
+from engine.errors import CadenceError, NotFound
+from engine.messages import render_email
+from engine.plan import Action
+from engine.run.pinned import Versions, contact_of
+from engine.status import StatusReport, status
+from engine.store import (
+    EnrolmentRecord,
+    EventRecord,
+    StepRow,
+    Store,
+    TaskFilter,
+    VersionStatus,
+    open_store,
+)
+from engine.store.users import Session, User, UserStore
+from engine.tasks import (
+    TaskView,
+    complete_task,
+    list_tasks,
+    queue_task_email,
+    show_task,
+    view,
+)
+from engine.unsubscribe import unsubscribe_by_token
+from engine.users import session_of, sign_in, sign_out, users_on
+
+# What the live feed shows (SPEC §9): sends, signals, pauses and worked tasks.
+FEED_KINDS = (
+    "sent",
+    "reply",
+    "bounce",
+    "unsubscribe",
+    "auto-reply",
+    "paused",
+    "task done",
+    "task skipped",
+)
+
+
+class Backend:
+    """One thread's connections to the state store (a SQLite connection is not shared
+    between threads; waitress serves each request on one of its threads)."""
+
+    def __init__(self, path: str) -> None:
+        self.store: Store = open_store(path)
+        self.users: UserStore = users_on(self.store)  # the same connection
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class Backends:
+    """A Backend per serving thread, all closed together when the server stops."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._all: list[Backend] = []
+        self._lock = threading.Lock()
+        Backend(path).close()  # fail at start, not at the first request, on a bad store
+
+    def get(self) -> Backend:
+        found: Backend | None = getattr(self._local, "backend", None)
+        if found is None:
+            found = self._local.backend = Backend(self.path)
+            with self._lock:
+                self._all.append(found)
+        return found
+
+    def close(self) -> None:
+        with self._lock:
+            for backend in self._all:
+                backend.close()
+            self._all.clear()
+        self._local = threading.local()
+
+
+def _sender_filter(user: User) -> str | None:
+    return None if user.admin else user.email
+
+
+def _may_see(versions: Versions, user: User, cadence_hash: str) -> bool:
+    return user.admin or versions.get(cadence_hash).sender.email.lower() == user.email
+
+
+# -- sign-in ---------------------------------------------------------------------------
+
+
+def start_session(b: Backend, token: str, now: datetime) -> tuple[str, Session] | None:
+    return sign_in(b.users, token, now)
+
+
+def current_session(b: Backend, session_id: str, now: datetime) -> Session | None:
+    return session_of(b.users, session_id, now)
+
+
+def end_session(b: Backend, session_id: str) -> None:
+    sign_out(b.users, session_id)
+
+
+# -- the task queue and task pages -----------------------------------------------------
+
+
+def healthy(b: Backend) -> None:
+    """One read of the store (a CadenceError when it cannot be read)."""
+    b.store.events(limit=1, newest_first=True)
+
+
+def queue(b: Backend, user: User, *, cadence: str | None, action: Action | None) -> list[TaskView]:
+    return list_tasks(
+        b.store, TaskFilter(cadence=cadence, action=action, sender=_sender_filter(user))
+    )
+
+
+def coming(
+    b: Backend, user: User, *, cadence: str | None, action: Action | None, until: datetime
+) -> list[TaskView]:
+    """Tasks the runner has not opened yet, due by `until` (the queue's "upcoming"); a
+    task behind an open one shows its planned time, which completing that one may shift."""
+    rows = b.store.upcoming_tasks(
+        int(until.timestamp()),
+        cadence=cadence,
+        action=action,
+        sender=_sender_filter(user),
+    )
+    versions = Versions(b.store)
+    return [view(versions, r) for r in rows]
+
+
+def cadence_names(b: Backend, user: User) -> list[str]:
+    """Names of the launched cadences the user may see (the queue's filter)."""
+    versions = Versions(b.store)
+    return sorted(
+        {name for h, (name, _) in b.store.versions().items() if _may_see(versions, user, h)}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    task: TaskView
+    contact: Contact
+    sender_name: str
+    sender_email: str
+
+
+def task_page(b: Backend, user: User, task_id: int) -> TaskPage:
+    """The task as `cadence tasks show` gives it, with its contact; NotFound for a task
+    that does not exist or belongs to another rep's cadence."""
+    row = b.store.step_run(task_id)
+    versions = Versions(b.store)
+    if row is None or not _may_see(versions, user, row.cadence_hash):
+        raise NotFound(f"no task {task_id}")
+    try:
+        view = show_task(b.store, task_id)
+    except CadenceError:
+        raise NotFound(f"no task {task_id}") from None
+    sender = versions.get(row.cadence_hash).sender
+    return TaskPage(view, contact_of(row), sender.name, sender.email)
+
+
+def finish_task(b: Backend, user: User, task_id: int, state: str, now: datetime) -> StepRow:
+    task_page(b, user, task_id)
+    return complete_task(b.store, task_id, state, now)
+
+
+def send_task(
+    b: Backend, user: User, task_id: int, *, subject: str, body: str, at: datetime
+) -> StepRow:
+    """Record the rep's email for the runner to deliver at `at` (now: its next pass)."""
+    task_page(b, user, task_id)
+    return queue_task_email(b.store, task_id, subject=subject, body=body, at=at)
+
+
+# -- contacts, the live feed, the overview ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadEmail:
+    step_id: str
+    sent: datetime
+    subject: str
+    body: str
+    by_hand: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    """An event as the pages show it: with the cadence and step it is about, if any."""
+
+    at_utc: int
+    kind: str
+    email: str
+    detail: str
+    cadence_name: str = ""
+    step_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolmentView:
+    enrolment: EnrolmentRecord
+    steps: list[StepRow]
+    thread: list[ThreadEmail]
+
+
+@dataclass(frozen=True, slots=True)
+class ContactPage:
+    email: str
+    contact: Contact | None
+    enrolments: list[EnrolmentView]
+    events: list[EventView]
+
+
+def _thread(versions: Versions, rows: list[StepRow]) -> list[ThreadEmail]:
+    out: list[ThreadEmail] = []
+    for row in rows:
+        if row.sent_utc is None or row.action not in (Action.SEND_EMAIL, Action.EMAIL_TASK):
+            continue
+        if row.by_hand and row.body is not None:
+            subject, body = row.subject or "", row.body
+        else:
+            cadence = versions.get(row.cadence_hash)
+            quoted_at = (
+                datetime.fromtimestamp(row.thread_sent_utc, UTC) if row.thread_sent_utc else None
+            )
+            email = render_email(
+                cadence,
+                cadence.step(row.step_id),
+                contact_of(row),
+                unsubscribe_url=unsubscribe_url(cadence, row.unsubscribe_token),
+                previous_sent_at=quoted_at,
+            )
+            subject, body = email.subject, email.text
+        sent = datetime.fromtimestamp(row.sent_utc, UTC)
+        out.append(ThreadEmail(row.step_id, sent, subject, body, row.by_hand))
+    return out
+
+
+def _event_views(b: Backend, events: list[EventRecord]) -> list[EventView]:
+    """Name each event's cadence and step (one read for all the enrolments they are about)."""
+    by_step: dict[int, StepRow] = {}
+    cadence_of: dict[int, str] = {}
+    enrolment_ids = {e.enrolment_id for e in events if e.enrolment_id is not None}
+    for enrolment_id, steps in b.store.step_runs_of(enrolment_ids).items():
+        by_step.update((s.id, s) for s in steps)
+        cadence_of[enrolment_id] = steps[0].cadence_name
+    out: list[EventView] = []
+    for e in events:
+        step = by_step.get(e.step_run_id) if e.step_run_id is not None else None
+        if step is None and e.step_run_id is not None:
+            step = b.store.step_run(e.step_run_id)  # an event naming only its step run
+        name = step.cadence_name if step is not None else ""
+        if not name and e.enrolment_id is not None:
+            name = cadence_of.get(e.enrolment_id, "")
+        step_id = step.step_id if step is not None else ""
+        out.append(EventView(e.at_utc, e.kind, e.email, e.detail, name, step_id))
+    return out
+
+
+def contact_page(b: Backend, user: User, email: str) -> ContactPage:
+    """A contact's enrolments in the user's cadences, each step, the thread, the events;
+    NotFound when the user has none with this contact."""
+    versions = Versions(b.store)
+    every = b.store.enrolments(email=email)
+    enrolments = [e for e in every if _may_see(versions, user, e.cadence_hash)]
+    if not enrolments:
+        raise NotFound(f"no contact {email}")
+    steps_of = b.store.step_runs_of(e.id for e in enrolments)
+    views: list[EnrolmentView] = []
+    contact = None
+    for e in enrolments:
+        steps = steps_of.get(e.id, [])
+        if steps:
+            contact = contact_of(steps[0])
+        views.append(EnrolmentView(e, steps, _thread(versions, steps)))
+    # Signals (no enrolment) are the contact's; other events only of the user's enrolments.
+    mine = {e.id for e in enrolments}
+    step_enrolment = {s.id: e for e, steps in steps_of.items() for s in steps}
+    events = [
+        ev
+        for ev in b.store.events(email=email)
+        if _about(ev, step_enrolment) is None or _about(ev, step_enrolment) in mine
+    ]
+    return ContactPage(email.lower(), contact, views, _event_views(b, events))
+
+
+def _about(event: EventRecord, step_enrolment: dict[int, int]) -> int | None:
+    """The enrolment an event is about, when it names one (itself or through its step)."""
+    if event.enrolment_id is not None:
+        return event.enrolment_id
+    if event.step_run_id is not None:
+        return step_enrolment.get(event.step_run_id, -1)  # a step of someone else's
+    return None
+
+
+def feed(b: Backend, user: User, limit: int = 100) -> list[EventView]:
+    return _event_views(b, b.store.latest_events(FEED_KINDS, limit, sender=_sender_filter(user)))
+
+
+def overview(b: Backend, user: User, now: datetime) -> tuple[list[VersionStatus], StatusReport]:
+    """`cadence status`, limited to the user's cadences."""
+    report = status(b.store, now)
+    mine = [v for v in report.versions if user.admin or v.sender.lower() == user.email]
+    return mine, report
+
+
+# -- the public unsubscribe endpoint ---------------------------------------------------
+
+
+def unsubscribe_token_known(b: Backend, token: str) -> bool:
+    return b.store.enrolment_by_token(token) is not None
+
+
+def unsubscribe(b: Backend, token: str, now: datetime) -> str:
+    """Unsubscribe the contact of `token` (NotFound for an unknown one): its address."""
+    return unsubscribe_by_token(b.store, token, source="web", now=now).email

@@ -1,0 +1,66 @@
+"""`cadence serve` as a real process: waitress on loopback, the headers on the wire, a
+base URL with a path (behind a proxy), and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import http.client
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tests.helpers.serve_process import serving
+from tests.helpers.web_world import World, csrf_of
+
+
+def _get(base: str, path: str) -> tuple[int, dict[str, str], str]:
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    try:
+        conn.request("GET", path)
+        answer = conn.getresponse()
+        return answer.status, dict(answer.getheaders()), answer.read().decode()
+    finally:
+        conn.close()
+
+
+def test_serve_answers_on_loopback_with_the_headers(tmp_path: Path) -> None:
+    world = World(tmp_path, tmp_path / "state.db", tmp_path / "outbox")
+    with serving(world.env) as base:
+        status, headers, body = _get(base, "/healthz")
+        assert (status, body) == (200, "ok\n")
+        assert headers["Server"] == "cadence" and headers["X-Frame-Options"] == "DENY"
+        status, headers, _ = _get(base, "/")
+        assert status == 303 and headers["Location"] == "/signin?next=/"
+
+
+def test_serve_behind_a_proxy_path_keeps_the_prefix_in_links(tmp_path: Path) -> None:
+    world = World(tmp_path, tmp_path / "state.db", tmp_path / "outbox")
+    with serving(world.env, prefix="/cadence") as base:
+        # The proxy may pass the prefix on or strip it: both reach the app.
+        assert _get(base, "/cadence/healthz")[2] == "ok\n"
+        assert _get(base, "/healthz")[2] == "ok\n"
+        status, headers, _ = _get(base, "/cadence/feed")
+        assert status == 303 and headers["Location"] == "/cadence/signin?next=/feed"
+        page = _get(base, "/cadence/signin")[2]
+        assert 'href="/cadence/static/cadence.css' in page
+        world.cli("users", "add", "dana@acme.example")
+        link = world.link("dana@acme.example", base)
+        assert link.startswith(base + "/signin/")
+        parts = urlsplit(base)
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+        try:
+            conn.request("GET", urlsplit(link).path + "?next=/feed")
+            answer = conn.getresponse()
+            form = answer.read().decode()
+            cookie = (answer.getheader("Set-Cookie") or "").split(";")[0]
+            action = form.split('action="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+            assert action.startswith("/cadence/signin/")
+            conn.request(
+                "POST", action, body=f"csrf={csrf_of(form)}",
+                headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"},
+            )  # fmt: skip
+            signed_in = conn.getresponse()
+            signed_in.read()
+            assert signed_in.status == 303
+            assert signed_in.getheader("Location") == "/cadence/feed"
+        finally:
+            conn.close()
