@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +22,8 @@ from typing import Any
 from engine.model import Cadence, Step
 from engine.schedule import thread_of
 from engine.transports import Envelope
+from engine.unsubscribe import links as unsubscribe_links
+from engine.unsubscribe import mailto as unsubscribe_mailto
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
@@ -70,11 +71,9 @@ def message_id(cadence_name: str, enrolment_uid: str, step_id: str, sender: str)
 
 
 def unsubscribe_url(cadence: Cadence, token: str) -> str:
-    """`CADENCE_UNSUBSCRIBE_URL` + the enrolment's token, else a mailto: to the sender."""
-    base = os.environ.get("CADENCE_UNSUBSCRIBE_URL")
-    if base:
-        return base.replace("{token}", token) if "{token}" in base else base + token
-    return f"mailto:{cadence.sender.email}?subject=unsubscribe"
+    """The link `{{ unsubscribe_url }}` shows: one-click https when configured, else the
+    token's mailto (engine.unsubscribe)."""
+    return unsubscribe_links(cadence.sender.email, token).primary
 
 
 def thread_ids(cadence: Cadence, step: Step, enrolment_uid: str) -> list[str]:
@@ -128,8 +127,12 @@ def build_message(
     references: list[str],
     date: datetime,
     unsubscribe: str,
+    unsubscribe_token: str = "",
 ) -> Outgoing:
+    """The message bytes; `unsubscribe` is the primary List-Unsubscribe link, and the
+    mailto beside an https one carries `unsubscribe_token` (engine.unsubscribe)."""
     subject = clean(subject)
+    mailto_unsubscribe = unsubscribe_mailto(cadence.sender.email, unsubscribe_token)
     headers: list[tuple[str, str | Any]] = [
         ("From", _address(cadence.sender.name, cadence.sender.email)),
         ("To", _address(to_name, to_email)),
@@ -143,7 +146,7 @@ def build_message(
         headers.append(("References", "\r\n ".join(references)))
     unsub = [f"<{clean(unsubscribe)}>"]
     if not unsubscribe.startswith("mailto:"):
-        unsub.append(f"<mailto:{cadence.sender.email}?subject=unsubscribe>")
+        unsub.append(f"<{clean(mailto_unsubscribe)}>")
         # RFC 8058 one-click needs an HTTPS URI to POST to.
         headers.append(("List-Unsubscribe-Post", _ONE_CLICK))
     if all(_PRINTABLE_ASCII.match(u) and len(u) < _MAX_HEADER - 20 for u in unsub):

@@ -237,6 +237,7 @@ def render_pinned(cadence: Cadence, row: RenderJob, at: datetime) -> Outgoing:
         references=thread_ids(cadence, step, row.uid),
         date=at,
         unsubscribe=url,
+        unsubscribe_token=row.unsubscribe_token,
     )
 
 
@@ -984,11 +985,15 @@ def run_every(
     expression: str,
     on_report: Callable[[datetime, RunReport], None],  # the run's start, its report
     on_error: Callable[[CadenceError], None],
+    before_pass: Callable[[], None] | None = None,
 ) -> None:
     """Run at every fire time of a 5-field cron expression until SIGINT/SIGTERM.
 
     A signal only sets a flag: the message in hand is finished and recorded, the rest of
-    its batch is released (due again), then the loop ends.
+    its batch is released (due again), then the loop ends. `before_pass` runs first at
+    each fire time (the inbox poll, so a reply that came before a step's time stops it);
+    when it fails, that pass is skipped: sending without having heard could email someone
+    who already answered.
     """
     from croniter import croniter
 
@@ -1005,6 +1010,8 @@ def run_every(
                 break
             started = runner.clock.now()
             try:
+                if before_pass is not None:
+                    before_pass()
                 report = runner.run_once()
             except CadenceError as exc:  # e.g. SMTP down: try again at the next fire time
                 on_error(exc)

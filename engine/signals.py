@@ -11,14 +11,22 @@ from __future__ import annotations
 from datetime import datetime
 
 from engine.errors import UsageError
+from engine.inbound.store import inbound_store
 from engine.runner import Versions
 from engine.store import SignalKind, SignalResult, Store
 
 
 def record(
-    store: Store, kind: SignalKind, email: str, *, cadence: str | None, now: datetime
+    store: Store,
+    kind: SignalKind,
+    email: str,
+    *,
+    cadence: str | None,
+    now: datetime,
+    source: str = "command",
 ) -> SignalResult:
-    """Record a signal; UsageError for an address that is not one or an unknown cadence."""
+    """Record a signal, logged with its `source`; UsageError for an address that is not
+    one or an unknown cadence."""
     address = email.strip().lower()
     local, _, domain = address.partition("@")
     if not local or not domain or any(c.isspace() for c in address):
@@ -31,4 +39,6 @@ def record(
                 f"--cadence {cadence!r}: no such cadence in the state store", hint=f"known: {known}"
             )
     versions = Versions(store)
-    return store.record_signal(kind, address, cadence, int(now.timestamp()), versions.end_state)
+    return inbound_store(store).record_signal(
+        kind, address, cadence, int(now.timestamp()), versions.end_state, source
+    )

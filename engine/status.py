@@ -36,9 +36,30 @@ class UnknownSend:
 
 
 @dataclass(frozen=True, slots=True)
+class PausedEnrolment:
+    """An enrolment an auto-reply holds, and when it resumes."""
+
+    email: str
+    cadence_name: str
+    since: datetime
+    until: datetime
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "contact": self.email,
+            "cadence": self.cadence_name,
+            "since": self.since.isoformat(),
+            "resumes": self.until.isoformat(),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class StatusReport:
     versions: tuple[VersionStatus, ...]
     unknown: tuple[UnknownSend, ...]
+    paused: tuple[PausedEnrolment, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -59,6 +80,7 @@ class StatusReport:
                 for v in self.versions
             ],
             "unknown_sends": [u.as_dict() for u in self.unknown],
+            "paused": [p.as_dict() for p in self.paused],
         }
 
 
@@ -74,9 +96,18 @@ def _unknown(row: StepRow) -> UnknownSend:
 
 
 def status(store: Store, now: datetime) -> StatusReport:
+    from engine.inbound.store import inbound_store
+
+    def at(seconds: int) -> datetime:
+        return datetime.fromtimestamp(seconds, UTC)
+
     return StatusReport(
         versions=tuple(store.status(int(now.timestamp()))),
         unknown=tuple(_unknown(r) for r in store.unknown_sends()),
+        paused=tuple(
+            PausedEnrolment(p.email, p.cadence_name, at(p.from_utc), at(p.until_utc), p.reason)
+            for p in inbound_store(store).paused(int(now.timestamp()))
+        ),
     )
 
 

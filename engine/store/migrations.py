@@ -120,6 +120,51 @@ CREATE TABLE sender_days (
 );
 """,
     ),
+    (
+        2,
+        # Inbound mail (SPEC §8): mailbox cursors, messages handled once, auto-reply pauses,
+        # and where each event came from.
+        """
+CREATE TABLE inbox_cursors (
+    mailbox     TEXT PRIMARY KEY,          -- the mailbox URL without its password
+    uidvalidity INTEGER NOT NULL,
+    last_uid    INTEGER NOT NULL,          -- the highest UID handled
+    since_utc   INTEGER NOT NULL,          -- INTERNALDATE of the newest message handled
+    updated_utc INTEGER NOT NULL
+);
+
+-- One row per message ever handled, by its dedupe key: acted on once however often read.
+CREATE TABLE inbox_messages (
+    dedupe_key   TEXT PRIMARY KEY,
+    mailbox      TEXT NOT NULL,
+    uid          INTEGER NOT NULL,
+    kind         TEXT NOT NULL,   -- reply | auto-reply | bounce | delayed | unsubscribe
+                                  -- | ignored | own
+    email        TEXT,
+    enrolment_id INTEGER,
+    detail       TEXT NOT NULL DEFAULT '',
+    at_utc       INTEGER NOT NULL
+);
+
+-- Auto-reply pauses: the enrolment's planned steps were shifted to resume at until_utc.
+CREATE TABLE pauses (
+    id           INTEGER PRIMARY KEY,
+    enrolment_id INTEGER NOT NULL REFERENCES enrolments(id),
+    from_utc     INTEGER NOT NULL,
+    until_utc    INTEGER NOT NULL,
+    days         INTEGER NOT NULL,        -- campaign days the schedule moved
+    reason       TEXT NOT NULL,
+    source       TEXT NOT NULL
+);
+CREATE INDEX pauses_enrolment ON pauses(enrolment_id, until_utc);
+
+CREATE INDEX step_runs_message ON step_runs(message_id);
+CREATE INDEX enrolments_token_lower ON enrolments(lower(unsubscribe_token));
+
+-- mailbox URL + "#uid=N", "web", "command"; NULL for events that are not signals.
+ALTER TABLE events ADD COLUMN source TEXT;
+""",
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -1,0 +1,129 @@
+"""Unsubscribe links of an enrolment, the checks of their settings, and acting on a token.
+
+Every message carries `List-Unsubscribe` with a `mailto:` to the sender's own address,
+plus-addressed and with a subject that both hold the enrolment's token
+(`dana+unsubscribe-TOKEN@acme.example?subject=unsubscribe%20TOKEN`), so the inbound poller
+can match it whichever of the two the receiving mail system keeps. When
+`CADENCE_UNSUBSCRIBE_URL` (the token appended, or put in place of `{token}`) or else an
+https `CADENCE_BASE_URL` (`…/u/TOKEN`) is set, a one-click URL (RFC 8058) comes first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import quote, urlsplit
+
+from engine.errors import NotFound, UsageError
+from engine.store import SignalKind, SignalResult, Store
+
+BASE_URL = "CADENCE_BASE_URL"
+UNSUBSCRIBE_URL = "CADENCE_UNSUBSCRIBE_URL"
+PLUS_TAG = "unsubscribe-"
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """An enrolment's unsubscribe links: the one-click https URL (or None), the mailto."""
+
+    https: str | None
+    mailto: str
+
+    @property
+    def primary(self) -> str:
+        """The link a template's `{{ unsubscribe_url }}` shows."""
+        return self.https or self.mailto
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribed:
+    email: str
+    result: SignalResult
+
+
+def mailto(sender: str, token: str) -> str:
+    local, _, domain = sender.partition("@")
+    subject = quote(f"unsubscribe {token}")
+    return f"mailto:{local}+{PLUS_TAG}{token}@{domain}?subject={subject}"
+
+
+def one_click_url(token: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The https URL for `token`, or None when neither variable is set."""
+    env = os.environ if env is None else env
+    own = env.get(UNSUBSCRIBE_URL, "").strip()
+    if own:
+        return own.replace("{token}", token) if "{token}" in own else own + token
+    base = env.get(BASE_URL, "").strip()
+    if base.startswith("https://"):
+        return base.rstrip("/") + "/u/" + token
+    return None
+
+
+def links(sender: str, token: str, env: Mapping[str, str] | None = None) -> Links:
+    return Links(https=one_click_url(token, env), mailto=mailto(sender, token))
+
+
+def check_environment(env: Mapping[str, str] | None = None) -> None:
+    """UsageError for an http:// or malformed CADENCE_UNSUBSCRIBE_URL / CADENCE_BASE_URL.
+
+    Checked when a run starts, so a typo never goes out in thousands of messages.
+    """
+    env = os.environ if env is None else env
+    for name in (UNSUBSCRIBE_URL, BASE_URL):
+        value = env.get(name, "").strip()
+        if not value:
+            continue
+        problem = _url_problem(value.replace("{token}", "TOKEN"))
+        if problem:
+            raise UsageError(
+                f"{name}={value!r} {problem}",
+                hint="one-click unsubscribe (RFC 8058) needs an https URL, e.g. "
+                + (
+                    "https://example.com/unsubscribe?t={token}"
+                    if name == UNSUBSCRIBE_URL
+                    else "https://cadence.example.com"
+                )
+                + f"; or unset {name}",
+            )
+
+
+def _url_problem(value: str) -> str:
+    if any(c.isspace() or ord(c) < 32 for c in value):
+        return "holds spaces or control characters"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        return f"is not a URL ({exc})"
+    if parts.scheme == "http":
+        return "is http://, not https://"
+    if parts.scheme != "https":
+        return "is not an https:// URL"
+    if not parts.hostname or port == 0:
+        return "has no host"
+    return ""
+
+
+def unsubscribe_by_token(store: Store, token: str, *, source: str, now: datetime) -> Unsubscribed:
+    """Unsubscribe the address holding `token` from every cadence; NotFound when unknown."""
+    from engine.inbound.store import inbound_store
+    from engine.runner import Versions
+
+    inbound = inbound_store(store)
+    email = inbound.address_of_token(token.strip()) if token.strip() else None
+    if email is None:
+        raise NotFound(
+            f"no enrolment has the unsubscribe token {token!r}",
+            hint="the token is the last part of the unsubscribe link in a sent message",
+        )
+    result = inbound.record_signal(
+        SignalKind.UNSUBSCRIBE,
+        email,
+        None,
+        int(now.timestamp()),
+        Versions(store).end_state,
+        source,
+    )
+    return Unsubscribed(email, result)
