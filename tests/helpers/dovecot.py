@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -101,12 +102,23 @@ class Dovecot:
         finally:
             imap.logout()
 
-    def append(self, *messages: bytes, folder: str = "INBOX") -> None:
-        """Put messages into a folder with IMAP APPEND, unseen (no flags)."""
+    def append(self, *messages: bytes, when: datetime | None = None, folder: str = "INBOX") -> None:
+        """Put messages into a folder with IMAP APPEND, unseen (no flags), received `when`
+        (their INTERNALDATE)."""
+        stamp = imaplib.Time2Internaldate(when) if when is not None else None
         with self.client() as imap:
             for data in messages:
-                typ, answer = imap.append(folder, "", None, data)
+                typ, answer = imap.append(folder, "", stamp, data)
                 assert typ == "OK", answer
+
+    def clear(self, folder: str = "INBOX") -> None:
+        """Empty a folder (between tests; the code under test never deletes anything)."""
+        with self.client() as imap:
+            imap.select(folder)
+            _, data = imap.uid("SEARCH", "ALL")
+            if data and data[0]:
+                imap.uid("STORE", "1:*", "+FLAGS.SILENT", "(\\Deleted)")
+                imap.expunge()
 
     def flags(self, folder: str = "INBOX") -> list[str]:
         """Each message's flags, in UID order (to check nothing was marked \\Seen)."""
