@@ -151,6 +151,10 @@ def build_message(
         headers.append(("List-Unsubscribe-Post", _ONE_CLICK))
     if all(_PRINTABLE_ASCII.match(u) and len(u) < _MAX_HEADER - 20 for u in unsub):
         headers.append(("List-Unsubscribe", ",\r\n ".join(unsub)))
+    elif all(_PRINTABLE_ASCII.match(u) and len(u) < _MAX_URL_LINE for u in unsub):
+        # One URL per line, never broken or RFC 2047-encoded (a mail client could not
+        # read it back); RFC 5322 allows lines up to 998 characters.
+        headers.append(("List-Unsubscribe", _Prefolded(",\r\n ".join(unsub))))
     else:
         headers.append(("List-Unsubscribe", _Policed(", ".join(unsub))))
     seven_bit = _SEVEN_BIT_TEXT.fullmatch(text) is not None
@@ -172,6 +176,25 @@ class _Policed(str):
     """A header value that must go through the policy (RFC 2047 encoding, folding)."""
 
 
+class _Prefolded(str):
+    """A printable ASCII header value folded by us, written exactly as it is."""
+
+
+_MAX_URL_LINE = 900
+
+
+def _verbatim(name: str, value: _Prefolded) -> Any:
+    """A header object that folds to `value` as it is (for `_through_policy`)."""
+    header = _POLICY.header_factory(name, value.replace("\r\n", ""))
+    text = f"{name}: {value}\r\n"
+
+    def fold(self: object, *, policy: object) -> str:
+        return text
+
+    cls = type(f"Verbatim{type(header).__name__}", (type(header),), {"fold": fold})
+    return cls(name, value.replace("\r\n", ""))
+
+
 def _raw_fold(name: str, value: str) -> str | None:
     """What policy SMTP writes for a raw header value, or None if it would refold it.
 
@@ -180,6 +203,8 @@ def _raw_fold(name: str, value: str) -> str | None:
     """
     if isinstance(value, _Policed):
         return None
+    if isinstance(value, _Prefolded):
+        return f"{name}: {value}\r\n"
     if "\r\n" not in value:  # one line: the common case
         if len(name) + 2 + len(value) <= _MAX_HEADER and _PRINTABLE_ASCII.match(value):
             return f"{name}: {value}\r\n"
@@ -221,6 +246,8 @@ def _through_policy(headers: list[tuple[str, str | Any]], text: str, seven_bit: 
     for name, value in headers:
         if isinstance(value, _Policed):
             msg[name] = str(value)
+        elif isinstance(value, _Prefolded):
+            msg[name] = _verbatim(name, value)
         elif isinstance(value, str) and name in ("From", "To", "Subject"):
             _set(msg, name, value)
         else:
