@@ -13,12 +13,14 @@ To recognise a new kind of message, add a function `(msg, received) -> Verdict |
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from email import message_from_bytes, message_from_string, policy
+from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, parseaddr
 
@@ -57,25 +59,32 @@ _SMTP_CODE = re.compile(r"(?:^|[\s#(])([45])\d\d[\s-]")
 
 
 def parse(data: bytes) -> EmailMessage:
-    """A message from its bytes (never raises: the email package repairs what it can)."""
-    msg = message_from_bytes(data, policy=policy.default)
+    """A message from its bytes (never raises: the email package repairs what it can).
+
+    Headers stay raw strings (policy compat32): the rules read a handful of them as text,
+    and the default policy's structured parse of every header fetched was 80 % of the
+    time of a poll. `header` decodes RFC 2047 words where they matter.
+    """
+    msg = message_from_bytes(data, _class=EmailMessage, policy=policy.compat32)
     assert isinstance(msg, EmailMessage)
     return msg
 
 
 def header(msg: Message, name: str) -> str:
-    """A header as one line of text, '' when absent or unreadable."""
+    """A header as one line of text (RFC 2047 decoded), '' when absent or unreadable."""
     try:
         value = msg.get(name)
-    except Exception:  # a header the policy cannot parse: read it raw
+    except Exception:
         value = None
-        for key, raw in msg.raw_items() if isinstance(msg, EmailMessage) else ():
-            if key.lower() == name.lower():
-                value = raw
-                break
     if value is None:
         return ""
-    return " ".join(str(value).split())
+    text = str(value)
+    if "=?" in text:
+        with contextlib.suppress(Exception):  # a malformed encoded word: keep it as it is
+            text = str(make_header(decode_header(text)))
+    # Undecodable bytes (surrogates) become U+FFFD: the text may be stored or printed.
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return " ".join(text.split())
 
 
 def sender_of(msg: Message) -> str:
