@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/validate
 	$(BIN)/python bench/plan
 	$(BIN)/python bench/run
+	$(BIN)/python bench/inbox
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache outbox cadence.db* demo-state
