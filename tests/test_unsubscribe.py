@@ -196,15 +196,3 @@ def test_reply_by_hand_is_logged_as_a_command(launched: Path) -> None:
     with sqlite3.connect(launched / "cadence.db") as db:
         rows = db.execute("SELECT kind, source FROM events WHERE kind = 'reply'").fetchall()
     assert rows == [("reply", "command")]
-
-
-def test_mailbox_url_with_an_address_as_user() -> None:
-    from engine.inbound.imap import parse_mailbox
-
-    box = parse_mailbox("imaps://dana@acme.example@imap.gmail.com:993/INBOX")
-    assert (box.user, box.host, box.port, box.folder, box.tls) == (
-        "dana@acme.example", "imap.gmail.com", 993, "INBOX", True,
-    )  # fmt: skip
-    assert parse_mailbox("imap://dana%40acme.example@host/Sales/Leads").folder == "Sales/Leads"
-    with pytest.raises(UsageError, match="imaps://"):
-        parse_mailbox("pop3://dana@host/INBOX")
