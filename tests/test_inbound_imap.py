@@ -54,12 +54,18 @@ def dovecot() -> Iterator[Dovecot]:
 class World:
     """A launched cadence whose first emails went out on Monday 2 March 2026."""
 
-    def __init__(self, folder: Path, server: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        server: Dovecot,
+        monkeypatch: pytest.MonkeyPatch,
+        cadence_text: str = CADENCE,
+    ) -> None:
         self.folder = folder
         self.server = server
         self.db = folder / "cadence.db"
         self.outbox = folder / "outbox"
-        (folder / "cadence.yaml").write_text(CADENCE, encoding="utf-8")
+        (folder / "cadence.yaml").write_text(cadence_text, encoding="utf-8")
         rows = ["email,first_name"] + [f"{email(n)},{n.title()}" for n in PEOPLE]
         (folder / "contacts.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
         self.env = {
@@ -272,3 +278,39 @@ def test_reply_arriving_during_run_every_stops_the_next_email(world: World) -> N
     assert world.enrolment_states()["ben"] == "replied"
     assert not any(b"Again Ben" in p.read_bytes() for p in world.outbox.glob("*.eml"))
     assert "reply" in out
+
+
+def test_inbox_poll_every_keeps_polling_and_stops_cleanly_on_sigterm(world: World) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "inbox", "poll", "--every", "* * * * *",
+         "--now", "2026-03-03T12:59:50Z"],
+        env={**__import__("os").environ, **world.env}, cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        world.append(world.mail("bounce-postfix-dsn", "eve"))
+        while world.enrolment_states()["eve"] != "bounced":
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "bounce 1" in out and "eve@example.com" in out
+
+
+def test_on_auto_reply_ignore_logs_and_moves_nothing(
+    tmp_path: Path, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dovecot.clear()
+    text = CADENCE.replace(
+        "default_timezone: UTC}", "default_timezone: UTC, on_auto_reply: ignore}"
+    )
+    world = World(tmp_path, dovecot, monkeypatch, cadence_text=text)
+    before = world.steps()
+    world.append(world.mail("ooo-outlook-return-date", "cara"))
+    out = world.cli("inbox", "poll", "--now", "2026-03-03T12:30Z")
+    assert "auto-reply 1" in out and "on_auto_reply: ignore" in out
+    assert world.steps() == before
+    assert world.sql("SELECT kind FROM events WHERE source IS NOT NULL") == [("auto-reply",)]
+    assert world.sql("SELECT count(*) FROM pauses") == [(0,)]
