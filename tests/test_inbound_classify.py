@@ -46,6 +46,8 @@ def test_sample_is_classified_as_expected(case) -> None:  # type: ignore[no-unty
         ("from 1 March to 2 June 2026", None),  # beyond 60 days: not believed
         ("meeting at 12.30, back soon", None),  # a time, not a date
         ("I was away on 1 March", None),  # in the past
+        ("Back on 9 March. For the summit on 20 March ask Bo.", date(2026, 3, 9)),
+        ("Ich bin bis zum 9. März nicht im Büro. Die Messe am 20.03.2026 auch.", date(2026, 3, 9)),
     ],
 )
 def test_return_date_forms(text: str, expected: date | None) -> None:

@@ -314,3 +314,20 @@ def test_on_auto_reply_ignore_logs_and_moves_nothing(
     assert world.steps() == before
     assert world.sql("SELECT kind FROM events WHERE source IS NOT NULL") == [("auto-reply",)]
     assert world.sql("SELECT count(*) FROM pauses") == [(0,)]
+
+
+def test_a_reply_with_a_large_attachment_is_read_from_its_first_bytes(world: World) -> None:
+    from email.message import EmailMessage
+
+    reply = EmailMessage()
+    reply["From"] = f"Ann <{email('ann')}>"
+    reply["To"] = "dana@acme.example"
+    reply["Subject"] = "Re: Hello Ann"
+    reply["Message-ID"] = "<big-reply@example.com>"
+    reply["In-Reply-To"] = world.first_message_id("ann")
+    reply.set_content("Yes, see the deck attached.")
+    reply.add_attachment(bytes(range(256)) * 8192, maintype="application", subtype="pdf")
+    world.append(reply.as_bytes())  # 2 MiB; the poll reads the first 256 KiB
+    report = world.poll()
+    assert report["counts"]["reply"] == 1  # type: ignore[index]
+    assert world.enrolment_states()["ann"] == "replied"

@@ -357,27 +357,48 @@ _ISO = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")
 _NUMERIC = re.compile(r"\b(\d{1,2})([./-])(\d{1,2})(?:\2(\d{4}|\d{2}))?(?!\d)")
 
 
-def return_date(text: str, received: date) -> date | None:
-    """The latest date in `text` after `received` and within 60 days of it, else None.
+# Words before a return date ("until", "back on", "tot en met", "bis", "jusqu'au", "hasta").
+_RETURN_WORD = re.compile(
+    r"(until|till|back|return|returning|from|terug|tot|vanaf|weer|bis|zurück|zurueck|ab|"
+    r"wieder|jusqu|retour|dès|partir|hasta|regreso|vuelvo|volveré|desde)\W[^.\n]{0,40}$",
+    re.IGNORECASE,
+)
 
-    Reads ISO dates, 16/03/2026 and 16.03. (day first; month first only when the day
-    first cannot be), `16 March 2026`, `March 16, 2026`, `16 maart`, `16. März`,
-    `16 mars`, `16 de marzo`; a date without a year is its next occurrence.
+
+def return_date(text: str, received: date) -> date | None:
+    """The return date an out-of-office names: after `received`, within 60 days of it.
+
+    Of the dates found, those right after a return word ("until", "back on", "tot en
+    met", "bis zum", "jusqu'au", "hasta el", …) count first; the latest of them (or of
+    all dates, when none follows such a word) is the return date. Reads ISO dates,
+    16/03/2026 and 16.03. (day first; month first only when the day first cannot be),
+    `16 March 2026`, `March 16, 2026`, `16 maart`, `16. März`, `16 mars`, `16 de marzo`;
+    a date without a year is its next occurrence.
     """
     last = received + timedelta(days=RETURN_WINDOW_DAYS)
-    found = [d for d in _dates(text, received) if received < d <= last]
-    return max(found) if found else None
+    found = [(d, cued) for d, cued in _dates(text, received) if received < d <= last]
+    cued = [d for d, is_cued in found if is_cued]
+    chosen = cued or [d for d, _ in found]
+    return max(chosen) if chosen else None
 
 
-def _dates(text: str, received: date) -> Iterator[date]:
+def _dates(text: str, received: date) -> Iterator[tuple[date, bool]]:
+    """Every date in `text`, and whether a return word comes just before it."""
+    for m, found in _found_dates(text, received):
+        cue = _RETURN_WORD.search(text[max(0, m.start() - 60) : m.start()]) is not None
+        for d in found:
+            yield d, cue
+
+
+def _found_dates(text: str, received: date) -> Iterator[tuple[re.Match[str], Iterable[date]]]:
     for m in _ISO.finditer(text):
-        yield from _valid(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        yield m, _valid(int(m.group(1)), int(m.group(2)), int(m.group(3)))
     for m in _DAY_MONTH.finditer(text):
         month = _MONTH_OF[m.group(2).lower()]
-        yield from _with_year(m.group(3), month, int(m.group(1)), received)
+        yield m, _with_year(m.group(3), month, int(m.group(1)), received)
     for m in _MONTH_DAY.finditer(text):
         month = _MONTH_OF[m.group(1).lower()]
-        yield from _with_year(m.group(3), month, int(m.group(2)), received)
+        yield m, _with_year(m.group(3), month, int(m.group(2)), received)
     for m in _NUMERIC.finditer(text):
         a, sep, b, year = int(m.group(1)), m.group(2), int(m.group(3)), m.group(4)
         if year is None and sep != ".":
@@ -385,7 +406,7 @@ def _dates(text: str, received: date) -> Iterator[date]:
         if year is None and text[m.end() : m.end() + 1] != ".":
             continue  # German `16.03.`: the closing dot makes it a date, not a time
         first = list(_with_year(year, b, a, received))  # day first
-        yield from first or _with_year(year, a, b, received)
+        yield m, first or list(_with_year(year, a, b, received))
 
 
 def _with_year(year: str | None, month: int, day: int, received: date) -> Iterable[date]:

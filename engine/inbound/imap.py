@@ -30,6 +30,9 @@ PASSWORD_ENV = "CADENCE_IMAP_PASSWORD"
 CAFILE_ENV = "CADENCE_IMAP_CAFILE"
 URL_ENV = "CADENCE_IMAP_URL"
 FETCH_CHUNK = 250  # messages per UID FETCH: few round trips, bounded memory
+# Bytes read of each message: headers, the text and a bounce's report all come first; a
+# 30 MB attachment is never downloaded (a chunk holds at most 250 × 256 KiB).
+PEEK_BYTES = 256 * 1024
 TIMEOUT = 60.0
 _URL_HINT = "e.g. imaps://sales@imap.example.com:993/INBOX or imap://sales@host:143/INBOX"
 _UID = re.compile(rb"\bUID (\d+)")
@@ -204,12 +207,14 @@ class Connection:
         return sorted(int(u) for chunk in data if chunk for u in chunk.split())
 
     def fetch(self, uids: Sequence[int]) -> Iterator[list[Fetched]]:
-        """The messages, in chunks, without setting \\Seen (BODY.PEEK)."""
+        """The messages (their first PEEK_BYTES), in chunks, never setting \\Seen."""
         for start in range(0, len(uids), FETCH_CHUNK):
             chunk = uids[start : start + FETCH_CHUNK]
             try:
                 typ, data = self._client().uid(
-                    "FETCH", ",".join(map(str, chunk)), "(UID INTERNALDATE BODY.PEEK[])"
+                    "FETCH",
+                    ",".join(map(str, chunk)),
+                    f"(UID INTERNALDATE BODY.PEEK[]<0.{PEEK_BYTES}>)",
                 )
                 if typ != "OK":
                     raise imaplib.IMAP4.error(_text(data))
