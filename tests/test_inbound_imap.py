@@ -331,3 +331,13 @@ def test_a_reply_with_a_large_attachment_is_read_from_its_first_bytes(world: Wor
     report = world.poll()
     assert report["counts"]["reply"] == 1  # type: ignore[index]
     assert world.enrolment_states()["ann"] == "replied"
+
+
+def test_a_reply_whose_subject_looks_like_an_unsubscribe_is_still_a_reply(world: World) -> None:
+    data = world.mail("reply-iphone-address-only", "ben").replace(
+        b"Subject: Quick question", b"Subject: Re: unsubscribe yourselves? no, call me"
+    )
+    world.append(data)
+    report = world.poll()
+    assert report["counts"]["reply"] == 1 and report["counts"]["unsubscribe"] == 0  # type: ignore[index]
+    assert world.enrolment_states()["ben"] == "replied"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from email import message_from_bytes, message_from_string, policy
@@ -446,8 +446,12 @@ def reply(msg: EmailMessage, received: date) -> Verdict | None:
 RULES: tuple[Rule, ...] = (unsubscribe, dsn, non_rfc_bounce, auto_reply, reply)
 
 
-def classify(msg: EmailMessage, received: date) -> Verdict:
-    """The first rule's verdict, else ignored. Never raises on a malformed message."""
+def classify(msg: EmailMessage, received: date, *, skip: Collection[Kind] = ()) -> Verdict:
+    """The first rule's verdict, else ignored. Never raises on a malformed message.
+
+    `skip`: kinds whose verdicts do not count (an "unsubscribe" whose token is not ours
+    is read again as whatever else it is: "Re: unsubscribe yourself" is a reply).
+    """
     for rule in RULES:
         try:
             verdict = rule(msg, received)
@@ -456,7 +460,7 @@ def classify(msg: EmailMessage, received: date) -> Verdict:
             last = f"{rule.__name__}: {type(exc).__name__}"
         else:
             last = ""
-        if verdict is not None:
+        if verdict is not None and verdict.kind not in skip:
             return verdict
     return Verdict(Kind.IGNORED, last or "no rule matched", sender=_safe_sender(msg))
 

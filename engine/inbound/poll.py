@@ -201,7 +201,10 @@ def _handle(
         ids = message_ids(header(msg, "Message-ID"))
         message_id = ids[0] if ids else ""
         received = f.received_utc or int(now.timestamp())
-        verdict = classify(msg, datetime.fromtimestamp(received, UTC).date())
+        day = datetime.fromtimestamp(received, UTC).date()
+        verdict = classify(msg, day)
+        if verdict.kind is Kind.UNSUBSCRIBE and inbound.address_of_token(verdict.token) is None:
+            verdict = classify(msg, day, skip={Kind.UNSUBSCRIBE})
         read.append(_Read(f, dedupe_key(f.data, message_id), message_id, verdict))
     done = inbound.handled({r.key for r in read})
     read = [r for r in read if r.key not in done]
@@ -251,8 +254,7 @@ def _match(
         return replace(base, kind="own", detail="our own sent copy")
     if v.kind is Kind.UNSUBSCRIBE:
         email = inbound.address_of_token(v.token)
-        if email is None:
-            return replace(base, detail=f"unsubscribe token {v.token!r} is not ours")
+        assert email is not None  # `_handle` read any other token's message again
         return replace(
             base, kind=Kind.UNSUBSCRIBE, email=email, signal=SignalKind.UNSUBSCRIBE,
             detail=f"{v.reason} from {v.sender or 'unknown sender'}",
