@@ -178,10 +178,15 @@ def _act(store: Repository, versions: Versions, m: Handled, now: int) -> bool:
     """Do what `m` does, then remember it; False when another poll remembered it first.
 
     A signal or a pause is applied before the key is remembered (both are idempotent: a
-    repeat after a crash changes nothing twice); a message that only logs, or does
-    nothing, is remembered first, so a race between two pollers logs it once.
+    repeat after a crash changes nothing twice); a message that only logs is remembered
+    first, so a race between two pollers logs it once; one that does nothing (ignored,
+    our own copy) is not remembered: reading it again does nothing again.
     """
     acts = (m.signal is not None and m.email is not None) or m.pause is not None
+    if m.kind in (Kind.IGNORED, "own"):
+        # Nothing to do, and nothing a second reading would do: not remembered, so the
+        # dedupe keys stay those of messages that mattered (a commit fewer per message).
+        return True
     if not acts:
         if not store.remember_inbound(m.dedupe_key, m.source, now):
             return False
