@@ -78,6 +78,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/plan
 	$(BIN)/python bench/run
 	$(BIN)/python bench/serve
+	$(BIN)/python bench/inbox
 
 clean:
 	rm -rf $(VENV) tests/js/node_modules build *.egg-info .pytest_cache .mypy_cache .ruff_cache outbox cadence.db* demo-state

@@ -362,10 +362,12 @@ def run_command(
     from engine.runner import run_every, stopping_on_signals
     from engine.store import open_store
     from engine.transports import parse_transport
+    from engine.unsubscribe import check_environment as check_unsubscribe_environment
 
     if once == (every is not None):
         raise UsageError("give exactly one of --once and --every CRON")
     schedule = parse_cron(every) if every is not None else None
+    check_unsubscribe_environment()
     clock = Clock(_now(now_text) if now_text else None)
 
     def show(at: datetime, report: RunReport) -> None:
@@ -408,7 +410,13 @@ def run_command(
                 else:
                     click.echo(f"next pass at {upcoming:%Y-%m-%d %H:%M:%S}Z ({every})")
 
-            run_every(runner, schedule.expression, show_and_next, error)
+            run_every(
+                runner,
+                schedule.expression,
+                show_and_next,
+                error,
+                before_pass=_inbox_before_pass(store, clock),
+            )
             return 0
         started = clock.now()
         try:
@@ -427,6 +435,92 @@ def run_command(
     if failed:
         click.echo(f"{failed} email(s) failed: see `cadence status`", err=True)
     return 1 if unknown or failed else 0
+
+
+def _inbox_before_pass(store: Any, clock: Any) -> Any:
+    """`run --every` polls CADENCE_IMAP_URL before each pass, when it is set (SPEC §8)."""
+    if not os.environ.get("CADENCE_IMAP_URL", "").strip():
+        return None
+    from engine.inbound.poll import mailbox_from_env, poll
+
+    mailbox = mailbox_from_env(None)  # a bad URL is a usage error now, not at the first pass
+
+    def before_pass() -> None:
+        report = poll(store, mailbox, now=clock.now())
+        if any(n for k, n in report.counts().items() if k not in ("ignored", "own")):
+            _show_poll(report, "text", clock.now())
+
+    return before_pass
+
+
+def _show_poll(report: Any, output_format: str, at: Any) -> None:
+    import json
+
+    if output_format == "json":
+        click.echo(
+            json.dumps(
+                {"at": at.replace(microsecond=0).isoformat(), **report.as_dict()},
+                ensure_ascii=False,
+            )
+        )
+        return
+    counts = ", ".join(f"{k} {n}" for k, n in report.counts().items() if n)
+    rescan = " (UIDVALIDITY changed: read again)" if report.rescanned else ""
+    click.echo(
+        f"{at:%Y-%m-%d %H:%M:%S}Z {report.mailbox}: read {report.read}, "
+        f"already handled {report.already}{rescan}: {counts or 'nothing new'}"
+    )
+    for f in report.found:
+        if f.kind not in ("ignored", "own"):
+            click.echo(f"  {f.kind:<11} {f.email:<32} {f.cadence or '(every cadence)'}: {f.detail}")
+
+
+@cadence.group("inbox")
+def inbox_group() -> None:
+    """Hear back from a mailbox: replies, bounces, auto-replies, unsubscribes (SPEC §8)."""
+
+
+@inbox_group.command("poll")
+@click.option(
+    "--mailbox",
+    "mailbox_url",
+    default=None,
+    metavar="URL",
+    help="imaps://user@host:993/INBOX or imap://user@host:143/INBOX (STARTTLS); "
+    "env CADENCE_IMAP_URL. Password: CADENCE_IMAP_PASSWORD.",
+)
+@click.option("--every", "every", default=None, metavar="CRON", help="Keep polling on a schedule.")
+@click.option(
+    "-f", "--format", "output_format", type=click.Choice(["text", "json"]), default="text"
+)
+@db_option
+@now_option
+def inbox_poll(
+    mailbox_url: str | None, every: str | None, output_format: str, db: str, now_text: str | None
+) -> int:
+    """Read new mail read-only and act on replies, bounces, auto-replies, unsubscribes."""
+    from engine.cron import parse_cron
+    from engine.inbound.poll import mailbox_from_env, poll, poll_every
+    from engine.run.clock import Clock
+    from engine.store import open_store
+
+    mailbox = mailbox_from_env(mailbox_url)
+    schedule = parse_cron(every) if every is not None else None
+    clock = Clock(_now(now_text) if now_text else None)
+    with open_store(db) as store:
+        if schedule is None:
+            at = clock.now()
+            _show_poll(poll(store, mailbox, now=at), output_format, at)
+            return 0
+
+        def once(at: Any) -> None:
+            _show_poll(poll(store, mailbox, now=at), output_format, at)
+
+        def error(exc: Exception) -> None:
+            click.echo(f"error: {exc}", err=True)
+
+        poll_every(schedule.expression, clock.now, once, error)
+    return 0
 
 
 @cadence.group("tasks")
@@ -601,8 +695,10 @@ def tasks_send(
     from engine.store import open_store
     from engine.tasks import check_send_at, check_sendable, send_task_email, show_task
     from engine.transports import parse_transport
+    from engine.unsubscribe import check_environment as check_unsubscribe_environment
     from engine.when import parse_when
 
+    check_unsubscribe_environment()
     now = _now(now_text)
     with open_store(db) as store:
         check_sendable(store, task_id)  # before any editor opens
@@ -647,7 +743,13 @@ def tasks_send(
 
 @cadence.command("event")
 @click.argument("kind", type=click.Choice(["reply", "bounce", "unsubscribe"]))
-@click.option("--contact", "email", required=True, metavar="EMAIL")
+@click.option("--contact", "email", default=None, metavar="EMAIL")
+@click.option(
+    "--token",
+    default=None,
+    metavar="TOKEN",
+    help="unsubscribe only: the token of an unsubscribe link instead of --contact.",
+)
 @click.option(
     "--cadence",
     "cadence_name",
@@ -657,14 +759,36 @@ def tasks_send(
 @db_option
 @now_option
 def event_command(
-    kind: str, email: str, cadence_name: str | None, db: str, now_text: str | None
+    kind: str,
+    email: str | None,
+    token: str | None,
+    cadence_name: str | None,
+    db: str,
+    now_text: str | None,
 ) -> int:
     """Record a reply, bounce or unsubscribe (idempotent); stops later steps."""
+    from engine.errors import UsageError
     from engine.signals import record
     from engine.store import SignalKind, open_store
+    from engine.unsubscribe import unsubscribe_by_token
 
+    if token is not None and kind != "unsubscribe":
+        raise UsageError("--token only goes with `cadence event unsubscribe`")
+    if (email is None) == (token is None):
+        raise UsageError(
+            "give exactly one of --contact EMAIL and --token TOKEN"
+            if kind == "unsubscribe"
+            else "give --contact EMAIL"
+        )
     with open_store(db) as store:
-        result = record(store, SignalKind(kind), email, cadence=cadence_name, now=_now(now_text))
+        if token is not None:
+            done = unsubscribe_by_token(store, token, source="command", now=_now(now_text))
+            email, result = done.email, done.result
+        else:
+            assert email is not None
+            result = record(
+                store, SignalKind(kind), email, cadence=cadence_name, now=_now(now_text)
+            )
     note = "" if result.new else " (already recorded)"
     scope = "" if kind == "reply" else " (suppressed for every cadence)"
     click.echo(
@@ -847,6 +971,17 @@ def status_command(output_format: str, db: str, now_text: str | None) -> int:
             )
         if not report.versions:
             click.echo("nothing launched yet")
+        for p in report.paused:
+            why = f" — {p.reason}" if p.reason else ""
+            if p.until is not None:
+                click.echo(
+                    f"paused (auto-reply): {p.email} in {p.cadence_name} until "
+                    f"{p.until:%Y-%m-%d %H:%M}Z{why}"
+                )
+            else:
+                click.echo(
+                    f"paused: {p.email} in {p.cadence_name} until `cadence enrolments resume`{why}"
+                )
         for u in report.unknown:
             click.echo(
                 f"UNKNOWN send {u.key}: {u.contact} step {u.step_id} {u.message_id} "

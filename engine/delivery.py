@@ -24,7 +24,6 @@ import base64
 import binascii
 import functools
 import hashlib
-import os
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -38,6 +37,8 @@ from engine.limits import MAX_BODY_CHARS, MAX_SUBJECT_CHARS
 from engine.model import Cadence, Step
 from engine.schedule import thread_of
 from engine.transports import Envelope
+from engine.unsubscribe import links as unsubscribe_links
+from engine.unsubscribe import mailto as unsubscribe_mailto
 
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 _MAX_LINE = 78  # RFC 5322 soft limit per header line
@@ -80,11 +81,9 @@ def message_id(cadence_name: str, enrolment_uid: str, step_id: str, sender: str)
 
 
 def unsubscribe_url(cadence: Cadence, token: str) -> str:
-    """`CADENCE_UNSUBSCRIBE_URL` + the enrolment's token, else a mailto: to the sender."""
-    base = os.environ.get("CADENCE_UNSUBSCRIBE_URL")
-    if base:
-        return base.replace("{token}", token) if "{token}" in base else base + token
-    return f"mailto:{cadence.sender.email}?subject=unsubscribe"
+    """The link `{{ unsubscribe_url }}` shows: one-click https when configured, else the
+    token's mailto (engine.unsubscribe)."""
+    return unsubscribe_links(cadence.sender.email, token).primary
 
 
 def thread_ids(cadence: Cadence, step: Step, enrolment_uid: str) -> list[str]:
@@ -260,12 +259,15 @@ def build_message(
     references: list[str],
     date: datetime,
     unsubscribe: str,
+    unsubscribe_token: str = "",
 ) -> Outgoing:
     """The complete message bytes for one contact, or MessageError saying why not.
 
     The headers are exactly From, To, Subject, Date, Message-ID, In-Reply-To and
     References (a follow-up), List-Unsubscribe (and List-Unsubscribe-Post for an HTTPS
-    URL), MIME-Version, Content-Type and Content-Transfer-Encoding.
+    URL), MIME-Version, Content-Type and Content-Transfer-Encoding. `unsubscribe` is the
+    primary List-Unsubscribe link; beside an https one goes the mailto that carries
+    `unsubscribe_token` (engine.unsubscribe).
     """
     to = _checked_address(to_email, "the contact's")
     from_line, sender = _from_header(cadence.sender.name, cadence.sender.email)
@@ -296,14 +298,10 @@ def build_message(
         parts.append("References: " + "\r\n ".join(references) + "\r\n")
     unsub = [f"<{_uri(unsubscribe)}>"]
     if not unsubscribe.startswith("mailto:"):
-        unsub.append(f"<mailto:{sender.wire}?subject=unsubscribe>")
+        unsub.append(f"<{_uri(unsubscribe_mailto(cadence.sender.email, unsubscribe_token))}>")
         # RFC 8058 one-click needs an HTTPS URI to POST to.
         parts.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
-    listed = _fold(
-        "List-Unsubscribe",
-        [",".join(unsub[:1] + [""] * (len(unsub) > 1))] + [" " + u for u in unsub[1:]],
-        hard_last=len(unsub) == 1,
-    )
+    listed = _url_list("List-Unsubscribe", unsub)
     if listed is None:
         raise MessageError(f"the unsubscribe URL for {to_email} is too long for a header")
     parts.append(listed)
@@ -323,3 +321,14 @@ def build_message(
     data = head_text.encode("utf-8" if smtputf8 else "ascii")
     envelope = Envelope(sender=sender.wire, recipient=to.wire, message_id=msg_id, smtputf8=smtputf8)
     return Outgoing(envelope=envelope, data=data, subject=subject)
+
+
+def _url_list(name: str, urls: list[str]) -> str | None:
+    """`Name: <a>,` then one URL per line (RFC 5322 allows lines up to 998 characters):
+    a URL is never broken nor encoded, so a mail client reads back exactly what was
+    written. None when a URL does not fit a line even so."""
+    lines = [f"{name}: {urls[0]}"] + [f" {u}" for u in urls[1:]]
+    lines = [line + "," for line in lines[:-1]] + lines[-1:]
+    if any(len(line) > _HARD_LINE for line in lines):
+        return None
+    return "\r\n".join(lines) + "\r\n"

@@ -297,6 +297,7 @@ def settings_changes(old: Cadence, new: Cadence) -> list[Change]:
         ("daily_limit", a.daily_limit, b.daily_limit, "emails over the limit move on"),
         ("on_reply", _reply(a), _reply(b), "what a reply does changes"),
         ("remove_on_bounce", a.remove_on_bounce, b.remove_on_bounce, "bounce handling changes"),
+        ("on_auto_reply", a.on_auto_reply, b.on_auto_reply, "auto-reply handling changes"),
     ]
     return [
         Change("settings", None, f"{name}: {x} → {y}: {why}") for name, x, y, why in pairs if x != y

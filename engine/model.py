@@ -90,6 +90,7 @@ class Settings:
     daily_limit: int | None = None
     on_reply: OnReply = OnReply()
     remove_on_bounce: bool = True
+    on_auto_reply: str = "pause"  # pause | ignore (SPEC §8)
 
     @classmethod
     def from_data(cls, data: dict[str, Any] | None) -> Settings:
@@ -112,6 +113,7 @@ class Settings:
                 mark_success=bool(reply.get("mark_success", False)),
             ),
             remove_on_bounce=bool(data.get("remove_on_bounce", True)),
+            on_auto_reply=str(data.get("on_auto_reply", "pause")),
         )
 
 

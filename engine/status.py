@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from engine.errors import NotFound, UsageError
-from engine.store import Repository, StepRow, StepState, VersionStatus
+from engine.store import (
+    EnrolmentRecord,
+    EnrolmentState,
+    Repository,
+    StepRow,
+    StepState,
+    VersionStatus,
+)
 from engine.tasks import finish_enrolment
 
 
@@ -40,9 +47,30 @@ class UnknownSend:
 
 
 @dataclass(frozen=True, slots=True)
+class PausedEnrolment:
+    """A paused enrolment, and when it resumes by itself (an auto-reply's pause)."""
+
+    email: str
+    cadence_name: str
+    since: datetime | None
+    until: datetime | None  # None: paused by an operator, until `enrolments resume`
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "contact": self.email,
+            "cadence": self.cadence_name,
+            "since": self.since.isoformat() if self.since else None,
+            "resumes": self.until.isoformat() if self.until else None,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class StatusReport:
     versions: tuple[VersionStatus, ...]
     unknown: tuple[UnknownSend, ...]
+    paused: tuple[PausedEnrolment, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -68,6 +96,7 @@ class StatusReport:
                 for v in self.versions
             ],
             "unknown_sends": [u.as_dict() for u in self.unknown],
+            "paused": [p.as_dict() for p in self.paused],
         }
 
 
@@ -89,7 +118,29 @@ def status(store: Repository, now: datetime) -> StatusReport:
     return StatusReport(
         versions=tuple(store.status(int(now.timestamp()))),
         unknown=tuple(_unknown(r) for r in store.unknown_sends()),
+        paused=tuple(paused_enrolments(store)),
     )
+
+
+def paused_enrolments(store: Repository) -> list[PausedEnrolment]:
+    """Paused enrolments, those that resume by themselves (an auto-reply's) soonest first,
+    then those paused by an operator; each with the reason its pause was logged with."""
+
+    def at(seconds: int | None) -> datetime | None:
+        return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+    def reason(e: EnrolmentRecord) -> str:
+        for event in store.events(enrolment_id=e.id, newest_first=True, limit=20):
+            if event.kind == "paused":
+                return event.detail
+        return ""
+
+    found = store.enrolments(states=[EnrolmentState.PAUSED])
+    found.sort(key=lambda e: (e.paused_until is None, e.paused_until or 0, e.id))
+    return [
+        PausedEnrolment(e.email, e.cadence_name, at(e.paused_utc), at(e.paused_until), reason(e))
+        for e in found
+    ]
 
 
 def parse_key(key: str) -> int:

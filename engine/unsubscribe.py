@@ -1,37 +1,151 @@
-"""One-click unsubscribe by an enrolment's token (RFC 8058; SPEC §8, §9).
+"""Unsubscribe links of an enrolment, the checks of their settings, and acting on a token.
 
-The token (in every message's List-Unsubscribe) names one enrolment; the unsubscribe it
-records is the contact's, for every cadence, through the same signal path as
-`cadence event unsubscribe`.
+Every message carries `List-Unsubscribe` with a `mailto:` to the sender's own address,
+plus-addressed and with a subject that both hold the enrolment's token
+(`dana+unsubscribe-TOKEN@acme.example?subject=unsubscribe%20TOKEN`), so the inbound poller
+can match it whichever of the two the receiving mail system keeps. When
+`CADENCE_UNSUBSCRIBE_URL` (the token appended, or put in place of `{token}`) or else an
+https `CADENCE_BASE_URL` (`…/u/TOKEN`) is set, a one-click URL (RFC 8058) comes first.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit
 
-from engine.errors import NotFound
-from engine.signals import record
-from engine.store import Repository, SignalKind
+from engine.errors import NotFound, UsageError
+from engine.store import Repository, Signal, SignalKind
+
+if TYPE_CHECKING:
+    from engine.signals import SignalResult
+
+BASE_URL = "CADENCE_BASE_URL"
+UNSUBSCRIBE_URL = "CADENCE_UNSUBSCRIBE_URL"
+PLUS_TAG = "unsubscribe-"
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """An enrolment's unsubscribe links: the one-click https URL (or None), the mailto."""
+
+    https: str | None
+    mailto: str
+
+    @property
+    def primary(self) -> str:
+        """The link a template's `{{ unsubscribe_url }}` shows."""
+        return self.https or self.mailto
 
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribed:
     email: str
-    new: bool  # False when the address was already unsubscribed
-    ended: tuple[int, ...]  # enrolment ids it ended
+    result: SignalResult
     source: str
+
+    @property
+    def new(self) -> bool:
+        """False when the address was already unsubscribed."""
+        return self.result.new
+
+    @property
+    def ended(self) -> tuple[int, ...]:
+        """The enrolment ids it ended."""
+        return self.result.ended
+
+
+def mailto(sender: str, token: str) -> str:
+    local, _, domain = sender.partition("@")
+    subject = quote(f"unsubscribe {token}")
+    return f"mailto:{local}+{PLUS_TAG}{token}@{domain}?subject={subject}"
+
+
+def one_click_url(token: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The https URL for `token`, or None when neither variable is set."""
+    env = os.environ if env is None else env
+    own = env.get(UNSUBSCRIBE_URL, "").strip()
+    if own:
+        return own.replace("{token}", token) if "{token}" in own else own + token
+    base = env.get(BASE_URL, "").strip()
+    if base.startswith("https://"):
+        return base.rstrip("/") + "/u/" + token
+    return None
+
+
+def links(sender: str, token: str, env: Mapping[str, str] | None = None) -> Links:
+    return Links(https=one_click_url(token, env), mailto=mailto(sender, token))
+
+
+def check_environment(env: Mapping[str, str] | None = None) -> None:
+    """UsageError for an http:// or malformed CADENCE_UNSUBSCRIBE_URL / CADENCE_BASE_URL.
+
+    Checked when a run starts, so a typo never goes out in thousands of messages.
+    """
+    env = os.environ if env is None else env
+    for name in (UNSUBSCRIBE_URL, BASE_URL):
+        value = env.get(name, "").strip()
+        if not value:
+            continue
+        problem = _url_problem(value.replace("{token}", "TOKEN"))
+        if problem:
+            raise UsageError(
+                f"{name}={value!r} {problem}",
+                hint="one-click unsubscribe (RFC 8058) needs an https URL, e.g. "
+                + (
+                    "https://example.com/unsubscribe?t={token}"
+                    if name == UNSUBSCRIBE_URL
+                    else "https://cadence.example.com"
+                )
+                + f"; or unset {name}",
+            )
+
+
+def _url_problem(value: str) -> str:
+    if any(c.isspace() or ord(c) < 32 for c in value):
+        return "holds spaces or control characters"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        return f"is not a URL ({exc})"
+    if parts.scheme == "http":
+        return "is http://, not https://"
+    if parts.scheme != "https":
+        return "is not an https:// URL"
+    if not parts.hostname or port == 0:
+        return "has no host"
+    return ""
+
+
+def address_of_token(store: Repository, token: str) -> str | None:
+    """The address whose enrolment holds `token`; None for a token no enrolment has.
+
+    A mail system may lower-case a plus address: a token found only without its case
+    counts when every enrolment it matches is the same address's.
+    """
+    token = token.strip()
+    found = store.enrolments_by_token(token) if token else []
+    addresses = {e.email for e in found}
+    return addresses.pop() if len(addresses) == 1 else None
 
 
 def unsubscribe_by_token(
     store: Repository, token: str, *, source: str, now: datetime
 ) -> Unsubscribed:
-    """Unsubscribe the contact whose enrolment carries `token`, the signal logged with
-    `source`; NotFound (nothing changed) for a token no enrolment has."""
-    found = store.enrolment_by_token(token) if token else None
-    if found is None:
-        raise NotFound("unknown unsubscribe token", hint="copy it from the message's link")
-    result = record(
-        store, SignalKind.UNSUBSCRIBE, found.email, cadence=None, now=now, source=source
-    )
-    return Unsubscribed(email=found.email, new=result.new, ended=result.ended, source=source)
+    """Unsubscribe the address holding `token` from every cadence (the signal path of
+    `cadence event unsubscribe`, logged with `source`); NotFound when unknown."""
+    from engine.run.pinned import Versions
+    from engine.signals import apply_signal
+
+    email = address_of_token(store, token)
+    if email is None:
+        raise NotFound(
+            f"no enrolment has the unsubscribe token {token!r}",
+            hint="the token is the last part of the unsubscribe link in a sent message",
+        )
+    signal = Signal(SignalKind.UNSUBSCRIBE, email, None, int(now.timestamp()), source)
+    return Unsubscribed(email, apply_signal(store, Versions(store), signal), source)

@@ -14,6 +14,7 @@ import pytest
 
 from engine.delivery import build_message, clean, message_id
 from engine.model import Cadence
+from engine.unsubscribe import mailto
 
 
 def _cadence(name: str = "Dana Reyes", email: str = "dana@acme.example") -> Cadence:
@@ -53,9 +54,10 @@ def _reference(
         msg.set_raw("References", "\r\n ".join(references))
     unsub = [f"<{clean(unsubscribe)}>"]
     if not unsubscribe.startswith("mailto:"):
-        unsub.append(f"<mailto:{cadence.sender.email}?subject=unsubscribe>")
+        unsub.append(f"<{mailto(cadence.sender.email, TOKEN)}>")
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg.set_raw("List-Unsubscribe", ",\r\n ".join(unsub))
+    # One URL a line, never encoded: lines may pass 78 characters (RFC 5322: up to 998).
+    msg.set_raw("List-Unsubscribe", _Exact("List-Unsubscribe", ",\r\n ".join(unsub)))
     msg["MIME-Version"] = "1.0"
     msg["Content-Type"] = 'text/plain; charset="utf-8"'
     msg["Content-Transfer-Encoding"] = "7bit"
@@ -63,6 +65,17 @@ def _reference(
     return msg.as_bytes()
 
 
+class _Exact:
+    """A header the generator writes exactly as given."""
+
+    def __init__(self, name: str, text: str) -> None:
+        self.name, self.text = name, text
+
+    def fold(self, *, policy: object) -> str:
+        return f"{self.name}: {self.text}\r\n"
+
+
+TOKEN = "AbC_dEf-123456789012"
 IDS = [message_id("C", f"uid-{i}", "hello", "dana@acme.example") for i in range(3)]
 DATE = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
@@ -93,6 +106,7 @@ def test_direct_bytes_equal_the_policy(
         references=references,
         date=DATE,
         unsubscribe=unsubscribe,
+        unsubscribe_token=TOKEN,
     )
     assert built.data == _reference(*args, DATE, unsubscribe)
 

@@ -265,8 +265,30 @@ def test_lookups_for_inbound_mail(store: Store) -> None:
     store.set_cursor("imaps://box", Cursor(7, 41))
     store.set_cursor("imaps://box", Cursor(7, 42))
     assert store.cursor("imaps://box") == Cursor(7, 42)
+    assert store.seen_inbound(["k1", "k2"]) == set()  # a read: inserts nothing
     assert store.remember_inbound("k1", "imaps://box", 5)
     assert not store.remember_inbound("k1", "imaps://box", 6)
+    assert store.seen_inbound(["k1", "k2", "k1"]) == {"k1"}
+    assert store.seen_inbound([f"k{n}" for n in range(1200)]) == {"k1"}  # past 999 parameters
+
+
+def test_an_enrolment_by_its_unsubscribe_token(store: Store) -> None:
+    store.launch("C", "h1", [enrolment("a@x.example"), enrolment("b@x.example")], 1)
+    (found,) = store.enrolments_by_token("t-a@x.example100")
+    assert found.email == "a@x.example"
+    # A mail system that lower-cased the plus address: matched without case.
+    assert [e.email for e in store.enrolments_by_token("T-A@X.EXAMPLE100")] == ["a@x.example"]
+    assert store.enrolments_by_token("t-nobody") == []
+
+
+def test_a_pause_is_logged_with_its_source(store: Store) -> None:
+    store.launch("C", "h1", [enrolment("a@x.example")], 1)
+    (e,) = store.enrolments()
+    assert store.pause(e.id, 5, 900, "auto-reply", source="mailbox imaps://box uid 3")
+    paused = store.enrolment(e.id)
+    assert paused is not None and paused.paused_until == 900
+    (event,) = [x for x in store.events(enrolment_id=e.id) if x.kind == "paused"]
+    assert (event.detail, event.source) == ("auto-reply", "mailbox imaps://box uid 3")
 
 
 # -- the Command Center's reads ------------------------------------------------------------

@@ -62,6 +62,7 @@ def render(cadence: Cadence, row: StepRow, at: datetime, sent: Set[str] | None =
         references=references,
         date=at,
         unsubscribe=url,
+        unsubscribe_token=row.unsubscribe_token,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from engine.errors import UsageError
 from engine.store.contract import (
@@ -71,6 +72,7 @@ __all__ = [
 ]
 
 DEFAULT_DB = "./cadence.db"
+_T = TypeVar("_T")
 
 
 def open_store(url: str | None = None) -> Store:
@@ -120,9 +122,9 @@ def _sqlite_path(target: str) -> Path:
     return Path(target)
 
 
-def batched(items: Iterable[int], size: int = 500) -> Iterator[list[int]]:
+def batched(items: Iterable[_T], size: int = 500) -> Iterator[list[_T]]:
     """Chunks small enough for a bound-parameter limit."""
-    chunk: list[int] = []
+    chunk: list[_T] = []
     for item in items:
         chunk.append(item)
         if len(chunk) == size:

@@ -428,15 +428,23 @@ class Repository(Protocol):
 
     def enrolment_by_token(self, token: str) -> EnrolmentRecord | None:
         """The enrolment whose unsubscribe token is `token`, or None."""
+
+    def enrolments_by_token(self, token: str) -> list[EnrolmentRecord]:
+        """The enrolment holding this unsubscribe token; when none holds it exactly, those
+        whose token matches it with ASCII case ignored (a mail system may lower-case a
+        plus address). Empty when none matches."""
         ...
 
     def end_enrolments(self, endings: Sequence[Ending], now: int) -> int:
         """Apply the engine's endings (see `Ending`); returns the step runs cancelled."""
         ...
 
-    def pause(self, enrolment_id: int, now: int, until: int | None, reason: str) -> bool:
-        """An active enrolment becomes `paused` (nothing of it is claimed); False if it
-        was not active."""
+    def pause(
+        self, enrolment_id: int, now: int, until: int | None, reason: str, source: str = "command"
+    ) -> bool:
+        """An active enrolment becomes `paused` (nothing of it is claimed), logged
+        `paused` with `reason` and `source` (an auto-reply's: `mailbox <url> uid <n>`);
+        False if it was not active."""
         ...
 
     def resume(self, enrolment_id: int, now: int, moves: Sequence[Move]) -> bool:
@@ -530,6 +538,11 @@ class Repository(Protocol):
 
     def remember_inbound(self, key: str, mailbox: str, now: int) -> bool:
         """Insert an inbound message's dedupe key; False when it was handled before."""
+        ...
+
+    def seen_inbound(self, keys: Iterable[str]) -> set[str]:
+        """Of these dedupe keys, those remembered before (nothing is inserted): a poller
+        acts first and remembers after, so a crash between the two never loses a message."""
         ...
 
     # -- views

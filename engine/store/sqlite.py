@@ -991,6 +991,14 @@ class SqliteStore:
         found = self._db.execute(_ENROLMENT + " WHERE unsubscribe_token = ?", (token,)).fetchone()
         return _enrolment(found) if found is not None else None
 
+    def enrolments_by_token(self, token: str) -> list[EnrolmentRecord]:
+        found = self._db.execute(_ENROLMENT + " WHERE unsubscribe_token = ?", (token,)).fetchall()
+        if not found:  # rare (a lower-cased plus address): a scan is fine
+            found = self._db.execute(
+                _ENROLMENT + " WHERE lower(unsubscribe_token) = lower(?) ORDER BY id", (token,)
+            ).fetchall()
+        return [_enrolment(r) for r in found]
+
     def end_enrolments(self, endings: Sequence[Ending], now: int) -> int:
         marks = [e for e in endings if e.state == e.expected]
         ends = [e for e in endings if e.state != e.expected]
@@ -1028,7 +1036,9 @@ class SqliteStore:
             )
             return db.total_changes - before
 
-    def pause(self, enrolment_id: int, now: int, until: int | None, reason: str) -> bool:
+    def pause(
+        self, enrolment_id: int, now: int, until: int | None, reason: str, source: str = "command"
+    ) -> bool:
         with self._write() as db:
             changed = db.execute(
                 "UPDATE enrolments SET state = 'paused', paused_utc = ?, paused_until = ? "
@@ -1036,7 +1046,7 @@ class SqliteStore:
                 (now, until, enrolment_id),
             ).rowcount
             if changed:
-                self._log_enrolment(db, enrolment_id, now, "paused", reason)
+                self._log_enrolment(db, enrolment_id, now, "paused", reason, source)
         return bool(changed)
 
     def resume(self, enrolment_id: int, now: int, moves: Sequence[Move]) -> bool:
@@ -1052,12 +1062,18 @@ class SqliteStore:
         return bool(changed)
 
     def _log_enrolment(
-        self, db: sqlite3.Connection, enrolment_id: int, now: int, kind: str, detail: str
+        self,
+        db: sqlite3.Connection,
+        enrolment_id: int,
+        now: int,
+        kind: str,
+        detail: str,
+        source: str = "command",
     ) -> None:
         db.execute(
             "INSERT INTO events (at_utc, kind, email, enrolment_id, detail, source) "
-            "SELECT ?, ?, email, id, ?, 'command' FROM enrolments WHERE id = ?",
-            (now, kind, detail, enrolment_id),
+            "SELECT ?, ?, email, id, ?, ? FROM enrolments WHERE id = ?",
+            (now, kind, detail, source, enrolment_id),
         )
 
     # -- step runs and tasks --------------------------------------------------------------
@@ -1309,6 +1325,18 @@ class SqliteStore:
                     "INSERT OR IGNORE INTO inbound_seen VALUES (?, ?, ?)", (key, mailbox, now)
                 ).rowcount
             )
+
+    def seen_inbound(self, keys: Iterable[str]) -> set[str]:
+        seen: set[str] = set()
+        for chunk in batched(dict.fromkeys(keys)):
+            marks = ",".join("?" * len(chunk))
+            seen.update(
+                str(r[0])
+                for r in self._db.execute(
+                    f"SELECT key FROM inbound_seen WHERE key IN ({marks})", chunk
+                )
+            )
+        return seen
 
     # -- views ----------------------------------------------------------------------------
 

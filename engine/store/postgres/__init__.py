@@ -742,6 +742,16 @@ class PostgresStore:
         with self._tx() as conn:
             return [_enrolment(r) for r in conn.execute(query.encode(), args).fetchall()]
 
+    def enrolments_by_token(self, token: str) -> list[EnrolmentRecord]:
+        with self._tx() as conn:
+            found = conn.execute(_ENROLMENT + " WHERE unsubscribe_token = %s", (token,)).fetchall()
+            if not found:  # rare (a lower-cased plus address): a scan is fine
+                found = conn.execute(
+                    _ENROLMENT + " WHERE lower(unsubscribe_token) = lower(%s) ORDER BY id",
+                    (token,),
+                ).fetchall()
+        return [_enrolment(r) for r in found]
+
     def enrolment(self, enrolment_id: int) -> EnrolmentRecord | None:
         with self._tx() as conn:
             found = conn.execute(_ENROLMENT + " WHERE id = %s", (enrolment_id,)).fetchone()
@@ -777,7 +787,9 @@ class PostgresStore:
                     self._wake(conn, [e.enrolment_id])
         return cancelled
 
-    def pause(self, enrolment_id: int, now: int, until: int | None, reason: str) -> bool:
+    def pause(
+        self, enrolment_id: int, now: int, until: int | None, reason: str, source: str = "command"
+    ) -> bool:
         with self._tx() as conn:
             changed = conn.execute(
                 "UPDATE enrolments SET state = 'paused', paused_at = to_timestamp(%s), "
@@ -785,7 +797,7 @@ class PostgresStore:
                 (now, until, enrolment_id),
             ).rowcount
             if changed:
-                self._log_enrolment(conn, enrolment_id, now, "paused", reason)
+                self._log_enrolment(conn, enrolment_id, now, "paused", reason, source)
         return bool(changed)
 
     def resume(self, enrolment_id: int, now: int, moves: Sequence[Move]) -> bool:
@@ -802,13 +814,19 @@ class PostgresStore:
         return bool(changed)
 
     def _log_enrolment(
-        self, conn: psycopg.Connection[Any], enrolment_id: int, now: int, kind: str, detail: str
+        self,
+        conn: psycopg.Connection[Any],
+        enrolment_id: int,
+        now: int,
+        kind: str,
+        detail: str,
+        source: str = "command",
     ) -> None:
         conn.execute(
             "INSERT INTO events (at, kind, email, enrolment_id, detail, source) "
-            "SELECT to_timestamp(%s), %s, email, id, %s, 'command' FROM enrolments "
+            "SELECT to_timestamp(%s), %s, email, id, %s, %s FROM enrolments "
             "WHERE id = %s",
-            (now, kind, detail, enrolment_id),
+            (now, kind, detail, source, enrolment_id),
         )
 
     # -- step runs and tasks --------------------------------------------------------------
@@ -1066,6 +1084,16 @@ class PostgresStore:
                     (key, mailbox, now),
                 ).rowcount
             )
+
+    def seen_inbound(self, keys: Iterable[str]) -> set[str]:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return set()
+        with self._tx() as conn:
+            found = conn.execute(
+                "SELECT key FROM inbound_seen WHERE key = ANY(%s)", (wanted,)
+            ).fetchall()
+        return {str(r[0]) for r in found}
 
     # -- views ----------------------------------------------------------------------------
 
