@@ -143,6 +143,16 @@ CREATE TABLE inbound_seen (
 );
 """,
     ),
+    # Command Center (SPEC §9): the queue's upcoming planned tasks by time (partial, so the
+    # runner's email rows never enter it) and the live feed's newest events first.
+    (
+        2,
+        """
+CREATE INDEX step_runs_planned_tasks ON step_runs (due_at, id)
+    WHERE state = 'planned' AND action != 'send email';
+CREATE INDEX events_at ON events (at DESC, id DESC);
+""",
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
