@@ -498,14 +498,13 @@ def test_the_command_center_on_postgresql_shows_what_it_shows_on_sqlite(
 
     world.cli("store", "migrate", "--to", postgres_url)
     on_pg = create_app(postgres_url, base="http://127.0.0.1:8080", clock=lambda: NOW)
-    pg_world = World(world.root, world.db, world.outbox)
     try:
         for email in (DANA, ELI, BOSS):
             pages: list[list[str]] = []
             for each in (app, on_pg):
                 client = each.test_client()
                 env = {"CADENCE_DB": postgres_url} if each is on_pg else None
-                path = pg_world.cli("users", "link", email, env=env).strip()
+                path = world.cli("users", "link", email, env=env).strip()
                 path = path.removeprefix("http://127.0.0.1:8080")
                 page = client.get(path)
                 assert client.post(path, data={"csrf": csrf_of(page.text)}).status_code == 303
