@@ -35,11 +35,21 @@ def open_users(url: str | None = None) -> UserStore:
 def users_on(store: Store) -> UserStore:
     """The users kept in `store`, on its connection (closing them closes the store)."""
     from engine.store.sqlite import SqliteStore
-    from engine.store.sqlite_users import SqliteUsers
 
-    if not isinstance(store, SqliteStore):  # pragma: no cover - one store kind today
-        raise UsageError("users live in a SQLite state store")
-    return SqliteUsers(store)
+    if isinstance(store, SqliteStore):
+        from engine.store.sqlite_users import SqliteUsers
+
+        return SqliteUsers(store)
+    from engine.store.postgres import PostgresStore
+
+    if isinstance(store, PostgresStore):
+        from engine.store.postgres.users import PostgresUsers
+
+        return PostgresUsers(store)
+    raise UsageError(  # pragma: no cover - every store kind is handled above
+        f"users cannot live in a {type(store).__name__}",
+        hint="point CADENCE_DB at a SQLite file or a postgresql:// URL",
+    )
 
 
 def base_url(value: str | None = None) -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from cli import cadence
 from engine.store import open_store
+from engine.users import open_users, session_of, sign_in
 
 from .conftest import CADENCES
 
@@ -57,11 +59,25 @@ def everything(url: str) -> tuple[object, ...]:
         )
 
 
+def link_token(db: str, email: str, outbox: Path) -> str:
+    return cli("users", "link", email, db=db, outbox=outbox).strip().rsplit("/", 1)[1]
+
+
 def test_sqlite_to_postgres_and_back_keeps_everything(tmp_path: Path, postgres_url: str) -> None:
     sqlite = str(tmp_path / "cadence.db")
     back = str(tmp_path / "back.db")
     outbox = tmp_path / "outbox"
     demo_state(sqlite, outbox)
+    cli("users", "add", "dana@acme.example", "--name", "Dana", "--timezone", "Europe/Paris",
+        db=sqlite, outbox=outbox)  # fmt: skip
+    cli("users", "add", "boss@acme.example", "--admin", db=sqlite, outbox=outbox)
+    unused = link_token(sqlite, "dana@acme.example", outbox)
+    now = datetime.now(UTC)
+    with open_users(sqlite) as users:
+        people = users.users()
+        signed_in = sign_in(users, link_token(sqlite, "boss@acme.example", outbox), now)
+    assert signed_in is not None
+    session_id, session = signed_in
     status = ("status", "-f", "json", "--now", "2026-03-06T23:59Z")
     before = cli(*status, db=sqlite, outbox=outbox)
 
@@ -69,10 +85,28 @@ def test_sqlite_to_postgres_and_back_keeps_everything(tmp_path: Path, postgres_u
     assert "counts verified" in out
     assert cli(*status, db=postgres_url, outbox=outbox) == before
     assert everything(postgres_url) == everything(sqlite)
+    with open_users(postgres_url) as users:
+        assert users.users() == people  # ids kept
+        assert session_of(users, session_id, now) == session
+        # The link not used before the copy signs in once on the copy.
+        on_pg = sign_in(users, unused, now)
+        assert on_pg is not None and on_pg[1].user.email == "dana@acme.example"
+        assert sign_in(users, unused, now) is None
+        cli("users", "add", "eli@acme.example", db=postgres_url, outbox=outbox)
 
     cli("store", "migrate", "--to", back, db=postgres_url, outbox=outbox)
     assert cli(*status, db=back, outbox=outbox) == before
     assert everything(back) == everything(sqlite)
+    with open_users(back) as users:
+        assert [u.email for u in users.users()] == [
+            "boss@acme.example",
+            "dana@acme.example",
+            "eli@acme.example",
+        ]
+        assert users.users()[:2] == people
+        assert session_of(users, session_id, now) == session
+        assert session_of(users, on_pg[0], now) == on_pg[1]
+        assert sign_in(users, unused, now) is None  # spent on PostgreSQL, spent here
 
 
 def test_the_copy_on_postgres_goes_on_as_the_original_would(

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from cli import cadence
+from engine.web.app import close_app, create_app
+from tests.helpers.web_world import csrf_of
 
 
-def _cli(db: Path, *args: str, code: int = 0, env: dict[str, str] | None = None) -> str:
+def _cli(db: Path | str, *args: str, code: int = 0, env: dict[str, str] | None = None) -> str:
     result = CliRunner().invoke(
         cadence, list(args), env={"CADENCE_DB": str(db), **(env or {})}, catch_exceptions=False
     )
@@ -52,6 +55,50 @@ def test_the_database_keeps_only_hashes_of_sign_in_links(tmp_path: Path) -> None
     with sqlite3.connect(db) as conn:
         stored = [r[0] for r in conn.execute("SELECT token_hash FROM sign_in_tokens")]
     assert token not in stored and len(stored) == 1 and len(stored[0]) == 64
+
+
+def test_users_and_sign_in_on_a_postgresql_store(postgres_url: str) -> None:
+    import psycopg
+
+    out = _cli(postgres_url, "users", "add", "Dana@Acme.example", "--name", "Dana Reyes",
+               "--timezone", "Europe/Amsterdam")  # fmt: skip
+    assert "added dana@acme.example (rep, Europe/Amsterdam)" in out
+    _cli(postgres_url, "users", "add", "boss@acme.example", "--admin")
+    _cli(postgres_url, "users", "add", "dana@acme.example", code=2)
+    listed = json.loads(_cli(postgres_url, "users", "list", "-f", "json"))
+    assert [(u["email"], u["admin"]) for u in listed] == [
+        ("boss@acme.example", True),
+        ("dana@acme.example", False),
+    ]
+    link = _cli(postgres_url, "users", "link", "dana@acme.example").strip()
+    path = link.removeprefix("http://127.0.0.1:8080")
+    assert path.startswith("/signin/")
+    with psycopg.connect(postgres_url) as conn:
+        stored = [r[0] for r in conn.execute("SELECT token_hash FROM sign_in_tokens")]
+    assert path.rsplit("/", 1)[1] not in stored and len(stored) == 1
+
+    app = create_app(postgres_url, base="http://127.0.0.1:8080", clock=lambda: datetime.now(UTC))
+    try:
+        client = app.test_client()
+        assert client.get("/").status_code == 303
+        page = client.get(path)
+        assert page.status_code == 200
+        assert client.post(path, data={"csrf": csrf_of(page.text)}).status_code == 303
+        home = client.get("/")
+        assert home.status_code == 200 and "Dana Reyes" in home.text
+        assert client.get("/feed").status_code == 200
+        again = app.test_client()
+        refused = again.post(path, data={"csrf": csrf_of(again.get(path).text)})
+        assert refused.status_code == 403 and "used or has expired" in refused.text
+        client.post("/signout", data={"csrf": csrf_of(client.get("/").text)})
+        assert client.get("/").status_code == 303
+    finally:
+        close_app(app)
+    assert _cli(postgres_url, "users", "remove", "dana@acme.example") == (
+        "removed dana@acme.example\n"
+    )
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
 
 
 @pytest.mark.parametrize(

@@ -484,3 +484,38 @@ def test_a_contact_in_two_reps_cadences_shows_each_rep_only_their_own(
     assert "Eli outbound" not in dana.get("/feed").text
     eli = sign_in(app, world, ELI).get(f"/contacts/{AVA}").text
     assert "Eli outbound" in eli and "Dana outbound" not in eli
+
+
+# -- the same Command Center on PostgreSQL -----------------------------------------------
+
+
+def test_the_command_center_on_postgresql_shows_what_it_shows_on_sqlite(
+    app: Flask, world: World, postgres_url: str
+) -> None:
+    """The world copied to PostgreSQL (`cadence store migrate`): each user's queue, feed
+    and contact page are the same pages there (upcoming tasks, the live feed, tokens)."""
+    import re
+
+    world.cli("store", "migrate", "--to", postgres_url)
+    on_pg = create_app(postgres_url, base="http://127.0.0.1:8080", clock=lambda: NOW)
+    try:
+        for email in (DANA, ELI, BOSS):
+            pages: list[list[str]] = []
+            for each in (app, on_pg):
+                client = each.test_client()
+                env = {"CADENCE_DB": postgres_url} if each is on_pg else None
+                path = world.cli("users", "link", email, env=env).strip()
+                path = path.removeprefix("http://127.0.0.1:8080")
+                page = client.get(path)
+                assert client.post(path, data={"csrf": csrf_of(page.text)}).status_code == 303
+                got = []
+                for where in ("/", "/feed", f"/contacts/{AVA}", "/cadences"):
+                    answer = client.get(where)
+                    got.append(f"{answer.status_code} " + re.sub(r'value="[^"]*"', "", answer.text))
+                pages.append(got)
+            assert pages[0] == pages[1], email
+        assert "Call Ava" in pages[0][0] and "sent" in pages[0][1]
+        assert on_pg.test_client().get(f"/u/{world.token(AVA)}").status_code == 200
+        assert on_pg.test_client().get("/u/not-a-token").status_code == 404
+    finally:
+        close_app(on_pg)

@@ -1,9 +1,10 @@
 """`cadence store migrate --to URL`: copy the whole state from one store to another.
 
 Versions, enrolments, step runs (with their ids, states, fences and leases), the event
-log, suppressions, signals, sender days, mailbox cursors and inbound dedupe keys go over
-as they are, ids kept, in one transaction on the target, which must be empty. The counts
-of every table are compared after the copy; a difference is an error and nothing is kept.
+log, suppressions, signals, sender days, mailbox cursors, inbound dedupe keys and the
+Command Center's users (with their sign-in links and sessions) go over as they are, ids
+kept, in one transaction on the target, which must be empty. The counts of every table
+are compared after the copy; a difference is an error and nothing is kept.
 
 Both stores hold the same logical tables; times are integer seconds on SQLite and
 `timestamptz` on PostgreSQL, converted here. A column the source lacks (an older
@@ -85,6 +86,22 @@ TABLES: tuple[tuple[str, tuple[str, ...], frozenset[str]], ...] = (
     ("sender_days", ("sender", "day", "sent"), frozenset()),
     ("mailbox_cursors", ("mailbox", "uidvalidity", "last_uid"), frozenset()),
     ("inbound_seen", ("key", "mailbox", "at_utc"), frozenset({"at_utc"})),
+    # The Command Center's users, their sign-in links and sessions (hashes only).
+    (
+        "users",
+        ("id", "email", "name", "admin", "timezone", "created_utc"),
+        frozenset({"created_utc"}),
+    ),
+    (
+        "sign_in_tokens",
+        ("token_hash", "user_id", "expires_utc", "used_utc"),
+        frozenset({"expires_utc", "used_utc"}),
+    ),
+    (
+        "sessions",
+        ("id_hash", "user_id", "csrf", "created_utc", "expires_utc"),
+        frozenset({"created_utc", "expires_utc"}),
+    ),
 )
 # The PostgreSQL column of a logical instant column (`due_utc` → `due_at`).
 _PG_NAMES = {
@@ -97,10 +114,12 @@ _PG_NAMES = {
     "sent_utc": "sent_at",
     "done_utc": "done_at",
     "at_utc": "at",
+    "expires_utc": "expires_at",
+    "used_utc": "used_at",
 }
-_BOOLEANS = frozenset({"success", "by_hand"})
+_BOOLEANS = frozenset({"success", "by_hand", "admin"})
 # Tables whose rows mean the store is in use (a target must have none).
-_IN_USE = ("cadence_versions", "enrolments", "step_runs", "events", "suppressions")
+_IN_USE = ("cadence_versions", "enrolments", "step_runs", "events", "suppressions", "users")
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +257,7 @@ class _Postgres:
     def set_fence(self, last: int) -> None:
         if last > 0:
             self.conn.execute("SELECT setval('cadence_fences', %s)", (last,))
-        for table in ("enrolments", "step_runs", "events"):
+        for table in ("enrolments", "step_runs", "events", "users"):
             self.conn.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                 f"coalesce((SELECT max(id) FROM {table}), 0) + 1, false)".encode()

@@ -98,6 +98,9 @@ SELECT id, uid, cadence_name, cadence_hash, email, contact::text, unsubscribe_to
 FROM enrolments
 """
 
+# Cadence versions whose sender is the given (lower-cased) address: a rep's own cadences.
+_OF_SENDER = "SELECT hash FROM cadence_versions WHERE sender = %s"
+
 _EVENT = (
     "INSERT INTO events (at, kind, email, enrolment_id, step_run_id, detail, source) "
     "VALUES (to_timestamp(%s), %s, %s, %s, %s, %s, %s)"
@@ -757,6 +760,11 @@ class PostgresStore:
             found = conn.execute(_ENROLMENT + " WHERE id = %s", (enrolment_id,)).fetchone()
         return _enrolment(found) if found is not None else None
 
+    def enrolment_by_token(self, token: str) -> EnrolmentRecord | None:
+        with self._tx() as conn:
+            found = conn.execute(_ENROLMENT + " WHERE unsubscribe_token = %s", (token,)).fetchone()
+        return _enrolment(found) if found is not None else None
+
     def end_enrolments(self, endings: Sequence[Ending], now: int) -> int:
         cancelled = 0
         with self._tx() as conn:
@@ -868,8 +876,33 @@ class PostgresStore:
             query += " AND sr.due_at <= to_timestamp(%s)"
             args.append(where.due_before)
         if where.sender is not None:
-            query += " AND e.cadence_hash IN (SELECT hash FROM cadence_versions WHERE sender = %s)"
+            query += f" AND e.cadence_hash IN ({_OF_SENDER})"
             args.append(where.sender.lower())
+        return self._rows(query + " ORDER BY sr.due_at, sr.id", args)
+
+    def upcoming_tasks(
+        self,
+        until_utc: int,
+        *,
+        cadence: str | None = None,
+        action: Action | None = None,
+        sender: str | None = None,
+    ) -> list[StepRow]:
+        # The predicate of the partial index step_runs_planned_tasks (migration 2).
+        query = (
+            " WHERE sr.state = 'planned' AND sr.action != 'send email' AND NOT sr.by_hand"
+            " AND e.state = 'active' AND sr.due_at <= to_timestamp(%s)"
+        )
+        args: list[Any] = [until_utc]
+        if cadence is not None:
+            query += " AND e.cadence_name = %s"
+            args.append(cadence)
+        if action is not None:
+            query += " AND sr.action = %s"
+            args.append(str(action))
+        if sender is not None:
+            query += f" AND e.cadence_hash IN ({_OF_SENDER})"
+            args.append(sender.lower())
         return self._rows(query + " ORDER BY sr.due_at, sr.id", args)
 
     def _move(
@@ -1054,6 +1087,31 @@ class PostgresStore:
         if limit is not None:
             query += " LIMIT %s"
             args.append(limit)
+        with self._tx() as conn:
+            return [EventRecord(*r) for r in conn.execute(query.encode(), args).fetchall()]
+
+    def latest_events(
+        self, kinds: Sequence[str], limit: int, *, sender: str | None = None
+    ) -> list[EventRecord]:
+        query = (
+            f"SELECT {_epoch('ev.at')}, ev.kind, coalesce(ev.email, ''), "
+            "coalesce(ev.detail, ''), ev.enrolment_id, ev.step_run_id, "
+            "coalesce(ev.source, ''), ev.id FROM events ev "
+            "LEFT JOIN step_runs sr ON sr.id = ev.step_run_id "
+            "LEFT JOIN enrolments e ON e.id = coalesce(ev.enrolment_id, sr.enrolment_id) "
+            "WHERE ev.kind = ANY(%s)"
+        )
+        args: list[Any] = [list(kinds)]
+        if sender is not None:
+            # About a contact of theirs, and not about an enrolment in someone else's cadence.
+            query += (
+                " AND ev.email IN (SELECT email FROM enrolments "
+                f"WHERE cadence_hash IN ({_OF_SENDER})) "
+                f"AND (e.cadence_hash IS NULL OR e.cadence_hash IN ({_OF_SENDER}))"
+            )
+            args += [sender.lower(), sender.lower()]
+        query += " ORDER BY ev.at DESC, ev.id DESC LIMIT %s"
+        args.append(limit)
         with self._tx() as conn:
             return [EventRecord(*r) for r in conn.execute(query.encode(), args).fetchall()]
 
