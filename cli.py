@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from engine.errors import CadenceError
+from .engine.errors import CadenceError
 
 BUG_HINT = (
     "this is a bug in cadence-engine; rerun with CADENCE_DEBUG=1 for the traceback "
@@ -82,8 +82,8 @@ def validate_command(paths: tuple[str, ...], output_format: str | None, strict: 
     """
     import sys
 
-    from engine.formats.findings import ReportOptions, reporter
-    from engine.validate import expand_paths, validate_paths
+    from .engine.formats.findings import ReportOptions, reporter
+    from .engine.validate import expand_paths, validate_paths
 
     if output_format is None:
         output_format = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
@@ -98,7 +98,7 @@ def validate_command(paths: tuple[str, ...], output_format: str | None, strict: 
 @cadence.command("schema")
 def schema_command() -> None:
     """Print the JSON Schema of cadence files (for editors and SchemaStore)."""
-    from engine.schema import schema_text
+    from .engine.schema import schema_text
 
     click.echo(schema_text(), nl=False)
 
@@ -108,8 +108,8 @@ def schema_command() -> None:
 @click.option("--check", is_flag=True, help="Change nothing; exit 1 naming files to reformat.")
 def fmt_command(paths: tuple[str, ...], check: bool) -> int:
     """Rewrite cadence files in the canonical layout, keeping comments."""
-    from engine.fmt import format_paths
-    from engine.validate import expand_paths
+    from .engine.fmt import format_paths
+    from .engine.validate import expand_paths
 
     changed, problems = format_paths(expand_paths(paths), write=not check)
     for problem in problems:
@@ -152,7 +152,7 @@ now_option = click.option(
 def _now(text: str | None) -> Any:
     from datetime import UTC, datetime
 
-    from engine.when import parse_when
+    from .engine.when import parse_when
 
     real = datetime.now(UTC)
     return real if text is None else parse_when(text, "UTC", now=real, option="--now")
@@ -273,8 +273,8 @@ def launch_command(
     import json
     from pathlib import Path
 
-    from engine.launch import launch
-    from engine.store import open_store
+    from .engine.launch import launch
+    from .engine.store import open_store
 
     shown: list[int] = []
     counter = _progress("enrolling")
@@ -355,14 +355,14 @@ def run_command(
     import json
     from datetime import UTC, datetime
 
-    from engine.cron import parse_cron
-    from engine.errors import UsageError
-    from engine.run.clock import Clock
-    from engine.run.loop import Runner, RunOptions, RunReport
-    from engine.runner import run_every, stopping_on_signals
-    from engine.store import open_store
-    from engine.transports import parse_transport
-    from engine.unsubscribe import check_environment as check_unsubscribe_environment
+    from .engine.cron import parse_cron
+    from .engine.errors import UsageError
+    from .engine.run.clock import Clock
+    from .engine.run.loop import Runner, RunOptions, RunReport
+    from .engine.runner import run_every, stopping_on_signals
+    from .engine.store import open_store
+    from .engine.transports import parse_transport
+    from .engine.unsubscribe import check_environment as check_unsubscribe_environment
 
     if once == (every is not None):
         raise UsageError("give exactly one of --once and --every CRON")
@@ -441,7 +441,7 @@ def _inbox_before_pass(store: Any, clock: Any) -> Any:
     """`run --every` polls CADENCE_IMAP_URL before each pass, when it is set (SPEC §8)."""
     if not os.environ.get("CADENCE_IMAP_URL", "").strip():
         return None
-    from engine.inbound.poll import mailbox_from_env, poll
+    from .engine.inbound.poll import mailbox_from_env, poll
 
     mailbox = mailbox_from_env(None)  # a bad URL is a usage error now, not at the first pass
 
@@ -499,10 +499,10 @@ def inbox_poll(
     mailbox_url: str | None, every: str | None, output_format: str, db: str, now_text: str | None
 ) -> int:
     """Read new mail read-only and act on replies, bounces, auto-replies, unsubscribes."""
-    from engine.cron import parse_cron
-    from engine.inbound.poll import mailbox_from_env, poll, poll_every
-    from engine.run.clock import Clock
-    from engine.store import open_store
+    from .engine.cron import parse_cron
+    from .engine.inbound.poll import mailbox_from_env, poll, poll_every
+    from .engine.run.clock import Clock
+    from .engine.store import open_store
 
     mailbox = mailbox_from_env(mailbox_url)
     schedule = parse_cron(every) if every is not None else None
@@ -558,10 +558,10 @@ def tasks_list(
     """Open tasks, oldest due first."""
     import json
 
-    from engine.plan import Action
-    from engine.store import TaskFilter, open_store
-    from engine.tasks import list_tasks
-    from engine.when import parse_when
+    from .engine.plan import Action
+    from .engine.store import TaskFilter, open_store
+    from .engine.tasks import list_tasks
+    from .engine.when import parse_when
 
     due_before = (
         int(parse_when(due, "UTC", now=_now(now_text), option="--due").timestamp()) if due else None
@@ -598,8 +598,8 @@ def tasks_show(task_id: int, output_format: str, db: str) -> int:
     """One task; email tasks as a compose view with Gmail, Outlook and mailto: links."""
     import json
 
-    from engine.store import open_store
-    from engine.tasks import show_task
+    from .engine.store import open_store
+    from .engine.tasks import show_task
 
     with open_store(db) as store:
         v = show_task(store, task_id)
@@ -621,8 +621,8 @@ def tasks_show(task_id: int, output_format: str, db: str) -> int:
 
 
 def _finish_task(task_id: int, state: str, db: str, now_text: str | None) -> int:
-    from engine.store import open_store
-    from engine.tasks import complete_task
+    from .engine.store import open_store
+    from .engine.tasks import complete_task
 
     with open_store(db) as store:
         row = complete_task(store, task_id, state, _now(now_text))
@@ -651,7 +651,7 @@ def tasks_skip(task_id: int, db: str, now_text: str | None) -> int:
 def _read_body_file(name: str) -> str:
     from pathlib import Path
 
-    from engine.errors import UsageError
+    from .engine.errors import UsageError
 
     try:
         data = Path(name).read_bytes()
@@ -691,12 +691,12 @@ def tasks_send(
     now_text: str | None,
 ) -> int:
     """Send an email task with your edits, now or --at WHEN."""
-    from engine.errors import UsageError
-    from engine.store import open_store
-    from engine.tasks import check_send_at, check_sendable, send_task_email, show_task
-    from engine.transports import parse_transport
-    from engine.unsubscribe import check_environment as check_unsubscribe_environment
-    from engine.when import parse_when
+    from .engine.errors import UsageError
+    from .engine.store import open_store
+    from .engine.tasks import check_send_at, check_sendable, send_task_email, show_task
+    from .engine.transports import parse_transport
+    from .engine.unsubscribe import check_environment as check_unsubscribe_environment
+    from .engine.when import parse_when
 
     check_unsubscribe_environment()
     now = _now(now_text)
@@ -767,10 +767,10 @@ def event_command(
     now_text: str | None,
 ) -> int:
     """Record a reply, bounce or unsubscribe (idempotent); stops later steps."""
-    from engine.errors import UsageError
-    from engine.signals import record
-    from engine.store import SignalKind, open_store
-    from engine.unsubscribe import unsubscribe_by_token
+    from .engine.errors import UsageError
+    from .engine.signals import record
+    from .engine.store import SignalKind, open_store
+    from .engine.unsubscribe import unsubscribe_by_token
 
     if token is not None and kind != "unsubscribe":
         raise UsageError("--token only goes with `cadence event unsubscribe`")
@@ -822,8 +822,8 @@ def enrolments_list(
     """Enrolments, oldest first."""
     import json
 
-    from engine.enrolments import enrolment_dict, list_enrolments
-    from engine.store import EnrolmentState, open_store
+    from .engine.enrolments import enrolment_dict, list_enrolments
+    from .engine.store import EnrolmentState, open_store
 
     with open_store(db) as store:
         found = list_enrolments(
@@ -863,9 +863,9 @@ def enrolments_show(email: str, cadence_name: str | None, output_format: str, db
     sent time and Message-ID; then the contact's events."""
     import json
 
-    from engine.calendar import zone
-    from engine.enrolments import show
-    from engine.store import open_store
+    from .engine.calendar import zone
+    from .engine.enrolments import show
+    from .engine.store import open_store
 
     with open_store(db) as store:
         view = show(store, email, cadence=cadence_name)
@@ -893,8 +893,8 @@ def enrolments_show(email: str, cadence_name: str | None, output_format: str, db
 def _operate(
     action: str, email: str, cadence_name: str | None, db: str, now_text: str | None
 ) -> int:
-    from engine import enrolments
-    from engine.store import open_store
+    from .engine import enrolments
+    from .engine.store import open_store
 
     with open_store(db) as store:
         now = _now(now_text)
@@ -951,8 +951,8 @@ def status_command(output_format: str, db: str, now_text: str | None) -> int:
     """Per cadence and version: enrolments, sends, tasks. Exit 1 when unknown sends exist."""
     import json
 
-    from engine.status import status
-    from engine.store import open_store
+    from .engine.status import status
+    from .engine.store import open_store
 
     with open_store(db) as store:
         report = status(store, _now(now_text))
@@ -1002,7 +1002,7 @@ def store_check(db: str) -> int:
 
     Exit 1 and name each damaged table, index or page when something is wrong.
     """
-    from engine.store import check_store
+    from .engine.store import check_store
 
     problems = check_store(db)
     for problem in problems:
@@ -1033,10 +1033,10 @@ def resolve_command(
     db: str,
 ) -> int:
     """Settle unknown sends shown by `cadence status`: KEY... or --all."""
-    from engine.errors import UsageError
-    from engine.signals import check_cadence
-    from engine.status import resolve
-    from engine.store import open_store
+    from .engine.errors import UsageError
+    from .engine.signals import check_cadence
+    from .engine.status import resolve
+    from .engine.store import open_store
 
     if sent == resend:  # both flags would let click keep whichever came last
         raise UsageError("give exactly one of --sent and --resend")
@@ -1073,8 +1073,8 @@ def serve_command(host: str, port: int, db: str, now_text: str | None) -> int:
     """
     import sys
 
-    from engine.users import base_url
-    from engine.web.serve import serve
+    from .engine.users import base_url
+    from .engine.web.serve import serve
 
     links = base_url()  # a bad CADENCE_BASE_URL is a usage error before anything listens
     fixed = _now(now_text) if now_text else None
@@ -1112,7 +1112,7 @@ def users_add(email: str, name: str, admin: bool, timezone: str, db: str) -> int
     """Add a user: a rep works the tasks of cadences whose sender.email is EMAIL."""
     from datetime import UTC, datetime
 
-    from engine.users import add_user, open_users
+    from .engine.users import add_user, open_users
 
     users = open_users(db)
     try:
@@ -1137,7 +1137,7 @@ def users_list(output_format: str, db: str) -> int:
     """Every user who may sign in."""
     import json
 
-    from engine.users import open_users
+    from .engine.users import open_users
 
     users = open_users(db)
     try:
@@ -1165,7 +1165,7 @@ def users_list(output_format: str, db: str) -> int:
 @db_option
 def users_remove(email: str, db: str) -> int:
     """Remove a user; their sessions and sign-in links stop working at once."""
-    from engine.users import open_users, remove_user
+    from .engine.users import open_users, remove_user
 
     users = open_users(db)
     try:
@@ -1183,7 +1183,7 @@ def users_link(email: str, db: str) -> int:
     """Print a one-time sign-in URL for EMAIL, valid for 15 minutes (CADENCE_BASE_URL)."""
     from datetime import UTC, datetime
 
-    from engine.users import base_url, open_users, sign_in_link
+    from .engine.users import base_url, open_users, sign_in_link
 
     links = base_url()
     users = open_users(db)
@@ -1259,10 +1259,10 @@ def plan_command(
     from datetime import UTC, datetime
     from pathlib import Path
 
-    from engine.compiler import parse_launch, schedule_contacts
-    from engine.contacts import read_contacts
-    from engine.formats.plan_formats import PlanRun, reporter
-    from engine.validate import load_cadence
+    from .engine.compiler import parse_launch, schedule_contacts
+    from .engine.contacts import read_contacts
+    from .engine.formats.plan_formats import PlanRun, reporter
+    from .engine.validate import load_cadence
 
     cad = load_cadence(Path(cadence_path))
     launch = parse_launch(cad, start, send_at, now=datetime.now(UTC))
@@ -1315,14 +1315,14 @@ def preview_command(
     from datetime import UTC, datetime
     from pathlib import Path
 
-    from engine.errors import UsageError
-    from engine.formats.plan_preview import (
+    from .engine.errors import UsageError
+    from .engine.formats.plan_preview import (
         address_contact,
         find_contact,
         render_preview,
         sample_contact,
     )
-    from engine.validate import load_cadence
+    from .engine.validate import load_cadence
 
     if sample == (contact_email is not None):
         raise UsageError("give either --contact EMAIL (with --contacts FILE) or --sample")
@@ -1358,8 +1358,8 @@ def diff_command(old: str, new: str, output_format: str) -> int:
     OLD and NEW are files or REV:PATH (read with `git show`). Exit 0 when the plan is
     unchanged, 1 when it changes.
     """
-    from engine.diff import diff_versions, load_version
-    from engine.formats.plan_diff import render_markdown, render_text
+    from .engine.diff import diff_versions, load_version
+    from .engine.formats.plan_diff import render_markdown, render_text
 
     result = diff_versions(load_version(old), load_version(new))
     render = render_markdown if output_format == "markdown" else render_text
@@ -1373,8 +1373,8 @@ def timeline_command(cadence_path: str) -> int:
     """Print the cadence as a Mermaid Gantt chart by campaign day and step type."""
     from pathlib import Path
 
-    from engine.timeline import campaign_timeline
-    from engine.validate import load_cadence
+    from .engine.timeline import campaign_timeline
+    from .engine.validate import load_cadence
 
     click.echo(campaign_timeline(load_cadence(Path(cadence_path))), nl=False)
     return 0
@@ -1432,10 +1432,10 @@ def worker_command(
     import logging
     from datetime import UTC, datetime
 
-    from engine.errors import UsageError
-    from engine.run.loop import RunReport
-    from engine.store.postgres.worker import WorkerOptions, run_worker
-    from engine.transports import parse_transport
+    from .engine.errors import UsageError
+    from .engine.run.loop import RunReport
+    from .engine.store.postgres.worker import WorkerOptions, run_worker
+    from .engine.transports import parse_transport
 
     if not db.startswith(("postgresql://", "postgres://")):
         raise UsageError(
@@ -1479,8 +1479,8 @@ def worker_command(
 def store_migrate_command(target: str, db: str) -> int:
     """Copy the whole state (versions, enrolments, step runs, tasks, events,
     suppressions, cursors) from CADENCE_DB / --db to an empty store, and verify it."""
-    from engine.store.postgres import redact
-    from engine.store.transfer import copy_store
+    from .engine.store.postgres import redact
+    from .engine.store.transfer import copy_store
 
     copied = copy_store(db, target, redact=redact)
     for table, n in copied.counts.items():

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from engine.errors import CadenceError, InputError, InternalError, UsageError
-from engine.findings import Finding, Severity
-from engine.model import Cadence, Step
-from engine.validate import load_cadence
+from .errors import CadenceError, InputError, InternalError, UsageError
+from .findings import Finding, Severity
+from .model import Cadence, Step
+from .validate import load_cadence
 
 __all__ = [
     "Cadence",

@@ -10,8 +10,8 @@ import functools
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engine.errors import InputError
-from engine.model import Cadence, Settings
+from .errors import InputError
+from .model import Cadence, Settings
 
 ONE_DAY = timedelta(days=1)
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
-from engine.calendar import scheduling_zone_name
-from engine.contacts import Contact
-from engine.errors import UsageError
-from engine.model import Cadence
-from engine.plan import PlannedStep
-from engine.policy import due_after_reference
-from engine.schedule import (
+from .calendar import scheduling_zone_name
+from .contacts import Contact
+from .errors import UsageError
+from .model import Cadence
+from .plan import PlannedStep
+from .policy import due_after_reference
+from .schedule import (
     ContactSchedule,
     DailyLimit,
     Launch,
@@ -28,7 +28,7 @@ from engine.schedule import (
     build_schedule,
     same_time_reference,
 )
-from engine.when import SEND_AT_HELP
+from .when import SEND_AT_HELP
 
 __all__ = [
     "ContactSchedule",
@@ -89,7 +89,7 @@ class Scheduler:
 
 def parse_launch(cadence: Cadence, start: str, send_at: str | None, *, now: datetime) -> Launch:
     """A Launch from the command line's WHEN texts (SPEC §6), read in `default_timezone`."""
-    from engine.when import parse_send_at, parse_when
+    from .when import parse_send_at, parse_when
 
     zone_name = cadence.settings.default_timezone
     return Launch(
@@ -165,7 +165,7 @@ def rows_for(
 ) -> Iterator[PlannedStep]:
     texts: dict[str, tuple[str, str]] = {}
     if render:
-        from engine.messages import PREVIEW_UNSUBSCRIBE_URL, render_step_texts
+        from .messages import PREVIEW_UNSUBSCRIBE_URL, render_step_texts
 
         texts = render_step_texts(cadence, contact, unsubscribe_url=PREVIEW_UNSUBSCRIBE_URL)
     for slot in schedule.slots:

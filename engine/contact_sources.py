@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from engine.contact_headers import column_names
-from engine.errors import InputError
-from engine.input_checks import utf16_problem
-from engine.limits import (
+from .contact_headers import column_names
+from .errors import InputError
+from .input_checks import utf16_problem
+from .limits import (
     MAX_COLUMNS,
     MAX_FIELD_CHARS,
     MAX_NESTING,

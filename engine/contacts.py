@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.addresses import address_problem
-from engine.contact_headers import looks_like_zone, zone_warning
-from engine.contact_sources import FORMATS, RawRecord, open_records
-from engine.errors import InputError, UsageError
-from engine.zones import zone_problem
+from .addresses import address_problem
+from .contact_headers import looks_like_zone, zone_warning
+from .contact_sources import FORMATS, RawRecord, open_records
+from .errors import InputError, UsageError
+from .zones import zone_problem
 
 # Deliberately conservative: no whitespace or control characters (no header injection),
 # exactly one @, and a dot in the domain.

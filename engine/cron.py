@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from engine.errors import UsageError
+from .errors import UsageError
 
 ALIASES = {
     "@hourly": "0 * * * *",

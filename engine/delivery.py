@@ -31,14 +31,14 @@ from datetime import datetime, timedelta
 from email.utils import format_datetime
 from urllib.parse import quote
 
-from engine.addresses import AddressError, MailAddress, parse_address
-from engine.errors import CadenceError
-from engine.limits import MAX_BODY_CHARS, MAX_SUBJECT_CHARS
-from engine.model import Cadence, Step
-from engine.schedule import thread_of
-from engine.transports import Envelope
-from engine.unsubscribe import links as unsubscribe_links
-from engine.unsubscribe import mailto as unsubscribe_mailto
+from .addresses import AddressError, MailAddress, parse_address
+from .errors import CadenceError
+from .limits import MAX_BODY_CHARS, MAX_SUBJECT_CHARS
+from .model import Cadence, Step
+from .schedule import thread_of
+from .transports import Envelope
+from .unsubscribe import links as unsubscribe_links
+from .unsubscribe import mailto as unsubscribe_mailto
 
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 _MAX_LINE = 78  # RFC 5322 soft limit per header line

@@ -12,9 +12,9 @@ import difflib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
-from engine.model import Cadence, SendKind, Settings, Step
-from engine.schedule import Slot, action_of, same_time_reference
-from engine.versions import Version, load_version
+from .model import Cadence, SendKind, Settings, Step
+from .schedule import Slot, action_of, same_time_reference
+from .versions import Version, load_version
 
 __all__ = [
     "CATEGORIES",
@@ -117,9 +117,9 @@ def _send(step: Step) -> str:
 
 def _reference_times(cadence: Cadence) -> dict[str, Slot]:
     """Each step's slot for a sample contact in a reference launch (times, holds, threads)."""
-    from engine.compiler import Launch, Scheduler
-    from engine.contacts import Contact
-    from engine.when import SendAt
+    from .compiler import Launch, Scheduler
+    from .contacts import Contact
+    from .when import SendAt
 
     needs = any(s.email and s.email.send.kind is SendKind.CHOOSE_AT_LAUNCH for s in cadence.steps)
     launch = Launch(REFERENCE_START, SendAt(time_of_day=time(9, 0)) if needs else None)

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from engine.calendar import zone
-from engine.errors import NotFound
-from engine.lifecycle import RUNNING
-from engine.policy import pause_moves
-from engine.run.pinned import Versions
-from engine.signals import check_address, check_cadence
-from engine.store import (
+from .calendar import zone
+from .errors import NotFound
+from .lifecycle import RUNNING
+from .policy import pause_moves
+from .run.pinned import Versions
+from .signals import check_address, check_cadence
+from .store import (
     Ending,
     EnrolmentRecord,
     EnrolmentState,

@@ -15,7 +15,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from engine import loader
+from . import loader
 
 TOP_LEVEL_ORDER = (
     "cadence",

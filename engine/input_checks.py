@@ -15,7 +15,7 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from engine.limits import (
+from .limits import (
     MAX_CADENCE_BYTES,
     MAX_COLLECTION_ITEMS,
     MAX_NESTING,

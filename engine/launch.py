@@ -15,17 +15,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from engine.compiler import check_launch, rows_for, schedule_contacts
-from engine.contacts import Contact, RowError, read_contacts
-from engine.delivery import message_id
-from engine.messages import PREVIEW_UNSUBSCRIBE_URL, render_step_texts
-from engine.model import Cadence
-from engine.plan import Action
-from engine.run.pinned import contact_json
-from engine.schedule import Launch
-from engine.store import NewEnrolment, NewStep, Store
-from engine.validate import load_cadence
-from engine.when import parse_send_at, parse_when
+from .compiler import check_launch, rows_for, schedule_contacts
+from .contacts import Contact, RowError, read_contacts
+from .delivery import message_id
+from .messages import PREVIEW_UNSUBSCRIBE_URL, render_step_texts
+from .model import Cadence
+from .plan import Action
+from .run.pinned import contact_json
+from .schedule import Launch
+from .store import NewEnrolment, NewStep, Store
+from .validate import load_cadence
+from .when import parse_send_at, parse_when
 
 _EMAIL_ACTIONS = (Action.SEND_EMAIL, Action.EMAIL_TASK)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from engine.model import Cadence
-from engine.store.contract import (
+from .model import Cadence
+from .store.contract import (
     SETTLED,
     Ending,
     EnrolmentRecord,

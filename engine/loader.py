@@ -33,9 +33,9 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import ScalarEvent
 from ruamel.yaml.reader import ReaderError
 
-from engine import input_checks, yaml_events
-from engine.errors import InputError
-from engine.rules import Path, yaml_rules
+from . import input_checks, yaml_events
+from .errors import InputError
+from .rules import Path, yaml_rules
 
 PathLike = str | os.PathLike[str]
 

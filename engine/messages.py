@@ -18,11 +18,11 @@ from urllib.parse import quote
 from jinja2 import nodes
 from jinja2.runtime import Context
 
-from engine.contacts import Contact
-from engine.errors import InputError
-from engine.limits import MAX_BODY_CHARS, MAX_SUBJECT_CHARS
-from engine.model import Cadence, Step, StepKind
-from engine.templates import compile_template, environment, run_bounded
+from .contacts import Contact
+from .errors import InputError
+from .limits import MAX_BODY_CHARS, MAX_SUBJECT_CHARS
+from .model import Cadence, Step, StepKind
+from .templates import compile_template, environment, run_bounded
 
 # Plans and previews have no enrolment yet, so no real unsubscribe token exists.
 PREVIEW_UNSUBSCRIBE_URL = "https://unsubscribe.example/preview"

@@ -21,16 +21,16 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
-from engine.calendar import (
+from .calendar import (
     campaign_days_between,
     next_campaign_day,
     resolve_local,
     shift_campaign_days,
     zone,
 )
-from engine.model import Cadence, SendKind, Settings, Step, StepKind
-from engine.plan import Action
-from engine.store.contract import Move, StepRow
+from .model import Cadence, SendKind, Settings, Step, StepKind
+from .plan import Action
+from .store.contract import Move, StepRow
 
 
 def wall(local: datetime) -> time:

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-from engine.cron import check_cron as check_cron  # where `--every` is checked
-from engine.errors import CadenceError
-from engine.run.loop import Runner, RunReport
+from .cron import check_cron as check_cron  # where `--every` is checked
+from .errors import CadenceError
+from .run.loop import Runner, RunReport
 
 
 def run_every(
@@ -36,7 +36,7 @@ def run_every(
     """
     from croniter import croniter
 
-    from engine.cron import parse_cron
+    from .cron import parse_cron
 
     with stopping_on_signals(runner):
         schedule = croniter(parse_cron(expression).fields, runner.clock.now())

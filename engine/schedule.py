@@ -17,17 +17,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from engine.calendar import day_dates, next_campaign_day, resolve_local, zone
-from engine.model import DEFAULT_TASK_TIME, Cadence, SendKind, Step, StepKind
-from engine.plan import Action, Dependency, DependencyKind
-from engine.policy import (
+from .calendar import day_dates, next_campaign_day, resolve_local, zone
+from .model import DEFAULT_TASK_TIME, Cadence, SendKind, Step, StepKind
+from .plan import Action, Dependency, DependencyKind
+from .policy import (
     DailyLimit,
     after_previous_step,
     into_window,
     same_time_reference,
     wall,
 )
-from engine.when import SendAt
+from .when import SendAt
 
 __all__ = [
     "ContactSchedule",

@@ -18,8 +18,8 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
 from jsonschema.protocols import Validator
 
-from engine.findings import Rule, Severity, did_you_mean
-from engine.rules import (
+from .findings import Rule, Severity, did_you_mean
+from .rules import (
     Issue,
     Path,
     cadence_checks,
@@ -41,7 +41,7 @@ SHADOWED_BY_ANY_OTHER = frozenset({"day/first-step", "follow-up/first-step"})
 
 
 def schema_text() -> str:
-    return files("schemas").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    return files("cadence_engine.schemas").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
 
 
 @functools.cache
@@ -210,7 +210,7 @@ def _findings(error: ValidationError) -> Iterator[RawFinding]:
         return
     rule_id = sub.get("x-rule")
     if isinstance(rule_id, str):
-        from engine.findings import RULES
+        from .findings import RULES
 
         if keyword == "oneOf" and not isinstance(instance, dict):
             return  # not a mapping at all: its schema/type finding says so

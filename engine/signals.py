@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from engine.contacts import is_email
-from engine.errors import UsageError
-from engine.lifecycle import RUNNING, signal_endings, suppresses
-from engine.run.pinned import Versions
-from engine.store import Repository, Signal, SignalKind
+from .contacts import is_email
+from .errors import UsageError
+from .lifecycle import RUNNING, signal_endings, suppresses
+from .run.pinned import Versions
+from .store import Repository, Signal, SignalKind
 
 
 @dataclass(frozen=True, slots=True)

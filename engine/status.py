@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from engine.errors import NotFound, UsageError
-from engine.store import (
+from .errors import NotFound, UsageError
+from .store import (
     EnrolmentRecord,
     EnrolmentState,
     Repository,
@@ -23,7 +23,7 @@ from engine.store import (
     StepState,
     VersionStatus,
 )
-from engine.tasks import finish_enrolment
+from .tasks import finish_enrolment
 
 
 @dataclass(frozen=True, slots=True)

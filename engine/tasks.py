@@ -10,17 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from engine.calendar import zone
-from engine.delivery import unsubscribe_url
-from engine.errors import CadenceError, NotFound, UsageError
-from engine.lifecycle import completed
-from engine.messages import compose_links, render_email, render_task_text
-from engine.plan import Action
-from engine.policy import later_moves
-from engine.run.clock import Clock
-from engine.run.loop import DEFAULT_LEASE, Runner
-from engine.run.pinned import Versions, contact_of
-from engine.store import (
+from .calendar import zone
+from .delivery import unsubscribe_url
+from .errors import CadenceError, NotFound, UsageError
+from .lifecycle import completed
+from .messages import compose_links, render_email, render_task_text
+from .plan import Action
+from .policy import later_moves
+from .run.clock import Clock
+from .run.loop import DEFAULT_LEASE, Runner
+from .run.pinned import Versions, contact_of
+from .store import (
     Ending,
     EnrolmentState,
     Repository,
@@ -29,7 +29,7 @@ from engine.store import (
     Store,
     TaskFilter,
 )
-from engine.transports import Transport
+from .transports import Transport
 
 
 @dataclass(frozen=True, slots=True)

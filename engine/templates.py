@@ -35,7 +35,7 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
-from engine.limits import MAX_BODY_CHARS, MAX_INT_DIGITS, MAX_RENDER_SECONDS, MAX_RENDER_STEPS
+from .limits import MAX_BODY_CHARS, MAX_INT_DIGITS, MAX_RENDER_SECONDS, MAX_RENDER_STEPS
 
 _STEPS_PER_CLOCK_CHECK = 1_000
 _MAX_INT_BITS = int(MAX_INT_DIGITS * 3.33) + 1

@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable
 from datetime import date, time, timedelta
 
-from engine.model import Cadence, SendKind, Step, StepKind
-from engine.schedule import ContactSchedule
+from .model import Cadence, SendKind, Step, StepKind
+from .schedule import ContactSchedule
 
 _EPOCH = date(1970, 1, 1)
 _SECTIONS = {

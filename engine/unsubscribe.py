@@ -17,11 +17,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-from engine.errors import NotFound, UsageError
-from engine.store import Repository, Signal, SignalKind
+from .errors import NotFound, UsageError
+from .store import Repository, Signal, SignalKind
 
 if TYPE_CHECKING:
-    from engine.signals import SignalResult
+    from .signals import SignalResult
 
 BASE_URL = "CADENCE_BASE_URL"
 UNSUBSCRIBE_URL = "CADENCE_UNSUBSCRIBE_URL"
@@ -138,8 +138,8 @@ def unsubscribe_by_token(
 ) -> Unsubscribed:
     """Unsubscribe the address holding `token` from every cadence (the signal path of
     `cadence event unsubscribe`, logged with `source`); NotFound when unknown."""
-    from engine.run.pinned import Versions
-    from engine.signals import apply_signal
+    from .run.pinned import Versions
+    from .signals import apply_signal
 
     email = address_of_token(store, token)
     if email is None:

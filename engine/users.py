@@ -13,9 +13,9 @@ from datetime import datetime
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engine.errors import NotFound, UsageError
-from engine.store import Store, open_store
-from engine.store.users import Session, User, UserStore
+from .errors import NotFound, UsageError
+from .store import Store, open_store
+from .store.users import Session, User, UserStore
 
 SIGN_IN_SECONDS = 15 * 60
 SESSION_SECONDS = 12 * 3600
@@ -34,16 +34,16 @@ def open_users(url: str | None = None) -> UserStore:
 
 def users_on(store: Store) -> UserStore:
     """The users kept in `store`, on its connection (closing them closes the store)."""
-    from engine.store.sqlite import SqliteStore
+    from .store.sqlite import SqliteStore
 
     if isinstance(store, SqliteStore):
-        from engine.store.sqlite_users import SqliteUsers
+        from .store.sqlite_users import SqliteUsers
 
         return SqliteUsers(store)
-    from engine.store.postgres import PostgresStore
+    from .store.postgres import PostgresStore
 
     if isinstance(store, PostgresStore):
-        from engine.store.postgres.users import PostgresUsers
+        from .store.postgres.users import PostgresUsers
 
         return PostgresUsers(store)
     raise UsageError(  # pragma: no cover - every store kind is handled above

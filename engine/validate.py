@@ -12,9 +12,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import InputError, UsageError
-from engine.findings import Finding, Severity, has_errors
-from engine.model import Cadence
+from .errors import InputError, UsageError
+from .findings import Finding, Severity, has_errors
+from .model import Cadence
 
 CADENCE_SUFFIXES = (".yaml", ".yml")
 
@@ -58,7 +58,7 @@ class ValidationReport:
 
 def validate_text(text: str, source: str) -> tuple[Cadence | None, list[Finding]]:
     """Check cadence text; the Cadence is returned when there is no error finding."""
-    from engine import loader, schema
+    from . import loader, schema
 
     data = loader.parse(text)
     if isinstance(data, loader.LoadProblem):
@@ -78,8 +78,8 @@ def validate_text(text: str, source: str) -> tuple[Cadence | None, list[Finding]
 
 def validate_path(path: Path) -> tuple[Cadence | None, list[Finding], str | None]:
     """Check one file: (cadence or None, findings, the text when it could be decoded)."""
-    from engine import loader
-    from engine.rules import yaml_rules
+    from . import loader
+    from .rules import yaml_rules
 
     try:
         raw = path.read_bytes()
@@ -136,7 +136,7 @@ def validate_paths(paths: Iterable[Path], *, jobs: int | None = None) -> Validat
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from engine import schema
+    from . import schema
 
     schema.validator()  # build once before forking; every worker inherits it
     context = multiprocessing.get_context("fork")

@@ -11,8 +11,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import InputError, UsageError
-from engine.model import Cadence
+from .errors import InputError, UsageError
+from .model import Cadence
 
 
 class NotComparable(InputError):
@@ -70,9 +70,9 @@ def load_version(spec: str) -> Version:
 
 
 def _lenient(path: Path, label: str) -> Version:
-    from engine.findings import Severity
-    from engine.loader import parse
-    from engine.validate import validate_path
+    from .findings import Severity
+    from .loader import parse
+    from .validate import validate_path
 
     cadence, findings, text = validate_path(path)
     errors = tuple(f.render() for f in findings if f.severity is Severity.ERROR)

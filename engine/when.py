@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
-from engine.calendar import resolve_local, zone
-from engine.errors import InputError, UsageError
+from .calendar import resolve_local, zone
+from .errors import InputError, UsageError
 
 # Schedules add campaign days and run for years; these keep every date they reach (and
 # its UTC conversion) inside what Python's datetime can hold.

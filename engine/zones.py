@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 
-from engine.findings import did_you_mean
+from .findings import did_you_mean
 
 # What people mean by the abbreviations and fixed zones they write.
 _MEANT = {

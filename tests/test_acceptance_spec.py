@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from cli import cadence
+from cadence_engine.cli import cadence
 
 # --------------------------------------------------------------------------- helpers
 

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time
 
 import pytest
 
-from engine.calendar import (
+from cadence_engine.engine.calendar import (
     day_dates,
     is_campaign_day,
     resolve_local,
@@ -14,9 +14,9 @@ from engine.calendar import (
     shift_campaign_days,
     zone,
 )
-from engine.contacts import Contact
-from engine.errors import InputError
-from engine.model import Settings
+from cadence_engine.engine.contacts import Contact
+from cadence_engine.engine.errors import InputError
+from cadence_engine.engine.model import Settings
 
 from .helpers.plan_cadences import make_cadence
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from cli import cadence
+from cadence_engine.cli import cadence
 
 from .conftest import CADENCES
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from engine.compiler import (
+from cadence_engine.engine.compiler import (
     DailyLimit,
     Launch,
     compile_plan,
@@ -15,11 +15,11 @@ from engine.compiler import (
     plan_contact,
     same_time_reference,
 )
-from engine.contacts import Contact
-from engine.errors import UsageError
-from engine.model import Cadence
-from engine.plan import Action, Dependency, DependencyKind, PlannedStep
-from engine.when import SendAt
+from cadence_engine.engine.contacts import Contact
+from cadence_engine.engine.errors import UsageError
+from cadence_engine.engine.model import Cadence
+from cadence_engine.engine.plan import Action, Dependency, DependencyKind, PlannedStep
+from cadence_engine.engine.when import SendAt
 
 from .helpers.plan_cadences import email, make_cadence, task
 

@@ -8,11 +8,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.calendar import zone
-from engine.compiler import Launch, compile_plan
-from engine.contacts import Contact
-from engine.model import Cadence
-from engine.plan import Action, PlannedStep
+from cadence_engine.engine.calendar import zone
+from cadence_engine.engine.compiler import Launch, compile_plan
+from cadence_engine.engine.contacts import Contact
+from cadence_engine.engine.model import Cadence
+from cadence_engine.engine.plan import Action, PlannedStep
 
 from .helpers.plan_cadences import make_cadence
 

@@ -8,10 +8,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tests.helpers.runner_env import ROOT, cadence_cmd, write_cadence, write_contacts
+from tests.helpers.runner_env import cadence_cmd, write_cadence, write_contacts
 
 EMAILS = 2000
-RUN = [sys.executable, str(ROOT / "cli.py"), "run", "--once"]
+RUN = [sys.executable, "-m", "cadence_engine.cli", "run", "--once"]
 
 
 def test_four_runners_send_each_message_once(tmp_path: Path) -> None:
@@ -29,7 +29,8 @@ def test_four_runners_send_each_message_once(tmp_path: Path) -> None:
         subprocess.Popen(
             [
                 sys.executable,
-                str(ROOT / "cli.py"),
+                "-m",
+                "cadence_engine.cli",
                 "run",
                 "--once",
                 "--batch",

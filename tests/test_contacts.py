@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.contacts import read_contacts
-from engine.errors import InputError, UsageError
+from cadence_engine.engine.contacts import read_contacts
+from cadence_engine.engine.errors import InputError, UsageError
 
 CASES = Path(__file__).parent / "cases" / "contacts"
 ROOT = Path(__file__).resolve().parent.parent
@@ -269,7 +269,7 @@ def test_a_column_that_looks_like_a_zone_is_warned_about(tmp_path: Path) -> None
 def test_plan_uses_a_crm_zone_and_prints_the_warning(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from cli import cadence
+    from cadence_engine.cli import cadence
 
     cad = ROOT / "cadences" / "event-follow-up.yaml"
     result = CliRunner().invoke(

@@ -13,10 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.cron import FIELDS, parse_cron
-from engine.errors import UsageError
+from cadence_engine.engine.cron import FIELDS, parse_cron
+from cadence_engine.engine.errors import UsageError
 
-from .conftest import ROOT
 from .helpers.runner_env import write_cadence, write_contacts
 
 MONDAY = datetime(2026, 3, 2, 10, 30, tzinfo=UTC)
@@ -84,7 +83,7 @@ def test_run_every_runs_a_pass_at_once_and_says_when_the_next_is(tmp_path: Path)
         "CADENCE_TRANSPORT": f"outbox:{tmp_path / 'outbox'}",
         "NO_COLOR": "1",
     }
-    cli = [sys.executable, str(ROOT / "cli.py")]
+    cli = [sys.executable, "-m", "cadence_engine.cli"]
     subprocess.run(
         [*cli, "launch", str(cadence), "--contacts", str(contacts), "--now", "2026-03-02T08:00Z"],
         env=env,

@@ -15,9 +15,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.addresses import parse_address
-from engine.delivery import MessageError, build_message, clean, clean_body, message_id
-from engine.model import Cadence
+from cadence_engine.engine.addresses import parse_address
+from cadence_engine.engine.delivery import (
+    MessageError,
+    build_message,
+    clean,
+    clean_body,
+    message_id,
+)
+from cadence_engine.engine.model import Cadence
 from tests.helpers.mail import display_name, parse_strict, raw_headers
 
 HOSTILE_PARTS = [

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import cadence
+from cadence_engine.cli import cadence
 
 CASES = Path(__file__).parent / "cases" / "plan" / "diff"
 BASE = CASES / "base.yaml"
@@ -81,7 +81,7 @@ def test_rev_path_reads_through_git(tmp_path: Path) -> None:
         [
             str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "python"),
             "-m",
-            "cli",
+            "cadence_engine.cli",
             "diff",
             "HEAD:cadence.yaml",
             "cadence.yaml",

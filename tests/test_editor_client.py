@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from cli import cadence
+from cadence_engine.cli import cadence
 
 from .conftest import ROOT
 from .helpers.node_clients import node_script, run_json

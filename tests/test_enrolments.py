@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import cadence
-from engine.store.sqlite import SqliteStore
+from cadence_engine.cli import cadence
+from cadence_engine.engine.store.sqlite import SqliteStore
 from tests.helpers.runner_env import write_cadence, write_contacts
 
 THREE = """\

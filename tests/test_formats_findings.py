@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import cadence
-from engine.findings import Finding, Severity
-from engine.formats.findings import ReportOptions, reporter
-from engine.formats.findings_github import command
-from engine.rules import catalogue
-from engine.validate import FileResult, ValidationReport
+from cadence_engine.cli import cadence
+from cadence_engine.engine.findings import Finding, Severity
+from cadence_engine.engine.formats.findings import ReportOptions, reporter
+from cadence_engine.engine.formats.findings_github import command
+from cadence_engine.engine.rules import catalogue
+from cadence_engine.engine.validate import FileResult, ValidationReport
 
 from .conftest import ROOT
 

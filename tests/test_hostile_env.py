@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from cli import cadence
+from cadence_engine.cli import cadence
 from tests.conftest import CADENCES
 
 LAUNCH = [
@@ -87,7 +87,7 @@ def test_a_read_only_store_is_a_usage_error(launched: Path, tmp_path: Path) -> N
 def test_a_store_locked_past_the_busy_timeout(
     launched: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("engine.store.sqlite.BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr("cadence_engine.engine.store.sqlite.BUSY_TIMEOUT_MS", 200)
     holder = sqlite3.connect(launched, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
     try:
@@ -305,7 +305,7 @@ def test_sigterm_to_the_whole_group_mid_run_stops_without_hanging(tmp_path: Path
     import sys
     import time
 
-    from tests.helpers.runner_env import ROOT, cadence_cmd, write_cadence, write_contacts
+    from tests.helpers.runner_env import cadence_cmd, write_cadence, write_contacts
 
     db, out = tmp_path / "s.db", tmp_path / "out"
     env = {
@@ -320,7 +320,7 @@ def test_sigterm_to_the_whole_group_mid_run_stops_without_hanging(tmp_path: Path
         "launch", str(write_cadence(tmp_path)), "--contacts", contacts, *when, env=env
     )
     assert launched.returncode == 0, launched.stderr
-    run = [sys.executable, str(ROOT / "cli.py"), "run", "--once", "--batch", "50"]
+    run = [sys.executable, "-m", "cadence_engine.cli", "run", "--once", "--batch", "50"]
     proc = subprocess.Popen(
         [*run, "--now", "2026-03-02T10:00Z", "-f", "json"],
         env=env,

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from cli import cadence
-from engine.delivery import clean
-from engine.store.sqlite import SqliteStore
+from cadence_engine.cli import cadence
+from cadence_engine.engine.delivery import clean
+from cadence_engine.engine.store.sqlite import SqliteStore
 from tests.helpers.mail import display_name, parse_strict, raw_headers
 from tests.helpers.runner_env import cadence_cmd, write_cadence
 from tests.helpers.smtp_server import SmtpServer, serve

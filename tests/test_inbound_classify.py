@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.inbound.classify import Kind, classify, parse, return_date
+from cadence_engine.engine.inbound.classify import Kind, classify, parse, return_date
 from tests.helpers.inbound_cases import all_samples
 
 RECEIVED = date(2026, 3, 3)

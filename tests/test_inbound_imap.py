@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import cadence
+from cadence_engine.cli import cadence
 from tests.helpers.dovecot import PASSWORD, Dovecot, running_dovecot
 from tests.helpers.inbound_cases import sample
 from tests.helpers.runner_env import ROOT
@@ -277,7 +277,7 @@ def test_reply_arriving_during_run_every_stops_the_next_email(world: World) -> N
     """The poll comes before the pass: a reply that arrived before 10:00 stops the 10:00 email
     (the follow-up goes at the wall time the first email really went out, R4)."""
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), "run", "--every", "* * * * *",
+        [sys.executable, "-m", "cadence_engine.cli", "run", "--every", "* * * * *",
          "--now", "2026-03-04T09:59:45Z"],
         env={**__import__("os").environ, **world.env}, cwd=ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -299,7 +299,7 @@ def test_reply_arriving_during_run_every_stops_the_next_email(world: World) -> N
 
 def test_inbox_poll_every_keeps_polling_and_stops_cleanly_on_sigterm(world: World) -> None:
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), "inbox", "poll", "--every", "* * * * *",
+        [sys.executable, "-m", "cadence_engine.cli", "inbox", "poll", "--every", "* * * * *",
          "--now", "2026-03-03T12:59:50Z"],
         env={**__import__("os").environ, **world.env}, cwd=ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

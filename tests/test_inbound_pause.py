@@ -6,10 +6,10 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from engine.errors import UsageError
-from engine.inbound.imap import parse_mailbox
-from engine.inbound.pause import pause_until
-from engine.model import Cadence
+from cadence_engine.engine.errors import UsageError
+from cadence_engine.engine.inbound.imap import parse_mailbox
+from cadence_engine.engine.inbound.pause import pause_until
+from cadence_engine.engine.model import Cadence
 
 CADENCE = Cadence.from_data(
     {

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from cli import cadence
-from engine.limits import (
+from cadence_engine.cli import cadence
+from cadence_engine.engine.limits import (
     MAX_CADENCE_BYTES,
     MAX_COLUMNS,
     MAX_FIELD_CHARS,
@@ -193,7 +193,7 @@ def test_a_jsonl_line_over_the_limit_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_readme_lists_every_limit_with_its_value() -> None:
-    from engine import limits
+    from cadence_engine.engine import limits
     from tests.conftest import ROOT
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import open_store
+from cadence_engine.engine.store import open_store
 from tests.helpers.runner_env import cadence_cmd, write_cadence, write_contacts
 from tests.helpers.smtp_server import SmtpServer, serve
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import cadence
-from engine.store.sqlite import SqliteStore
+from cadence_engine.cli import cadence
+from cadence_engine.engine.store.sqlite import SqliteStore
 from tests.conftest import CADENCES
 from tests.helpers.runner_env import ONE_EMAIL, write_cadence, write_contacts
 
@@ -152,7 +152,7 @@ def test_a_template_failing_for_one_contact_enrols_nobody(tmp_path: Path) -> Non
 
 
 def test_launch_takes_the_contact_list_options_plan_takes(tmp_path: Path) -> None:
-    from cli import launch_command, plan_command
+    from cadence_engine.cli import launch_command, plan_command
 
     def contact_options(command: object) -> set[str]:
         params = getattr(command, "params", [])

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.loader import LoadProblem, Positions, decode, parse
-from engine.validate import validate_text
+from cadence_engine.engine.loader import LoadProblem, Positions, decode, parse
+from cadence_engine.engine.validate import validate_text
 
 from .conftest import CADENCES
 
@@ -125,8 +125,8 @@ def test_examples_parse_to_plain_data() -> None:
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(st.text(max_size=200), YAML_SHAPED.map(lambda d: _dump(d))))
 def test_fast_path_agrees_with_the_full_safe_loader(text: str) -> None:
-    from engine import yaml_events
-    from engine.loader import _safe_yaml, plain, separating_tabs_as_spaces
+    from cadence_engine.engine import yaml_events
+    from cadence_engine.engine.loader import _safe_yaml, plain, separating_tabs_as_spaces
 
     # The loader gives both parsers the text with separating tabs read as spaces (valid
     # YAML that ruamel's scanner refuses and libyaml accepts).
@@ -149,7 +149,7 @@ def _dump(data: Any) -> str:
 
 
 def test_fast_path_is_taken_for_the_examples_and_refuses_aliases() -> None:
-    from engine import yaml_events
+    from cadence_engine.engine import yaml_events
 
     for path in CADENCES.glob("*.yaml"):
         assert isinstance(yaml_events.load(path.read_text(encoding="utf-8")), dict)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from cli import cadence
+from cadence_engine.cli import cadence
 
 from .conftest import CADENCES
 from .helpers.node_clients import node_script, run_json

@@ -7,8 +7,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from engine.contacts import Contact
-from engine.messages import (
+from cadence_engine.engine.contacts import Contact
+from cadence_engine.engine.messages import (
     ContactRenderer,
     compose_links,
     render_email,
@@ -19,8 +19,8 @@ from engine.messages import (
     template_context,
     template_reads,
 )
-from engine.model import Cadence
-from engine.templates import render
+from cadence_engine.engine.model import Cadence
+from cadence_engine.engine.templates import render
 
 from .helpers.plan_cadences import email, make_cadence, task
 

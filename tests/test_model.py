@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.loader import load_data
-from engine.model import Cadence, SendKind, StepKind
+from cadence_engine.engine.loader import load_data
+from cadence_engine.engine.model import Cadence, SendKind, StepKind
 
 from .conftest import CADENCES
 

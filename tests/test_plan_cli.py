@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import PLAN_FORMATS, cadence
-from engine.compiler import Launch, compile_plan, parse_launch
-from engine.contacts import Contact, read_contacts
-from engine.formats.plan_formats import FORMATS
-from engine.validate import load_cadence
-from engine.when import SendAt
+from cadence_engine.cli import PLAN_FORMATS, cadence
+from cadence_engine.engine.compiler import Launch, compile_plan, parse_launch
+from cadence_engine.engine.contacts import Contact, read_contacts
+from cadence_engine.engine.formats.plan_formats import FORMATS
+from cadence_engine.engine.validate import load_cadence
+from cadence_engine.engine.when import SendAt
 
 from .conftest import CADENCES
 

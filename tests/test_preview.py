@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from click.testing import CliRunner
 
-from cli import cadence
+from cadence_engine.cli import cadence
 
 from .conftest import CADENCES
 

@@ -164,12 +164,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from tests.test_run_defects import _immutable
 from tests.helpers.runner_env import write_cadence, write_contacts
-from engine.errors import CadenceError
-from engine.launch import launch
-from engine.run.clock import Clock
-from engine.run.loop import Runner
-from engine.store import open_store
-from engine.transports.outbox import OutboxTransport
+from cadence_engine.engine.errors import CadenceError
+from cadence_engine.engine.launch import launch
+from cadence_engine.engine.run.clock import Clock
+from cadence_engine.engine.run.loop import Runner
+from cadence_engine.engine.store import open_store
+from cadence_engine.engine.transports.outbox import OutboxTransport
 
 folder = Path(sys.argv[1])
 with open_store(str(folder / "s.db")) as store:

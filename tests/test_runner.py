@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner
 
-from cli import cadence
-from engine.launch import launch
-from engine.run.clock import Clock
-from engine.run.loop import Runner
-from engine.store.sqlite import SqliteStore
-from engine.transports.outbox import OutboxTransport
+from cadence_engine.cli import cadence
+from cadence_engine.engine.launch import launch
+from cadence_engine.engine.run.clock import Clock
+from cadence_engine.engine.run.loop import Runner
+from cadence_engine.engine.store.sqlite import SqliteStore
+from cadence_engine.engine.transports.outbox import OutboxTransport
 from tests.helpers.runner_env import ROOT, write_cadence
 
 LIMITED = """\

@@ -12,9 +12,9 @@ from email.message import EmailMessage
 
 import pytest
 
-from engine.delivery import build_message, clean, message_id
-from engine.model import Cadence
-from engine.unsubscribe import mailto
+from cadence_engine.engine.delivery import build_message, clean, message_id
+from cadence_engine.engine.model import Cadence
+from cadence_engine.engine.unsubscribe import mailto
 
 
 def _cadence(name: str = "Dana Reyes", email: str = "dana@acme.example") -> Cadence:

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from jsonschema import Draft7Validator, Draft202012Validator
 
-from cli import cadence
-from engine.rules import catalogue
-from engine.schema import schema
+from cadence_engine.cli import cadence
+from cadence_engine.engine.rules import catalogue
+from cadence_engine.engine.schema import schema
 
 from .conftest import CADENCES, ROOT
 
@@ -71,7 +71,7 @@ def test_degrades_for_draft_07_editors() -> None:
 
 
 def _yaml(path: Path) -> Any:
-    from engine.loader import load_data
+    from cadence_engine.engine.loader import load_data
 
     return load_data(path)
 

@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import cadence
-from engine.launch import launch
-from engine.run.clock import Clock
-from engine.run.loop import Runner, RunOptions
-from engine.signals import record
-from engine.store import SignalKind
-from engine.store.sqlite import SqliteStore
-from engine.transports import Envelope, Result
-from engine.transports.outbox import OutboxTransport
+from cadence_engine.cli import cadence
+from cadence_engine.engine.launch import launch
+from cadence_engine.engine.run.clock import Clock
+from cadence_engine.engine.run.loop import Runner, RunOptions
+from cadence_engine.engine.signals import record
+from cadence_engine.engine.store import SignalKind
+from cadence_engine.engine.store.sqlite import SqliteStore
+from cadence_engine.engine.transports import Envelope, Result
+from cadence_engine.engine.transports.outbox import OutboxTransport
 from tests.helpers.runner_env import write_cadence, write_contacts
 
 THREE = """\

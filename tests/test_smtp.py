@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import cadence
-from engine.store import open_store
-from engine.transports import TemporaryFailure
-from engine.transports.smtp import SmtpSettings, SmtpTransport
+from cadence_engine.cli import cadence
+from cadence_engine.engine.store import open_store
+from cadence_engine.engine.transports import TemporaryFailure
+from cadence_engine.engine.transports.smtp import SmtpSettings, SmtpTransport
 from tests.helpers.runner_env import write_cadence
 from tests.helpers.smtp_server import SmtpServer, serve
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store.sqlite import SqliteStore
+from cadence_engine.engine.store.sqlite import SqliteStore
 from tests.helpers.runner_env import cadence_cmd, write_cadence, write_contacts
 from tests.helpers.smtp_server import SmtpServer, serve
 

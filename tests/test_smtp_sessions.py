@@ -13,10 +13,15 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cli import cadence
-from engine.store.sqlite import SqliteStore
-from engine.transports import Envelope, PermanentFailure, masked
-from engine.transports.smtp import SmtpOptions, SmtpSettings, SmtpTransport, parse_options
+from cadence_engine.cli import cadence
+from cadence_engine.engine.store.sqlite import SqliteStore
+from cadence_engine.engine.transports import Envelope, PermanentFailure, masked
+from cadence_engine.engine.transports.smtp import (
+    SmtpOptions,
+    SmtpSettings,
+    SmtpTransport,
+    parse_options,
+)
 from tests.helpers.runner_env import write_cadence, write_contacts
 from tests.helpers.smtp_server import PASSWORD, USER, SmtpServer, serve
 

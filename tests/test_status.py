@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import cadence
-from engine.delivery import build_message, message_id
-from engine.model import Cadence
-from tests.helpers.runner_env import ROOT, cadence_cmd, write_cadence, write_contacts
+from cadence_engine.cli import cadence
+from cadence_engine.engine.delivery import build_message, message_id
+from cadence_engine.engine.model import Cadence
+from tests.helpers.runner_env import cadence_cmd, write_cadence, write_contacts
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +75,7 @@ def test_run_flags_are_checked() -> None:
 def test_run_every_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env = {**os.environ, "CADENCE_DB": str(tmp_path / "state.db")}
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), "run", "--every", "* * * * *"],
+        [sys.executable, "-m", "cadence_engine.cli", "run", "--every", "* * * * *"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -123,8 +123,8 @@ def test_message_ids_are_deterministic_and_header_safe() -> None:
 
 @pytest.mark.parametrize("renameat2", [True, False], ids=["renameat2", "link-unlink"])
 def test_outbox_keeps_duplicates_visible(tmp_path: Path, renameat2: bool) -> None:
-    from engine.transports import Envelope
-    from engine.transports.outbox import OutboxTransport
+    from cadence_engine.engine.transports import Envelope
+    from cadence_engine.engine.transports.outbox import OutboxTransport
 
     box = OutboxTransport(tmp_path / "box")
     if not renameat2:
@@ -152,7 +152,7 @@ def test_postgres_db_is_a_usage_error() -> None:
 def test_run_shows_progress_on_a_terminal_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import cli
+    from cadence_engine import cli
 
     _cli(
         "launch", str(write_cadence(tmp_path)), "--contacts", str(write_contacts(tmp_path, 30)),
@@ -170,8 +170,8 @@ def test_run_shows_progress_on_a_terminal_only(
 
 
 def test_run_progress_bar_follows_the_runner(tmp_path: Path) -> None:
-    from cli import _RunProgress
-    from engine.run.loop import RunReport
+    from cadence_engine.cli import _RunProgress
+    from cadence_engine.engine.run.loop import RunReport
 
     class NoStatus:
         def status(self, now: int) -> list[object]:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import UsageError
-from engine.plan import Action
-from engine.store import NewEnrolment, NewStep, open_store
-from engine.store.migrations import SCHEMA_VERSION
-from engine.store.sqlite import SqliteStore
+from cadence_engine.engine.errors import UsageError
+from cadence_engine.engine.plan import Action
+from cadence_engine.engine.store import NewEnrolment, NewStep, open_store
+from cadence_engine.engine.store.migrations import SCHEMA_VERSION
+from cadence_engine.engine.store.sqlite import SqliteStore
 
 
 @pytest.fixture

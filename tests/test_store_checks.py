@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from cli import cadence
+from cadence_engine.cli import cadence
 from tests.conftest import CADENCES
 
 LAUNCH = [

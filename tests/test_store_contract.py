@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import NotFound, UsageError
-from engine.plan import Action
-from engine.store import (
+from cadence_engine.engine.errors import NotFound, UsageError
+from cadence_engine.engine.plan import Action
+from cadence_engine.engine.store import (
     Cursor,
     Ending,
     EnrolmentState,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from cli import cadence
-from engine.store import open_store
-from engine.users import open_users, session_of, sign_in
+from cadence_engine.cli import cadence
+from cadence_engine.engine.store import open_store
+from cadence_engine.engine.users import open_users, session_of, sign_in
 
 from .conftest import CADENCES
 

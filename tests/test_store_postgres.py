@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.store.contract import (
+from cadence_engine.engine.store.contract import (
     Action,
     Move,
     NewEnrolment,
@@ -26,7 +26,7 @@ from engine.store.contract import (
     OutcomeKind,
     StepState,
 )
-from engine.store.postgres import PostgresStore, step_lock
+from cadence_engine.engine.store.postgres import PostgresStore, step_lock
 
 HASH = "v1"
 NOW = 1_800_000_000
@@ -225,7 +225,7 @@ def test_launch_defers_jobs_in_its_own_transaction(
     store: PostgresStore, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A launch that fails after its rows were written leaves neither rows nor jobs."""
-    from engine.store import postgres as pg
+    from cadence_engine.engine.store import postgres as pg
 
     def fail(*_: Any) -> None:
         raise RuntimeError("defer failed")
@@ -244,7 +244,7 @@ def test_the_event_log_is_append_only(store: PostgresStore, postgres_url: str) -
 
 
 def test_an_unreachable_server_is_a_usage_error() -> None:
-    from engine.errors import UsageError
+    from cadence_engine.engine.errors import UsageError
 
     with pytest.raises(UsageError, match=r"cannot connect to PostgreSQL at postgresql://"):
         PostgresStore("postgresql://nobody:secret@127.0.0.1:1/none?connect_timeout=1")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import cadence
-from engine.store import open_store
+from cadence_engine.cli import cadence
+from cadence_engine.engine.store import open_store
 from tests.helpers.runner_env import write_cadence
 
 TASKS = """\

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import cadence
-from engine import templates
-from engine.limits import MAX_BODY_CHARS, MAX_RENDER_STEPS, MAX_SUBJECT_CHARS
-from engine.templates import RenderLimit, compile_template, render
+from cadence_engine.cli import cadence
+from cadence_engine.engine import templates
+from cadence_engine.engine.limits import MAX_BODY_CHARS, MAX_RENDER_STEPS, MAX_SUBJECT_CHARS
+from cadence_engine.engine.templates import RenderLimit, compile_template, render
 from tests.helpers.runner_env import write_cadence
 
 

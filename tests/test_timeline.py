@@ -6,9 +6,9 @@ import re
 
 from click.testing import CliRunner
 
-from cli import cadence
-from engine.timeline import campaign_timeline, step_label
-from engine.validate import load_cadence
+from cadence_engine.cli import cadence
+from cadence_engine.engine.timeline import campaign_timeline, step_label
+from cadence_engine.engine.validate import load_cadence
 
 from .conftest import CADENCES
 from .helpers.plan_cadences import email, make_cadence, task

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import cadence
-from engine.errors import UsageError
-from engine.transports import parse_transport
-from engine.transports.outbox import OutboxTransport
-from engine.transports.smtp import SmtpTransport
+from cadence_engine.cli import cadence
+from cadence_engine.engine.errors import UsageError
+from cadence_engine.engine.transports import parse_transport
+from cadence_engine.engine.transports.outbox import OutboxTransport
+from cadence_engine.engine.transports.smtp import SmtpTransport
 
 
 @pytest.mark.parametrize(

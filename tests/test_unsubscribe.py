@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import cadence
-from engine.errors import NotFound, UsageError
-from engine.store import open_store
-from engine.unsubscribe import check_environment, links, unsubscribe_by_token
+from cadence_engine.cli import cadence
+from cadence_engine.engine.errors import NotFound, UsageError
+from cadence_engine.engine.store import open_store
+from cadence_engine.engine.unsubscribe import check_environment, links, unsubscribe_by_token
 
 TOKEN = "AbC_dEf-123456789012"
 NOW = datetime(2026, 3, 3, 12, tzinfo=UTC)

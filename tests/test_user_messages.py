@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import cadence
-from engine.validate import validate_text
+from cadence_engine.cli import cadence
+from cadence_engine.engine.validate import validate_text
 
 from .conftest import CADENCES
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import cadence
-from engine.web.app import close_app, create_app
+from cadence_engine.cli import cadence
+from cadence_engine.engine.web.app import close_app, create_app
 from tests.helpers.web_world import csrf_of
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import InputError
-from engine.findings import Severity
-from engine.rules import catalogue
-from engine.validate import load_cadence, validate_path, validate_text
+from cadence_engine.engine.errors import InputError
+from cadence_engine.engine.findings import Severity
+from cadence_engine.engine.rules import catalogue
+from cadence_engine.engine.validate import load_cadence, validate_path, validate_text
 
 from .conftest import CADENCES, ROOT
 
@@ -91,7 +91,7 @@ README = ROOT / "README.md"
 
 
 def test_readme_rule_table_is_generated_from_the_catalogue() -> None:
-    from engine.rules import markdown_table
+    from cadence_engine.engine.rules import markdown_table
 
     text = README.read_text(encoding="utf-8")
     table = text.split("<!-- rules:start -->\n", 1)[1].split("<!-- rules:end -->", 1)[0]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli import cadence
+from cadence_engine.cli import cadence
 
 from .conftest import CADENCES, ROOT
 

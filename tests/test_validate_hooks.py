@@ -7,7 +7,7 @@ import subprocess
 import sys
 from typing import Any
 
-from engine.loader import load_data
+from cadence_engine.engine.loader import load_data
 
 from .conftest import CADENCES, ROOT
 
@@ -21,7 +21,7 @@ def _run(entry: str, files: list[str]) -> subprocess.CompletedProcess[str]:
     # `cadence` and `.venv/bin/cadence` are both this checkout's CLI, run as a process.
     args = entry.split()[1:]
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args, *files],
+        [sys.executable, "-m", "cadence_engine.cli", *args, *files],
         cwd=ROOT,
         capture_output=True,
         text=True,

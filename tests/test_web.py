@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from werkzeug.test import TestResponse
 
-from engine.users import open_users, sign_in_link
-from engine.web.app import _safe_next, close_app, create_app
+from cadence_engine.engine.users import open_users, sign_in_link
+from cadence_engine.engine.web.app import _safe_next, close_app, create_app
 from tests.helpers.web_world import (
     AVA,
     BEN,

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from engine.errors import UsageError
-from engine.when import SendAt, parse_send_at, parse_when
+from cadence_engine.engine.errors import UsageError
+from cadence_engine.engine.when import SendAt, parse_send_at, parse_when
 
 NOW = datetime(2026, 3, 6, 14, 0, tzinfo=UTC)
 

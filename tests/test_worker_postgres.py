@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import open_store
-from engine.store.contract import StepState
+from cadence_engine.engine.store import open_store
+from cadence_engine.engine.store.contract import StepState
 from tests.helpers.runner_env import ROOT, cadence_cmd, write_cadence, write_contacts
 from tests.helpers.smtp_server import SmtpServer, serve
 
@@ -33,8 +33,7 @@ SKEWED = (
     "offset = float(os.environ['CLOCK_OFFSET'])\n"
     "time.time = lambda: real() + offset\n"
     "sys.argv = ['cadence', *sys.argv[1:]]\n"
-    "sys.path.insert(0, os.environ['CADENCE_ROOT'])\n"
-    "import cli\n"
+    "from cadence_engine import cli\n"
     "cli.main()\n"
 )
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import loader, yaml_events
+from cadence_engine.engine import loader, yaml_events
 
 from .conftest import CADENCES, ROOT
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from engine.validate import ValidationReport
+    from ..validate import ValidationReport
 
 FORMATS: dict[str, str] = {
-    "text": "engine.formats.findings_text",
-    "json": "engine.formats.findings_json",
-    "github": "engine.formats.findings_github",
-    "sarif": "engine.formats.findings_sarif",
+    "text": "cadence_engine.engine.formats.findings_text",
+    "json": "cadence_engine.engine.formats.findings_json",
+    "github": "cadence_engine.engine.formats.findings_github",
+    "sarif": "cadence_engine.engine.formats.findings_sarif",
 }
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.findings import Finding, Severity
-from engine.formats.findings import ReportOptions, summary
+from ..findings import Finding, Severity
+from .findings import ReportOptions, summary
 
 if TYPE_CHECKING:
-    from engine.validate import ValidationReport
+    from ..validate import ValidationReport
 
 
 def escape_data(text: str) -> str:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from engine.findings import Finding
-from engine.formats.findings import ReportOptions
+from ..findings import Finding
+from .findings import ReportOptions
 
 if TYPE_CHECKING:
-    from engine.validate import ValidationReport
+    from ..validate import ValidationReport
 
 VERSION = 1
 

@@ -13,11 +13,11 @@ import json
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
-from engine.findings import Finding, Rule, Severity
-from engine.formats.findings import ReportOptions
+from ..findings import Finding, Rule, Severity
+from .findings import ReportOptions
 
 if TYPE_CHECKING:
-    from engine.validate import ValidationReport
+    from ..validate import ValidationReport
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://cadence-engine.example/"
@@ -40,7 +40,7 @@ def _artifact(path: str, root: Path) -> dict[str, str]:
 
 
 def _rule(rule: Rule) -> dict[str, Any]:
-    from engine.rules import anchor
+    from ..rules import anchor
 
     return {
         "id": rule.id,
@@ -83,7 +83,7 @@ def _version() -> str:
 
 
 def render(report: ValidationReport, options: ReportOptions) -> str:
-    from engine.rules import catalogue
+    from ..rules import catalogue
 
     rules = list(catalogue().values())
     index = {r.id: i for i, r in enumerate(rules)}

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.findings import Finding, Severity
-from engine.formats.findings import ReportOptions, summary
+from ..findings import Finding, Severity
+from .findings import ReportOptions, summary
 
 if TYPE_CHECKING:
-    from engine.validate import ValidationReport
+    from ..validate import ValidationReport
 
 RED, YELLOW, BOLD, DIM, RESET = "\033[31m", "\033[33m", "\033[1m", "\033[2m", "\033[0m"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from typing import TextIO
 
-from engine.formats.plan_formats import Pairs, PlanRun, planned_rows
+from .plan_formats import Pairs, PlanRun, planned_rows
 
 COLUMNS = [
     "contact",

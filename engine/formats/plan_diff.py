@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine.diff import CATEGORIES, CadenceDiff, Change
-from engine.timeline import campaign_timeline
+from ..diff import CATEGORIES, CadenceDiff, Change
+from ..timeline import campaign_timeline
 
 MARKS = {
     "steps": "~",

@@ -14,18 +14,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 if TYPE_CHECKING:
-    from engine.compiler import ContactSchedule, Launch
-    from engine.contacts import Contact
-    from engine.model import Cadence
-    from engine.plan import PlannedStep
+    from ..compiler import ContactSchedule, Launch
+    from ..contacts import Contact
+    from ..model import Cadence
+    from ..plan import PlannedStep
 
 FORMATS: dict[str, str] = {
-    "table": "engine.formats.plan_table",
-    "json": "engine.formats.plan_json",
-    "jsonl": "engine.formats.plan_jsonl",
-    "csv": "engine.formats.plan_csv",
-    "markdown": "engine.formats.plan_markdown",
-    "mermaid": "engine.formats.plan_mermaid",
+    "table": "cadence_engine.engine.formats.plan_table",
+    "json": "cadence_engine.engine.formats.plan_json",
+    "jsonl": "cadence_engine.engine.formats.plan_jsonl",
+    "csv": "cadence_engine.engine.formats.plan_csv",
+    "markdown": "cadence_engine.engine.formats.plan_markdown",
+    "mermaid": "cadence_engine.engine.formats.plan_mermaid",
 }
 
 Pairs = Iterable[tuple["Contact", "ContactSchedule"]]
@@ -53,7 +53,7 @@ def reporter(name: str) -> Reporter:
 
 def planned_rows(run: PlanRun, pairs: Pairs) -> Iterator[PlannedStep]:
     """The generic path: full `PlannedStep` rows (rendered when asked)."""
-    from engine.compiler import rows_for
+    from ..compiler import rows_for
 
     for contact, schedule in pairs:
         yield from rows_for(run.cadence, contact, schedule, render=run.render)
@@ -61,7 +61,7 @@ def planned_rows(run: PlanRun, pairs: Pairs) -> Iterator[PlannedStep]:
 
 def depends_text(row: PlannedStep) -> str:
     """`after task call-1`, `at sent time of intro`: dependencies in words (R4, R5)."""
-    from engine.plan import DependencyKind
+    from ..plan import DependencyKind
 
     words = {DependencyKind.TASK: "after task", DependencyKind.SENT_TIME: "at send time of"}
     return "; ".join(f"{words[d.kind]} {d.step_id}" for d in row.depends_on)

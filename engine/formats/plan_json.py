@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TextIO
 
-from engine.formats.plan_formats import FLUSH_EVERY, Pairs, PlanRun, planned_rows
+from .plan_formats import FLUSH_EVERY, Pairs, PlanRun, planned_rows
 
 
 def write(run: PlanRun, pairs: Pairs, out: TextIO) -> int:

@@ -24,12 +24,12 @@ from collections.abc import Iterator
 from multiprocessing.pool import AsyncResult
 from typing import TYPE_CHECKING, TextIO
 
-from engine.formats.plan_formats import FLUSH_EVERY, Pairs, PlanRun
-from engine.templates import configured_render_workers
+from ..templates import configured_render_workers
+from .plan_formats import FLUSH_EVERY, Pairs, PlanRun
 
 if TYPE_CHECKING:
-    from engine.compiler import ContactSchedule
-    from engine.contacts import Contact
+    from ..compiler import ContactSchedule
+    from ..contacts import Contact
 
 MAX_WORKERS = 4
 MEMO_LIMIT = 200_000  # entries over all steps (a few hundred bytes each)
@@ -80,8 +80,8 @@ def _remember(
     schedule: ContactSchedule,
     encoded: dict[int, tuple[ContactSchedule, int, list[str], list[str]]],
 ) -> tuple[ContactSchedule, int, list[str], list[str]]:
-    from engine.compiler import rows_for
-    from engine.contacts import Contact
+    from ..compiler import rows_for
+    from ..contacts import Contact
 
     probe = Contact("", {"email": ""}, None, 0)
     suffixes = []
@@ -165,8 +165,8 @@ class _Renderer:
     """
 
     def __init__(self, run: PlanRun) -> None:
-        from engine.messages import step_text_reads
-        from engine.model import StepKind
+        from ..messages import step_text_reads
+        from ..model import StepKind
 
         self.run = run
         self.reads = step_text_reads(run.cadence)
@@ -178,7 +178,7 @@ class _Renderer:
         self.hits = dict.fromkeys(self.reads, 0)
 
     def chunk(self, rows: list[Row], slots: dict[int, list[str]]) -> tuple[str, int]:
-        from engine.contacts import Contact
+        from ..contacts import Contact
 
         out: list[str] = []
         count = 0
@@ -192,7 +192,7 @@ class _Renderer:
 
     def tails(self, contact: Contact) -> list[str]:
         """`, "subject": …, "body": …}` and a newline, per step."""
-        from engine.messages import PREVIEW_UNSUBSCRIBE_URL, StepTexts, display_name
+        from ..messages import PREVIEW_UNSUBSCRIBE_URL, StepTexts, display_name
 
         fields = contact.fields
         texts: StepTexts | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from engine.formats.plan_formats import (
+from .plan_formats import (
     Pairs,
     PlanRun,
     depends_text,

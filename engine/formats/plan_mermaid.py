@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from engine.formats.plan_formats import Pairs, PlanRun
+from .plan_formats import Pairs, PlanRun
 
 
 def write(run: PlanRun, pairs: Pairs, out: TextIO) -> int:
-    from engine.timeline import dated_timeline
+    from ..timeline import dated_timeline
 
     for contact, schedule in pairs:
         out.write(dated_timeline(run.cadence, schedule, contact.email))

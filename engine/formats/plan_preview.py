@@ -11,17 +11,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine.contacts import Contact, read_contacts
-from engine.errors import UsageError
-from engine.messages import (
+from ..contacts import Contact, read_contacts
+from ..errors import UsageError
+from ..messages import (
     PREVIEW_UNSUBSCRIBE_URL,
     compose_links,
     render_email,
     render_task_text,
 )
-from engine.model import Cadence
-from engine.plan import Action, DependencyKind
-from engine.schedule import ContactSchedule, Slot, action_of
+from ..model import Cadence
+from ..plan import Action, DependencyKind
+from ..schedule import ContactSchedule, Slot, action_of
 
 SAMPLE_FIELDS = {
     "email": "alex.morgan@example.com",
@@ -57,7 +57,7 @@ def sample_contact(cadence: Cadence) -> Contact:
 
 def address_contact(email: str) -> Contact:
     """A contact known only by its address (`preview --contact EMAIL` without a list)."""
-    from engine.contacts import is_email
+    from ..contacts import is_email
 
     address = email.strip()
     if not is_email(address):
@@ -77,7 +77,7 @@ def find_contact(path: Path, email: str, *, fmt: str | None = None) -> Contact:
 def _schedule(
     cadence: Cadence, contact: Contact, start: str, send_at: str | None, now: datetime
 ) -> ContactSchedule | None:
-    from engine.compiler import Scheduler, parse_launch
+    from ..compiler import Scheduler, parse_launch
 
     try:
         return Scheduler(cadence, parse_launch(cadence, start, send_at, now=now)).schedule(contact)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from itertools import chain, islice
 from typing import TextIO
 
-from engine.formats.plan_formats import (
+from ..plan import PlannedStep
+from .plan_formats import (
     Pairs,
     PlanRun,
     depends_text,
@@ -19,7 +20,6 @@ from engine.formats.plan_formats import (
     planned_rows,
     utc_text,
 )
-from engine.plan import PlannedStep
 
 HEADER = (
     "CONTACT",

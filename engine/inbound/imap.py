@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import unquote, urlsplit
 
-from engine.errors import InputError, UsageError
+from ..errors import InputError, UsageError
 
 PASSWORD_ENV = "CADENCE_IMAP_PASSWORD"
 CAFILE_ENV = "CADENCE_IMAP_CAFILE"

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from engine.calendar import resolve_local, shift_campaign_days, zone
-from engine.model import Cadence
+from ..calendar import resolve_local, shift_campaign_days, zone
+from ..model import Cadence
 
 DEFAULT_PAUSE_DAYS = 5
 

@@ -20,20 +20,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
-from engine.errors import CadenceError
-from engine.inbound.classify import Kind, Verdict, classify, header, message_ids, parse
-from engine.inbound.imap import (
-    CAFILE_ENV,
-    PASSWORD_ENV,
-    Fetched,
-    Mailbox,
-    connect,
-    parse_mailbox,
-)
-from engine.inbound.pause import pause_until
-from engine.run.pinned import Versions
-from engine.signals import apply_signal
-from engine.store import (
+from ..errors import CadenceError
+from ..run.pinned import Versions
+from ..signals import apply_signal
+from ..store import (
     Cursor,
     EnrolmentState,
     EventRecord,
@@ -41,7 +31,17 @@ from engine.store import (
     Signal,
     SignalKind,
 )
-from engine.unsubscribe import address_of_token
+from ..unsubscribe import address_of_token
+from .classify import Kind, Verdict, classify, header, message_ids, parse
+from .imap import (
+    CAFILE_ENV,
+    PASSWORD_ENV,
+    Fetched,
+    Mailbox,
+    connect,
+    parse_mailbox,
+)
+from .pause import pause_until
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +122,7 @@ class PollReport:
 
 def mailbox_from_env(url: str | None) -> Mailbox:
     """`--mailbox URL`, else CADENCE_IMAP_URL; UsageError when neither is given."""
-    from engine.errors import UsageError
+    from ..errors import UsageError
 
     if url:
         return parse_mailbox(url)
@@ -418,7 +418,7 @@ def poll_every(
 
     from croniter import croniter
 
-    from engine.cron import parse_cron
+    from ..cron import parse_cron
 
     stop = False
 

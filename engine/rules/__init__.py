@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from engine.findings import RULES, Rule, Severity
+from ..findings import RULES, Rule, Severity
 
 # Order is the order findings of one kind are reported in; new rules add a line here.
 STEP_RULE_MODULES = (
@@ -78,7 +78,7 @@ def email_of(step: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _module(name: str) -> Any:
-    return importlib.import_module(f"engine.rules.{name}")
+    return importlib.import_module(f"cadence_engine.engine.rules.{name}")
 
 
 def step_checks() -> Iterator[Any]:
@@ -106,7 +106,10 @@ def anchor(rule_id: str) -> str:
 
 
 def markdown_table() -> str:
-    """The README's rule table, generated from the catalogue (`python -m engine.rules`)."""
+    """The README's rule table, generated from the catalogue.
+
+    `python -m cadence_engine.engine.rules` prints it.
+    """
     rows = ["| rule | severity | what it means |", "| --- | --- | --- |"]
     for r in catalogue().values():
         summary = r.summary.replace("|", "\\|")

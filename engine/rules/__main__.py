@@ -1,7 +1,7 @@
-"""Print the rule table for the README: `python -m engine.rules`."""
+"""Print the rule table for the README: `python -m cadence_engine.engine.rules`."""
 
 from __future__ import annotations
 
-from engine.rules import markdown_table
+from . import markdown_table
 
 print(markdown_table(), end="")

@@ -10,7 +10,7 @@ first), so editors flag it too; this module only registers the rule.
 
 from __future__ import annotations
 
-from engine.findings import rule
+from ..findings import rule
 
 RULE = rule(
     "send-option/later-step", "`choose_at_launch` on a step other than the first.", __doc__ or ""

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from engine.findings import rule
-from engine.rules import Issue, step_dicts
+from ..findings import rule
+from . import Issue, step_dicts
 
 RULE = rule("day/order", "A step's day is earlier than the day of a step before it.", __doc__ or "")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from engine.findings import rule
-from engine.rules import Issue, email_of, step_kind
+from ..findings import rule
+from . import Issue, email_of, step_kind
 
 RULE = rule(
     "follow-up/previous-not-email",

@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from engine.findings import Severity, rule
-from engine.rules import Issue, email_of, step_dicts, step_kind
+from ..findings import Severity, rule
+from . import Issue, email_of, step_dicts, step_kind
 
 RULE = rule(
     "step-order/same-day",

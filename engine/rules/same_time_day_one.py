@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from engine.findings import Severity, rule
-from engine.rules import Issue, email_of, step_dicts
+from ..findings import Severity, rule
+from . import Issue, email_of, step_dicts
 
 RULE = rule(
     "send-option/same-time-day-1",

@@ -7,7 +7,7 @@ A test checks that every `x-rule` in the schema is registered here.
 
 from __future__ import annotations
 
-from engine.findings import rule
+from ..findings import rule
 
 UNKNOWN_KEY = rule(
     "schema/unknown-key",

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from engine.findings import rule
-from engine.rules import Issue
+from ..findings import rule
+from . import Issue
 
 RULE = rule("send-window/order", "The send window's start is not before its end.", __doc__ or "")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from engine.findings import rule
-from engine.rules import Issue, step_dicts
+from ..findings import rule
+from . import Issue, step_dicts
 
 RULE = rule("step-id/unique", "Two steps have the same id.", __doc__ or "")
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from engine.findings import did_you_mean, rule
-from engine.rules import Issue
-from engine.rules.template_source import analyse, template_texts
+from ..findings import did_you_mean, rule
+from . import Issue
+from .template_source import analyse, template_texts
 
 RULE = rule("template/unknown-filter", "A template uses an unknown filter or test.", __doc__ or "")
 
 
 def check(doc: dict[str, Any]) -> Iterator[Issue]:
-    from engine.templates import environment
+    from ..templates import environment
 
     env = environment()
     for path, source in template_texts(doc):

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from engine.findings import did_you_mean, rule
-from engine.rules import Issue, email_of, step_dicts
+from ..findings import did_you_mean, rule
+from . import Issue, email_of, step_dicts
 
 RULE = rule(
     "template/unknown", "An email step refers to a template that does not exist.", __doc__ or ""

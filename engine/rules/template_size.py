@@ -15,10 +15,10 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from engine.findings import rule
-from engine.limits import MAX_RENDER_STEPS
-from engine.rules import Issue
-from engine.rules.template_source import template_texts
+from ..findings import rule
+from ..limits import MAX_RENDER_STEPS
+from . import Issue
+from .template_source import template_texts
 
 RULE = rule(
     "template/too-large",
@@ -48,7 +48,7 @@ def limit_problems(source: str) -> tuple[tuple[str, int], ...]:
         return ()
     from jinja2 import TemplateSyntaxError, nodes
 
-    from engine.templates import RenderLimit, environment
+    from ..templates import RenderLimit, environment
 
     env = environment()
     try:
@@ -82,7 +82,7 @@ def _evaluate(env: Any, node: Any) -> Any:
     from jinja2.nodes import EvalContext
     from jinja2.utils import _PassArg
 
-    from engine.templates import check_binop, check_method
+    from ..templates import check_binop, check_method
 
     if isinstance(node, nodes.Const):
         return node.value

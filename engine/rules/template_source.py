@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from engine.rules import Path, step_dicts, step_kind
+from . import Path, step_dicts, step_kind
 
 ALLOWED_NAMES = ("contact", "sender", "unsubscribe_url")
 SENDER_FIELDS = ("name", "email")
@@ -80,7 +80,7 @@ def _anything(*args: Any, **kwargs: Any) -> None:
 
 @functools.cache
 def _analysis_environment() -> Any:
-    from engine.templates import environment
+    from ..templates import environment
 
     env = environment().overlay()
     env.filters = _AnyName(env.filters)

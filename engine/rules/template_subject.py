@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from engine.findings import rule
-from engine.rules import Issue, email_of, step_dicts
+from ..findings import rule
+from . import Issue, email_of, step_dicts
 
 RULE = rule(
     "template/subject-required",

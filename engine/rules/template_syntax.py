@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from engine.findings import rule
-from engine.rules import Issue
-from engine.rules.template_source import analyse, template_texts
+from ..findings import rule
+from . import Issue
+from .template_source import analyse, template_texts
 
 RULE = rule("template/syntax", "A template does not compile.", __doc__ or "")
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from engine.findings import did_you_mean, rule
-from engine.model import STANDARD_CONTACT_FIELDS
-from engine.rules import Issue
-from engine.rules.template_source import ALLOWED_NAMES, SENDER_FIELDS, analyse, template_texts
+from ..findings import did_you_mean, rule
+from ..model import STANDARD_CONTACT_FIELDS
+from . import Issue
+from .template_source import ALLOWED_NAMES, SENDER_FIELDS, analyse, template_texts
 
 _NAMES_ADVICE = "templates use contact.*, sender.* and unsubscribe_url"
 _FIELDS_ADVICE = "declare it in contact_fields"

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from engine.findings import rule
-from engine.rules import Issue
-from engine.zones import zone_problem
+from ..findings import rule
+from ..zones import zone_problem
+from . import Issue
 
 RULE = rule("timezone/iana", "A time zone is not an IANA time zone name.", __doc__ or "")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.findings import rule
+from ..findings import rule
 
 ENCODING = rule(
     "yaml/encoding",

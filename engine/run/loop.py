@@ -23,16 +23,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import NamedTuple
 
-from engine.enrolments import resume_due
-from engine.errors import CadenceError
-from engine.faults import fault
-from engine.lifecycle import completed
-from engine.policy import DecisionKind, decide, over_limit, sent_moves
-from engine.run.clock import Clock
-from engine.run.pinned import Versions
-from engine.run.render import render
-from engine.signals import apply_signal
-from engine.store import (
+from ..enrolments import resume_due
+from ..errors import CadenceError
+from ..faults import fault
+from ..lifecycle import completed
+from ..policy import DecisionKind, decide, over_limit, sent_moves
+from ..signals import apply_signal
+from ..store import (
     OUTCOME_STATE,
     Claim,
     Ending,
@@ -45,7 +42,7 @@ from engine.store import (
     StepState,
     Store,
 )
-from engine.transports import (
+from ..transports import (
     DeliveryUnknown,
     Envelope,
     PermanentFailure,
@@ -54,6 +51,9 @@ from engine.transports import (
     Transport,
     TransportDown,
 )
+from .clock import Clock
+from .pinned import Versions
+from .render import render
 
 DEFAULT_BATCH = 500
 DEFAULT_LEASE = 300.0

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from engine.contacts import Contact
-from engine.model import Cadence
-from engine.store import Repository, StepRow
+from ..contacts import Contact
+from ..model import Cadence
+from ..store import Repository, StepRow
 
 
 class Versions:

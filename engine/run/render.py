@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Set
 from datetime import UTC, datetime
 
-from engine.calendar import zone
-from engine.delivery import Outgoing, build_message, thread_ids, unsubscribe_url
-from engine.messages import render_email, reply_subject
-from engine.model import Cadence
-from engine.run.pinned import contact_of
-from engine.store import StepRow
+from ..calendar import zone
+from ..delivery import Outgoing, build_message, thread_ids, unsubscribe_url
+from ..messages import render_email, reply_subject
+from ..model import Cadence
+from ..store import StepRow
+from .pinned import contact_of
 
 
 def render(cadence: Cadence, row: StepRow, at: datetime, sent: Set[str] | None = None) -> Outgoing:

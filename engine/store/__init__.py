@@ -12,8 +12,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from engine.errors import UsageError
-from engine.store.contract import (
+from ..errors import UsageError
+from .contract import (
     HOLDING,
     OUTCOME_STATE,
     SETTLED,
@@ -82,10 +82,10 @@ def open_store(url: str | None = None) -> Store:
     """
     target = url or os.environ.get("CADENCE_DB") or DEFAULT_DB
     if _is_postgres(target):
-        from engine.store.postgres import PostgresStore
+        from .postgres import PostgresStore
 
         return PostgresStore(target)
-    from engine.store.sqlite import SqliteStore
+    from .sqlite import SqliteStore
 
     return SqliteStore(_sqlite_path(target))
 
@@ -101,7 +101,7 @@ def check_store(url: str | None = None) -> list[str]:
             "cadence store check examines a SQLite store file",
             hint="for PostgreSQL use its own checks (pg_amcheck); the schema is checked at open",
         )
-    from engine.store.sqlite import SqliteStore
+    from .sqlite import SqliteStore
 
     with SqliteStore(_sqlite_path(target), check_schema=False) as store:
         return store.check()

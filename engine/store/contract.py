@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import NamedTuple, Protocol, Self
 
-from engine.plan import Action
+from ..plan import Action
 
 __all__ = [
     "HOLDING",

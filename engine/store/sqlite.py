@@ -25,9 +25,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from engine.errors import CadenceError, InputError, NotFound, UsageError
-from engine.plan import Action
-from engine.store import (
+from ..errors import CadenceError, InputError, NotFound, UsageError
+from ..plan import Action
+from . import (
     OUTCOME_STATE,
     SETTLED,
     Claim,
@@ -49,7 +49,7 @@ from engine.store import (
     VersionStatus,
     batched,
 )
-from engine.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from .migrations import MIGRATIONS, SCHEMA_VERSION
 
 BUSY_TIMEOUT_MS = 60_000
 _SETTLED = "(" + ",".join(f"'{s}'" for s in sorted(SETTLED)) + ")"

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
-from engine.errors import UsageError
-from engine.store.sqlite import SqliteStore, store_error
-from engine.store.users import Session, User
+from ..errors import UsageError
+from .sqlite import SqliteStore, store_error
+from .users import Session, User
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 

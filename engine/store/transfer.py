@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine.errors import CadenceError, UsageError
+from ..errors import CadenceError, UsageError
 
 # Logical tables in the order they can be inserted (references first): name, columns,
 # and which columns are instants (integer seconds on SQLite).
@@ -268,7 +268,7 @@ class _Postgres:
 def _open(url: str, *, write: bool) -> Iterator[Any]:
     """A side of the copy: the store is opened first (so its schema is current), then
     one raw connection is used, in one transaction when writing."""
-    from engine.store import open_store
+    from . import open_store
 
     if _is_postgres(url):
         import psycopg
@@ -334,7 +334,7 @@ def copy_store(source: str, target: str, *, redact: Any = str) -> Copied:
                     hint="nothing was kept in the target; report this as a bug",
                 )
     if _is_postgres(target):
-        from engine.store.postgres import PostgresStore
+        from .postgres import PostgresStore
 
         with PostgresStore(target) as store:
             store.wake_all()  # a job for every enrolment's next planned step run

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
-from engine.errors import CadenceError, UsageError
+from ..errors import CadenceError, UsageError
 
 DEFAULT_TRANSPORT = "outbox:./outbox"
 
@@ -98,7 +98,7 @@ def parse_transport(spec: str | None = None) -> Transport:
     """Build the transport named by `spec`, else `CADENCE_TRANSPORT`, else the outbox."""
     text = spec or os.environ.get("CADENCE_TRANSPORT") or DEFAULT_TRANSPORT
     if text.startswith("outbox:"):
-        from engine.transports.outbox import OutboxTransport
+        from .outbox import OutboxTransport
 
         folder = text[len("outbox:") :]
         if not folder:
@@ -118,7 +118,7 @@ def parse_transport(spec: str | None = None) -> Transport:
 
 
 def _smtp(parts: SplitResult, shown: str) -> Transport:
-    from engine.transports.smtp import SmtpTransport, parse_options, settings_from_env
+    from .smtp import SmtpTransport, parse_options, settings_from_env
 
     if "@" in parts.netloc:
         raise UsageError(

@@ -29,9 +29,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from engine.errors import CadenceError, UsageError
-from engine.faults import fault
-from engine.transports import Envelope, Result, TransportDown
+from ..errors import CadenceError, UsageError
+from ..faults import fault
+from . import Envelope, Result, TransportDown
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
 _HIDDEN = ".tmp-"

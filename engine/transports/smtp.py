@@ -37,9 +37,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from engine.errors import CadenceError, UsageError
-from engine.faults import fault
-from engine.transports import (
+from ..errors import CadenceError, UsageError
+from ..faults import fault
+from . import (
     DeliveryUnknown,
     Envelope,
     PermanentFailure,

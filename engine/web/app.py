@@ -17,13 +17,13 @@ from flask import url_for as flask_url_for
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from engine.calendar import zone
-from engine.errors import CadenceError, NotFound
-from engine.plan import Action
-from engine.store.users import User
-from engine.users import SESSION_SECONDS, base_url
-from engine.web import auth, engine_calls
-from engine.when import parse_when
+from ..calendar import zone
+from ..errors import CadenceError, NotFound
+from ..plan import Action
+from ..store.users import User
+from ..users import SESSION_SECONDS, base_url
+from ..when import parse_when
+from . import auth, engine_calls
 
 TASK_TYPES = {
     "email": Action.EMAIL_TASK,

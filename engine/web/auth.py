@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from flask import Flask, Response, abort, g, redirect, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from engine.web import engine_calls
+from . import engine_calls
 
 SESSION_COOKIE = "cadence_session"
 SIGNIN_COOKIE = "cadence_signin"  # double-submit token of the sign-in form

@@ -13,14 +13,14 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from engine.contacts import Contact
-from engine.delivery import unsubscribe_url
-from engine.errors import CadenceError, NotFound
-from engine.messages import render_email
-from engine.plan import Action
-from engine.run.pinned import Versions, contact_of
-from engine.status import StatusReport, status
-from engine.store import (
+from ..contacts import Contact
+from ..delivery import unsubscribe_url
+from ..errors import CadenceError, NotFound
+from ..messages import render_email
+from ..plan import Action
+from ..run.pinned import Versions, contact_of
+from ..status import StatusReport, status
+from ..store import (
     EnrolmentRecord,
     EventRecord,
     StepRow,
@@ -29,8 +29,8 @@ from engine.store import (
     VersionStatus,
     open_store,
 )
-from engine.store.users import Session, User, UserStore
-from engine.tasks import (
+from ..store.users import Session, User, UserStore
+from ..tasks import (
     TaskView,
     complete_task,
     list_tasks,
@@ -38,8 +38,8 @@ from engine.tasks import (
     show_task,
     view,
 )
-from engine.unsubscribe import unsubscribe_by_token
-from engine.users import session_of, sign_in, sign_out, users_on
+from ..unsubscribe import unsubscribe_by_token
+from ..users import session_of, sign_in, sign_out, users_on
 
 # What the live feed shows (SPEC §9): sends, signals, pauses and worked tasks.
 FEED_KINDS = (

@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from engine.errors import UsageError
-from engine.web.app import close_app, create_app
+from ..errors import UsageError
+from .app import close_app, create_app
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080

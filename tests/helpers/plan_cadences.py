@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.model import Cadence
+from cadence_engine.engine.model import Cadence
 
 TEMPLATES = {
     "a": {"subject": "Hello {{ contact.first_name | default('there') }}", "body": "Body A\n"},

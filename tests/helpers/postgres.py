@@ -146,7 +146,7 @@ class Server:
 
     def database(self) -> str:
         """A new, migrated, empty database: its DSN."""
-        from engine.store.postgres import PostgresStore
+        from cadence_engine.engine.store.postgres import PostgresStore
 
         if not self._template:
             self._admin(f"DROP DATABASE IF EXISTS {TEMPLATE}")

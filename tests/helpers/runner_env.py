@@ -45,7 +45,7 @@ def cadence_cmd(
     full = {**os.environ, **(env or {})}
     full.pop("CADENCE_FAULT", None) if env is None or "CADENCE_FAULT" not in env else None
     return subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), *args],
+        [sys.executable, "-m", "cadence_engine.cli", *args],
         env=full,
         cwd=ROOT,
         capture_output=True,

@@ -42,7 +42,7 @@ def serving(env: dict[str, str], *args: str, prefix: str = "") -> Iterator[str]:
     address = f"http://127.0.0.1:{port}"
     base = address + prefix
     child = subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), "serve", "--port", str(port), *args],
+        [sys.executable, "-m", "cadence_engine.cli", "serve", "--port", str(port), *args],
         env={**os.environ, **env, "CADENCE_BASE_URL": base},
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from cli import cadence
+from cadence_engine.cli import cadence
 
 CADENCE = """\
 cadence: 1

@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from engine.errors import CadenceError, NotFound, UsageError
-from engine.plan import Action
-from engine.store.contract import (
+from ...errors import CadenceError, NotFound, UsageError
+from ...plan import Action
+from ..contract import (
     OUTCOME_STATE,
     SETTLED,
     Claim,
@@ -49,7 +49,7 @@ from engine.store.contract import (
     TaskFilter,
     VersionStatus,
 )
-from engine.store.postgres.migrations import MIGRATIONS, SCHEMA_VERSION
+from .migrations import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     import psycopg

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.errors import UsageError
-from engine.store.postgres import PostgresStore
-from engine.store.users import Session, User
+from ...errors import UsageError
+from ..users import Session, User
+from . import PostgresStore
 
 _USER = "SELECT id, email, name, admin, timezone FROM users"
 

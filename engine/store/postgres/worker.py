@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from engine.store.postgres import QUEUE, STEP_TASK, PostgresStore
+from . import QUEUE, STEP_TASK, PostgresStore
 
 if TYPE_CHECKING:
     from procrastinate import App
 
-    from engine.run.loop import RunReport
+    from ...run.loop import RunReport
 
 SWEEP_TASK = "cadence.sweep"
 SWEEP_CRON = "* * * * *"
@@ -52,15 +52,15 @@ class WorkerOptions:
 
 def database_clock(store: PostgresStore) -> Any:
     """A runner clock that starts at the database's time and moves on with real time."""
-    from engine.run.clock import Clock
+    from ...run.clock import Clock
 
     return Clock(datetime.fromtimestamp(store.clock(), UTC))
 
 
 def run_pass(store: PostgresStore, transport_url: str, batch: int, lease: float) -> RunReport:
     """One pass of the ordinary runner over what is due, on the database clock."""
-    from engine.run.loop import Runner, RunOptions
-    from engine.transports import parse_transport
+    from ...run.loop import Runner, RunOptions
+    from ...transports import parse_transport
 
     runner = Runner(
         store,
