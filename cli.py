@@ -446,11 +446,15 @@ def _inbox_before_pass(store: Any, clock: Any) -> Any:
     mailbox = mailbox_from_env(None)  # a bad URL is a usage error now, not at the first pass
 
     def before_pass() -> None:
-        report = poll(store, mailbox, now=clock.now())
-        if any(n for k, n in report.counts().items() if k not in ("ignored", "own")):
-            _show_poll(report, "text", clock.now())
+        _show_poll_news(poll(store, mailbox, now=clock.now()), "text", clock.now())
 
     return before_pass
+
+
+def _show_poll_news(report: Any, output_format: str, at: Any) -> None:
+    """A poll that runs alongside sends is shown when it found something to act on."""
+    if any(n for k, n in report.counts().items() if k not in ("ignored", "own")):
+        _show_poll(report, output_format, at)
 
 
 def _show_poll(report: Any, output_format: str, at: Any) -> None:
@@ -1443,6 +1447,11 @@ def worker_command(
             hint="set CADENCE_DB=postgresql://… (or --db); with SQLite use `cadence run`",
         )
     parse_transport(transport)  # a bad URL is a usage error before any job is taken
+    mailbox = None
+    if os.environ.get("CADENCE_IMAP_URL", "").strip():
+        from .engine.inbound.poll import mailbox_from_env
+
+        mailbox = mailbox_from_env(None)  # polled once per minute (SPEC §8, §10)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     def show(report: RunReport) -> None:
@@ -1462,8 +1471,13 @@ def worker_command(
         lease=lease,
         until_idle=until_idle,
         name=name,
+        mailbox=mailbox,
     )
-    run_worker(db, options, on_report=show)
+
+    def show_poll(report: Any) -> None:
+        _show_poll_news(report, output_format, datetime.now(UTC))
+
+    run_worker(db, options, on_report=show, on_poll=show_poll)
     return 0
 
 

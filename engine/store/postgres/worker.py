@@ -10,7 +10,10 @@ they become `unknown` when the lease ends) or `planned` again (sent by this pass
 Periodic work runs as procrastinate periodic tasks, deferred once per minute across all
 workers (procrastinate keeps one job per task and minute): the sweep expires ended
 leases into `unknown`, hands the jobs of dead workers back to the queue, and runs one
-pass so nothing due waits for a job that was lost.
+pass so nothing due waits for a job that was lost. With a mailbox (CADENCE_IMAP_URL) the
+inbox task polls it once per minute the same way, one job per minute across all workers,
+at a priority above every other job so its replies stop the sends of that minute; a
+starting worker polls once before it takes any job.
 
 "Now" is the database clock, not this machine's: every pass starts a runner `Clock` at
 the database's time, and leases are measured by the database.
@@ -30,10 +33,16 @@ from . import QUEUE, STEP_TASK, PostgresStore
 if TYPE_CHECKING:
     from procrastinate import App
 
+    from ...inbound.imap import Mailbox
+    from ...inbound.poll import PollReport
     from ...run.loop import RunReport
 
 SWEEP_TASK = "cadence.sweep"
 SWEEP_CRON = "* * * * *"
+INBOX_TASK = "cadence.inbox"
+INBOX_CRON = "* * * * *"
+# Above the step jobs (priority 0): the poll of a minute runs before its sends.
+INBOX_PRIORITY = 10
 # A worker silent for this long (no heartbeat) is dead: its jobs go back to the queue.
 STALLED_AFTER = 30.0
 
@@ -48,6 +57,7 @@ class WorkerOptions:
     lease: float = 300.0
     until_idle: bool = False  # exit when no job is due (tests, benchmarks, cron-style use)
     name: str | None = None
+    mailbox: Mailbox | None = None  # CADENCE_IMAP_URL: polled once per minute
 
 
 def database_clock(store: PostgresStore) -> Any:
@@ -71,11 +81,26 @@ def run_pass(store: PostgresStore, transport_url: str, batch: int, lease: float)
     return runner.run_once()
 
 
+def poll_inbox(store: PostgresStore, mailbox: Mailbox) -> PollReport | None:
+    """One poll of the mailbox (the one `cadence inbox poll` runs), on the database clock;
+    None when it failed, which is logged (the URL never holds a password) and tried again
+    at the next minute."""
+    from ...errors import CadenceError
+    from ...inbound.poll import poll
+
+    try:
+        return poll(store, mailbox, now=datetime.fromtimestamp(store.clock(), UTC))
+    except CadenceError as exc:
+        log.error("inbox poll of %s failed (tried again next minute): %s", mailbox.url, exc)
+        return None
+
+
 def make_app(
     url: str,
     options: WorkerOptions,
     *,
     on_report: Callable[[RunReport], None] | None = None,
+    on_poll: Callable[[PollReport], None] | None = None,
 ) -> tuple[App, PostgresStore]:
     """The procrastinate app of a worker, with its tasks, on `url`."""
     from procrastinate import App, PsycopgConnector
@@ -107,6 +132,18 @@ def make_app(
         )
         report(result)
 
+    if options.mailbox is not None:
+        mailbox = options.mailbox
+
+        @app.periodic(cron=INBOX_CRON, periodic_id="inbox")
+        @app.task(name=INBOX_TASK, queue=QUEUE, queueing_lock=INBOX_TASK, priority=INBOX_PRIORITY)
+        def inbox(timestamp: int) -> None:
+            polled = poll_inbox(store, mailbox)
+            if polled is not None and on_poll is not None:
+                on_poll(polled)
+
+        del inbox  # registered on the app
+
     del run_step, sweep  # registered on the app
     return app, store
 
@@ -116,11 +153,17 @@ def run_worker(
     options: WorkerOptions,
     *,
     on_report: Callable[[RunReport], None] | None = None,
+    on_poll: Callable[[PollReport], None] | None = None,
 ) -> None:
     """Run a worker until SIGINT/SIGTERM (running jobs finish first), or until no job is
     due with `until_idle`."""
-    app, store = make_app(url, options, on_report=on_report)
+    app, store = make_app(url, options, on_report=on_report, on_poll=on_poll)
     try:
+        if options.mailbox is not None:
+            # Replies that came while no worker ran stop their contacts' due sends.
+            polled = poll_inbox(store, options.mailbox)
+            if polled is not None and on_poll is not None:
+                on_poll(polled)
         # A starting worker first expires ended leases: what a dead worker left claimed
         # is due again (with its job), what it left `sending` becomes `unknown`.
         store.sweep(int(store.clock()))
