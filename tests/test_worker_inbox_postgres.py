@@ -5,10 +5,13 @@ workers run, and a poll that fails is logged without the password and kills noth
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from cadence_engine.engine.store import open_store
@@ -61,7 +64,8 @@ def reply_of(url: str, name: str) -> bytes:
     """Ben's reply to his first email, as his mail client would thread it."""
     with open_store(url) as store:
         [enrolment] = [e for e in store.enrolments() if e.email == f"{name}@example.com"]
-        [hello] = [r for r in store.step_runs_of([enrolment.id])[enrolment.id] if r.state == "sent"]
+        rows = store.step_runs_of([enrolment.id])[enrolment.id]
+        [hello] = [r for r in rows if r.step_id == "hello"]
         assert hello.message_id is not None
         return sample("reply-gmail-references").render(
             contact=enrolment.email, msgid=hello.message_id, token=enrolment.unsubscribe_token
@@ -80,6 +84,11 @@ def sent_to(outbox: Path, subject: str) -> list[str]:
 def replies(url: str) -> list[tuple[str, str]]:
     with open_store(url) as store:
         return [(e.email, e.source) for e in store.events() if e.kind == "reply"]
+
+
+def sql(url: str, query: str, *args: object) -> list[tuple[object, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(query, args).fetchall()
 
 
 def test_a_reply_in_the_mailbox_stops_the_next_email_of_its_contact(
@@ -127,3 +136,40 @@ def test_a_failed_poll_is_logged_without_the_password_and_the_sends_go_on(
     assert f"inbox poll of {dovecot.imaps_url} failed" in err and "login failed" in err
     assert wrong not in err + out and "Traceback" not in err
     assert sent_to(outbox, "Again") == list(PEOPLE)
+
+
+def test_running_workers_poll_once_a_minute_and_act_on_a_new_reply_once(
+    tmp_path: Path, postgres_url: str, dovecot: Dovecot
+) -> None:
+    """Mail that arrives while two workers run is read by the periodic `cadence.inbox` job
+    (their start-up polls saw an empty mailbox): one event, one replied enrolment."""
+    dovecot.clear()
+    outbox = tmp_path / "outbox"
+    launched(tmp_path, postgres_url, outbox)
+    args = ("--transport", f"outbox:{outbox}")
+    procs = [worker(postgres_url, dovecot.env(), *args, "--name", f"w{i}") for i in range(2)]
+    try:
+        while len(sql(postgres_url, "SELECT id FROM procrastinate_workers")) < 2:
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+            time.sleep(0.2)
+        assert sent_to(outbox, "Again") == list(PEOPLE)  # the start-up passes sent them
+        dovecot.append(reply_of(postgres_url, "ben"), when=datetime.now(UTC))
+        while not replies(postgres_url):
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+            time.sleep(0.5)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+    outs = [finish(p) for p in procs]
+    [(who, source)] = replies(postgres_url)
+    assert who == "ben@example.com" and source.startswith(f"mailbox {dovecot.imaps_url} uid ")
+    with open_store(postgres_url) as store:
+        states = {e.email: str(e.state) for e in store.enrolments()}
+    assert states["ben@example.com"] == "replied"
+    assert sum("ben@example.com" in out for out in outs) == 1, outs
+    periodic = sql(
+        postgres_url,
+        "SELECT defer_timestamp FROM procrastinate_periodic_defers WHERE task_name = %s",
+        "cadence.inbox",
+    )
+    assert periodic and len(periodic) == len(set(periodic))
