@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from multiprocessing.pool import AsyncResult
 from typing import TYPE_CHECKING, TextIO
@@ -36,9 +36,6 @@ MAX_WORKERS = 4
 # changes each time one of its days fills, tens of thousands of times per 100,000
 # contacts, but only the current one per zone is reused; keeping them all cost ~200 MB.
 SCHEDULE_CACHE = 4_096
-# Encoded rows kept by (zone, step, due instant, move reason): a schedule moved by the
-# limit differs from the one before it in a slot or two, the others are encoded once.
-SLOT_CACHE = 65_536
 MEMO_LIMIT = 200_000  # entries over all steps (a few hundred bytes each)
 PROBE = 2_000  # lookups before a step's memo is judged
 MIN_HIT_RATE = 0.25  # below this a step's texts are too varied to be worth memoising
@@ -94,8 +91,7 @@ class _Encoded:
 
     def __init__(self, run: PlanRun) -> None:
         self.run = run
-        self.schedules: dict[int, Encoding] = {}
-        self.slots: dict[tuple[str, int, int, str | None], str] = {}
+        self.schedules: OrderedDict[int, Encoding] = OrderedDict()
         self.count = 0
 
     def get(self, schedule: ContactSchedule) -> Encoding:
@@ -108,24 +104,14 @@ class _Encoded:
 
         probe = Contact("", {"email": ""}, None, 0)
         suffixes = []
-        memo = self.slots
-        for slot, row in zip(
-            schedule.slots, rows_for(self.run.cadence, probe, schedule), strict=True
-        ):
-            key = (schedule.zone, slot.step.index, int(slot.due_utc.timestamp()), slot.moved)
-            text = memo.get(key)
-            if text is None:
-                data = row.as_dict()
-                del data["contact"]
-                text = _dumps(data)[1:-1]
-                if len(memo) >= SLOT_CACHE:
-                    del memo[next(iter(memo))]
-                memo[key] = text
-            suffixes.append(text)
+        for row in rows_for(self.run.cadence, probe, schedule):
+            data = row.as_dict()
+            del data["contact"]
+            suffixes.append(_dumps(data)[1:-1])
         hit = (schedule, self.count, suffixes, ["", *(s + "}\n" for s in suffixes)])
         self.count += 1
         if len(self.schedules) >= SCHEDULE_CACHE:
-            del self.schedules[next(iter(self.schedules))]
+            self.schedules.popitem(last=False)
         self.schedules[id(schedule)] = hit
         return hit
 
