@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -132,3 +133,30 @@ def test_wall_time_is_the_intended_one_except_in_a_dst_gap(
 @given(cadences(), contact_lists, launches)
 def test_same_inputs_same_plan(cad: Cadence, contacts: list[Contact], start: datetime) -> None:
     assert plan(cad, contacts, start) == plan(cad, contacts, start)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cadences(),
+    st.lists(st.sampled_from([*ZONES, None]), min_size=1, max_size=30),
+    launches,
+    st.integers(1, 4),
+)
+def test_shared_schedules_equal_a_plain_per_contact_computation(
+    cad: Cadence, zones: list[str | None], start: datetime, daily: int
+) -> None:
+    """The compiler's shared schedules (one per zone, reused while their days have room)
+    give every contact exactly what building its schedule anew, in input order, gives."""
+    from cadence_engine.engine.calendar import scheduling_zone_name
+    from cadence_engine.engine.compiler import DailyLimit, rows_for
+    from cadence_engine.engine.schedule import build_schedule
+
+    cad = replace(cad, settings=replace(cad.settings, daily_limit=daily))
+    contacts = [Contact(f"c{i}@example.com", {}, z, i) for i, z in enumerate(zones)]
+    launch = Launch(start)
+    limit = DailyLimit(daily)
+    expected: list[PlannedStep] = []
+    for c in contacts:
+        name = scheduling_zone_name(cad, c.timezone)
+        expected.extend(rows_for(cad, c, build_schedule(cad, name, launch, limit=limit)))
+    assert list(compile_plan(cad, contacts, launch)) == expected

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from multiprocessing.pool import AsyncResult
 from typing import TYPE_CHECKING, TextIO
@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     from ..contacts import Contact
 
 MAX_WORKERS = 4
+# Encoded schedules kept (oldest dropped first). Under a daily limit a zone's schedule
+# changes each time one of its days fills, tens of thousands of times per 100,000
+# contacts, but only the current one per zone is reused; keeping them all cost ~200 MB.
+SCHEDULE_CACHE = 4_096
 MEMO_LIMIT = 200_000  # entries over all steps (a few hundred bytes each)
 PROBE = 2_000  # lookups before a step's memo is judged
 MIN_HIT_RATE = 0.25  # below this a step's texts are too varied to be worth memoising
@@ -44,14 +48,14 @@ Row = tuple[str, dict[str, str], str | None, int, int]
 def write(run: PlanRun, pairs: Pairs, out: TextIO) -> int:
     # id(schedule) → (schedule, number, slot suffixes, join parts); holding the schedule
     # keeps its id from being reused while it is cached.
-    encoded: dict[int, tuple[ContactSchedule, int, list[str], list[str]]] = {}
+    encoded = _Encoded(run)
     rows = 0
     chunks: Iterator[list[tuple[Contact, ContactSchedule]]] = _chunks(pairs)
     if not run.render:
         for chunk in chunks:
             buffer = []
             for contact, schedule in chunk:
-                hit = encoded.get(id(schedule)) or _remember(run, schedule, encoded)
+                hit = encoded.get(schedule)
                 # Addresses are validated (no quotes, backslashes or control characters),
                 # so they need no JSON escaping.
                 buffer.append(('{"contact": "' + contact.email + '", ').join(hit[3]))
@@ -75,29 +79,47 @@ def _chunks(pairs: Pairs) -> Iterator[list[tuple[Contact, ContactSchedule]]]:
         yield chunk
 
 
-def _remember(
-    run: PlanRun,
-    schedule: ContactSchedule,
-    encoded: dict[int, tuple[ContactSchedule, int, list[str], list[str]]],
-) -> tuple[ContactSchedule, int, list[str], list[str]]:
-    from ..compiler import rows_for
-    from ..contacts import Contact
+Encoding = tuple["ContactSchedule", int, list[str], list[str]]
 
-    probe = Contact("", {"email": ""}, None, 0)
-    suffixes = []
-    for row in rows_for(run.cadence, probe, schedule):
-        data = row.as_dict()
-        del data["contact"]
-        suffixes.append(_dumps(data)[1:-1])
-    hit = (schedule, len(encoded), suffixes, ["", *(s + "}\n" for s in suffixes)])
-    encoded[id(schedule)] = hit
-    return hit
+
+class _Encoded:
+    """Each schedule's slot JSON (everything but the contact), bounded in memory.
+
+    Keyed by id(schedule); an entry holds its schedule so the id is not reused while it
+    is cached. The number identifies the encoding in a render chunk (never reused).
+    """
+
+    def __init__(self, run: PlanRun) -> None:
+        self.run = run
+        self.schedules: OrderedDict[int, Encoding] = OrderedDict()
+        self.count = 0
+
+    def get(self, schedule: ContactSchedule) -> Encoding:
+        hit = self.schedules.get(id(schedule))
+        return hit if hit is not None else self._remember(schedule)
+
+    def _remember(self, schedule: ContactSchedule) -> Encoding:
+        from ..compiler import rows_for
+        from ..contacts import Contact
+
+        probe = Contact("", {"email": ""}, None, 0)
+        suffixes = []
+        for row in rows_for(self.run.cadence, probe, schedule):
+            data = row.as_dict()
+            del data["contact"]
+            suffixes.append(_dumps(data)[1:-1])
+        hit = (schedule, self.count, suffixes, ["", *(s + "}\n" for s in suffixes)])
+        self.count += 1
+        if len(self.schedules) >= SCHEDULE_CACHE:
+            self.schedules.popitem(last=False)
+        self.schedules[id(schedule)] = hit
+        return hit
 
 
 def _rendered(
     run: PlanRun,
     chunks: Iterator[list[tuple[Contact, ContactSchedule]]],
-    encoded: dict[int, tuple[ContactSchedule, int, list[str], list[str]]],
+    encoded: _Encoded,
 ) -> Iterator[tuple[str, int]]:
     """(text, rows) per chunk; the first chunk renders here, the rest in workers."""
 
@@ -105,7 +127,7 @@ def _rendered(
         rows: list[Row] = []
         slots: dict[int, list[str]] = {}
         for c, schedule in chunk:
-            hit = encoded.get(id(schedule)) or _remember(run, schedule, encoded)
+            hit = encoded.get(schedule)
             slots[hit[1]] = hit[2]
             rows.append((c.email, c.fields, c.timezone, c.row, hit[1]))  # tuples pickle fast
         return rows, slots
