@@ -272,6 +272,31 @@ def test_lookups_for_inbound_mail(store: Store) -> None:
     assert store.seen_inbound([f"k{n}" for n in range(1200)]) == {"k1"}  # past 999 parameters
 
 
+def test_a_batch_commits_its_writes_together_or_not_at_all(
+    store: Store, store_factory: StoreFactory
+) -> None:
+    store.launch("C", "h1", [enrolment("a@x.example")], 1)
+    with store_factory() as other:
+        with store.batch():
+            assert store.remember_inbound("k1", "imaps://box", 5)
+            with store.batch():  # a batch inside a batch joins it
+                store.record_signal(Signal(SignalKind.REPLY, "a@x.example", None, 5, "uid 1"))
+            store.set_cursor("imaps://box", Cursor(7, 1))
+            assert store.seen_inbound(["k1"]) == {"k1"}  # reads inside see the writes
+            assert other.seen_inbound(["k1"]) == set()  # nothing committed yet
+            assert other.cursor("imaps://box") is None
+        assert other.seen_inbound(["k1"]) == {"k1"}
+        assert other.cursor("imaps://box") == Cursor(7, 1)
+        assert [e.kind for e in other.events() if e.source == "uid 1"] == ["reply"]
+    with pytest.raises(RuntimeError), store.batch():
+        assert store.remember_inbound("k2", "imaps://box", 6)
+        store.set_cursor("imaps://box", Cursor(7, 2))
+        raise RuntimeError("a crash before the commit")
+    assert store.seen_inbound(["k2"]) == set()  # rolled back, all of it
+    assert store.cursor("imaps://box") == Cursor(7, 1)
+    assert store.remember_inbound("k2", "imaps://box", 7)  # and usable after
+
+
 def test_an_enrolment_by_its_unsubscribe_token(store: Store) -> None:
     store.launch("C", "h1", [enrolment("a@x.example"), enrolment("b@x.example")], 1)
     (found,) = store.enrolments_by_token("t-a@x.example100")

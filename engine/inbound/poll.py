@@ -5,9 +5,10 @@ message again): classify it (`classify`), match it to an enrolment (our Message-
 first, then the sender's or recipient's address), and act — a signal through
 `engine.signals.apply_signal`, an auto-reply pause through the enrolments' pause
 machinery, a log line, or nothing — then remember its dedupe key; the cursor moves after
-each fetched chunk. Acting comes before remembering and every act is idempotent, so a
-crash in between repeats an act and never loses one; a message remembered before (the
-same dedupe key) is skipped, however often it is read. Only the store contract is used
+each fetched chunk, whose acts, keys and cursor commit together (`Repository.batch`).
+Acting comes before remembering and every act is idempotent, so a crash in between
+repeats an act and never loses one; a message remembered before (the same dedupe key)
+is skipped, however often it is read. Only the store contract is used
 (`engine.store.Repository`), so any store that implements it works.
 """
 
@@ -161,14 +162,18 @@ def poll(
         for chunk in conn.fetch(uids):
             report.read += len(chunk)
             handled = _handle(store, versions, mailbox, chunk, now)
-            for m in handled:
-                if _act(store, versions, m, stamp):
-                    report.found.append(_found(m))
-                else:
-                    report.already += 1
-            report.already += len(chunk) - len(handled)
             last = max([last, *(m.uid for m in chunk)])
-            store.set_cursor(mailbox.url, Cursor(validity, last))
+            # One commit for the chunk's acts, keys and cursor (a commit per act made
+            # the poll disk-bound); a crash before it keeps none of them, so the chunk
+            # is read and acted on again, idempotently.
+            with store.batch():
+                for m in handled:
+                    if _act(store, versions, m, stamp):
+                        report.found.append(_found(m))
+                    else:
+                        report.already += 1
+                store.set_cursor(mailbox.url, Cursor(validity, last))
+            report.already += len(chunk) - len(handled)
         if not uids and (cursor is None or report.rescanned):
             store.set_cursor(mailbox.url, Cursor(validity, last))
     return report

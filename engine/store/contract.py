@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import NamedTuple, Protocol, Self
@@ -532,6 +533,15 @@ class Repository(Protocol):
         ...
 
     # -- inbound mail
+    def batch(self) -> AbstractContextManager[None]:
+        """A block whose writes commit as one transaction when it ends, or not at all when
+        it raises; reads inside see them, and a `batch` inside a `batch` joins the outer
+        one. For a caller that makes many small idempotent writes (a mailbox poll's acts
+        and dedupe keys, a chunk at a time): one commit instead of one per write. The
+        block holds the store's write lock (SQLite) or one connection (PostgreSQL) while
+        it lasts, so keep it short."""
+        ...
+
     def cursor(self, mailbox: str) -> Cursor | None: ...
 
     def set_cursor(self, mailbox: str, cursor: Cursor) -> None: ...

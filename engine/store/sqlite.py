@@ -505,6 +505,7 @@ class SqliteStore:
         self._watched: list[tuple[str, int]] = []
         self._held: list[tuple[int, int]] = []
         self._abandoned = False
+        self._batch_depth = 0  # > 0: inside `batch`, whose transaction writes join
         self._check_writable(only=("-wal", "-shm"))  # an unwritable -shm is a SIGBUS on read
         try:
             self._db = sqlite3.connect(
@@ -565,7 +566,22 @@ class SqliteStore:
         self.close()
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        try:
+            with self._write():
+                self._batch_depth += 1
+                try:
+                    yield
+                finally:
+                    self._batch_depth -= 1
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc) from None
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        if self._batch_depth:  # inside `batch`: its transaction commits or rolls back
+            yield self._db
+            return
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db

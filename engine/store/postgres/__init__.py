@@ -228,6 +228,7 @@ class PostgresStore:
                 hint="check CADENCE_DB (host, port, database, user, password) and that the "
                 "server accepts connections",
             ) from exc
+        self._batch: psycopg.Connection[Any] | None = None  # the connection of `batch`
         size = max_connections or int(os.environ.get("CADENCE_PG_POOL", "4"))
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
             psycopg_pool.ConnectionPool(
@@ -273,10 +274,26 @@ class PostgresStore:
         self.close()
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        if self._batch is not None:
+            yield
+            return
+        with self._tx() as conn:
+            self._batch = conn
+            try:
+                yield
+            finally:
+                self._batch = None
+
+    @contextmanager
     def _tx(self) -> Iterator[psycopg.Connection[Any]]:
-        """One transaction: committed when the block ends, rolled back on an error."""
+        """One transaction: committed when the block ends, rolled back on an error;
+        inside `batch`, its connection and transaction."""
         import psycopg
 
+        if self._batch is not None:
+            yield self._batch
+            return
         try:
             with self._pool.connection() as conn:
                 yield conn
