@@ -148,8 +148,9 @@ def test_every_built_message_is_exactly_what_was_meant(
     (sender,) = msg["From"].addresses
     assert sender.addr_spec == "dana@acme.example"
     assert display_name(fields["From"]) == clean(sender_name)
-    if fields["To"].count("=?") <= 1:  # one encoded word: Python's reading agrees too
-        assert to.display_name == clean(to_name)
+    if fields["To"].count("=?") <= 1:  # one encoded word: Python's reading agrees too,
+        # up to whitespace: its phrase parser folds a space next to U+00A0 into one
+        assert to.display_name.split() == clean(to_name).split()
     text = clean_body(body)
     assert msg.get_content().replace("\r\n", "\n") == (text if text.endswith("\n") else text + "\n")
     assert msg["Message-ID"] == ids[2]
