@@ -14,7 +14,7 @@ from cadence_engine.engine.launch import launch
 from cadence_engine.engine.run.clock import Clock
 from cadence_engine.engine.run.loop import Runner, RunOptions
 from cadence_engine.engine.signals import record
-from cadence_engine.engine.store import SignalKind
+from cadence_engine.engine.store import SignalKind, Store, open_store
 from cadence_engine.engine.store.sqlite import SqliteStore
 from cadence_engine.engine.transports import Envelope, Result
 from cadence_engine.engine.transports.outbox import OutboxTransport
@@ -39,7 +39,7 @@ LATER = datetime(2026, 3, 9, 10, tzinfo=UTC)  # every step is overdue
 class ReplyOnFirstSend(OutboxTransport):
     """Delivers, and the first time records a reply through another connection."""
 
-    def __init__(self, folder: Path, db: Path, who: str) -> None:
+    def __init__(self, folder: Path, db: str, who: str) -> None:
         super().__init__(folder)
         self.db, self.who, self.sent = db, who, []  # type: ignore[var-annotated]
 
@@ -49,13 +49,13 @@ class ReplyOnFirstSend(OutboxTransport):
             answers += super().send_many([(envelope, data)])
             self.sent.append(envelope.recipient)
             if len(self.sent) == 1:
-                with SqliteStore(self.db) as other:
+                with open_store(self.db) as other:
                     record(other, SignalKind.REPLY, self.who, cadence=None, now=LATER)
         return answers
 
 
-def _setup(tmp_path: Path, contacts: int) -> SqliteStore:
-    store = SqliteStore(tmp_path / "state.db")
+def _setup(tmp_path: Path, contacts: int, url: str | None = None) -> Store:
+    store = open_store(url or str(tmp_path / "state.db"))
     launch(
         store,
         write_cadence(tmp_path, THREE),
@@ -66,9 +66,9 @@ def _setup(tmp_path: Path, contacts: int) -> SqliteStore:
     return store
 
 
-def test_reply_during_a_run_stops_every_later_step(tmp_path: Path) -> None:
-    with _setup(tmp_path, 1) as store:
-        transport = ReplyOnFirstSend(tmp_path / "out", tmp_path / "state.db", "person0@example.com")
+def test_reply_during_a_run_stops_every_later_step(tmp_path: Path, store_url: str) -> None:
+    with _setup(tmp_path, 1, store_url) as store:
+        transport = ReplyOnFirstSend(tmp_path / "out", store_url, "person0@example.com")
         report = Runner(store, transport, clock=Clock(LATER)).run_once()
         assert transport.sent == ["person0@example.com"]  # a only; b and c never
         assert report.sent == 1
@@ -79,17 +79,17 @@ def test_reply_during_a_run_stops_every_later_step(tmp_path: Path) -> None:
 
 
 def test_reply_recorded_after_sending_commit_is_caught_before_the_transport(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Both contacts' first emails are in one batch; the reply for the second arrives
     # right after `sending` was committed for both, before the transport gets them.
-    with _setup(tmp_path, 2) as store:
-        transport = ReplyOnFirstSend(tmp_path / "out", tmp_path / "state.db", "nobody@x.example")
+    with _setup(tmp_path, 2, store_url) as store:
+        transport = ReplyOnFirstSend(tmp_path / "out", store_url, "nobody@x.example")
         begin = store.begin_sending
 
         def begin_then_reply(fence: int, ids: Iterable[int]) -> set[int]:
             ours = begin(fence, ids)
-            with SqliteStore(tmp_path / "state.db") as other:
+            with open_store(store_url) as other:
                 record(other, SignalKind.REPLY, "person1@example.com", cadence=None, now=LATER)
             return ours
 
@@ -102,11 +102,13 @@ def test_reply_recorded_after_sending_commit_is_caught_before_the_transport(
         assert report.cancelled == 1
 
 
-def test_reply_during_a_one_at_a_time_transport_stops_the_next_message(tmp_path: Path) -> None:
+def test_reply_during_a_one_at_a_time_transport_stops_the_next_message(
+    tmp_path: Path, store_url: str
+) -> None:
     # A transport that hands over one message at a time (SMTP): the reply recorded while
     # the first is delivered stops the second at its `sending` commit.
-    with _setup(tmp_path, 2) as store:
-        transport = ReplyOnFirstSend(tmp_path / "out", tmp_path / "state.db", "person1@example.com")
+    with _setup(tmp_path, 2, store_url) as store:
+        transport = ReplyOnFirstSend(tmp_path / "out", store_url, "person1@example.com")
         transport.in_doubt = 1
         Runner(store, transport, clock=Clock(LATER), options=RunOptions(batch=10)).run_once()
         assert transport.sent == ["person0@example.com"]
