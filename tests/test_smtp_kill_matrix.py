@@ -103,34 +103,19 @@ def test_four_sessions_crash_and_restart(
     assert sorted(Counter(smtp.recorder.message_ids()).values()) == [1] * CONTACTS
 
 
-def test_sigterm_before_the_hand_over_gives_the_chunk_back(
-    tmp_path: Path, smtp: SmtpServer
-) -> None:
-    """Asked to stop after the `sending` commit but before any byte went out: nothing is
-    in hand, so the chunk is given back (due again at once), none `unknown`."""
-    smtp.recorder.clear()
-    env = {
-        **smtp.env(),
-        "CADENCE_TRANSPORT": f"{smtp.url}?connections={SESSIONS}",
-        "CADENCE_DB": str(tmp_path / "state.db"),
-    }
-    launched = cadence_cmd(
-        "launch", str(write_cadence(tmp_path)),
-        "--contacts", str(write_contacts(tmp_path, CONTACTS)),
-        "--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z", env=env,
-    )  # fmt: skip
-    assert launched.returncode == 0, launched.stderr
-    assert _run({**env, "CADENCE_FAULT_SIGNAL": "TERM"}, "after-sending-commit") == 0
-    with SqliteStore(tmp_path / "state.db") as store:
-        rows = [r for e in range(1, CONTACTS + 1) for r in store.step_runs(e)]
-    assert Counter(r.state for r in rows) == Counter({"planned": CONTACTS})
-    assert smtp.recorder.received == []
-    assert _run(env) == 0
-    assert sorted(Counter(smtp.recorder.message_ids()).values()) == [1] * CONTACTS
-
-
-def test_sigterm_finishes_the_four_in_hand_and_gives_back_the_rest(
-    tmp_path: Path, smtp: SmtpServer
+@pytest.mark.parametrize(
+    ("fault", "in_hand"),
+    [
+        # Asked to stop after the `sending` commit, before any byte went out: nothing is
+        # in hand, so the chunk is given back (due again at once).
+        ("after-sending-commit", 0),
+        # Asked to stop while the first chunk is in DATA: the four in hand still go out
+        # and are recorded; the rest is given back.
+        ("during-data", SESSIONS),
+    ],
+)
+def test_sigterm_finishes_what_is_in_hand_and_gives_back_the_rest(
+    tmp_path: Path, smtp: SmtpServer, fault: str, in_hand: int
 ) -> None:
     smtp.recorder.clear()
     env = {
@@ -144,14 +129,13 @@ def test_sigterm_finishes_the_four_in_hand_and_gives_back_the_rest(
         "--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z", env=env,
     )  # fmt: skip
     assert launched.returncode == 0, launched.stderr
-    # SIGTERM while the first chunk is in DATA: the four in hand still go out and are
-    # recorded; the other rows are released, none left `sending` or `unknown`.
-    assert _run({**env, "CADENCE_FAULT_SIGNAL": "TERM"}, "during-data") == 0
+    assert _run({**env, "CADENCE_FAULT_SIGNAL": "TERM"}, fault) == 0
     with SqliteStore(tmp_path / "state.db") as store:
         rows = [r for e in range(1, CONTACTS + 1) for r in store.step_runs(e)]
+    # None left `sending` or `unknown`.
     assert Counter(r.state for r in rows) == Counter(
-        {"sent": SESSIONS, "planned": CONTACTS - SESSIONS}
+        {"sent": in_hand, "planned": CONTACTS - in_hand}
     )
-    assert len(smtp.recorder.received) == SESSIONS
+    assert len(smtp.recorder.received) == in_hand
     assert _run(env) == 0  # at once: released rows are due again, no lease to wait for
     assert sorted(Counter(smtp.recorder.message_ids()).values()) == [1] * CONTACTS

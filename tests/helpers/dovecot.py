@@ -167,18 +167,7 @@ ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = yes
 auth_mechanisms = plain
 mail_location = maildir:{folder}/mail
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%n {folder}/passwd
-}}
-userdb {{
-  driver = passwd-file
-  args = username_format=%n {folder}/passwd
-}}
-service anvil {{
-  chroot =
-}}
-service imap-login {{
+{_accounts(folder)}service imap-login {{
   chroot =
   inet_listener imap {{
     address = 127.0.0.1
@@ -191,6 +180,23 @@ service imap-login {{
   }}
 }}
 service stats {{
+  chroot =
+}}
+"""
+
+
+def _accounts(folder: Path) -> str:
+    """The passwd-file user and the unprivileged anvil service, the same in both instances."""
+    return f"""\
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%n {folder}/passwd
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%n {folder}/passwd
+}}
+service anvil {{
   chroot =
 }}
 """
@@ -210,18 +216,7 @@ default_login_user = {login}
 ssl = no
 disable_plaintext_auth = no
 mail_location = maildir:{folder}/mail
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%n {folder}/passwd
-}}
-userdb {{
-  driver = passwd-file
-  args = username_format=%n {folder}/passwd
-}}
-service anvil {{
-  chroot =
-}}
-service imap-login {{
+{_accounts(folder)}service imap-login {{
   chroot =
   inet_listener imap {{
     address = 127.0.0.1
