@@ -49,7 +49,19 @@ def day_dates(settings: Settings, launch_date: date, count: int) -> tuple[date, 
 
 def next_campaign_day(settings: Settings, d: date) -> date:
     """The first campaign day strictly after `d` (the next opening for a moved email)."""
-    return shift_campaign_days(settings, d, 1)
+    return _next_campaign_day(d, settings.skip_weekends, settings.holidays)
+
+
+@functools.lru_cache(maxsize=65536)
+def _next_campaign_day(d: date, skip_weekends: bool, holidays: frozenset[date]) -> date:
+    # Cached: a plan under a daily limit asks this for the same few hundred days of its
+    # campaign hundreds of thousands of times.
+    while not is_campaign_day(d, skip_weekends=skip_weekends, holidays=holidays):
+        d += ONE_DAY
+    d += ONE_DAY
+    while not is_campaign_day(d, skip_weekends=skip_weekends, holidays=holidays):
+        d += ONE_DAY
+    return d
 
 
 def shift_campaign_days(settings: Settings, d: date, days: int) -> date:

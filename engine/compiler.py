@@ -26,6 +26,7 @@ from .schedule import (
     Slot,
     action_of,
     build_schedule,
+    cadence_shape,
     same_time_reference,
 )
 from .when import SEND_AT_HELP
@@ -59,6 +60,7 @@ class Scheduler:
         self.launch = launch
         daily = cadence.settings.daily_limit
         self.limit = limit if limit is not None else (DailyLimit(daily) if daily else None)
+        self._shape = cadence_shape(cadence)
         self._by_zone: dict[str, ContactSchedule] = {}
         # Per zone: the last schedule moved by the limit. It is what building anew would
         # give while all its days still have room: the days its emails skipped were full
@@ -69,7 +71,7 @@ class Scheduler:
         name = scheduling_zone_name(self.cadence, contact.timezone)
         base = self._by_zone.get(name)
         if base is None:
-            base = build_schedule(self.cadence, name, self.launch)
+            base = build_schedule(self.cadence, name, self.launch, shape=self._shape)
             self._by_zone[name] = base
         limit = self.limit
         if limit is None:
@@ -82,7 +84,7 @@ class Scheduler:
             limit.book(sender, known.email_days)
             return known
         # A day is full: this contact's emails move, which can move its later steps too.
-        moved = build_schedule(self.cadence, base.zone, self.launch, limit=limit)
+        moved = build_schedule(self.cadence, base.zone, self.launch, limit=limit, shape=self._shape)
         self._limited[name] = moved
         return moved
 

@@ -160,3 +160,35 @@ def test_shared_schedules_equal_a_plain_per_contact_computation(
         name = scheduling_zone_name(cad, c.timezone)
         expected.extend(rows_for(cad, c, build_schedule(cad, name, launch, limit=limit)))
     assert list(compile_plan(cad, contacts, launch)) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    cadences(),
+    st.lists(st.sampled_from([*ZONES, None]), min_size=1, max_size=30),
+    launches,
+    st.integers(1, 3),
+)
+def test_jsonl_rows_are_the_planned_rows_as_json(
+    cad: Cadence, zones: list[str | None], start: datetime, daily: int
+) -> None:
+    """`plan -f jsonl` encodes each schedule once from fixed parts around the two times:
+    its text is exactly `json.dumps(row.as_dict())` per planned row, under a daily limit
+    that replaces the schedules contact after contact too."""
+    import io
+    import json
+
+    from cadence_engine.engine.compiler import schedule_contacts
+    from cadence_engine.engine.formats import plan_jsonl
+    from cadence_engine.engine.formats.plan_formats import PlanRun
+
+    cad = replace(cad, settings=replace(cad.settings, daily_limit=daily))
+    contacts = [Contact(f"c{i}@example.com", {}, z, i) for i, z in enumerate(zones)]
+    launch = Launch(start)
+    out = io.StringIO()
+    rows = plan_jsonl.write(PlanRun(cad, launch), schedule_contacts(cad, contacts, launch), out)
+    planned = list(compile_plan(cad, contacts, launch))
+    assert rows == len(planned)
+    assert out.getvalue() == "".join(
+        json.dumps(r.as_dict(), ensure_ascii=False) + "\n" for r in planned
+    )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterator
 from multiprocessing.pool import AsyncResult
 from typing import TYPE_CHECKING, TextIO
@@ -30,12 +30,10 @@ from .plan_formats import FLUSH_EVERY, Pairs, PlanRun
 if TYPE_CHECKING:
     from ..compiler import ContactSchedule
     from ..contacts import Contact
+    from ..plan import Dependency
+    from ..schedule import Slot
 
 MAX_WORKERS = 4
-# Encoded schedules kept (oldest dropped first). Under a daily limit a zone's schedule
-# changes each time one of its days fills, tens of thousands of times per 100,000
-# contacts, but only the current one per zone is reused; keeping them all cost ~200 MB.
-SCHEDULE_CACHE = 4_096
 MEMO_LIMIT = 200_000  # entries over all steps (a few hundred bytes each)
 PROBE = 2_000  # lookups before a step's memo is judged
 MIN_HIT_RATE = 0.25  # below this a step's texts are too varied to be worth memoising
@@ -46,8 +44,7 @@ Row = tuple[str, dict[str, str], str | None, int, int]
 
 
 def write(run: PlanRun, pairs: Pairs, out: TextIO) -> int:
-    # id(schedule) → (schedule, number, slot suffixes, join parts); holding the schedule
-    # keeps its id from being reused while it is cached.
+    # zone → (its current schedule, number, slot suffixes, join parts).
     encoded = _Encoded(run)
     rows = 0
     chunks: Iterator[list[tuple[Contact, ContactSchedule]]] = _chunks(pairs)
@@ -83,37 +80,72 @@ Encoding = tuple["ContactSchedule", int, list[str], list[str]]
 
 
 class _Encoded:
-    """Each schedule's slot JSON (everything but the contact), bounded in memory.
+    """The slot JSON (everything but the contact) of each zone's current schedule.
 
-    Keyed by id(schedule); an entry holds its schedule so the id is not reused while it
-    is cached. The number identifies the encoding in a render chunk (never reused).
+    The compiler hands out one schedule per zone at a time: under a daily limit a zone's
+    schedule is replaced each time one of its days fills (tens of thousands of times per
+    100,000 contacts) and the old one is never used again. So one entry per zone is kept;
+    keeping 4,096 old ones instead made the garbage collector's passes cost a third of
+    the plan. The number identifies the encoding in a render chunk (never reused).
     """
 
     def __init__(self, run: PlanRun) -> None:
         self.run = run
-        self.schedules: OrderedDict[int, Encoding] = OrderedDict()
+        self.schedules: dict[str, Encoding] = {}
         self.count = 0
+        self.heads: dict[tuple[str, str], str] = {}
+        self.tails: dict[tuple[str, tuple[Dependency, ...], str | None, str | None], str] = {}
 
     def get(self, schedule: ContactSchedule) -> Encoding:
-        hit = self.schedules.get(id(schedule))
-        return hit if hit is not None else self._remember(schedule)
+        hit = self.schedules.get(schedule.zone)
+        return hit if hit is not None and hit[0] is schedule else self._remember(schedule)
 
     def _remember(self, schedule: ContactSchedule) -> Encoding:
-        from ..compiler import rows_for
-        from ..contacts import Contact
-
-        probe = Contact("", {"email": ""}, None, 0)
-        suffixes = []
-        for row in rows_for(self.run.cadence, probe, schedule):
-            data = row.as_dict()
-            del data["contact"]
-            suffixes.append(_dumps(data)[1:-1])
+        zone = schedule.zone
+        suffixes = [
+            self._head(slot) + _iso_pair(slot) + self._tail(zone, slot) for slot in schedule.slots
+        ]
         hit = (schedule, self.count, suffixes, ["", *(s + "}\n" for s in suffixes)])
         self.count += 1
-        if len(self.schedules) >= SCHEDULE_CACHE:
-            self.schedules.popitem(last=False)
-        self.schedules[id(schedule)] = hit
+        self.schedules[zone] = hit
         return hit
+
+    # A row is `PlannedStep.as_dict()` less the contact: what changes from one schedule to
+    # the next is the two times. Under a daily limit nearly every schedule is new, so the
+    # fixed parts around them are encoded once per step and once per (zone, notes).
+
+    def _head(self, slot: Slot) -> str:
+        key = (slot.step.id, slot.action)
+        head = self.heads.get(key)
+        if head is None:
+            head = _dumps({"step": slot.step.id, "day": slot.step.day, "action": str(slot.action)})[
+                1:-1
+            ]
+            head = self.heads[key] = head + ', "due_local": "'
+        return head
+
+    def _tail(self, zone: str, slot: Slot) -> str:
+        key = (zone, slot.depends_on, slot.thread_step_id, slot.moved)
+        tail = self.tails.get(key)
+        if tail is None:
+            tail = self.tails[key] = (
+                '", '
+                + _dumps(
+                    {
+                        "zone": zone,
+                        "depends_on": [f"{d.kind}:{d.step_id}" for d in slot.depends_on],
+                        "thread": slot.thread_step_id,
+                        "moved": slot.moved,
+                    }
+                )[1:-1]
+            )
+        return tail
+
+
+def _iso_pair(slot: Slot) -> str:
+    """`2026-03-06T09:00:00-05:00", "due_utc": "2026-03-06T14:00:00Z` (as `as_dict`)."""
+    utc = slot.due_utc.isoformat().replace("+00:00", "Z")
+    return f'{slot.due_local.isoformat()}", "due_utc": "{utc}'
 
 
 def _rendered(
