@@ -24,8 +24,8 @@ from .schedule import (
     DailyLimit,
     Launch,
     Slot,
+    ZonePlanner,
     action_of,
-    build_schedule,
     cadence_shape,
     same_time_reference,
 )
@@ -61,6 +61,7 @@ class Scheduler:
         daily = cadence.settings.daily_limit
         self.limit = limit if limit is not None else (DailyLimit(daily) if daily else None)
         self._shape = cadence_shape(cadence)
+        self._planners: dict[str, ZonePlanner] = {}
         self._by_zone: dict[str, ContactSchedule] = {}
         # Per zone: the last schedule moved by the limit. It is what building anew would
         # give while all its days still have room: the days its emails skipped were full
@@ -71,8 +72,9 @@ class Scheduler:
         name = scheduling_zone_name(self.cadence, contact.timezone)
         base = self._by_zone.get(name)
         if base is None:
-            base = build_schedule(self.cadence, name, self.launch, shape=self._shape)
-            self._by_zone[name] = base
+            planner = ZonePlanner(self.cadence, name, self.launch, self._shape)
+            self._planners[name] = planner
+            base = self._by_zone[name] = planner.build()
         limit = self.limit
         if limit is None:
             return base
@@ -80,11 +82,10 @@ class Scheduler:
         # Once a day of the zone's base schedule is full it stays full: from then on only
         # the moved schedule can be reused.
         known = self._limited.get(name, base)
-        if limit.fits(sender, known.email_days):
-            limit.book(sender, known.email_days)
+        if limit.take(sender, known.email_days):
             return known
         # A day is full: this contact's emails move, which can move its later steps too.
-        moved = build_schedule(self.cadence, base.zone, self.launch, limit=limit, shape=self._shape)
+        moved = self._planners[name].build(limit)
         self._limited[name] = moved
         return moved
 

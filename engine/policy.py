@@ -34,8 +34,8 @@ from .store.contract import Move, StepRow
 
 
 def wall(local: datetime) -> time:
-    """The naive wall time of an aware local datetime."""
-    return local.time().replace(tzinfo=None)
+    """The naive wall time of an aware local datetime (`time()` drops the zone, keeps fold)."""
+    return local.time()
 
 
 # -- send window ---------------------------------------------------------------------------
@@ -83,8 +83,21 @@ class DailyLimit:
         return all(self.room(sender, d) >= n for d, n in counts.items())
 
     def book(self, sender: str, days: Sequence[date]) -> None:
+        booked = self.booked
         for d in days:
-            self.booked[(sender, d)] = self.booked.get((sender, d), 0) + 1
+            key = (sender, d)
+            booked[key] = booked.get(key, 0) + 1
+
+    def take(self, sender: str, days: Sequence[date]) -> bool:
+        """Book one email on each of `days` (a day may repeat) when they all have room."""
+        if len(set(days)) == len(days):  # the usual case: one email a day
+            booked, limit = self.booked, self.limit
+            if any(booked.get((sender, d), 0) >= limit for d in days):
+                return False
+        elif not self.fits(sender, days):
+            return False
+        self.book(sender, days)
+        return True
 
     def first_with_room(self, sender: str, day: date, step: Callable[[date], date]) -> date:
         """`day`, or the first later day (`step` gives the next one) with room."""

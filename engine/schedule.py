@@ -37,6 +37,7 @@ __all__ = [
     "Launch",
     "Slot",
     "StepShape",
+    "ZonePlanner",
     "action_of",
     "build_schedule",
     "cadence_shape",
@@ -150,93 +151,123 @@ def thread_of(cadence: Cadence, step: Step) -> str | None:
 
 
 def build_schedule(
-    cadence: Cadence,
-    zone_name: str,
-    launch: Launch,
-    *,
-    limit: DailyLimit | None = None,
-    shape: tuple[StepShape, ...] | None = None,
+    cadence: Cadence, zone_name: str, launch: Launch, *, limit: DailyLimit | None = None
 ) -> ContactSchedule:
-    """Schedule every step for one scheduling zone (see the module docstring for the order).
+    """Schedule every step for one scheduling zone (see the module docstring for the order)."""
+    return ZonePlanner(cadence, zone_name, launch, cadence_shape(cadence)).build(limit)
 
-    `shape` is `cadence_shape(cadence)`, passed by callers that build many schedules.
+
+class ZonePlanner:
+    """The schedules of one cadence, launch and scheduling zone.
+
+    Decisions 1-2 (the intended time, not before the launch) are the same for every
+    contact of the zone and are made once; `build` makes decisions 3-5 against the daily
+    limit's bookings of the moment. Under a limit a plan of 100,000 contacts builds tens
+    of thousands of schedules per list, so the fixed part is worth keeping.
     """
-    tz = zone(zone_name)
-    settings = cadence.settings
-    shapes = shape if shape is not None else cadence_shape(cadence)
-    start, send_at = launch.start, launch.send_at
-    first_date = start.astimezone(tz).date()
-    if send_at is not None and send_at.instant is not None and send_at.instant > start:
-        # A send date/time given at launch starts the campaign on that date (R1 override).
-        first_date = send_at.instant.astimezone(tz).date()
-    dates = day_dates(settings, first_date, max(sh.step.day for sh in shapes))
-    window = settings.send_window
-    task_time = window.start if window else DEFAULT_TASK_TIME
-    sender = cadence.sender.email
 
-    slots: list[Slot] = []
-    email_days: list[date] = []
-    previous: datetime | None = None
-    previous_local = start
-    previous_day = 0
-    for sh in shapes:
-        step = sh.step
-        d = dates[step.day - 1]
-        moved: str | None = None
-        send = step.email.send if step.email is not None else None
-        chosen = send is not None and send.kind is SendKind.CHOOSE_AT_LAUNCH
-        if send_at is not None and (step.index == 0 or chosen):
-            if send_at.instant is not None:
-                local = send_at.instant.astimezone(tz)
-                same_day = local.date() == d
-                due = send_at.instant if same_day else resolve_local(d, wall(local), tz)
-                if not same_day and local.date() < d and send_at.instant > start:
-                    # The date given is a weekend or holiday: day 1 is the next campaign day.
-                    moved = (
-                        f"--send-at {local:%a %Y-%m-%d} is not a campaign day, day 1 is the next"
+    def __init__(
+        self, cadence: Cadence, zone_name: str, launch: Launch, shape: tuple[StepShape, ...]
+    ) -> None:
+        self.cadence = cadence
+        self.zone_name = zone_name
+        self.launch = launch
+        self.shape = shape
+        self.tz = tz = zone(zone_name)
+        settings = cadence.settings
+        start, send_at = launch.start, launch.send_at
+        first_date = start.astimezone(tz).date()
+        if send_at is not None and send_at.instant is not None and send_at.instant > start:
+            # A send date/time given at launch starts the campaign on that date (R1 override).
+            first_date = send_at.instant.astimezone(tz).date()
+        dates = day_dates(settings, first_date, max(sh.step.day for sh in shape))
+        window = settings.send_window
+        task_time = window.start if window else DEFAULT_TASK_TIME
+        # Per step: its campaign day's date, and its intended time with why it moved (None:
+        # it copies its reference email's wall time, known only once that one is placed).
+        self.intents: list[tuple[date, datetime | None, str | None]] = []
+        for sh in shape:
+            step = sh.step
+            d = dates[step.day - 1]
+            moved: str | None = None
+            due: datetime | None
+            send = step.email.send if step.email is not None else None
+            chosen = send is not None and send.kind is SendKind.CHOOSE_AT_LAUNCH
+            if send_at is not None and (step.index == 0 or chosen):
+                if send_at.instant is not None:
+                    local = send_at.instant.astimezone(tz)
+                    same_day = local.date() == d
+                    due = send_at.instant if same_day else resolve_local(d, wall(local), tz)
+                    if not same_day and local.date() < d and send_at.instant > start:
+                        # The date given is a weekend or holiday: day 1 is the next one.
+                        moved = (
+                            f"--send-at {local:%a %Y-%m-%d} is not a campaign day, "
+                            "day 1 is the next"
+                        )
+                else:
+                    assert send_at.time_of_day is not None
+                    due = resolve_local(d, send_at.time_of_day, tz)
+            elif sh.time_from is TimeFrom.AT:
+                assert send is not None and send.at is not None
+                due = resolve_local(d, send.at, tz)
+            elif sh.time_from is TimeFrom.REFERENCE:
+                if sh.reference is None:
+                    # R2: no email on an earlier day → the launch instant (its wall time
+                    # later on).
+                    due = (
+                        start if step.day == 1 else resolve_local(d, wall(start.astimezone(tz)), tz)
                     )
+                else:
+                    due = None
             else:
-                assert send_at.time_of_day is not None
-                due = resolve_local(d, send_at.time_of_day, tz)
-        elif sh.time_from is TimeFrom.AT:
-            assert send is not None and send.at is not None
-            due = resolve_local(d, send.at, tz)
-        elif sh.time_from is TimeFrom.REFERENCE:
-            if sh.reference is None:
-                # R2: no email on an earlier day → the launch instant (its wall time later on).
-                due = start if step.day == 1 else resolve_local(d, wall(start.astimezone(tz)), tz)
+                due = resolve_local(d, step.at or task_time, tz)
+            if due is not None and due < start:
+                due, moved = start, "launch time passed"
+            self.intents.append((d, due, moved))
+
+    def build(self, limit: DailyLimit | None = None) -> ContactSchedule:
+        """The zone's schedule now, booking its automatic emails in `limit` if given."""
+        tz, settings, start = self.tz, self.cadence.settings, self.launch.start
+        sender = self.cadence.sender.email
+        slots: list[Slot] = []
+        email_days: list[date] = []
+        previous: datetime | None = None
+        previous_local = start
+        previous_day = 0
+        for sh, (d, intended, moved) in zip(self.shape, self.intents, strict=True):
+            step = sh.step
+            if intended is not None:
+                due = intended
             else:
+                assert sh.reference is not None
                 due = resolve_local(d, wall(slots[sh.reference].due_local), tz)
-        else:
-            due = resolve_local(d, step.at or task_time, tz)
-
-        if due < start:
-            due, moved = start, "launch time passed"
-        if previous is not None and step.day > previous_day:
-            # The step before it was moved onto this one (send window, daily limit, launch
-            # time): keep the gap of at least one campaign day instead of a burst.
-            pushed = after_previous_step(settings, due, previous_local, tz)
-            if pushed != due:
-                due, moved = pushed, "after previous step"
-        elif previous is not None and due < previous:
-            due, moved = previous, "after previous step"
-        # Local times are worked out once per change (the policy takes any aware time).
-        local = due.astimezone(tz)
-        if sh.action is Action.SEND_EMAIL:
-            opening = into_window(settings, local, tz)
-            if opening != due:
-                due, moved = opening, "send window"
-                local = due.astimezone(tz)
-            local_day = local.date()
-            if limit is not None:
-                if limit.room(sender, local_day) <= 0:
-                    local_day = limit.first_with_room(
-                        sender, local_day, lambda d: next_campaign_day(settings, d)
-                    )
-                    due, moved = resolve_local(local_day, wall(local), tz), "daily limit"
+                if due < start:
+                    due, moved = start, "launch time passed"
+            if previous is not None and step.day > previous_day:
+                # The step before it was moved onto this one (send window, daily limit,
+                # launch time): keep the gap of at least one campaign day, not a burst.
+                pushed = after_previous_step(settings, due, previous_local, tz)
+                if pushed != due:
+                    due, moved = pushed, "after previous step"
+            elif previous is not None and due < previous:
+                due, moved = previous, "after previous step"
+            # Local times are worked out once per change (the policy takes any aware time).
+            local = due.astimezone(tz)
+            if sh.action is Action.SEND_EMAIL:
+                opening = into_window(settings, local, tz)
+                if opening != due:
+                    due, moved = opening, "send window"
                     local = due.astimezone(tz)
-                limit.book(sender, (local_day,))
-            email_days.append(local_day)
-        slots.append(Slot(step, sh.action, due, local, sh.depends_on, sh.thread_step_id, moved))
-        previous, previous_local, previous_day = due, local, step.day
-    return ContactSchedule(zone_name, tuple(slots), tuple(email_days))
+                local_day = local.date()
+                if limit is not None:
+                    if limit.room(sender, local_day) <= 0:
+                        local_day = limit.first_with_room(
+                            sender, local_day, lambda d: next_campaign_day(settings, d)
+                        )
+                        due, moved = resolve_local(local_day, wall(local), tz), "daily limit"
+                        local = due.astimezone(tz)
+                    limit.book(sender, (local_day,))
+                email_days.append(local_day)
+            slots.append(Slot(step, sh.action, due, local, sh.depends_on, sh.thread_step_id, moved))
+            previous, previous_local, previous_day = due, local, step.day
+        return ContactSchedule(self.zone_name, tuple(slots), tuple(email_days))
