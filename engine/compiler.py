@@ -82,7 +82,7 @@ class Scheduler:
         # Once a day of the zone's base schedule is full it stays full: from then on only
         # the moved schedule can be reused.
         known = self._limited.get(name, base)
-        if limit.take(sender, known.email_days):
+        if limit.take(sender, known.bookings):
             return known
         # A day is full: this contact's emails move, which can move its later steps too.
         moved = self._planners[name].build(limit)

@@ -16,7 +16,7 @@ time a step is executed or an email was sent:
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
@@ -70,33 +70,34 @@ class DailyLimit:
 
     def __init__(self, limit: int, booked: dict[tuple[str, date], int] | None = None) -> None:
         self.limit = limit
-        self.booked: dict[tuple[str, date], int] = dict(booked or {})
+        self._booked: dict[str, dict[date, int]] = {}  # sender → local date → emails
+        for (sender, day), n in (booked or {}).items():
+            self._days(sender)[day] = n
         self._skip: dict[tuple[str, date], date] = {}
 
+    def _days(self, sender: str) -> dict[date, int]:
+        days = self._booked.get(sender)
+        if days is None:
+            days = self._booked[sender] = {}
+        return days
+
     def room(self, sender: str, day: date) -> int:
-        return self.limit - self.booked.get((sender, day), 0)
+        return self.limit - self._days(sender).get(day, 0)
 
-    def fits(self, sender: str, days: Sequence[date]) -> bool:
-        counts: dict[date, int] = {}
+    def book(self, sender: str, days: Iterable[date]) -> None:
+        booked = self._days(sender)
         for d in days:
-            counts[d] = counts.get(d, 0) + 1
-        return all(self.room(sender, d) >= n for d, n in counts.items())
+            booked[d] = booked.get(d, 0) + 1
 
-    def book(self, sender: str, days: Sequence[date]) -> None:
-        booked = self.booked
-        for d in days:
-            key = (sender, d)
-            booked[key] = booked.get(key, 0) + 1
-
-    def take(self, sender: str, days: Sequence[date]) -> bool:
-        """Book one email on each of `days` (a day may repeat) when they all have room."""
-        if len(set(days)) == len(days):  # the usual case: one email a day
-            booked, limit = self.booked, self.limit
-            if any(booked.get((sender, d), 0) >= limit for d in days):
+    def take(self, sender: str, bookings: Sequence[tuple[date, int]]) -> bool:
+        """Book `n` emails on each `(day, n)` of `bookings` when every day has room for them
+        (a schedule reused for one more contact: all of it or nothing)."""
+        booked, limit = self._days(sender), self.limit
+        for d, n in bookings:
+            if booked.get(d, 0) + n > limit:
                 return False
-        elif not self.fits(sender, days):
-            return False
-        self.book(sender, days)
+        for d, n in bookings:
+            booked[d] = booked.get(d, 0) + n
         return True
 
     def first_with_room(self, sender: str, day: date, step: Callable[[date], date]) -> date:

@@ -88,7 +88,8 @@ class ContactSchedule:
 
     zone: str
     slots: tuple[Slot, ...]
-    email_days: tuple[date, ...]  # local dates of the automatic emails (daily limit)
+    # The daily limit's view: each local date its automatic emails fall on, with how many.
+    bookings: tuple[tuple[date, int], ...]
 
 
 class TimeFrom(enum.Enum):
@@ -230,7 +231,7 @@ class ZonePlanner:
         tz, settings, start = self.tz, self.cadence.settings, self.launch.start
         sender = self.cadence.sender.email
         slots: list[Slot] = []
-        email_days: list[date] = []
+        bookings: dict[date, int] = {}
         previous: datetime | None = None
         previous_local = start
         previous_day = 0
@@ -267,7 +268,7 @@ class ZonePlanner:
                         due, moved = resolve_local(local_day, wall(local), tz), "daily limit"
                         local = due.astimezone(tz)
                     limit.book(sender, (local_day,))
-                email_days.append(local_day)
+                bookings[local_day] = bookings.get(local_day, 0) + 1
             slots.append(Slot(step, sh.action, due, local, sh.depends_on, sh.thread_step_id, moved))
             previous, previous_local, previous_day = due, local, step.day
-        return ContactSchedule(self.zone_name, tuple(slots), tuple(email_days))
+        return ContactSchedule(self.zone_name, tuple(slots), tuple(bookings.items()))
