@@ -21,19 +21,21 @@ import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterator
+from datetime import datetime
 from multiprocessing.pool import AsyncResult
 from typing import TYPE_CHECKING, TextIO
 
+from ..schedule import action_of
 from ..templates import configured_render_workers
 from .plan_formats import FLUSH_EVERY, Pairs, PlanRun
 
 if TYPE_CHECKING:
     from ..compiler import ContactSchedule
     from ..contacts import Contact
-    from ..plan import Dependency
     from ..schedule import Slot
 
 MAX_WORKERS = 4
+TIMES_KEPT = 50_000  # times texts per zone before they are dropped
 MEMO_LIMIT = 200_000  # entries over all steps (a few hundred bytes each)
 PROBE = 2_000  # lookups before a step's memo is judged
 MIN_HIT_RATE = 0.25  # below this a step's texts are too varied to be worth memoising
@@ -93,8 +95,17 @@ class _Encoded:
         self.run = run
         self.schedules: dict[str, Encoding] = {}
         self.count = 0
-        self.heads: dict[tuple[str, str], str] = {}
-        self.tails: dict[tuple[str, tuple[Dependency, ...], str | None, str | None], str] = {}
+        # A row is `PlannedStep.as_dict()` less the contact. Under a daily limit nearly
+        # every schedule is new, so what is fixed around its two times is encoded once:
+        # the head per step, the tail per (zone, step, why moved), and the times text per
+        # instant (neighbouring schedules share most of their instants).
+        self.heads = [
+            _dumps({"step": s.id, "day": s.day, "action": str(action_of(s))})[1:-1]
+            + ', "due_local": "'
+            for s in run.cadence.steps
+        ]
+        self.tails: dict[tuple[str, int, str | None], str] = {}
+        self.times: dict[str, dict[datetime, str]] = {}  # zone → due_utc → times text
 
     def get(self, schedule: ContactSchedule) -> Encoding:
         hit = self.schedules.get(schedule.zone)
@@ -102,50 +113,37 @@ class _Encoded:
 
     def _remember(self, schedule: ContactSchedule) -> Encoding:
         zone = schedule.zone
-        suffixes = [
-            self._head(slot) + _iso_pair(slot) + self._tail(zone, slot) for slot in schedule.slots
-        ]
+        heads, tails = self.heads, self.tails
+        times = self.times.get(zone)
+        if times is None or len(times) > TIMES_KEPT:
+            times = self.times[zone] = {}
+        suffixes = []
+        for slot in schedule.slots:
+            index = slot.step.index
+            tail = tails.get((zone, index, slot.moved)) or self._tail(zone, slot)
+            pair = times.get(slot.due_utc)
+            if pair is None:
+                utc = slot.due_utc.isoformat().replace("+00:00", "Z")
+                pair = times[slot.due_utc] = f'{slot.due_local.isoformat()}", "due_utc": "{utc}'
+            suffixes.append(heads[index] + pair + tail)
         hit = (schedule, self.count, suffixes, ["", *(s + "}\n" for s in suffixes)])
         self.count += 1
         self.schedules[zone] = hit
         return hit
 
-    # A row is `PlannedStep.as_dict()` less the contact: what changes from one schedule to
-    # the next is the two times. Under a daily limit nearly every schedule is new, so the
-    # fixed parts around them are encoded once per step and once per (zone, notes).
-
-    def _head(self, slot: Slot) -> str:
-        key = (slot.step.id, slot.action)
-        head = self.heads.get(key)
-        if head is None:
-            head = _dumps({"step": slot.step.id, "day": slot.step.day, "action": str(slot.action)})[
-                1:-1
-            ]
-            head = self.heads[key] = head + ', "due_local": "'
-        return head
-
     def _tail(self, zone: str, slot: Slot) -> str:
-        key = (zone, slot.depends_on, slot.thread_step_id, slot.moved)
-        tail = self.tails.get(key)
-        if tail is None:
-            tail = self.tails[key] = (
-                '", '
-                + _dumps(
-                    {
-                        "zone": zone,
-                        "depends_on": [f"{d.kind}:{d.step_id}" for d in slot.depends_on],
-                        "thread": slot.thread_step_id,
-                        "moved": slot.moved,
-                    }
-                )[1:-1]
-            )
+        tail = self.tails[(zone, slot.step.index, slot.moved)] = (
+            '", '
+            + _dumps(
+                {
+                    "zone": zone,
+                    "depends_on": [f"{d.kind}:{d.step_id}" for d in slot.depends_on],
+                    "thread": slot.thread_step_id,
+                    "moved": slot.moved,
+                }
+            )[1:-1]
+        )
         return tail
-
-
-def _iso_pair(slot: Slot) -> str:
-    """`2026-03-06T09:00:00-05:00", "due_utc": "2026-03-06T14:00:00Z` (as `as_dict`)."""
-    utc = slot.due_utc.isoformat().replace("+00:00", "Z")
-    return f'{slot.due_local.isoformat()}", "due_utc": "{utc}'
 
 
 def _rendered(
