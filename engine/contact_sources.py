@@ -153,8 +153,8 @@ def _csv(path: Path, only: frozenset[str] | None = None) -> Iterator[RawRecord]:
                 yield start, row, ("-", f"{len(cells)} cells but the header has {width} columns")
                 continue
             # Every cell, not only the ones kept: both passes must agree on the bad rows.
-            long_cell = next((i for i, v in enumerate(cells) if len(v) > MAX_FIELD_CHARS), None)
-            if long_cell is not None:
+            if max(map(len, cells)) > MAX_FIELD_CHARS:
+                long_cell = next(i for i, v in enumerate(cells) if len(v) > MAX_FIELD_CHARS)
                 yield start, row, (columns[long_cell], _too_long(len(cells[long_cell])))
                 continue
             # Empty cells are left out so a template's `default(...)` applies to them.
