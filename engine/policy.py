@@ -42,8 +42,8 @@ def wall(local: datetime) -> time:
 
 
 def into_window(settings: Settings, due: datetime, tz: ZoneInfo) -> datetime:
-    """`due`, or the next opening of the send window when it falls outside it: the same
-    campaign day's opening before the window, the next campaign day's after it."""
+    """`due` itself, or the next opening of the send window when it falls outside it: the
+    same campaign day's opening before the window, the next campaign day's after it."""
     window = settings.send_window
     if window is None:
         return due
@@ -100,6 +100,14 @@ class DailyLimit:
             booked[d] = booked.get(d, 0) + n
         return True
 
+    def place(self, sender: str, day: date, step: Callable[[date], date]) -> date:
+        """Book one email on `day`, or on the first later day with room; that day."""
+        booked = self._days(sender)
+        if booked.get(day, 0) >= self.limit:
+            day = self.first_with_room(sender, day, step)
+        booked[day] = booked.get(day, 0) + 1
+        return day
+
     def first_with_room(self, sender: str, day: date, step: Callable[[date], date]) -> date:
         """`day`, or the first later day (`step` gives the next one) with room."""
         path: list[date] = []
@@ -129,9 +137,9 @@ def after_previous_step(
 ) -> datetime:
     """A step on a later campaign day than the step before it, which goes at `previous`.
 
-    Unchanged when it is still after `previous`; else (the step before it was pushed to
-    or past its time) the next campaign day after `previous`'s local date, at the step's
-    own wall time, so a contact never gets two steps at once after a move.
+    Unchanged (`due` itself) when it is still after `previous`; else (the step before it
+    was pushed to or past its time) the next campaign day after `previous`'s local date,
+    at the step's own wall time, so a contact never gets two steps at once after a move.
     """
     if due > previous:
         return due

@@ -230,6 +230,10 @@ class ZonePlanner:
         """The zone's schedule now, booking its automatic emails in `limit` if given."""
         tz, settings, start = self.tz, self.cadence.settings, self.launch.start
         sender = self.cadence.sender.email
+
+        def next_day(d: date) -> date:
+            return next_campaign_day(settings, d)
+
         slots: list[Slot] = []
         bookings: dict[date, int] = {}
         previous: datetime | None = None
@@ -248,26 +252,25 @@ class ZonePlanner:
                 # The step before it was moved onto this one (send window, daily limit,
                 # launch time): keep the gap of at least one campaign day, not a burst.
                 pushed = after_previous_step(settings, due, previous_local, tz)
-                if pushed != due:
+                if pushed is not due:
                     due, moved = pushed, "after previous step"
             elif previous is not None and due < previous:
                 due, moved = previous, "after previous step"
-            # Local times are worked out once per change (the policy takes any aware time).
+            # Local times are worked out once per change (the policy takes any aware time
+            # and returns the very time it was given when it does not move it).
             local = due.astimezone(tz)
             if sh.action is Action.SEND_EMAIL:
                 opening = into_window(settings, local, tz)
-                if opening != due:
+                if opening is not local:
                     due, moved = opening, "send window"
                     local = due.astimezone(tz)
                 local_day = local.date()
                 if limit is not None:
-                    if limit.room(sender, local_day) <= 0:
-                        local_day = limit.first_with_room(
-                            sender, local_day, lambda d: next_campaign_day(settings, d)
-                        )
-                        due, moved = resolve_local(local_day, wall(local), tz), "daily limit"
+                    placed = limit.place(sender, local_day, next_day)
+                    if placed != local_day:
+                        local_day = placed
+                        due, moved = resolve_local(placed, wall(local), tz), "daily limit"
                         local = due.astimezone(tz)
-                    limit.book(sender, (local_day,))
                 bookings[local_day] = bookings.get(local_day, 0) + 1
             slots.append(Slot(step, sh.action, due, local, sh.depends_on, sh.thread_step_id, moved))
             previous, previous_local, previous_day = due, local, step.day
