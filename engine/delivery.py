@@ -37,7 +37,7 @@ from .limits import MAX_BODY_CHARS, MAX_SUBJECT_CHARS
 from .model import Cadence, Step
 from .schedule import thread_of
 from .transports import Envelope
-from .unsubscribe import links as unsubscribe_links
+from .unsubscribe import LinkForm
 from .unsubscribe import mailto as unsubscribe_mailto
 
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
@@ -80,10 +80,10 @@ def message_id(cadence_name: str, enrolment_uid: str, step_id: str, sender: str)
     return f"<{digest[:32]}@{domain or 'cadence.invalid'}>"
 
 
-def unsubscribe_url(cadence: Cadence, token: str) -> str:
-    """The link `{{ unsubscribe_url }}` shows: one-click https when configured, else the
-    token's mailto (engine.unsubscribe)."""
-    return unsubscribe_links(cadence.sender.email, token).primary
+def unsubscribe_url(cadence: Cadence, token: str, form: LinkForm | None = None) -> str:
+    """The link `{{ unsubscribe_url }}` shows: one-click https when configured (`form`,
+    else read from the environment), else the token's mailto (engine.unsubscribe)."""
+    return (form or LinkForm.from_env()).links(cadence.sender.email, token).primary
 
 
 def thread_ids(cadence: Cadence, step: Step, enrolment_uid: str) -> list[str]:
@@ -163,6 +163,10 @@ def _fold(name: str, tokens: list[str], *, hard_last: bool = False) -> str | Non
     its own (the caller encodes instead); with `hard_last`, the last token (an address,
     a URL) may use a line up to the hard limit.
     """
+    if tokens:
+        whole = f"{name}: " + "".join(tokens)
+        if len(whole) <= _MAX_LINE:  # every shorter line below fits too: nothing folds
+            return whole + "\r\n"
     lines: list[str] = []
     line = f"{name}:"
     for i, token in enumerate(tokens):
@@ -241,10 +245,13 @@ def _from_header(display: str, email: str) -> tuple[str, MailAddress]:
 
 
 _URI_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '<>"')
+_URI_AS_IS = re.compile(r"[!#-;=?-~]*")  # only _URI_SAFE: cleaning and quoting keep it
 
 
 def _uri(text: str) -> str:
     """A URI as a header may carry it: cleaned, non-ASCII, space and `<>"` percent-encoded."""
+    if _URI_AS_IS.fullmatch(text):
+        return text
     return quote(clean(text), safe=_URI_SAFE)
 
 
