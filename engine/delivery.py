@@ -126,7 +126,8 @@ def clean(value: str) -> str:
 def clean_body(text: str) -> str:
     """The body as sent: LF line ends; controls other than TAB and LF, and lone
     surrogates, dropped (a NUL or a bare CR confuses mail servers)."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     if text.isascii():
         return _ASCII_BODY_JUNK.sub("", text)
     return _BODY_JUNK.sub("", text)
@@ -203,7 +204,7 @@ def _phrase_tokens(display: str) -> list[str]:
     if "=?" not in display:
         if _ATOMS.fullmatch(display):
             tokens = _TOKENS.findall(display)
-            if all(len(t) < _MAX_LINE - 1 for t in tokens):
+            if len(display) < _MAX_LINE - 1 or all(len(t) < _MAX_LINE - 1 for t in tokens):
                 return tokens
         elif _PRINTABLE_ASCII.fullmatch(display):
             quoted = '"' + display.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -334,8 +335,7 @@ def _url_list(name: str, urls: list[str]) -> str | None:
     """`Name: <a>,` then one URL per line (RFC 5322 allows lines up to 998 characters):
     a URL is never broken nor encoded, so a mail client reads back exactly what was
     written. None when a URL does not fit a line even so."""
-    lines = [f"{name}: {urls[0]}"] + [f" {u}" for u in urls[1:]]
-    lines = [line + "," for line in lines[:-1]] + lines[-1:]
-    if any(len(line) > _HARD_LINE for line in lines):
+    text = f"{name}: " + ",\r\n ".join(urls)
+    if len(text) > _HARD_LINE and any(len(line) > _HARD_LINE for line in text.split("\r\n")):
         return None
-    return "\r\n".join(lines) + "\r\n"
+    return text + "\r\n"

@@ -816,10 +816,12 @@ class SqliteStore:
             fence = self._fence(db)
             found = db.execute(_DUE, (now, limit)).fetchall()
             until = clock + lease_seconds
-            db.executemany(
-                "UPDATE step_runs SET state = 'claimed', fence = ?, lease_until = ? WHERE id = ?",
-                [(fence, until, r[0]) for r in found],
-            )
+            for chunk in batched([r[0] for r in found]):  # one statement per chunk
+                db.execute(
+                    "UPDATE step_runs SET state = 'claimed', fence = ?, lease_until = ? "
+                    f"WHERE id IN ({','.join('?' * len(chunk))})",
+                    (fence, until, *chunk),
+                )
         # As the rows now are: claimed under `fence` until `until`.
         now_rows = [(*r[:19], "claimed", fence, *r[21:30], until) for r in found]
         rows = tuple(map(_row, now_rows))
