@@ -37,7 +37,7 @@ from .limits import MAX_BODY_CHARS, MAX_SUBJECT_CHARS
 from .model import Cadence, Step
 from .schedule import thread_of
 from .transports import Envelope
-from .unsubscribe import links as unsubscribe_links
+from .unsubscribe import LinkForm
 from .unsubscribe import mailto as unsubscribe_mailto
 
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
@@ -80,10 +80,10 @@ def message_id(cadence_name: str, enrolment_uid: str, step_id: str, sender: str)
     return f"<{digest[:32]}@{domain or 'cadence.invalid'}>"
 
 
-def unsubscribe_url(cadence: Cadence, token: str) -> str:
-    """The link `{{ unsubscribe_url }}` shows: one-click https when configured, else the
-    token's mailto (engine.unsubscribe)."""
-    return unsubscribe_links(cadence.sender.email, token).primary
+def unsubscribe_url(cadence: Cadence, token: str, form: LinkForm | None = None) -> str:
+    """The link `{{ unsubscribe_url }}` shows: one-click https when configured (`form`,
+    else read from the environment), else the token's mailto (engine.unsubscribe)."""
+    return (form or LinkForm.from_env()).links(cadence.sender.email, token).primary
 
 
 def thread_ids(cadence: Cadence, step: Step, enrolment_uid: str) -> list[str]:
@@ -126,7 +126,8 @@ def clean(value: str) -> str:
 def clean_body(text: str) -> str:
     """The body as sent: LF line ends; controls other than TAB and LF, and lone
     surrogates, dropped (a NUL or a bare CR confuses mail servers)."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     if text.isascii():
         return _ASCII_BODY_JUNK.sub("", text)
     return _BODY_JUNK.sub("", text)
@@ -163,6 +164,10 @@ def _fold(name: str, tokens: list[str], *, hard_last: bool = False) -> str | Non
     its own (the caller encodes instead); with `hard_last`, the last token (an address,
     a URL) may use a line up to the hard limit.
     """
+    if tokens:
+        whole = f"{name}: " + "".join(tokens)
+        if len(whole) <= _MAX_LINE:  # every shorter line below fits too: nothing folds
+            return whole + "\r\n"
     lines: list[str] = []
     line = f"{name}:"
     for i, token in enumerate(tokens):
@@ -199,7 +204,7 @@ def _phrase_tokens(display: str) -> list[str]:
     if "=?" not in display:
         if _ATOMS.fullmatch(display):
             tokens = _TOKENS.findall(display)
-            if all(len(t) < _MAX_LINE - 1 for t in tokens):
+            if len(display) < _MAX_LINE - 1 or all(len(t) < _MAX_LINE - 1 for t in tokens):
                 return tokens
         elif _PRINTABLE_ASCII.fullmatch(display):
             quoted = '"' + display.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -241,10 +246,13 @@ def _from_header(display: str, email: str) -> tuple[str, MailAddress]:
 
 
 _URI_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '<>"')
+_URI_AS_IS = re.compile(r"[!#-;=?-~]*")  # only _URI_SAFE: cleaning and quoting keep it
 
 
 def _uri(text: str) -> str:
     """A URI as a header may carry it: cleaned, non-ASCII, space and `<>"` percent-encoded."""
+    if _URI_AS_IS.fullmatch(text):
+        return text
     return quote(clean(text), safe=_URI_SAFE)
 
 
@@ -327,8 +335,7 @@ def _url_list(name: str, urls: list[str]) -> str | None:
     """`Name: <a>,` then one URL per line (RFC 5322 allows lines up to 998 characters):
     a URL is never broken nor encoded, so a mail client reads back exactly what was
     written. None when a URL does not fit a line even so."""
-    lines = [f"{name}: {urls[0]}"] + [f" {u}" for u in urls[1:]]
-    lines = [line + "," for line in lines[:-1]] + lines[-1:]
-    if any(len(line) > _HARD_LINE for line in lines):
+    text = f"{name}: " + ",\r\n ".join(urls)
+    if len(text) > _HARD_LINE and any(len(line) > _HARD_LINE for line in text.split("\r\n")):
         return None
-    return "\r\n".join(lines) + "\r\n"
+    return text + "\r\n"

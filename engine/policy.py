@@ -287,6 +287,8 @@ def sent_moves(
     `same_time_as_previous` emails that copy it. Then no catch-up burst for the steps on
     later days.
     """
+    if not later:  # nothing after it to move (every email of a one-step cadence)
+        return []
     tz = zone(row.zone)
     moves: dict[int, Move] = {}
     if row.by_hand:

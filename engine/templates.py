@@ -85,8 +85,11 @@ def _size(n: int, what: str) -> None:
         raise RenderLimit(f"{what} would be {n:,} long; a render may produce {MAX_BODY_CHARS:,}")
 
 
+_SIZED = (str, list, tuple, bytes)  # a tuple: isinstance checks it faster than a union
+
+
 def _sized(value: Any) -> int:
-    return len(value) if isinstance(value, str | list | tuple | bytes) else 0
+    return len(value) if isinstance(value, _SIZED) else 0
 
 
 def check_binop(operator: str, left: Any, right: Any) -> None:
@@ -154,6 +157,9 @@ def _counted(context: Context, iterable: Iterable[Any]) -> Iterator[Any]:
         yield item
 
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))  # every attribute a plain dict instance has
+
+
 class BoundedSandbox(SandboxedEnvironment):
     """The sandbox with the render bounds of the module docstring."""
 
@@ -172,6 +178,16 @@ class BoundedSandbox(SandboxedEnvironment):
             counted = nodes.Filter(loop.iter, "cadence_counted", [], [], None, None)
             loop.iter = counted.set_lineno(loop.lineno)
         return super()._generate(source, name, filename, defer_init)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # `contact.first_name`: a plain dict has no attribute of that name, so the
+        # sandbox would fail over to the item after an AttributeError; take it directly.
+        if type(obj) is dict and type(attribute) is str and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         check_binop(operator, left, right)
@@ -300,7 +316,8 @@ def _result_checked(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)  # keeps Jinja's pass_context / pass_eval_context mark
     def checked(*args: Any, **kwargs: Any) -> Any:
         result = func(*args, **kwargs)
-        _size(_sized(result), "a filtered value")
+        if isinstance(result, _SIZED) and len(result) > MAX_BODY_CHARS:
+            _size(len(result), "a filtered value")
         return result
 
     return checked
@@ -332,18 +349,18 @@ def compile_template(source: str) -> JinjaTemplate:
 
 def run_bounded(chunks: Callable[[], Iterable[str]], limit: int = MAX_BODY_CHARS) -> str:
     """Join the chunks a render produces, within the steps, time and size bounds."""
-    token = _budget.set(_Budget())
+    budget = _Budget()
+    token = _budget.set(budget)
     try:
         out: list[str] = []
+        append = out.append
         total = 0
         for chunk in chunks():
             total += len(chunk)
             if total > limit:
                 raise RenderLimit(f"the output passed {limit:,} characters")
-            out.append(chunk)
-            if len(out) % _STEPS_PER_CLOCK_CHECK == 0:
-                budget = _budget.get()
-                assert budget is not None
+            append(chunk)
+            if not len(out) % _STEPS_PER_CLOCK_CHECK:
                 budget.clock()
         return "".join(out)
     finally:

@@ -60,24 +60,39 @@ class Unsubscribed:
 
 def mailto(sender: str, token: str) -> str:
     local, _, domain = sender.partition("@")
-    subject = quote(f"unsubscribe {token}")
-    return f"mailto:{local}+{PLUS_TAG}{token}@{domain}?subject={subject}"
+    # `quote` works character by character: the space is `%20`, the token as quoted.
+    return f"mailto:{local}+{PLUS_TAG}{token}@{domain}?subject=unsubscribe%20{quote(token)}"
 
 
-def one_click_url(token: str, env: Mapping[str, str] | None = None) -> str | None:
-    """The https URL for `token`, or None when neither variable is set."""
-    env = os.environ if env is None else env
-    own = env.get(UNSUBSCRIBE_URL, "").strip()
-    if own:
-        return own.replace("{token}", token) if "{token}" in own else own + token
-    base = env.get(BASE_URL, "").strip()
-    if base.startswith("https://"):
-        return base.rstrip("/") + "/u/" + token
-    return None
+@dataclass(frozen=True, slots=True)
+class LinkForm:
+    """The one-click URL form the environment asks for, read once (a run reads it as it
+    starts) and then used for every token."""
+
+    own: str  # CADENCE_UNSUBSCRIBE_URL ("" when unset)
+    base: str  # an https CADENCE_BASE_URL without its trailing `/` ("" when none)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> LinkForm:
+        env = os.environ if env is None else env
+        base = env.get(BASE_URL, "").strip()
+        return cls(
+            own=env.get(UNSUBSCRIBE_URL, "").strip(),
+            base=base.rstrip("/") if base.startswith("https://") else "",
+        )
+
+    def one_click(self, token: str) -> str | None:
+        """The https URL for `token`, or None when neither variable is set."""
+        if self.own:
+            return self.own.replace("{token}", token) if "{token}" in self.own else self.own + token
+        return self.base + "/u/" + token if self.base else None
+
+    def links(self, sender: str, token: str) -> Links:
+        return Links(https=self.one_click(token), mailto=mailto(sender, token))
 
 
 def links(sender: str, token: str, env: Mapping[str, str] | None = None) -> Links:
-    return Links(https=one_click_url(token, env), mailto=mailto(sender, token))
+    return LinkForm.from_env(env).links(sender, token)
 
 
 def check_environment(env: Mapping[str, str] | None = None) -> None:

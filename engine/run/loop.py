@@ -51,6 +51,7 @@ from ..transports import (
     Transport,
     TransportDown,
 )
+from ..unsubscribe import LinkForm
 from .clock import Clock
 from .pinned import Versions
 from .render import render
@@ -135,6 +136,7 @@ class Runner:
         self.clock = clock or Clock()
         self.options = options or RunOptions()
         self.versions = Versions(store)
+        self.links = LinkForm.from_env()  # the unsubscribe URL form, read once per run
         self.progress = progress
         self.stop_requested = False
         self._opened = False
@@ -225,7 +227,7 @@ class Runner:
                 if s.state is StepState.SENT and s.message_id is not None
             }
             try:
-                message = render(self.versions.get(row.cadence_hash), row, at, sent_ids)
+                message = render(self.versions.get(row.cadence_hash), row, at, sent_ids, self.links)
             except CadenceError as exc:  # this contact's message cannot be built
                 settled.append(Outcome(row.id, OutcomeKind.FAILED, seconds, exc.message))
                 continue

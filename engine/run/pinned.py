@@ -31,9 +31,7 @@ def contact_of(row: StepRow) -> Contact:
 
 def contact_from_json(text: str) -> Contact:
     data = json.loads(text)
-    return Contact(
-        email=data["email"], fields=data["fields"], timezone=data.get("timezone"), row=data["row"]
-    )
+    return Contact(data["email"], data["fields"], data.get("timezone"), data["row"])
 
 
 def contact_json(contact: Contact) -> str:

@@ -18,16 +18,24 @@ from ..delivery import Outgoing, build_message, thread_ids, unsubscribe_url
 from ..messages import render_email, reply_subject
 from ..model import Cadence
 from ..store import StepRow
+from ..unsubscribe import LinkForm
 from .pinned import contact_of
 
 
-def render(cadence: Cadence, row: StepRow, at: datetime, sent: Set[str] | None = None) -> Outgoing:
+def render(
+    cadence: Cadence,
+    row: StepRow,
+    at: datetime,
+    sent: Set[str] | None = None,
+    links: LinkForm | None = None,
+) -> Outgoing:
     """Build the whole message of `row` dated `at`. `sent`: the Message-IDs of the
-    enrolment's emails that went out (None: the thread's own email tells)."""
+    enrolment's emails that went out (None: the thread's own email tells); `links`: the
+    unsubscribe URL form (None: read from the environment)."""
     assert row.message_id is not None
     step = cadence.step(row.step_id)
     contact = contact_of(row)
-    url = unsubscribe_url(cadence, row.unsubscribe_token)
+    url = unsubscribe_url(cadence, row.unsubscribe_token, links)
     in_thread = row.thread_step_id is not None and row.thread_sent_utc is not None
     references = thread_ids(cadence, step, row.uid) if in_thread else []
     if sent is not None:

@@ -442,38 +442,40 @@ _ACTION = {a.value: a for a in Action}
 
 
 def _row(r: tuple[Any, ...]) -> StepRow:
+    # Positional, in the order of StepRow's fields (and of _ROW_SELECT's columns): a
+    # frozen dataclass's __init__ costs per keyword, and claims decode thousands of rows.
     return StepRow(
-        id=r[0],
-        enrolment_id=r[1],
-        cadence_name=r[2],
-        cadence_hash=r[3],
-        email=r[4],
-        contact=r[5],
-        uid=r[6],
-        unsubscribe_token=r[7],
-        enrolment_state=_ENROLMENT_STATE[r[8]],
-        suppressed=bool(r[9]),
-        step_id=r[10],
-        step_index=r[11],
-        day=r[12],
-        action=_ACTION[r[13]],
-        zone=r[14],
-        due_utc=r[15],
-        planned_utc=r[16],
-        thread_step_id=r[17],
-        message_id=r[18],
-        state=_STEP_STATE[r[19]],
-        fence=r[20],
-        attempts=r[21],
-        by_hand=bool(r[22]),
-        subject=r[23],
-        body=r[24],
-        sent_utc=r[25],
-        done_utc=r[26],
-        answer=r[27],
-        thread_sent_utc=r[28],
-        thread_subject=r[29],
-        lease_until=r[30],
+        r[0],  # id
+        r[1],  # enrolment_id
+        r[2],  # cadence_name
+        r[3],  # cadence_hash
+        r[4],  # email
+        r[5],  # contact
+        r[6],  # uid
+        r[7],  # unsubscribe_token
+        _ENROLMENT_STATE[r[8]],
+        bool(r[9]),  # suppressed
+        r[10],  # step_id
+        r[11],  # step_index
+        r[12],  # day
+        _ACTION[r[13]],
+        r[14],  # zone
+        r[15],  # due_utc
+        r[16],  # planned_utc
+        r[17],  # thread_step_id
+        r[18],  # message_id
+        _STEP_STATE[r[19]],
+        r[20],  # fence
+        r[21],  # attempts
+        bool(r[22]),  # by_hand
+        r[23],  # subject
+        r[24],  # body
+        r[25],  # sent_utc
+        r[26],  # done_utc
+        r[27],  # answer
+        r[28],  # thread_sent_utc
+        r[29],  # thread_subject
+        r[30],  # lease_until
     )
 
 
@@ -506,6 +508,8 @@ class SqliteStore:
         self._held: list[tuple[int, int]] = []
         self._abandoned = False
         self._batch_depth = 0  # > 0: inside `batch`, whose transaction writes join
+        # The last claim's rows as read back (columns → StepRow), see `step_runs_of`.
+        self._claimed: dict[int, tuple[tuple[Any, ...], StepRow]] = {}
         self._check_writable(only=("-wal", "-shm"))  # an unwritable -shm is a SIGBUS on read
         try:
             self._db = sqlite3.connect(
@@ -812,12 +816,16 @@ class SqliteStore:
             fence = self._fence(db)
             found = db.execute(_DUE, (now, limit)).fetchall()
             until = clock + lease_seconds
-            db.executemany(
-                "UPDATE step_runs SET state = 'claimed', fence = ?, lease_until = ? WHERE id = ?",
-                [(fence, until, r[0]) for r in found],
-            )
+            for chunk in batched([r[0] for r in found]):  # one statement per chunk
+                db.execute(
+                    "UPDATE step_runs SET state = 'claimed', fence = ?, lease_until = ? "
+                    f"WHERE id IN ({','.join('?' * len(chunk))})",
+                    (fence, until, *chunk),
+                )
         # As the rows now are: claimed under `fence` until `until`.
-        rows = tuple(_row((*r[:19], "claimed", fence, *r[21:30], until)) for r in found)
+        now_rows = [(*r[:19], "claimed", fence, *r[21:30], until) for r in found]
+        rows = tuple(map(_row, now_rows))
+        self._claimed = {r[0]: (r, row) for r, row in zip(now_rows, rows, strict=True)}
         return Claim(fence=fence, rows=rows)
 
     def _stopped(self, db: sqlite3.Connection, ids: list[int]) -> dict[int, OutcomeKind]:
@@ -1103,13 +1111,16 @@ class SqliteStore:
 
     def step_runs_of(self, enrolment_ids: Iterable[int]) -> dict[int, list[StepRow]]:
         out: dict[int, list[StepRow]] = {}
+        claimed = self._claimed
         for chunk in batched(dict.fromkeys(enrolment_ids)):
             marks = ",".join("?" * len(chunk))
-            for row in self._rows(
-                f" WHERE sr.enrolment_id IN ({marks}) ORDER BY sr.enrolment_id, sr.step_index",
-                chunk,
-            ):
-                out.setdefault(row.enrolment_id, []).append(row)
+            query = f" WHERE sr.enrolment_id IN ({marks}) ORDER BY sr.enrolment_id, sr.step_index"
+            for r in self._db.execute(_ROW_SELECT + query, chunk).fetchall():
+                # A row of the last claim, read back unchanged, is the StepRow that claim
+                # built (a pure function of the columns): not decoded a second time.
+                known = claimed.get(r[0])
+                row = known[1] if known is not None and known[0] == r else _row(r)
+                out.setdefault(r[1], []).append(row)
         return out
 
     def step_run_by_message_id(self, message_id: str) -> StepRow | None:
