@@ -48,6 +48,9 @@ def _yaml() -> YAML:
 
 
 DIRECTIVE = re.compile(r"^%", re.MULTILINE)
+# A line indented (or made) with a tab: libyaml reads some of these (a tab-only last
+# line) where ruamel refuses them, and the loader reports a tab indent as a finding.
+TAB_INDENT = re.compile(r"^ *\t", re.M)
 
 
 _SCALAR, _MAPPING, _SEQUENCE, _MAPPING_END, _SEQUENCE_END, _ALIAS, _DOCUMENT = range(7)
@@ -94,6 +97,8 @@ def _libyaml() -> tuple[Callable[[str], Iterable[Any]], dict[type, int], type[Ex
 def load(text: str, *, use_libyaml: bool = True) -> Any:
     if DIRECTIVE.search(text):
         raise Unsupported  # `%YAML 1.1` would change how the shared parser reads later files
+    if "\t" in text and TAB_INDENT.search(text):
+        raise Unsupported
     yaml = _yaml()
     resolver = yaml.resolver
     fast = _libyaml() if use_libyaml else None
