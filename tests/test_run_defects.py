@@ -207,3 +207,45 @@ def test_a_store_that_turns_read_only_mid_run_is_a_clear_error_not_a_crash(
     assert done.returncode == 0, (done.returncode, done.stderr)  # -7 would be a SIGBUS
     assert "exit 2: cannot write to state store" in done.stdout
     assert "is no longer writable" in done.stdout
+
+
+CHAIN = """\
+cadence: 1
+name: Chain
+sender: {name: Dana Reyes, email: dana@acme.example}
+settings: {skip_weekends: false, default_timezone: UTC}
+templates:
+  intro: {subject: "Intro for {{ contact.company }}", body: "Intro body."}
+  bump: {body: "Bump body."}
+  last: {body: "Last body."}
+steps:
+  - {id: intro, day: 1, email: {template: intro, send: {at: "09:00"}}}
+  - {id: bump, day: 2, email: {template: bump, send: {at: "10:00"}, follow_up: true}}
+  - {id: last, day: 3, email: {template: last, send: {at: "11:00"}, follow_up: true}}
+"""
+
+
+def test_every_quoted_level_of_a_follow_up_chain_is_dated_with_its_real_send_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str
+) -> None:
+    world = _launch(tmp_path, monkeypatch, CHAIN, store_url)
+    # Each run is late, so every real send time differs from the planned one.
+    _cli("run", "--once", "--now", "2026-03-02T09:41Z")
+    _cli("run", "--once", "--now", "2026-03-03T10:17Z")
+    _cli("run", "--once", "--now", "2026-03-04T11:05Z")
+    assert len(list((world / "outbox").iterdir())) == 3
+    texts = [
+        m.get_content().replace("\r\n", "\n")  # type: ignore[attr-defined]
+        for path in (world / "outbox").iterdir()
+        if "Last body."
+        in (m := message_from_bytes(path.read_bytes(), policy=policy.default)).get_content()  # type: ignore[attr-defined]
+    ]
+    (last,) = texts
+    assert last == (
+        "Last body.\n\n"
+        "On Tue, 03 Mar 2026 at 10:17, Dana Reyes <dana@acme.example> wrote:\n"
+        "> Bump body.\n"
+        ">\n"
+        "> On Mon, 02 Mar 2026 at 09:41, Dana Reyes <dana@acme.example> wrote:\n"
+        "> > Intro body.\n"
+    )

@@ -221,13 +221,11 @@ class Runner:
         steps = self.store.step_runs_of(r.enrolment_id for r in claim.rows)
         built: list[_Built] = []
         for row in to_send:
-            sent_ids = {
-                s.message_id
-                for s in steps.get(row.enrolment_id, ())
-                if s.state is StepState.SENT and s.message_id is not None
-            }
+            enrolment = steps.get(row.enrolment_id, [])
             try:
-                message = render(self.versions.get(row.cadence_hash), row, at, sent_ids, self.links)
+                message = render(
+                    self.versions.get(row.cadence_hash), row, at, enrolment, self.links
+                )
             except CadenceError as exc:  # this contact's message cannot be built
                 settled.append(Outcome(row.id, OutcomeKind.FAILED, seconds, exc.message))
                 continue

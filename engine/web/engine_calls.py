@@ -19,6 +19,7 @@ from ..errors import CadenceError, NotFound
 from ..messages import render_email
 from ..plan import Action
 from ..run.pinned import Versions, contact_of
+from ..run.render import sent_times
 from ..status import StatusReport, status
 from ..store import (
     EnrolmentRecord,
@@ -229,6 +230,7 @@ class ContactPage:
 
 def _thread(versions: Versions, rows: list[StepRow]) -> list[ThreadEmail]:
     out: list[ThreadEmail] = []
+    times = {k: datetime.fromtimestamp(t, UTC) for k, t in sent_times(rows).items()}
     for row in rows:
         if row.sent_utc is None or row.action not in (Action.SEND_EMAIL, Action.EMAIL_TASK):
             continue
@@ -245,6 +247,7 @@ def _thread(versions: Versions, rows: list[StepRow]) -> list[ThreadEmail]:
                 contact_of(row),
                 unsubscribe_url=unsubscribe_url(cadence, row.unsubscribe_token),
                 previous_sent_at=quoted_at,
+                thread_sent_at=times,
             )
             subject, body = email.subject, email.text
         sent = datetime.fromtimestamp(row.sent_utc, UTC)
