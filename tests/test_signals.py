@@ -14,7 +14,7 @@ from cadence_engine.engine.launch import launch
 from cadence_engine.engine.run.clock import Clock
 from cadence_engine.engine.run.loop import Runner, RunOptions
 from cadence_engine.engine.signals import record
-from cadence_engine.engine.store import SignalKind, Store, open_store
+from cadence_engine.engine.store import OutcomeKind, SignalKind, Store, open_store
 from cadence_engine.engine.store.sqlite import SqliteStore
 from cadence_engine.engine.transports import Envelope, Result
 from cadence_engine.engine.transports.outbox import OutboxTransport
@@ -113,6 +113,36 @@ def test_reply_during_a_one_at_a_time_transport_stops_the_next_message(
         Runner(store, transport, clock=Clock(LATER), options=RunOptions(batch=10)).run_once()
         assert transport.sent == ["person0@example.com"]
         assert [r.state for r in store.step_runs(2)] == ["cancelled"] * 3
+
+
+def test_reply_after_a_sending_commit_that_also_recorded_the_last_chunk_is_caught(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One message at a time: the first one's `sent` and the second one's `sending` are
+    # committed together; a reply recorded right after that commit, before the last
+    # check, still stops the second message.
+    with _setup(tmp_path, 2, store_url) as store:
+        transport = ReplyOnFirstSend(tmp_path / "out", store_url, "nobody@x.example")
+        transport.in_doubt = 1
+        check = store.stopped
+        seen: list[list[str]] = []
+
+        def reply_then_check(ids: Iterable[int]) -> dict[int, OutcomeKind]:
+            wanted = list(ids)
+            if transport.sent:  # the second chunk: its `sending` commit is behind us
+                with open_store(store_url) as other:
+                    seen.append([other.step_runs(e)[0].state for e in (1, 2)])
+                    record(other, SignalKind.REPLY, "person1@example.com", cadence=None, now=LATER)
+            return check(wanted)
+
+        monkeypatch.setattr(store, "stopped", reply_then_check)
+        report = Runner(
+            store, transport, clock=Clock(LATER), options=RunOptions(batch=10)
+        ).run_once()
+        assert seen == [["sent", "sending"]]  # one commit recorded one, began the other
+        assert transport.sent == ["person0@example.com"]
+        assert [r.state for r in store.step_runs(2)] == ["cancelled"] * 3
+        assert (report.sent, report.cancelled) == (1, 1)
 
 
 def test_unsubscribe_suppresses_everywhere_and_events_are_idempotent(

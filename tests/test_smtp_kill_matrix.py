@@ -47,6 +47,9 @@ def _run(env: dict[str, str], fault: str | None = None, after: int = 0) -> int:
         ("after-claim", 0, 0, (0, 0)),
         # The first four committed `sending`, nothing handed over yet.
         ("after-sending-commit", 0, SESSIONS, (0, 0)),
+        # The commit that records the first chunk `sent` and makes the second `sending`:
+        # the first four are settled, the next four in doubt and none of them delivered.
+        ("after-sending-commit", 1, SESSIONS, (0, 0)),
         # One session passed half its body, the second to get there dies: of the four in
         # hand, the first may have been accepted.
         ("during-data", 1, SESSIONS, (0, 1)),
@@ -55,7 +58,14 @@ def _run(env: dict[str, str], fault: str | None = None, after: int = 0) -> int:
         # The second chunk: the first four are recorded `sent`, the next four in doubt.
         ("after-250", SESSIONS + 1, SESSIONS, (2, SESSIONS)),
     ],
-    ids=["after-claim", "after-sending-commit", "during-data", "after-250", "after-250-chunk-2"],
+    ids=[
+        "after-claim",
+        "after-sending-commit",
+        "after-sending-commit-chunk-2",
+        "during-data",
+        "after-250",
+        "after-250-chunk-2",
+    ],
 )
 def test_four_sessions_crash_and_restart(
     fault: str,

@@ -297,6 +297,37 @@ def test_a_batch_commits_its_writes_together_or_not_at_all(
     assert store.remember_inbound("k2", "imaps://box", 7)  # and usable after
 
 
+def test_a_chunks_outcomes_and_the_next_chunks_sending_commit_as_one(
+    store: Store, store_factory: StoreFactory
+) -> None:
+    # The runner's pipeline: chunk k's outcomes and chunk k+1's `sending` in one batch.
+    store.launch("C", "h1", [enrolment(f"{n}@x.example") for n in "abcd"], 1)
+    claim = store.claim(1000, 10, 60)
+    a, b, c, d = (r.id for r in claim.rows)
+    assert store.begin_sending(claim.fence, [a]) == {a}
+    with store_factory() as other:
+
+        def states() -> list[StepState]:
+            return [other.step_run(i).state for i in (a, b, c, d)]  # type: ignore[union-attr]
+
+        with pytest.raises(RuntimeError), store.batch():
+            store.finish(claim.fence, [Outcome(a, OutcomeKind.SENT, 10, "250 ok")])
+            assert store.begin_sending(claim.fence, [b]) == {b}
+            raise RuntimeError("a crash before the commit")
+        sending, claimed = StepState.SENDING, StepState.CLAIMED
+        assert states() == [sending, claimed, claimed, claimed]  # neither was kept
+
+        with store.batch():
+            store.finish(claim.fence, [Outcome(a, OutcomeKind.SENT, 10, "250 ok")])
+            # A bounce recorded in the same batch is seen by the `sending` check after it.
+            store.suppress("c@x.example", "bounce", 10)
+            assert store.begin_sending(claim.fence, [b, c]) == {b}
+            assert states() == [sending, claimed, claimed, claimed]  # nothing committed yet
+        assert states() == [StepState.SENT, sending, StepState.CANCELLED, claimed]
+        assert [e.kind for e in other.events(step_run_id=a)][-1] == "sent"
+    assert store.release(claim.fence) == 1  # d, never handed over
+
+
 def test_an_enrolment_by_its_unsubscribe_token(store: Store) -> None:
     store.launch("C", "h1", [enrolment("a@x.example"), enrolment("b@x.example")], 1)
     (found,) = store.enrolments_by_token("t-a@x.example100")

@@ -248,3 +248,34 @@ def test_an_unreachable_server_is_a_usage_error() -> None:
 
     with pytest.raises(UsageError, match=r"cannot connect to PostgreSQL at postgresql://"):
         PostgresStore("postgresql://nobody:secret@127.0.0.1:1/none?connect_timeout=1")
+
+
+def test_a_batch_belongs_to_its_thread(store: PostgresStore, postgres_url: str) -> None:
+    # `cadence worker` runs several passes at once on one store, each on its own thread:
+    # one pass's batch (a chunk's record with the next chunk's `sending`) must neither
+    # take in nor hold back another thread's writes.
+    a, b = (store.step_runs(e)[0].id for e in enrol(store, 2))
+    fence = store.claim(NOW, 10, 60).fence
+    inside, written = threading.Event(), threading.Event()
+
+    def other_thread() -> None:
+        inside.wait(10)
+        assert store.begin_sending(fence, [b]) == {b}  # its own transaction, committed
+        written.set()
+
+    def state(step_run_id: int) -> str:
+        with psycopg.connect(postgres_url) as conn:
+            (found,) = conn.execute(
+                "SELECT state FROM step_runs WHERE id = %s", (step_run_id,)
+            ).fetchone()
+        return str(found)
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    with store.batch():
+        assert store.begin_sending(fence, [a]) == {a}
+        inside.set()
+        assert written.wait(10)
+        assert (state(a), state(b)) == ("claimed", "sending")  # b's commit did not wait
+    worker.join(10)
+    assert (state(a), state(b)) == ("sending", "sending")

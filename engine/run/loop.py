@@ -12,13 +12,18 @@ Guarantees (SPEC §7) and where they come from:
   again in its transaction, and the batch is checked once more right before the
   transport gets it.
 
+Commits: the record of one chunk and the `sending` of the next are one transaction
+(`Store.batch`), so a transport that takes one message per session (SMTP) costs one
+fsynced commit per chunk, not two or three (the record, then ended enrolments, then the
+next `sending`). After that commit the chunk before is settled and this one in doubt.
+
 The decisions (send window, daily limit, R4/R5 moves, completion, bounces) are the pure
 functions of `engine.policy` and `engine.lifecycle`; this module only sequences them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import NamedTuple
@@ -121,6 +126,18 @@ class _Built(NamedTuple):
     data: bytes
 
 
+class _Steps(NamedTuple):
+    """The claimed rows' enrolments' step runs, read once per claim."""
+
+    of: dict[int, list[StepRow]]  # enrolment id → its step runs in file order
+    by_id: dict[int, StepRow]
+
+    @classmethod
+    def read(cls, store: Store, enrolment_ids: Iterable[int]) -> _Steps:
+        of = store.step_runs_of(enrolment_ids)
+        return cls(of, {r.id: r for group in of.values() for r in group})
+
+
 class Runner:
     def __init__(
         self,
@@ -218,10 +235,10 @@ class Runner:
                 )
                 for r in rows[granted:]
             ]
-        steps = self.store.step_runs_of(r.enrolment_id for r in claim.rows)
+        steps = _Steps.read(self.store, (r.enrolment_id for r in claim.rows))
         built: list[_Built] = []
         for row in to_send:
-            enrolment = steps.get(row.enrolment_id, [])
+            enrolment = steps.of.get(row.enrolment_id, [])
             try:
                 message = render(
                     self.versions.get(row.cadence_hash), row, at, enrolment, self.links
@@ -230,13 +247,18 @@ class Runner:
                 settled.append(Outcome(row.id, OutcomeKind.FAILED, seconds, exc.message))
                 continue
             built.append(_Built(row, message.envelope, message.data))
-        if settled:
-            self._record(claim.fence, settled, steps, report)
+        # Outcomes not recorded yet: these, then each chunk's, are recorded in the same
+        # transaction as the next chunk's `sending` (see `_hand_over`).
+        pending = settled
         step = max(1, min(self.transport.in_doubt, self.options.batch))
         for start in range(0, len(built), step):
             if self.stop_requested:
                 break
-            self._hand_over(claim.fence, built[start : start + step], steps, report)
+            pending = self._hand_over(
+                claim.fence, built[start : start + step], pending, steps, report
+            )
+        if pending:
+            self._record(claim.fence, pending, steps, report)
         # What was not handed over (asked to stop) is due again at once.
         self.store.release(claim.fence)
 
@@ -244,17 +266,24 @@ class Runner:
         self,
         fence: int,
         chunk: list[_Built],
-        steps: dict[int, list[StepRow]],
+        before: list[Outcome],
+        steps: _Steps,
         report: RunReport,
-    ) -> None:
+    ) -> list[Outcome]:
+        """Commit `sending` for `chunk`, check it once more, hand it over; return its
+        outcomes once the transport has made them durable (`flush`), for the caller to
+        record. `before` (outcomes not recorded yet: the previous chunk's, or the rows
+        of the claim settled without sending) is recorded in the same transaction as
+        this chunk's `sending`: one commit per chunk instead of two."""
         try:
             if not self._opened:
                 self.transport.open()
                 self._opened = True
         except TemporaryFailure as exc:
-            # Nothing was handed over: the whole batch is known-not-sent.
+            # Nothing of this chunk was handed over: the whole batch is known-not-sent.
             at = self.clock.seconds()
-            self._record(fence, [self._retry(b.row, at, str(exc)) for b in chunk], steps, report)
+            retry = [self._retry(b.row, at, str(exc)) for b in chunk]
+            self._record(fence, before + retry, steps, report)
             self.store.release(fence)
             raise CadenceError(
                 f"transport unavailable: {exc}",
@@ -263,11 +292,22 @@ class Runner:
                 "CADENCE_TRANSPORT names it",
             ) from None
         except CadenceError:
-            # Refused (a login, a folder): nothing was handed over. Give the batch back so
-            # the next run, once the setting is fixed, sends it without waiting.
+            # Refused (a login, a folder): nothing of this chunk was handed over. Give the
+            # batch back so the next run, once the setting is fixed, sends it at once.
+            if before:
+                self._record(fence, before, steps, report)
             self.store.release(fence)
             raise
-        ours = self.store.begin_sending(fence, [b.row.id for b in chunk])
+        ids = [b.row.id for b in chunk]
+        if before:
+            # After this commit the previous chunk is recorded and this one is `sending`;
+            # a crash before it leaves the previous chunk `sending` (in doubt) and this
+            # one claimed: never more than one chunk in doubt.
+            with self.store.batch():
+                self._record(fence, before, steps, report)
+                ours = self.store.begin_sending(fence, ids)
+        else:
+            ours = self.store.begin_sending(fence, ids)
         fault("after-sending-commit")
         stopped = self.store.stopped(ours)  # the last check before handing over
         at = self.clock.seconds()
@@ -287,21 +327,20 @@ class Runner:
                 down = down or result
             outcomes.append(self._outcome(b.row, result, sent_at, steps))
         # Durable before any `sent` is recorded; a failure here records nothing (the
-        # batch stays `sending`, so it becomes `unknown`, never resent automatically).
+        # chunk stays `sending`, so it becomes `unknown`, never resent automatically).
         self.transport.flush()
-        self._record(fence, outcomes, steps, report)
         if down is not None:
+            self._record(fence, outcomes, steps, report)
             self.store.release(fence)
             raise down.error
+        return outcomes
 
-    def _outcome(
-        self, row: StepRow, result: Result, sent_at: datetime, steps: dict[int, list[StepRow]]
-    ) -> Outcome:
+    def _outcome(self, row: StepRow, result: Result, sent_at: datetime, steps: _Steps) -> Outcome:
         at = int(sent_at.timestamp())
         if isinstance(result, str):
             later = [
                 s
-                for s in steps.get(row.enrolment_id, ())
+                for s in steps.of.get(row.enrolment_id, ())
                 if s.step_index > row.step_index and s.state is StepState.PLANNED
             ]
             moves = sent_moves(self.versions.get(row.cadence_hash), row, later, sent_at)
@@ -327,7 +366,7 @@ class Runner:
         self,
         fence: int,
         outcomes: list[Outcome],
-        steps: dict[int, list[StepRow]],
+        steps: _Steps,
         report: RunReport,
     ) -> None:
         """Record outcomes, then what follows from them: bounces, completed enrolments."""
@@ -335,7 +374,7 @@ class Runner:
         report.count(outcomes)
         self._tick(report)
         states = {o.step_run_id: OUTCOME_STATE[o.kind] for o in outcomes}
-        rows = {r.id: r for group in steps.values() for r in group}
+        rows = steps.by_id
         touched = {rows[i].enrolment_id for i in states if i in rows}
         for o in outcomes:
             if o.kind is OutcomeKind.BOUNCED and o.step_run_id in rows:
@@ -345,7 +384,7 @@ class Runner:
         endings = [
             Ending(e, EnrolmentState.ACTIVE, EnrolmentState.COMPLETED)
             for e in touched
-            if completed(steps[e], states)
+            if completed(steps.of[e], states)
         ]
         if endings:
             self.store.end_enrolments(endings, max(o.at_utc for o in outcomes))

@@ -15,7 +15,8 @@ answers. What a store must guarantee, whatever its SQL:
   clock.
 - `begin_sending` commits `claimed` → `sending` only for rows still holding the fence whose
   enrolment is active and whose address is not suppressed; the others become `cancelled`.
-  After it returns, the rows it returned are durable (SQLite: synchronous=FULL).
+  After it returns, the rows it returned are durable (SQLite: synchronous=FULL); inside
+  a `batch`, once the batch has committed.
 - `finish` records an outcome only on rows still holding the fence (a row taken over by
   another claim after its lease ran out is left alone).
 - `book_sends` counts atomically (`sent = sent + granted … WHERE sent < limit`): two
@@ -536,10 +537,11 @@ class Repository(Protocol):
     def batch(self) -> AbstractContextManager[None]:
         """A block whose writes commit as one transaction when it ends, or not at all when
         it raises; reads inside see them, and a `batch` inside a `batch` joins the outer
-        one. For a caller that makes many small idempotent writes (a mailbox poll's acts
-        and dedupe keys, a chunk at a time): one commit instead of one per write. The
-        block holds the store's write lock (SQLite) or one connection (PostgreSQL) while
-        it lasts, so keep it short."""
+        one. For a caller that makes many small writes (a mailbox poll's acts and dedupe
+        keys, a chunk at a time; the runner's record of one chunk with the `sending` of
+        the next): one commit instead of one per write. The block holds the store's
+        write lock (SQLite) or one connection (PostgreSQL) while it lasts, so keep it
+        short."""
         ...
 
     def cursor(self, mailbox: str) -> Cursor | None: ...

@@ -863,13 +863,18 @@ class SqliteStore:
                 "WHERE id = ? AND fence = ? AND state = 'claimed'",
                 [(i, fence) for i in wanted if i not in stopped],
             )
-            ours = {
-                r[0]
-                for r in db.execute(
-                    "SELECT id FROM step_runs WHERE fence = ? AND state = 'sending'", (fence,)
+            ours: set[int] = set()
+            for chunk in batched(wanted):
+                marks = ",".join("?" * len(chunk))
+                ours.update(
+                    r[0]
+                    for r in db.execute(
+                        f"SELECT id FROM step_runs WHERE id IN ({marks}) AND fence = ? "
+                        "AND state = 'sending'",
+                        (*chunk, fence),
+                    )
                 )
-            }
-        return ours & set(wanted)
+        return ours
 
     def stopped(self, ids: Iterable[int]) -> dict[int, OutcomeKind]:
         return self._stopped(self._db, list(ids))

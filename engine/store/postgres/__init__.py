@@ -20,6 +20,7 @@ Any number of processes on any number of machines share one database:
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -228,7 +229,10 @@ class PostgresStore:
                 hint="check CADENCE_DB (host, port, database, user, password) and that the "
                 "server accepts connections",
             ) from exc
-        self._batch: psycopg.Connection[Any] | None = None  # the connection of `batch`
+        # The connection of the calling thread's `batch`: one store serves the worker's
+        # concurrent runs, each on a thread of its own, and one run's batch must not
+        # take in another's writes.
+        self._batches = threading.local()
         size = max_connections or int(os.environ.get("CADENCE_PG_POOL", "4"))
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
             psycopg_pool.ConnectionPool(
@@ -273,17 +277,22 @@ class PostgresStore:
     ) -> None:
         self.close()
 
+    @property
+    def _batch(self) -> psycopg.Connection[Any] | None:
+        conn: psycopg.Connection[Any] | None = getattr(self._batches, "conn", None)
+        return conn
+
     @contextmanager
     def batch(self) -> Iterator[None]:
         if self._batch is not None:
             yield
             return
         with self._tx() as conn:
-            self._batch = conn
+            self._batches.conn = conn
             try:
                 yield
             finally:
-                self._batch = None
+                self._batches.conn = None
 
     @contextmanager
     def _tx(self) -> Iterator[psycopg.Connection[Any]]:
