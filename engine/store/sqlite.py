@@ -880,35 +880,39 @@ class SqliteStore:
         return self._stopped(self._db, list(ids))
 
     def finish(self, fence: int, outcomes: Iterable[Outcome]) -> None:
+        outcomes = list(outcomes)
         with self._write() as db:
+            # Which rows are still ours, in one read per chunk (not one per outcome).
+            ours: dict[int, tuple[int, str, str | None, str]] = {}
+            for chunk in batched([o.step_run_id for o in outcomes]):
+                marks = ",".join("?" * len(chunk))
+                for r in db.execute(
+                    "SELECT sr.id, sr.enrolment_id, e.email, sr.message_id, sr.action "
+                    "FROM step_runs sr JOIN enrolments e ON e.id = sr.enrolment_id "
+                    f"WHERE sr.id IN ({marks}) AND sr.fence = ? "
+                    "AND sr.state IN ('claimed', 'sending', 'unknown')",
+                    (*chunk, fence),
+                ):
+                    ours[r[0]] = r[1:]
+            sent: list[tuple[Any, ...]] = []
+            moves: list[tuple[Any, ...]] = []
+            released: list[tuple[Any, ...]] = []
+            again: list[tuple[Any, ...]] = []
+            settled: list[tuple[Any, ...]] = []
             events: list[tuple[Any, ...]] = []
             for o in outcomes:
-                info = db.execute(
-                    "SELECT sr.enrolment_id, e.email, sr.message_id, sr.action "
-                    "FROM step_runs sr JOIN enrolments e ON e.id = sr.enrolment_id "
-                    "WHERE sr.id = ? AND sr.fence = ? "
-                    "AND sr.state IN ('claimed', 'sending', 'unknown')",
-                    (o.step_run_id, fence),
-                ).fetchone()
+                info = ours.get(o.step_run_id)
                 if info is None:  # no longer ours: another runner's fence took it
                     continue
                 enrolment_id, email, message_id, action = info
                 state = str(OUTCOME_STATE[o.kind])
                 if o.kind is OutcomeKind.SENT:
-                    db.execute(
-                        "UPDATE step_runs SET state = ?, sent_utc = ?, answer = ?, "
-                        "lease_until = NULL WHERE id = ?",
-                        (state, o.at_utc, o.answer or None, o.step_run_id),
-                    )
+                    sent.append((state, o.at_utc, o.answer or None, o.step_run_id))
                     events.append(
                         (o.at_utc, "sent", email, enrolment_id, o.step_run_id, message_id, "runner")
                     )
                     for move in o.followers:
-                        db.execute(
-                            "UPDATE step_runs SET due_utc = ?, planned_utc = ? "
-                            "WHERE id = ? AND state = 'planned'",
-                            (move.due_utc, move.planned_utc, move.step_run_id),
-                        )
+                        moves.append((move.due_utc, move.planned_utc, move.step_run_id))
                         events.append(
                             (
                                 o.at_utc,
@@ -922,34 +926,47 @@ class SqliteStore:
                         )
                     continue
                 if o.kind is OutcomeKind.RELEASED:
-                    db.execute(
-                        "UPDATE step_runs SET state = 'planned', fence = NULL, "
-                        "lease_until = NULL WHERE id = ?",
-                        (o.step_run_id,),
-                    )
+                    released.append((o.step_run_id,))
                     continue
                 if o.kind in (OutcomeKind.RETRY, OutcomeKind.RESCHEDULED):
-                    db.execute(
-                        "UPDATE step_runs SET state = 'planned', fence = NULL, "
-                        "lease_until = NULL, due_utc = ?, attempts = attempts + ?, "
-                        "answer = coalesce(?, answer) WHERE id = ?",
+                    again.append(
                         (
                             o.retry_utc,
                             int(o.kind is OutcomeKind.RETRY),
                             o.answer if o.kind is OutcomeKind.RETRY else None,
                             o.step_run_id,
-                        ),
+                        )
                     )
                 else:
-                    db.execute(
-                        "UPDATE step_runs SET state = ?, answer = ?, lease_until = NULL "
-                        "WHERE id = ?",
-                        (state, o.answer or None, o.step_run_id),
-                    )
+                    settled.append((state, o.answer or None, o.step_run_id))
                 detail = action if o.kind is OutcomeKind.OPENED else o.answer
                 events.append(
                     (o.at_utc, str(o.kind), email, enrolment_id, o.step_run_id, detail, "runner")
                 )
+            db.executemany(
+                "UPDATE step_runs SET state = ?, sent_utc = ?, answer = ?, lease_until = NULL "
+                "WHERE id = ?",
+                sent,
+            )
+            db.executemany(
+                "UPDATE step_runs SET due_utc = ?, planned_utc = ? "
+                "WHERE id = ? AND state = 'planned'",
+                moves,
+            )
+            db.executemany(
+                "UPDATE step_runs SET state = 'planned', fence = NULL, lease_until = NULL "
+                "WHERE id = ?",
+                released,
+            )
+            db.executemany(
+                "UPDATE step_runs SET state = 'planned', fence = NULL, lease_until = NULL, "
+                "due_utc = ?, attempts = attempts + ?, answer = coalesce(?, answer) WHERE id = ?",
+                again,
+            )
+            db.executemany(
+                "UPDATE step_runs SET state = ?, answer = ?, lease_until = NULL WHERE id = ?",
+                settled,
+            )
             db.executemany(_EVENT, events)
 
     def release(self, fence: int) -> int:
