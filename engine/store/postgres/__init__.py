@@ -307,8 +307,14 @@ class PostgresStore:
             with self._pool.connection() as conn:
                 yield conn
         except psycopg.OperationalError as exc:
+            where = redact(self.url)
+            if (exc.sqlstate or "").startswith("40"):  # class 40: deadlock, serialization
+                what = f"PostgreSQL at {where} aborted a transaction that conflicted with "
+                what += "another writer"
+            else:
+                what = f"lost the connection to PostgreSQL at {where}"
             raise CadenceError(
-                f"lost the connection to PostgreSQL at {redact(self.url)}: {exc}".strip(),
+                f"{what}: {exc}".strip(),
                 hint="nothing of the failed operation was kept; run the command again",
             ) from exc
 
@@ -475,13 +481,18 @@ class PostgresStore:
     def begin_sending(self, fence: int, ids: Iterable[int]) -> set[int]:
         wanted = list(ids)
         with self._tx() as conn:
-            # Lock the rows and their enrolments first: a signal committed by any process
-            # before this point is seen below; one committed after waits for this commit
-            # and is then caught by the runner's last check (`stopped`).
+            # Lock the enrolments, then the rows: a signal committed by any process before
+            # this point is seen below; one committed after waits for this commit and is
+            # then caught by the runner's last check (`stopped`). Enrolments first, as a
+            # signal ending one takes them (`end_enrolments`), else each would wait for
+            # the other.
             conn.execute(
-                "SELECT 1 FROM step_runs sr JOIN enrolments e ON e.id = sr.enrolment_id "
-                "WHERE sr.id = ANY(%s) ORDER BY sr.id FOR UPDATE OF sr, e",
+                "SELECT 1 FROM enrolments WHERE id IN "
+                "(SELECT enrolment_id FROM step_runs WHERE id = ANY(%s)) ORDER BY id FOR UPDATE",
                 (wanted,),
+            )
+            conn.execute(
+                "SELECT 1 FROM step_runs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (wanted,)
             )
             stopped = self._stopped(conn, wanted)
             cancel = [i for i, k in stopped.items() if k is OutcomeKind.CANCELLED]
