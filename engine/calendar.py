@@ -49,19 +49,7 @@ def day_dates(settings: Settings, launch_date: date, count: int) -> tuple[date, 
 
 def next_campaign_day(settings: Settings, d: date) -> date:
     """The first campaign day strictly after `d` (the next opening for a moved email)."""
-    return _next_campaign_day(d, settings.skip_weekends, settings.holidays)
-
-
-@functools.lru_cache(maxsize=65536)
-def _next_campaign_day(d: date, skip_weekends: bool, holidays: frozenset[date]) -> date:
-    # Cached: a plan under a daily limit asks this for the same few hundred days of its
-    # campaign hundreds of thousands of times.
-    while not is_campaign_day(d, skip_weekends=skip_weekends, holidays=holidays):
-        d += ONE_DAY
-    d += ONE_DAY
-    while not is_campaign_day(d, skip_weekends=skip_weekends, holidays=holidays):
-        d += ONE_DAY
-    return d
+    return shift_campaign_days(settings, d, 1)
 
 
 def shift_campaign_days(settings: Settings, d: date, days: int) -> date:
@@ -72,12 +60,18 @@ def shift_campaign_days(settings: Settings, d: date, days: int) -> date:
     """
     if days < 0:
         raise ValueError("campaign days only move forward")
-    skip, holidays = settings.skip_weekends, settings.holidays
-    while not is_campaign_day(d, skip_weekends=skip, holidays=holidays):
+    return _shifted(d, days, settings.skip_weekends, settings.holidays)
+
+
+@functools.lru_cache(maxsize=65536)
+def _shifted(d: date, days: int, skip_weekends: bool, holidays: frozenset[date]) -> date:
+    # Cached: a plan under a daily limit asks for the next campaign day of the same few
+    # hundred days hundreds of thousands of times.
+    while not is_campaign_day(d, skip_weekends=skip_weekends, holidays=holidays):
         d += ONE_DAY
     for _ in range(days):
         d += ONE_DAY
-        while not is_campaign_day(d, skip_weekends=skip, holidays=holidays):
+        while not is_campaign_day(d, skip_weekends=skip_weekends, holidays=holidays):
             d += ONE_DAY
     return d
 

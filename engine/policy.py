@@ -16,7 +16,7 @@ time a step is executed or an email was sent:
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
@@ -83,11 +83,6 @@ class DailyLimit:
 
     def room(self, sender: str, day: date) -> int:
         return self.limit - self._days(sender).get(day, 0)
-
-    def book(self, sender: str, days: Iterable[date]) -> None:
-        booked = self._days(sender)
-        for d in days:
-            booked[d] = booked.get(d, 0) + 1
 
     def take(self, sender: str, bookings: Sequence[tuple[date, int]]) -> bool:
         """Book `n` emails on each `(day, n)` of `bookings` when every day has room for them

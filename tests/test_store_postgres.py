@@ -281,30 +281,37 @@ def test_a_batch_belongs_to_its_thread(store: PostgresStore, postgres_url: str) 
     assert (state(a), state(b)) == ("sending", "sending")
 
 
+def _sending_in_a_thread(store: PostgresStore) -> tuple[int, threading.Thread, list[Any]]:
+    """One enrolment claimed, and a thread that commits its `sending` once started:
+    (the enrolment, the thread, what begin_sending returned or raised)."""
+    from cadence_engine.engine.errors import CadenceError
+
+    (enrolment,) = enrol(store, 1)
+    row = store.step_runs(enrolment)[0].id
+    fence = store.claim(NOW, 10, 60).fence
+    result: list[Any] = []
+
+    def sending() -> None:
+        try:
+            result.append(store.begin_sending(fence, [row]))
+        except CadenceError as exc:
+            result.append(exc)
+
+    return enrolment, threading.Thread(target=sending), result
+
+
 def test_a_signal_ending_an_enrolment_never_deadlocks_against_its_sending_commit(
     store: PostgresStore, postgres_url: str
 ) -> None:
     # A signal locks the enrolment, then its step runs (end_enrolments); the runner's
     # `sending` commit must take the same locks in the same order, or each waits for
     # the other and PostgreSQL aborts one of them.
-    (enrolment,) = enrol(store, 1)
-    row = store.step_runs(enrolment)[0].id
-    fence = store.claim(NOW, 10, 60).fence
-    result: list[Any] = []
-
+    enrolment, runner, result = _sending_in_a_thread(store)
     with psycopg.connect(postgres_url) as signal:
         signal.execute("SET deadlock_timeout = '100ms'")
         signal.execute(
             "UPDATE enrolments SET state = 'replied' WHERE id = %s", (enrolment,)
         )  # the signal's first lock
-
-        def sending() -> None:
-            try:
-                result.append(store.begin_sending(fence, [row]))
-            except Exception as exc:  # the assertion below shows it
-                result.append(exc)
-
-        runner = threading.Thread(target=sending)
         runner.start()
         time.sleep(0.5)  # the runner now waits on the enrolment (or holds the step run)
         signal.execute(
@@ -325,21 +332,11 @@ def test_a_transaction_postgres_aborts_is_reported_as_such(
     # by aborting the store's transaction (its deadlock_timeout, 1 s, runs out first).
     from cadence_engine.engine.errors import CadenceError
 
-    (enrolment,) = enrol(store, 1)
+    enrolment, runner, result = _sending_in_a_thread(store)
     row = store.step_runs(enrolment)[0].id
-    fence = store.claim(NOW, 10, 60).fence
-    result: list[Any] = []
     with psycopg.connect(postgres_url) as other:
         other.execute("SET deadlock_timeout = '10s'")
         other.execute("SELECT 1 FROM step_runs WHERE id = %s FOR UPDATE", (row,))
-
-        def sending() -> None:
-            try:
-                result.append(store.begin_sending(fence, [row]))
-            except CadenceError as exc:
-                result.append(exc)
-
-        runner = threading.Thread(target=sending)
         runner.start()
         time.sleep(0.3)  # the store holds the enrolment and waits for the step run
         other.execute("UPDATE enrolments SET state = 'replied' WHERE id = %s", (enrolment,))

@@ -3,6 +3,7 @@ what, the pages, form errors, the one-click unsubscribe endpoint and the headers
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -371,6 +372,26 @@ def test_contact_page_shows_enrolment_steps_thread_and_events(app: Flask, world:
     assert "Dana outbound" in page and "Intro for Northwind" in page and "Intro body." in page
     assert "<code>manual</code>" in page and "America/New_York" in page
     assert 'class="kind launched"' in page and 'class="kind sent"' in page
+
+
+def test_contact_page_shows_a_follow_up_as_it_was_sent(app: Flask, world: World) -> None:
+    # Ava is in New York: the bump's quote is dated in her zone, in the email and on the
+    # page alike (the page shows the runner's own text for what went out).
+    world.cli("tasks", "done", str(world.task_id(AVA, "call")), "--now", "2026-03-03T16:00Z")
+    world.cli("run", "--once", "--now", "2026-03-04T15:00Z")  # the manual email task opens
+    world.cli("tasks", "done", str(world.task_id(AVA, "manual")), "--now", "2026-03-04T15:30Z")
+    world.cli("run", "--once", "--now", "2026-03-05T16:00Z")
+    (bump,) = (
+        message_from_bytes(path.read_bytes(), policy=policy.default)
+        for path in world.outbox.iterdir()
+        if b"Bump body." in path.read_bytes() and AVA.encode() in path.read_bytes()
+    )
+    sent = bump.get_content().replace("\r\n", "\n")  # type: ignore[attr-defined]
+    quote = next(line for line in sent.splitlines() if line.endswith("wrote:"))
+    assert quote.startswith("On Wed, 04 Mar 2026 at 10:30, ")  # 15:30Z in New York
+    page = sign_in(app, world, DANA).get(f"/contacts/{AVA}").text
+    assert "Bump body." in page
+    assert html.escape(quote) in page
 
 
 def test_live_feed_shows_a_reply_recorded_by_the_command(app: Flask, world: World) -> None:

@@ -35,9 +35,8 @@ if TYPE_CHECKING:
     from ..schedule import Slot
 
 MAX_WORKERS = 4
-TIMES_KEPT = (
-    4_096  # times texts per zone before they are dropped (a schedule shares the recent ones)
-)
+# Times texts kept per zone before they are dropped (a new schedule shares the recent ones).
+TIMES_KEPT = 4_096
 MEMO_LIMIT = 200_000  # entries over all steps (a few hundred bytes each)
 PROBE = 2_000  # lookups before a step's memo is judged
 MIN_HIT_RATE = 0.25  # below this a step's texts are too varied to be worth memoising

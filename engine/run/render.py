@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from ..calendar import zone
+from ..contacts import Contact
 from ..delivery import Outgoing, build_message, thread_ids, unsubscribe_url
 from ..messages import render_email, reply_subject
 from ..model import Cadence
@@ -24,61 +25,24 @@ from .pinned import contact_of
 
 
 def render(
-    cadence: Cadence,
-    row: StepRow,
-    at: datetime,
-    enrolment: Sequence[StepRow] | None = None,
-    links: LinkForm | None = None,
+    cadence: Cadence, row: StepRow, at: datetime, enrolment: Sequence[StepRow], links: LinkForm
 ) -> Outgoing:
     """Build the whole message of `row` dated `at`. `enrolment`: the step runs of its
-    enrolment, which tell which emails of the thread went out and when (None: the
-    thread's own email tells, and only its time is known); `links`: the unsubscribe URL
-    form (None: read from the environment)."""
+    enrolment, which tell which emails of the thread went out and when; `links`: the
+    unsubscribe URL form."""
     assert row.message_id is not None
-    step = cadence.step(row.step_id)
     contact = contact_of(row)
     url = unsubscribe_url(cadence, row.unsubscribe_token, links)
-    in_thread = row.thread_step_id is not None and row.thread_sent_utc is not None
-    references = thread_ids(cadence, step, row.uid) if in_thread else []
-    if enrolment is not None:
+    references: list[str] = []
+    if row.thread_step_id is not None and row.thread_sent_utc is not None:
         sent = {
             s.message_id
             for s in enrolment
             if s.state is StepState.SENT and s.message_id is not None
         }
-        references = [r for r in references if r in sent]
-    if row.by_hand and row.body is not None:
-        subject, text = row.subject or "", row.body
-    else:
-        tz = zone(row.zone)
-        previous_at = (
-            datetime.fromtimestamp(row.thread_sent_utc, UTC).astimezone(tz)
-            if row.thread_sent_utc is not None
-            else None
-        )
-        # Every quoted level is dated with its email's real send time (R3).
-        earlier = (
-            {
-                step_id: datetime.fromtimestamp(t, UTC).astimezone(tz)
-                for step_id, t in sent_times(enrolment).items()
-            }
-            if in_thread and enrolment is not None
-            else None
-        )
-        email = render_email(
-            cadence,
-            step,
-            contact,
-            unsubscribe_url=url,
-            previous_sent_at=previous_at,
-            thread_sent_at=earlier,
-        )
-        subject, text = email.subject, email.text
-        if row.thread_step_id is not None and not in_thread:
-            # A new thread: the step's own words under the subject the chain started with.
-            subject, text = _unreplied(email.subject), email.body
-        elif row.thread_subject is not None:
-            subject = reply_subject(row.thread_subject)
+        ids = thread_ids(cadence, cadence.step(row.step_id), row.uid)
+        references = [r for r in ids if r in sent]
+    subject, text = message_text(cadence, row, contact, enrolment, url)
     name = " ".join(
         p for p in (contact.fields.get("first_name"), contact.fields.get("last_name")) if p
     )
@@ -96,22 +60,46 @@ def render(
     )
 
 
+def message_text(
+    cadence: Cadence, row: StepRow, contact: Contact, enrolment: Iterable[StepRow], url: str
+) -> tuple[str, str]:
+    """The subject and text `row`'s email to `contact` goes out with: the rep's words if
+    any, else the template with the quote of the thread (R3), `url` as
+    `{{ unsubscribe_url }}`."""
+    if row.by_hand and row.body is not None:
+        return row.subject or "", row.body
+    in_thread = row.thread_step_id is not None and row.thread_sent_utc is not None
+    email = render_email(
+        cadence,
+        cadence.step(row.step_id),
+        contact,
+        unsubscribe_url=url,
+        thread_sent_at=quote_times(enrolment, row.zone) if in_thread else None,
+    )
+    if row.thread_step_id is not None and not in_thread:
+        # A new thread: the step's own words under the subject the chain started with.
+        return _unreplied(email.subject), email.body
+    if row.thread_subject is not None:
+        return reply_subject(row.thread_subject), email.text
+    return email.subject, email.text
+
+
 def _unreplied(subject: str) -> str:
     return subject[4:] if subject[:4].lower() == "re: " else subject
 
 
-def sent_times(enrolment: Iterable[StepRow]) -> dict[str, int]:
-    """When each email of an enrolment went out, by step id: sent, or (an email task)
-    marked done by the rep who sent it elsewhere."""
-    times: dict[str, int] = {}
+def quote_times(enrolment: Iterable[StepRow], zone_name: str) -> dict[str, datetime]:
+    """When each email of an enrolment went out, by step id, in `zone_name`: the dates
+    its follow-ups' quotes carry (R3). Sent, or (an email task) marked done by the rep
+    who sent it elsewhere."""
+    tz = zone(zone_name)
+    times: dict[str, datetime] = {}
     for s in enrolment:
         if s.action not in (Action.SEND_EMAIL, Action.EMAIL_TASK):
             continue
-        t = (
-            s.sent_utc
-            if s.sent_utc is not None
-            else (s.done_utc if s.state is StepState.DONE else None)
-        )
+        t = s.sent_utc if s.sent_utc is not None else None
+        if t is None and s.state is StepState.DONE:
+            t = s.done_utc
         if t is not None:
-            times[s.step_id] = t
+            times[s.step_id] = datetime.fromtimestamp(t, UTC).astimezone(tz)
     return times

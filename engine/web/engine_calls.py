@@ -16,10 +16,9 @@ from datetime import UTC, datetime
 from ..contacts import Contact
 from ..delivery import unsubscribe_url
 from ..errors import CadenceError, NotFound
-from ..messages import render_email
 from ..plan import Action
 from ..run.pinned import Versions, contact_of
-from ..run.render import sent_times
+from ..run.render import message_text
 from ..status import StatusReport, status
 from ..store import (
     EnrolmentRecord,
@@ -230,26 +229,14 @@ class ContactPage:
 
 def _thread(versions: Versions, rows: list[StepRow]) -> list[ThreadEmail]:
     out: list[ThreadEmail] = []
-    times = {k: datetime.fromtimestamp(t, UTC) for k, t in sent_times(rows).items()}
     for row in rows:
         if row.sent_utc is None or row.action not in (Action.SEND_EMAIL, Action.EMAIL_TASK):
             continue
-        if row.by_hand and row.body is not None:
-            subject, body = row.subject or "", row.body
-        else:
-            cadence = versions.get(row.cadence_hash)
-            quoted_at = (
-                datetime.fromtimestamp(row.thread_sent_utc, UTC) if row.thread_sent_utc else None
-            )
-            email = render_email(
-                cadence,
-                cadence.step(row.step_id),
-                contact_of(row),
-                unsubscribe_url=unsubscribe_url(cadence, row.unsubscribe_token),
-                previous_sent_at=quoted_at,
-                thread_sent_at=times,
-            )
-            subject, body = email.subject, email.text
+        # What went out: the runner's own words for it (a rep's text, or the template
+        # with the thread's quote dated as it was sent).
+        cadence = versions.get(row.cadence_hash)
+        url = unsubscribe_url(cadence, row.unsubscribe_token)
+        subject, body = message_text(cadence, row, contact_of(row), rows, url)
         sent = datetime.fromtimestamp(row.sent_utc, UTC)
         out.append(ThreadEmail(row.step_id, sent, subject, body, row.by_hand))
     return out
