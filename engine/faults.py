@@ -19,6 +19,12 @@ _passed: dict[str, int] = {}
 _lock = threading.Lock()  # SMTP sessions pass the points on threads of their own
 
 
+def armed(point: str) -> bool:
+    """Whether the environment names this point (a caller may then take a slower path
+    that has the point in it)."""
+    return os.environ.get("CADENCE_FAULT") == point
+
+
 def fault(point: str) -> None:
     """Die here if the environment names this point (and its allowance is used up)."""
     if os.environ.get("CADENCE_FAULT") != point:

@@ -16,7 +16,7 @@ from cadence_engine.engine.run.loop import Runner, RunOptions
 from cadence_engine.engine.signals import record
 from cadence_engine.engine.store import OutcomeKind, SignalKind, Store, open_store
 from cadence_engine.engine.store.sqlite import SqliteStore
-from cadence_engine.engine.transports import Envelope, Result
+from cadence_engine.engine.transports import Envelope, Ready, Result, Withheld
 from cadence_engine.engine.transports.outbox import OutboxTransport
 from tests.helpers.runner_env import write_cadence, write_contacts
 
@@ -43,9 +43,15 @@ class ReplyOnFirstSend(OutboxTransport):
         super().__init__(folder)
         self.db, self.who, self.sent = db, who, []  # type: ignore[var-annotated]
 
-    def send_many(self, messages: Sequence[tuple[Envelope, bytes]]) -> list[Result]:
+    def send_many(
+        self, messages: Sequence[tuple[Envelope, bytes]], ready: Ready | None = None
+    ) -> list[Result]:
+        allowed = range(len(messages)) if ready is None else set(ready())
         answers: list[Result] = []
-        for envelope, data in messages:
+        for n, (envelope, data) in enumerate(messages):
+            if n not in allowed:
+                answers.append(Withheld("withheld"))
+                continue
             answers += super().send_many([(envelope, data)])
             self.sent.append(envelope.recipient)
             if len(self.sent) == 1:

@@ -4,8 +4,10 @@ transport URL's options and their errors."""
 
 from __future__ import annotations
 
+import smtplib
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,11 +17,13 @@ from hypothesis import strategies as st
 
 from cadence_engine.cli import cadence
 from cadence_engine.engine.store.sqlite import SqliteStore
-from cadence_engine.engine.transports import Envelope, PermanentFailure, masked
+from cadence_engine.engine.transports import Envelope, PermanentFailure, Withheld, masked
 from cadence_engine.engine.transports.smtp import (
+    _PLAIN_ADDRESS,
     SmtpOptions,
     SmtpSettings,
     SmtpTransport,
+    _path,
     parse_options,
 )
 from tests.helpers.runner_env import write_cadence, write_contacts
@@ -285,3 +289,88 @@ def test_good_options_are_read_as_given(
     options = parse_options(query, "'smtp://h'")
     assert (options.connections, options.per_connection) == (connections, per_connection)
     assert options.rate == pytest.approx(amount / seconds)
+
+
+def _until(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def test_one_session_commits_while_the_server_answers_mail(smtp: SmtpServer) -> None:
+    """`ready` (the runner's `sending` commit and last check) runs once MAIL FROM is on
+    its way, and before anything of the message is handed over."""
+    smtp.recorder.clear()
+    transport = _transport(smtp, SmtpOptions(connections=1))
+    transport.open()
+    seen: list[tuple[bool, int]] = []
+
+    def ready() -> set[int]:
+        mail_sent = _until(lambda: len(smtp.recorder.mail_peers) == 1)
+        seen.append((mail_sent, len(smtp.recorder.received)))
+        return {0}
+
+    try:
+        first = Envelope("dana@acme.example", "p0@example.com", "<0@a>")
+        (result,) = transport.send_many([(first, _message(0))], ready)
+    finally:
+        transport.close()
+    assert seen == [(True, 0)]
+    assert isinstance(result, str) and result.startswith("250"), result
+    assert [r.rcpt_tos for r in smtp.recorder.received] == [["p0@example.com"]]
+
+
+@pytest.mark.parametrize("connections", [1, 2])
+def test_a_withheld_message_is_never_handed_over(smtp: SmtpServer, connections: int) -> None:
+    smtp.recorder.clear()
+    transport = _transport(smtp, SmtpOptions(connections=connections))
+    transport.open()
+    envelopes = [Envelope("dana@acme.example", f"p{i}@example.com", f"<{i}@a>") for i in range(3)]
+    try:
+        results = transport.send_many(
+            [(e, _message(i)) for i, e in enumerate(envelopes)], lambda: [1]
+        )
+        # The session that had one withheld goes on cleanly (RSET when MAIL was sent).
+        again = transport.send_many([(envelopes[2], _message(2))], lambda: [0])
+    finally:
+        transport.close()
+    assert isinstance(results[0], Withheld) and isinstance(results[2], Withheld), results
+    assert isinstance(results[1], str) and results[1].startswith("250"), results
+    assert isinstance(again[0], str) and again[0].startswith("250"), again
+    received = [r.rcpt_tos for r in smtp.recorder.received]
+    assert received == [["p1@example.com"], ["p2@example.com"]]
+
+
+@pytest.mark.parametrize("connections", [1, 2])
+def test_when_ready_fails_nothing_is_handed_over(smtp: SmtpServer, connections: int) -> None:
+    smtp.recorder.clear()
+    transport = _transport(smtp, SmtpOptions(connections=connections))
+    transport.open()
+    envelopes = [Envelope("dana@acme.example", f"p{i}@example.com", f"<{i}@a>") for i in range(2)]
+
+    def ready() -> list[int]:
+        raise OSError("disk I/O error")
+
+    try:
+        with pytest.raises(OSError, match="disk I/O error"):
+            transport.send_many([(e, _message(i)) for i, e in enumerate(envelopes)], ready)
+        assert smtp.recorder.received == []
+        (result,) = transport.send_many([(envelopes[1], _message(1))])
+    finally:
+        transport.close()
+    assert isinstance(result, str) and result.startswith("250"), result
+    assert [r.rcpt_tos for r in smtp.recorder.received] == [["p1@example.com"]]
+
+
+@given(st.from_regex(_PLAIN_ADDRESS, fullmatch=True))
+def test_a_plain_address_is_sent_as_smtplib_would(address: str) -> None:
+    assert _path(address) == smtplib.quoteaddr(address)
+
+
+def test_an_address_that_needs_quoting_goes_through_smtplib() -> None:
+    for address in ('"dana smith"@acme.example', "Dana <dana@acme.example>", "<>"):
+        assert not _PLAIN_ADDRESS.fullmatch(address)
+        assert _path(address) == smtplib.quoteaddr(address)

@@ -144,6 +144,26 @@ def test_outbox_keeps_duplicates_visible(tmp_path: Path, renameat2: bool) -> Non
     ]
 
 
+def test_outbox_writes_only_what_ready_allows(tmp_path: Path) -> None:
+    from cadence_engine.engine.transports import Envelope, Withheld
+    from cadence_engine.engine.transports.outbox import OutboxTransport
+
+    box = OutboxTransport(tmp_path / "box")
+    order: list[str] = []
+
+    def ready() -> list[int]:
+        order.append(f"ready with {len(list((tmp_path / 'box').glob('*')))} file(s)")
+        return [1]
+
+    envelopes = [Envelope("a@x.example", "b@x.example", f"<id{i}@x.example>") for i in range(3)]
+    results = box.send_many([(e, b"body") for e in envelopes], ready)
+    box.flush()
+    assert order == ["ready with 0 file(s)"]  # before anything is handed over
+    assert isinstance(results[0], Withheld) and isinstance(results[2], Withheld)
+    assert results[1] == "written id1@x.example.eml"
+    assert [p.name for p in (tmp_path / "box").iterdir()] == ["id1@x.example.eml"]
+
+
 def test_postgres_db_is_a_usage_error() -> None:
     result = cadence_cmd("status", env={"CADENCE_DB": "postgresql://db/cadence"})
     assert result.returncode == 2 and "postgresql" in result.stderr

@@ -298,34 +298,46 @@ class Runner:
                 self._record(fence, before, steps, report)
             self.store.release(fence)
             raise
-        ids = [b.row.id for b in chunk]
-        if before:
-            # After this commit the previous chunk is recorded and this one is `sending`;
-            # a crash before it leaves the previous chunk `sending` (in doubt) and this
-            # one claimed: never more than one chunk in doubt.
-            with self.store.batch():
-                self._record(fence, before, steps, report)
+        outcomes: list[Outcome] = []
+        going: list[int] = []  # indexes into `chunk` that may be handed over
+
+        def ready() -> list[int]:
+            # Runs while the transport waits on its server (SMTP: the answer to MAIL
+            # FROM), before any byte of the chunk is handed over.
+            ids = [b.row.id for b in chunk]
+            if before:
+                # After this commit the previous chunk is recorded and this one is
+                # `sending`; a crash before it leaves the previous chunk `sending` (in
+                # doubt) and this one claimed: never more than one chunk in doubt.
+                with self.store.batch():
+                    self._record(fence, before, steps, report)
+                    ours = self.store.begin_sending(fence, ids)
+            else:
                 ours = self.store.begin_sending(fence, ids)
-        else:
-            ours = self.store.begin_sending(fence, ids)
-        fault("after-sending-commit")
-        stopped = self.store.stopped(ours)  # the last check before handing over
-        at = self.clock.seconds()
-        outcomes = [
-            Outcome(i, kind, at, "stopped by a signal" if kind is OutcomeKind.CANCELLED else "")
-            for i, kind in stopped.items()
-        ]
-        going = [b for b in chunk if b.row.id in ours and b.row.id not in stopped]
-        if self.stop_requested:  # asked to stop before the hand-over: give it all back
-            outcomes += [Outcome(b.row.id, OutcomeKind.RELEASED, at) for b in going]
-            going = []
-        results = self.transport.send_many([(b.envelope, b.data) for b in going])
+            fault("after-sending-commit")
+            stopped = self.store.stopped(ours)  # the last check before handing over
+            at = self.clock.seconds()
+            outcomes.extend(
+                Outcome(i, kind, at, "stopped by a signal" if kind is OutcomeKind.CANCELLED else "")
+                for i, kind in stopped.items()
+            )
+            allowed = [
+                n for n, b in enumerate(chunk) if b.row.id in ours and b.row.id not in stopped
+            ]
+            if self.stop_requested:  # asked to stop before the hand-over: give it all back
+                outcomes.extend(Outcome(chunk[n].row.id, OutcomeKind.RELEASED, at) for n in allowed)
+                allowed = []
+            going.extend(allowed)
+            return allowed
+
+        results = self.transport.send_many([(b.envelope, b.data) for b in chunk], ready)
         sent_at = self.clock.now()
         down: TransportDown | None = None
-        for b, result in zip(going, results, strict=True):
+        for n in going:
+            result = results[n]
             if isinstance(result, TransportDown):
                 down = down or result
-            outcomes.append(self._outcome(b.row, result, sent_at, steps))
+            outcomes.append(self._outcome(chunk[n].row, result, sent_at, steps))
         # Durable before any `sent` is recorded; a failure here records nothing (the
         # chunk stays `sending`, so it becomes `unknown`, never resent automatically).
         self.transport.flush()

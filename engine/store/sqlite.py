@@ -418,7 +418,8 @@ def _let_go(key: tuple[int, int]) -> None:
 def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def wrapper(self: SqliteStore, *args: Any, **kwargs: Any) -> Any:
-        self._check_writable()
+        if not self._batch_depth:  # a batch looked when it began, microseconds ago
+            self._check_writable()
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -58,9 +58,17 @@ class DeliveryUnknown(Exception):
     """Failed during or after DATA: the message may have been delivered."""
 
 
+class Withheld(TemporaryFailure):
+    """Not handed over because `ready` did not allow it: the runner has its outcome."""
+
+
 # What became of one message handed over: the server's answer (or the file written), or
 # the failure, as an instance.
 Result = str | TemporaryFailure | PermanentFailure | DeliveryUnknown
+
+# The runner's part of a hand-over: it commits `sending`, makes its last check, and
+# returns the indexes (into the messages given) that may go.
+Ready = Callable[[], Collection[int]]
 
 
 class Transport(Protocol):
@@ -73,9 +81,18 @@ class Transport(Protocol):
         """Get ready to send (connect, log in); failures mean nothing was sent."""
         ...
 
-    def send_many(self, messages: Sequence[tuple[Envelope, bytes]]) -> list[Result]:
+    def send_many(
+        self, messages: Sequence[tuple[Envelope, bytes]], ready: Ready | None = None
+    ) -> list[Result]:
         """Hand messages over; one result per message, in the same order: the server's
-        answer (or the file written), or the exception instance that says what happened."""
+        answer (or the file written), or the exception instance that says what happened.
+
+        `ready` is called exactly once, on the calling thread, before the first byte of
+        any message is handed over, and after whatever hands nothing over has been set
+        going (SMTP: each session's `MAIL FROM` is on its way, its answer read after), so
+        the runner's commit runs while the server answers. A message whose index it does
+        not return gets `Withheld`; when it raises, nothing is handed over and
+        `send_many` raises the same. Without `ready`, every message goes."""
         ...
 
     def flush(self) -> None:

@@ -31,10 +31,11 @@ from pathlib import Path
 
 from ..errors import CadenceError, UsageError
 from ..faults import fault
-from . import Envelope, Result, TransportDown
+from . import Envelope, Ready, Result, TransportDown, Withheld
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
 _HIDDEN = ".tmp-"
+_WITHHELD = Withheld("not handed over: withheld by the runner")
 STALE_AFTER = 3600.0  # seconds: a hidden file this old is a crashed run's
 
 
@@ -117,10 +118,16 @@ class OutboxTransport:
                     if entry.stat(follow_symlinks=False).st_mtime < cutoff:
                         os.unlink(entry.path)
 
-    def send_many(self, messages: Sequence[tuple[Envelope, bytes]]) -> list[Result]:
+    def send_many(
+        self, messages: Sequence[tuple[Envelope, bytes]], ready: Ready | None = None
+    ) -> list[Result]:
+        allowed = range(len(messages)) if ready is None else set(ready())
         self.open()
         results: list[Result] = []
         for n, (envelope, data) in enumerate(messages):
+            if n not in allowed:
+                results.append(_WITHHELD)
+                continue
             try:
                 results.append(self._send(envelope, data))
             except OSError as exc:

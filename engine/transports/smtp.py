@@ -6,18 +6,23 @@ not delivered (retry, or a bounce for 5xx to RCPT); a broken connection after th
 body started is an unknown outcome, never retried automatically.
 
 Throughput. Sessions are kept open (a new connection after `per_connection` messages)
-and the socket has TCP_NODELAY: the message body goes out in two writes (the
-`during-data` fault point sits between them), and with Nagle's algorithm the second one
-waited for the server's delayed ACK of the first, ~40 ms per message on Linux, while the
-server waited for the end of the data. Between messages, `RSET` is sent when the last
-transaction was cut short (a refusal before DATA); after the server's answer to the
-final dot the transaction is over and its state cleared (RFC 5321, 3.3), so an `RSET`
-there would be one more round trip per message (a quarter of the conversation) for
-nothing. A connection found closed before DATA (an idle timeout) is opened again and the
-message tried once more on it: nothing of it had been handed over. `connections` sessions send in
-parallel, each on its own thread; a shared `RateLimit` spaces the transactions of all of
-them; a session told to slow down (421, or a 4xx before the recipient) backs off alone and
-tries the same message again, which is safe because nothing of it was handed over yet.
+and the socket has TCP_NODELAY: with the `during-data` fault point armed the body goes out
+in two writes, and with Nagle's algorithm the second one waited for the server's delayed
+ACK of the first, ~40 ms per message on Linux; otherwise it is one write. Between
+messages, `RSET` is sent when the last transaction was cut short (a refusal before DATA);
+after the server's answer to the final dot the transaction is over and its state cleared
+(RFC 5321, 3.3), so an `RSET` there would be one more round trip per message (a quarter
+of the conversation) for nothing. A connection found closed before DATA (an idle timeout)
+is opened again and the message tried once more on it: nothing of it had been handed
+over. With one session, `MAIL FROM` is sent first and the runner's `sending` commit (an
+fsync) runs while the server answers it: nothing is handed over before DATA, and DATA
+waits for the commit (one session went from 490 to 589 emails/s, 0.48 to 0.60 of plain
+smtplib; see the README). Addresses that need no quoting are not parsed again for each
+command. `connections` sessions send in parallel, each on its own thread; a shared
+`RateLimit` spaces the messages of all of them (it waits after MAIL's answer, so the
+server sees the messages spaced); a session told to slow down (421, or a 4xx before the
+recipient) backs off alone and tries the same message again, which is safe because
+nothing of it was handed over yet.
 
 Environment: CADENCE_SMTP_USER / CADENCE_SMTP_PASSWORD (AUTH, never from a file),
 CADENCE_SMTP_CAFILE (trust this CA, e.g. a test server's), CADENCE_SMTP_INSECURE=1 (skip
@@ -26,6 +31,7 @@ certificate checks; tests only), CADENCE_SMTP_TIMEOUT (seconds, default 30).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import smtplib
@@ -33,19 +39,21 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..errors import CadenceError, UsageError
-from ..faults import fault
+from ..faults import armed, fault
 from . import (
     DeliveryUnknown,
     Envelope,
     PermanentFailure,
+    Ready,
     Result,
     TemporaryFailure,
     TransportDown,
+    Withheld,
 )
 
 # Answers that mean "log in first" or "your login is refused": no message can go until
@@ -53,6 +61,18 @@ from . import (
 _AUTH_CODES = (530, 535)
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
+
+# An address smtplib's `quoteaddr` would give back unchanged inside <>: it is not parsed
+# again for every command (a tenth of the client's time per message).
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
+
+
+def _path(address: str) -> str:
+    """The `<address>` of a MAIL or RCPT command."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
+
 
 # Defaults that keep inside the published limits of Microsoft 365 (three concurrent SMTP
 # AUTH connections per mailbox) and Gmail; see the README's "SMTP" section.
@@ -335,15 +355,17 @@ class _Session:
             finally:
                 self.drop()
 
-    def deliver(self, envelope: Envelope, data: bytes) -> str:
-        """One message, slowing down and trying again while the server asks for it."""
+    def deliver(self, envelope: Envelope, data: bytes, may_go: Callable[[], bool]) -> str:
+        """One message, slowing down and trying again while the server asks for it.
+        `may_go` is asked once `MAIL FROM` is on its way (or could not be sent), before
+        its answer is read; when it says no, nothing of the message is handed over."""
         wait = self.transport.options.slow_down_first
         for tries in range(1, SLOW_DOWN_TRIES + 1):
             try:
                 try:
-                    return self._transaction(envelope, data)
+                    return self._transaction(envelope, data, may_go)
                 except _Stale:
-                    return self._transaction(envelope, data)  # on a new connection
+                    return self._transaction(envelope, data, may_go)  # on a new connection
             except SlowDown as exc:
                 self.slow_downs += 1
                 if tries == SLOW_DOWN_TRIES:
@@ -353,6 +375,41 @@ class _Session:
                 time.sleep(wait)
                 wait = min(wait * 2, SLOW_DOWN_MAX)
         raise AssertionError("unreachable")
+
+    def _begin(self, envelope: Envelope) -> bool:
+        """Open (or reuse) the session and send `MAIL FROM`, without reading its answer;
+        True when the connection was reused. Failures here are known-not-sent."""
+        t = self.transport
+        if self.conn is not None and self.sent_here >= t.options.per_connection:
+            self.quit()
+        self._reset()  # only after a transaction that did not end
+        reused = self.conn is not None
+        self.open()
+        conn = self.conn
+        assert conn is not None
+        tail = ""
+        # An address the builder did not mark but that is not ASCII needs SMTPUTF8 as well
+        # (smtplib would fail to encode the command).
+        if envelope.smtputf8 or not (envelope.sender + envelope.recipient).isascii():
+            if not conn.has_extn("smtputf8"):
+                raise PermanentFailure(
+                    f"the address {envelope.recipient} needs SMTPUTF8 (it is not all ASCII), "
+                    f"which {t.host} does not offer; send it through a server that offers "
+                    "SMTPUTF8, or use an ASCII address for this contact",
+                    recipient=False,
+                )
+            conn.command_encoding = "utf-8"
+            tail = " SMTPUTF8 BODY=8BITMIME" if conn.has_extn("8bitmime") else " SMTPUTF8"
+        self.sent_here += 1
+        self.dirty = True
+        try:
+            conn.putcmd("mail", f"FROM:{_path(envelope.sender)}{tail}")
+        except (OSError, smtplib.SMTPException) as exc:
+            self.drop()
+            if reused:
+                raise _Stale(f"connection failed before DATA: {exc}") from None
+            raise TemporaryFailure(f"connection failed before DATA: {exc}") from None
+        return reused
 
     def _refused(self, code: int, text: bytes, *, recipient: bool, stage: str) -> Exception:
         """The exception for a refusal before DATA; the session is reset or dropped."""
@@ -378,40 +435,26 @@ class _Session:
         if code != 250:
             self.drop()
 
-    def _transaction(self, envelope: Envelope, data: bytes) -> str:
-        t = self.transport
-        if self.conn is not None and self.sent_here >= t.options.per_connection:
-            self.quit()
-        self._reset()  # only after a transaction that did not end
-        reused = self.conn is not None
-        self.open()
+    def _transaction(self, envelope: Envelope, data: bytes, may_go: Callable[[], bool]) -> str:
+        reused = self._begin(envelope)
         conn = self.conn
         assert conn is not None
-        options: list[str] = []
-        # An address the builder did not mark but that is not ASCII needs SMTPUTF8 as well
-        # (smtplib would fail to encode the command).
-        if envelope.smtputf8 or not (envelope.sender + envelope.recipient).isascii():
-            if not conn.has_extn("smtputf8"):
-                raise PermanentFailure(
-                    f"the address {envelope.recipient} needs SMTPUTF8 (it is not all ASCII), "
-                    f"which {t.host} does not offer; send it through a server that offers "
-                    "SMTPUTF8, or use an ASCII address for this contact",
-                    recipient=False,
-                )
-            options = ["SMTPUTF8", "BODY=8BITMIME"] if conn.has_extn("8bitmime") else ["SMTPUTF8"]
-        if t.rate is not None:
-            t.rate.wait()
-        self.sent_here += 1
-        self.dirty = True
+        go = may_go()  # the runner commits `sending` while the server answers MAIL
+        t = self.transport
         # --- before DATA: every failure is known-not-sent --------------------------------
         try:
-            code, text = conn.mail(envelope.sender, options)
+            code, text = conn.getreply()
+            if not go:  # withheld: the transaction stays open, `RSET` before the next one
+                raise Withheld("not handed over: withheld by the runner")
             if code in _AUTH_CODES:
                 self._reset()
                 raise _auth_refused(code, text, t.settings.user)
             if code >= 400:
                 raise self._refused(code, text, recipient=False, stage="MAIL")
-            code, text = conn.rcpt(envelope.recipient)
+            if t.rate is not None:  # spaces the messages the server takes, not the MAILs
+                t.rate.wait()
+            conn.putcmd("rcpt", f"TO:{_path(envelope.recipient)}")
+            code, text = conn.getreply()
             if code in _AUTH_CODES:
                 self._reset()
                 raise _auth_refused(code, text, t.settings.user)
@@ -431,10 +474,13 @@ class _Session:
             payload += b"\r\n"
         payload += b".\r\n"
         try:
-            half = len(payload) // 2
-            conn.send(payload[:half])
-            fault("during-data")
-            conn.send(payload[half:])
+            if armed("during-data"):
+                half = len(payload) // 2
+                conn.send(payload[:half])
+                fault("during-data")
+                conn.send(payload[half:])
+            else:
+                conn.send(payload)
             code, text = conn.getreply()
         except (OSError, smtplib.SMTPException) as exc:
             self.drop()
@@ -455,6 +501,33 @@ def _no_delay(conn: smtplib.SMTP) -> None:
     """Every write goes out at once (see the module's docstring for what Nagle cost)."""
     if conn.sock is not None:
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _Ready:
+    """The runner's `ready` for one `send_many`, called once: by the only session when it
+    first asks, with its `MAIL FROM` on the way (the commit then runs while the server
+    answers), or before several sessions start, or at the end if nobody asked."""
+
+    def __init__(self, ready: Ready | None, messages: int) -> None:
+        self._ready = ready
+        self._messages = messages
+        self.allowed: Collection[int] | None = None  # None until called
+        self.error: BaseException | None = None  # what `ready` raised
+
+    def allows(self, index: int) -> bool:
+        if self.allowed is None:
+            self.decide()
+        assert self.allowed is not None
+        return index in self.allowed
+
+    def decide(self) -> None:
+        if self.allowed is not None:
+            return
+        try:
+            self.allowed = range(self._messages) if self._ready is None else set(self._ready())
+        except BaseException as exc:  # nothing is handed over; `send_many` raises it
+            self.error = exc
+            self.allowed = ()
 
 
 class SmtpTransport:
@@ -500,16 +573,17 @@ class SmtpTransport:
         if self._pool is None and len(self.sessions) > 1:
             self._pool = ThreadPoolExecutor(len(self.sessions), thread_name_prefix="smtp")
 
-    def send(self, envelope: Envelope, data: bytes) -> str:
-        """One message on the first session."""
-        return self.sessions[0].deliver(envelope, data)
-
-    def send_many(self, messages: Sequence[tuple[Envelope, bytes]]) -> list[Result]:
+    def send_many(
+        self, messages: Sequence[tuple[Envelope, bytes]], ready: Ready | None = None
+    ) -> list[Result]:
         """Message i on session i (modulo their number), the sessions in parallel; one
         result per message, in order. Given at most `in_doubt` messages, each session
-        has at most one in hand."""
+        has at most one in hand. With one session, `ready` runs while the server
+        answers its `MAIL FROM`; with several, before they start (their commits are
+        shared, and measured no faster overlapped)."""
         results: list[Result | None] = [None] * len(messages)
         used = self.sessions[: max(1, min(len(messages), len(self.sessions)))]
+        gate = _Ready(ready, len(messages))
 
         def work(number: int) -> None:
             session = used[number]
@@ -518,9 +592,13 @@ class SmtpTransport:
                 if down is not None:  # this session cannot go on: the rest is not handed over
                     results[index] = down
                     continue
+                if gate.allowed is not None and index not in gate.allowed:
+                    results[index] = Withheld("not handed over: withheld by the runner")
+                    continue  # known before its session began: the server never hears of it
                 envelope, data = messages[index]
+                may_go = functools.partial(gate.allows, index)
                 try:
-                    results[index] = session.deliver(envelope, data)
+                    results[index] = session.deliver(envelope, data, may_go)
                 except TransportDown as exc:
                     results[index] = down = exc
                 except (TemporaryFailure, PermanentFailure, DeliveryUnknown) as exc:
@@ -529,12 +607,22 @@ class SmtpTransport:
                     results[index] = down = TransportDown(exc)
 
         if self._pool is None or len(used) == 1:
-            work(0)
+            try:
+                work(0)
+            finally:
+                gate.decide()  # `ready` is always called, once
         else:
+            # On this thread, before the sessions start: `ready` uses the store, and a
+            # store's connection belongs to the thread that opened it.
+            gate.decide()
+            if gate.error is not None:
+                raise gate.error
             futures = [self._pool.submit(work, n) for n in range(len(used))]
             errors = [e for f in futures if (e := f.exception()) is not None]
             if errors:  # not a delivery outcome (a refused login): the run stops on it
                 raise errors[0]
+        if gate.error is not None:
+            raise gate.error
         done = [r for r in results if r is not None]
         assert len(done) == len(messages)
         return done
