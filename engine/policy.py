@@ -128,18 +128,19 @@ def limit_day(settings: Settings, due: datetime, tz: ZoneInfo, day: date) -> dat
 
 
 def after_previous_step(
-    settings: Settings, due: datetime, previous: datetime, tz: ZoneInfo
+    settings: Settings, due: datetime, previous: datetime, tz: ZoneInfo, at: time | None = None
 ) -> datetime:
     """A step on a later campaign day than the step before it, which goes at `previous`.
 
     Unchanged (`due` itself) when it is still after `previous`; else (the step before it
     was pushed to or past its time) the next campaign day after `previous`'s local date,
     at the step's own wall time, so a contact never gets two steps at once after a move.
+    `at`: that wall time (`due`'s in `tz`) when the caller knows it already.
     """
     if due > previous:
         return due
     after = next_campaign_day(settings, previous.astimezone(tz).date())
-    return resolve_local(after, wall(due.astimezone(tz)), tz)
+    return resolve_local(after, wall(due.astimezone(tz)) if at is None else at, tz)
 
 
 # -- R2 / R4: same time as the previous email ----------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import NamedTuple
 
 from .calendar import day_dates, next_campaign_day, resolve_local, zone
@@ -184,9 +184,12 @@ class ZonePlanner:
         dates = day_dates(settings, first_date, max(sh.step.day for sh in shape))
         window = settings.send_window
         task_time = window.start if window else DEFAULT_TASK_TIME
-        # Per step: its campaign day's date, and its intended time with why it moved (None:
-        # it copies its reference email's wall time, known only once that one is placed).
-        self.intents: list[tuple[date, datetime | None, str | None]] = []
+        # Per step: its campaign day's date, its intended time with why it moved (None: it
+        # copies its reference email's wall time, known only once that one is placed),
+        # and that time in the zone with its wall time (worked out once, not per build).
+        self.intents: list[
+            tuple[date, datetime | None, str | None, datetime | None, time | None]
+        ] = []
         for sh in shape:
             step = sh.step
             d = dates[step.day - 1]
@@ -224,7 +227,8 @@ class ZonePlanner:
                 due = resolve_local(d, step.at or task_time, tz)
             if due is not None and due < start:
                 due, moved = start, "launch time passed"
-            self.intents.append((d, due, moved))
+            in_zone = due.astimezone(tz) if due is not None else None
+            self.intents.append((d, due, moved, in_zone, wall(in_zone) if in_zone else None))
 
     def build(self, limit: DailyLimit | None = None) -> ContactSchedule:
         """The zone's schedule now, booking its automatic emails in `limit` if given."""
@@ -239,26 +243,28 @@ class ZonePlanner:
         previous: datetime | None = None
         previous_local = start
         previous_day = 0
-        for sh, (d, intended, moved) in zip(self.shape, self.intents, strict=True):
+        for sh, (d, intended, moved, local, at) in zip(self.shape, self.intents, strict=True):
             step = sh.step
             if intended is not None:
                 due = intended
             else:
                 assert sh.reference is not None
                 due = resolve_local(d, wall(slots[sh.reference].due_local), tz)
+                local = at = None  # (the wall time of `due` differs in a DST gap)
                 if due < start:
                     due, moved = start, "launch time passed"
             if previous is not None and step.day > previous_day:
                 # The step before it was moved onto this one (send window, daily limit,
                 # launch time): keep the gap of at least one campaign day, not a burst.
-                pushed = after_previous_step(settings, due, previous_local, tz)
+                pushed = after_previous_step(settings, due, previous_local, tz, at)
                 if pushed is not due:
-                    due, moved = pushed, "after previous step"
+                    due, moved, local = pushed, "after previous step", None
             elif previous is not None and due < previous:
-                due, moved = previous, "after previous step"
+                due, moved, local = previous, "after previous step", previous_local
             # Local times are worked out once per change (the policy takes any aware time
             # and returns the very time it was given when it does not move it).
-            local = due.astimezone(tz)
+            if local is None:
+                local = due.astimezone(tz)
             if sh.action is Action.SEND_EMAIL:
                 opening = into_window(settings, local, tz)
                 if opening is not local:
