@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import traceback
+from contextlib import closing
 from typing import Any
 
 import click
@@ -125,6 +126,10 @@ def fmt_command(paths: tuple[str, ...], check: bool) -> int:
 # Thin wrappers over engine.launch / runner / tasks / signals / status. Every command that
 # touches state takes --db (CADENCE_DB, default ./cadence.db); those that send take
 # --transport (CADENCE_TRANSPORT, default outbox:./outbox).
+
+# A task's ID as the stores hold it (engine.store.MAX_ROW_ID): a larger number is a usage
+# error here, not an overflow inside the store.
+ROW_ID = click.IntRange(1, 9_223_372_036_854_775_807)
 
 db_option = click.option(
     "--db",
@@ -412,10 +417,10 @@ def run_command(
 
             run_every(
                 runner,
-                schedule.expression,
+                schedule,
                 show_and_next,
                 error,
-                before_pass=_inbox_before_pass(store, clock),
+                before_pass=_inbox_before_pass(store, clock, output_format),
             )
             return 0
         started = clock.now()
@@ -437,28 +442,34 @@ def run_command(
     return 1 if unknown or failed else 0
 
 
-def _inbox_before_pass(store: Any, clock: Any) -> Any:
+def _inbox_before_pass(store: Any, clock: Any, output_format: str) -> Any:
     """`run --every` polls CADENCE_IMAP_URL before each pass, when it is set (SPEC §8)."""
-    if not os.environ.get("CADENCE_IMAP_URL", "").strip():
+    from .engine.inbound.imap import URL_ENV
+
+    if not os.environ.get(URL_ENV, "").strip():
         return None
     from .engine.inbound.poll import mailbox_from_env, poll
 
     mailbox = mailbox_from_env(None)  # a bad URL is a usage error now, not at the first pass
 
     def before_pass() -> None:
-        _show_poll_news(poll(store, mailbox, now=clock.now()), "text", clock.now())
+        _show_poll_news(poll(store, mailbox, now=clock.now()), output_format, clock.now())
 
     return before_pass
 
 
 def _show_poll_news(report: Any, output_format: str, at: Any) -> None:
     """A poll that runs alongside sends is shown when it found something to act on."""
-    if any(n for k, n in report.counts().items() if k not in ("ignored", "own")):
+    from .engine.inbound.poll import QUIET_KINDS
+
+    if any(n for k, n in report.counts().items() if k not in QUIET_KINDS):
         _show_poll(report, output_format, at)
 
 
 def _show_poll(report: Any, output_format: str, at: Any) -> None:
     import json
+
+    from .engine.inbound.poll import QUIET_KINDS
 
     if output_format == "json":
         click.echo(
@@ -469,13 +480,13 @@ def _show_poll(report: Any, output_format: str, at: Any) -> None:
         )
         return
     counts = ", ".join(f"{k} {n}" for k, n in report.counts().items() if n)
-    rescan = " (UIDVALIDITY changed: read again)" if report.rescanned else ""
+    rescan = " (UIDVALIDITY changed: read again by date)" if report.rescanned else ""
     click.echo(
         f"{at:%Y-%m-%d %H:%M:%S}Z {report.mailbox}: read {report.read}, "
         f"already handled {report.already}{rescan}: {counts or 'nothing new'}"
     )
     for f in report.found:
-        if f.kind not in ("ignored", "own"):
+        if f.kind not in QUIET_KINDS:
             click.echo(f"  {f.kind:<11} {f.email:<32} {f.cadence or '(every cadence)'}: {f.detail}")
 
 
@@ -523,7 +534,7 @@ def inbox_poll(
         def error(exc: Exception) -> None:
             click.echo(f"error: {exc}", err=True)
 
-        poll_every(schedule.expression, clock.now, once, error)
+        poll_every(schedule, clock.now, once, error)
     return 0
 
 
@@ -593,7 +604,7 @@ def tasks_list(
 
 
 @tasks_group.command("show")
-@click.argument("task_id", type=int, metavar="ID")
+@click.argument("task_id", type=ROW_ID, metavar="ID")
 @click.option(
     "-f", "--format", "output_format", type=click.Choice(["text", "json"]), default="text"
 )
@@ -635,7 +646,7 @@ def _finish_task(task_id: int, state: str, db: str, now_text: str | None) -> int
 
 
 @tasks_group.command("done")
-@click.argument("task_id", type=int, metavar="ID")
+@click.argument("task_id", type=ROW_ID, metavar="ID")
 @db_option
 @now_option
 def tasks_done(task_id: int, db: str, now_text: str | None) -> int:
@@ -644,7 +655,7 @@ def tasks_done(task_id: int, db: str, now_text: str | None) -> int:
 
 
 @tasks_group.command("skip")
-@click.argument("task_id", type=int, metavar="ID")
+@click.argument("task_id", type=ROW_ID, metavar="ID")
 @db_option
 @now_option
 def tasks_skip(task_id: int, db: str, now_text: str | None) -> int:
@@ -673,7 +684,7 @@ def _read_body_file(name: str) -> str:
 
 
 @tasks_group.command("send")
-@click.argument("task_id", type=int, metavar="ID")
+@click.argument("task_id", type=ROW_ID, metavar="ID")
 @click.option(
     "--body-file",
     type=click.Path(dir_okay=False),
@@ -1118,13 +1129,10 @@ def users_add(email: str, name: str, admin: bool, timezone: str, db: str) -> int
 
     from .engine.users import add_user, open_users
 
-    users = open_users(db)
-    try:
+    with closing(open_users(db)) as users:
         user = add_user(
             users, email, name=name, admin=admin, timezone=timezone, now=datetime.now(UTC)
         )
-    finally:
-        users.close()
     role = "admin" if user.admin else "rep"
     click.echo(
         f"added {user.email} ({role}, {user.timezone}); sign-in: `cadence users link {user.email}`"
@@ -1143,11 +1151,8 @@ def users_list(output_format: str, db: str) -> int:
 
     from .engine.users import open_users
 
-    users = open_users(db)
-    try:
+    with closing(open_users(db)) as users:
         found = users.users()
-    finally:
-        users.close()
     if output_format == "json":
         rows = [
             {"email": u.email, "name": u.name, "admin": u.admin, "timezone": u.timezone}
@@ -1171,11 +1176,8 @@ def users_remove(email: str, db: str) -> int:
     """Remove a user; their sessions and sign-in links stop working at once."""
     from .engine.users import open_users, remove_user
 
-    users = open_users(db)
-    try:
+    with closing(open_users(db)) as users:
         user = remove_user(users, email)
-    finally:
-        users.close()
     click.echo(f"removed {user.email}")
     return 0
 
@@ -1190,11 +1192,8 @@ def users_link(email: str, db: str) -> int:
     from .engine.users import base_url, open_users, sign_in_link
 
     links = base_url()
-    users = open_users(db)
-    try:
+    with closing(open_users(db)) as users:
         url = sign_in_link(users, email, base=links, now=datetime.now(UTC))
-    finally:
-        users.close()
     click.echo(url)
     return 0
 
@@ -1447,8 +1446,10 @@ def worker_command(
             hint="set CADENCE_DB=postgresql://… (or --db); with SQLite use `cadence run`",
         )
     parse_transport(transport)  # a bad URL is a usage error before any job is taken
+    from .engine.inbound.imap import URL_ENV
+
     mailbox = None
-    if os.environ.get("CADENCE_IMAP_URL", "").strip():
+    if os.environ.get(URL_ENV, "").strip():
         from .engine.inbound.poll import mailbox_from_env
 
         mailbox = mailbox_from_env(None)  # polled once per minute (SPEC §8, §10)

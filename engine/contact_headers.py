@@ -5,25 +5,15 @@ A header becomes a column name by case, spaces, dashes and punctuation: `First N
 and Outlook name the standard fields their own way (`E-mail Address`, `Account Name`,
 `Job Title`, `Time Zone`); those names are read as the standard field, unless the list
 also has a column with the standard name itself (that column wins, the other keeps its
-own name). A column that looks like a time zone but is none of these gets a warning: its
-contacts would otherwise be planned in the default zone without a word.
+own name). A column that looks like a time zone but is none of these gets a warning when
+the list has no `timezone` column: its contacts would otherwise be planned in the default
+zone without a word.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-
-STANDARD_FIELDS = (
-    "email",
-    "first_name",
-    "last_name",
-    "company",
-    "title",
-    "timezone",
-    "phone",
-    "linkedin_url",
-)
 
 # Normalised header → standard field; README "Contact lists" lists them for users.
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -53,7 +43,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "linkedin_url": ("linkedin", "linkedin_profile", "linkedin_profile_url", "person_linkedin_url"),
 }
 _STANDARD_FOR = {alias: field for field, names in ALIASES.items() for alias in names}
-_ZONE_LIKE = re.compile(r"(^|_)(tz|zone|timezone|time_zone)($|_)|zone")
+# `tz` as a word of the name, or `zone` anywhere in it (`timezone`, `hs_timezone`).
+_ZONE_LIKE = re.compile(r"(^|_)tz($|_)|zone")
 
 
 def normalised(header: str) -> str:

@@ -8,6 +8,7 @@ is malformed. File-level problems (no header, empty file, not UTF-8) raise Input
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 from collections import Counter
@@ -54,14 +55,11 @@ def open_records(
             hint="use .csv, .json, .jsonl or .yaml, or pass --contacts-format",
         )
     reader = {"csv": _csv, "json": _json, "jsonl": _jsonl, "yaml": _yaml}[kind]
-    _check_encoding(path)
     try:
+        _check_encoding(path)
         yield from (_csv(path, only) if kind == "csv" else reader(path))
     except UnicodeDecodeError:
-        raise InputError(
-            f"{path}:{_first_undecodable(path)}",
-            hint="re-save the contact list as UTF-8 (e.g. 'CSV UTF-8' in Excel)",
-        ) from None
+        raise InputError(f"{path}:{_first_undecodable(path)}", hint=_UTF8_HINT) from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
 
@@ -71,17 +69,11 @@ _UTF8_HINT = "re-save the contact list as UTF-8 (e.g. 'CSV UTF-8' in Excel)"
 
 def _check_encoding(path: Path) -> None:
     """UTF-16 (with or without a BOM) named as such, not as a bad byte or a bad header."""
-    try:
-        with path.open("rb") as f:
-            head = f.read(256)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    with path.open("rb") as f:
+        head = f.read(256)
     utf16 = utf16_problem(head)
     if utf16 is not None:
-        raise InputError(
-            f"{path}:1: {utf16}",
-            hint="re-save the contact list as UTF-8 (e.g. 'CSV UTF-8' in Excel)",
-        )
+        raise InputError(f"{path}:1: {utf16}", hint=_UTF8_HINT)
 
 
 def _first_undecodable(path: Path) -> str:
@@ -199,16 +191,83 @@ def _normalised(values: Any) -> Values:
     if len(values) > MAX_COLUMNS:
         return ("-", f"{len(values):,} fields; a contact may have at most {MAX_COLUMNS:,}")
     out: dict[str, str] = {}
-    for column, value in zip(column_names(map(str, values)), values.values(), strict=True):
+    for column, value in zip(_columns(tuple(values)), values.values(), strict=True):
         text = _as_text(value)
         if text is None:
-            shown = json.dumps(value, default=str)[:40]
-            return (column, f"nested value {shown} is not supported")
+            return (column, f"nested value {_json_prefix(value, 40)} is not supported")
         if len(text) > MAX_FIELD_CHARS:
             return (column, _too_long(len(text)))
         if text:
             out[column] = text
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _columns(keys: tuple[str, ...]) -> list[str]:
+    """The column names of a record's keys: the records of one list share a few key
+    orders, so each is normalised once, not once per record."""
+    return column_names(map(str, keys))
+
+
+class _Piece(str):
+    """Text of the JSON being written, as opposed to a value still to write."""
+
+    __slots__ = ()
+
+
+_DONE = object()
+
+
+def _json_prefix(value: Any, limit: int) -> str:
+    """The first `limit` characters of `json.dumps(value, default=str)`, written without
+    recursion and without going further: a value nested thousands deep costs `limit`."""
+    out: list[str] = []
+    size = 0
+    stack: list[Iterator[Any]] = [iter((value,))]
+    while stack and size < limit:
+        item = next(stack[-1], _DONE)
+        if item is _DONE:
+            stack.pop()
+            continue
+        if type(item) is _Piece:
+            piece: str = item
+        elif isinstance(item, dict):
+            stack.append(_object_pieces(item, limit))
+            continue
+        elif isinstance(item, list | tuple):
+            stack.append(_array_pieces(item))
+            continue
+        else:
+            piece = json.dumps(item[:limit] if isinstance(item, str) else item, default=str)
+        out.append(piece)
+        size += len(piece)
+    return "".join(out)[:limit]
+
+
+def _array_pieces(items: list[Any] | tuple[Any, ...]) -> Iterator[Any]:
+    yield _Piece("[")
+    for i, item in enumerate(items):
+        if i:
+            yield _Piece(", ")
+        yield item
+    yield _Piece("]")
+
+
+def _object_pieces(mapping: dict[Any, Any], limit: int) -> Iterator[Any]:
+    yield _Piece("{")
+    for i, (key, item) in enumerate(mapping.items()):
+        if i:
+            yield _Piece(", ")
+        yield _Piece(json.dumps(_json_key(key)[:limit]) + ": ")
+        yield item
+    yield _Piece("}")
+
+
+def _json_key(key: Any) -> str:
+    # As json.dumps writes a key that is not text (true, null, 1.5).
+    if isinstance(key, str):
+        return key
+    return json.dumps(key) if key is None or isinstance(key, bool) else str(key)
 
 
 def _too_long(n: int) -> str:
@@ -285,47 +344,59 @@ def _json(path: Path) -> Iterator[RawRecord]:
                 raise InputError(f"{path}:{line}: the JSON array is not closed with ']'")
             if buf[pos] == "]":
                 break
+            value: Any = _DEEP
             while True:
                 try:
-                    value, end = _decode_one(decoder, buf, pos)
+                    value, end = decoder.raw_decode(buf, pos)
                     break
                 except RecursionError:
-                    raise InputError(f"{path}:{line}: {_TOO_DEEP}") from None
+                    # Nested too deep for the (recursive) decoder: a bad row, and the
+                    # list goes on after it.
+                    skipped = _value_end(buf, pos)
+                    if skipped is not None:
+                        end = skipped
+                        break
+                    problem = f"{path}:{line}: {_TOO_DEEP}"
                 except json.JSONDecodeError as exc:
-                    if len(buf) - pos > MAX_RECORD_BYTES:
-                        raise InputError(
-                            f"{path}:{line}: a contact record longer than "
-                            f"{MAX_RECORD_BYTES:,} characters"
-                        ) from None
-                    if eof:
-                        raise InputError(
-                            f"{path}:{line + buf.count(chr(10), pos, exc.pos)}: invalid JSON: "
-                            f"{exc.msg}"
-                        ) from None
-                    fill()
+                    problem = (
+                        f"{path}:{line + buf.count(chr(10), pos, exc.pos)}: invalid JSON: {exc.msg}"
+                    )
+                if len(buf) - pos > MAX_RECORD_BYTES:
+                    raise InputError(
+                        f"{path}:{line}: a contact record longer than "
+                        f"{MAX_RECORD_BYTES:,} characters"
+                    ) from None
+                if eof:
+                    raise InputError(problem) from None
+                fill()
             row += 1
-            yield line, row, _normalised(value)
+            try:
+                values = ("-", _TOO_DEEP) if value is _DEEP else _normalised(value)
+            except RecursionError:
+                values = ("-", _TOO_DEEP)
+            yield line, row, values
             line += buf.count("\n", pos, end)
             pos = end
         if row == 0:
             raise InputError(f"{path}: has no contacts", hint=_EMPTY_HINT)
 
 
-def _decode_one(decoder: json.JSONDecoder, buf: str, pos: int) -> tuple[Any, int]:
-    """One JSON value at `pos`; the nesting is checked before the (recursive) decoder."""
+_DEEP = object()  # a record too deep to decode
+
+
+def _value_end(buf: str, pos: int) -> int | None:
+    """Where the JSON array or object at `pos` ends, by its brackets (strings skipped);
+    None when it does not end within `buf`. Only for a record too deep to decode."""
+    if buf[pos] not in "[{":
+        return None
     depth = 0
-    for match in _BRACKETS.finditer(buf, pos, min(len(buf), pos + MAX_RECORD_BYTES)):
-        ch = match.group(1)
-        if not ch:
-            if depth == 0:
-                break  # a string at the top: no nesting to count
-            continue
-        depth += 1 if ch in "[{" else -1
-        if depth > MAX_NESTING:
-            raise RecursionError
-        if depth == 0:
-            break
-    return decoder.raw_decode(buf, pos)
+    for match in _BRACKETS.finditer(buf, pos):
+        if match.group(1) is None:
+            continue  # a string, brackets and all
+        depth += 1 if match.group(1) in "[{" else -1
+        if depth <= 0:
+            return match.end()
+    return None
 
 
 # Brackets outside JSON strings (a string is matched whole, so its brackets never count).

@@ -57,7 +57,7 @@ class ContactReader:
 
     After iteration, `.skipped` lists the rows left out (skip_invalid mode), `.count`
     the contacts yielded and `.warnings` the columns that look like a time zone but are
-    not read as one (engine.contact_headers).
+    not read as one (engine.contact_headers), when the list has no `timezone` column.
     """
 
     def __init__(self, path: Path, *, skip_invalid: bool = False, fmt: str | None = None) -> None:
@@ -111,6 +111,7 @@ class ContactReader:
         seen: dict[str, int] = {}
         checked = self._checked
         columns: set[str] = set()
+        zone_like: list[str] = []
         for line, row, fields in open_records(self.path, self.fmt):
             if checked:
                 # The checking pass already vouched for every row; only a file changed
@@ -126,7 +127,11 @@ class ContactReader:
             new = fields.keys() - columns
             if new:
                 columns |= new
-                self.warnings += [zone_warning(name, c) for c in sorted(new) if looks_like_zone(c)]
+                zone_like += [c for c in sorted(new) if looks_like_zone(c)]
+                # Once the list has a `timezone` column, contacts are planned in its zone:
+                # a `Contact Time Zone` beside it is not a zone left unread.
+                found = "timezone" in columns
+                self.warnings = [] if found else [zone_warning(name, c) for c in zone_like]
             self.count += 1
             yield Contact(fields["email"], fields, fields.get("timezone"), row)
 

@@ -126,8 +126,3 @@ def _check_item(field: Field, item: str, expression: str) -> None:
             raise _error(
                 expression, f"the {field.name} range {span} is reversed; write {high}-{low}"
             )
-
-
-def check_cron(expression: str) -> None:
-    """Raise UsageError unless `expression` is a cron expression `--every` accepts."""
-    parse_cron(expression)

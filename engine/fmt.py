@@ -43,6 +43,8 @@ def format_text(text: str) -> str:
     line the same: a mixed file is not canonical); raises YAMLError (or ValueError, for a
     date that does not exist) for text that cannot be read."""
     ending = line_ending(text)
+    # Separating tabs become spaces; a tab inside a plain value is kept, so ruamel
+    # refuses it (a space would change the value).
     lf = loader.separating_tabs_as_spaces(text.replace("\r\n", "\n"))
     formatted = _format_lf(lf)
     return formatted if ending == "\n" else formatted.replace("\n", ending)
@@ -91,7 +93,7 @@ def format_paths(paths: Iterable[Path], *, write: bool) -> tuple[list[Path], lis
         if isinstance(text, loader.LoadProblem):
             problems.append(f"{path}:{text.line}:{text.col}: {text.message} [{text.rule}]")
             continue
-        limited = loader.limit_problem(text)
+        limited = loader.limit_problem(text, size_checked=True)  # decode checked the bytes
         if limited is not None:  # before the round-trip loader, which recurses per level
             problems.append(
                 f"{path}:{limited.line}:{limited.col}: not formatted: {limited.message} "
@@ -120,4 +122,7 @@ def _not_formatted(path: Path, text: str, exc: Exception) -> str:
         )
     mark = getattr(exc, "problem_mark", None)
     where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else f"{path}:1:1"
+    if loader.tab_in_value(exc):
+        # Valid YAML the round-trip loader cannot read; a space would change the value.
+        return f"{where}: not formatted: {loader.VALUE_TAB} [yaml/syntax]"
     return f"{where}: not formatted, the YAML does not parse [yaml/syntax]"

@@ -28,6 +28,10 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(
     r"\\(?:u[dD][89a-fA-F][0-9a-fA-F]{2}|U0000[dD][89a-fA-F][0-9a-fA-F]{2})"
 )
+# Where a lone surrogate in loaded values can come from: such an escape, or the character
+# itself in the text (a surrogateescape decode; both parsers refuse it, but it costs
+# nothing to look). A text with neither cannot give one, whatever its values.
+_SURROGATE_SOURCE = re.compile(f"{_SURROGATE_ESCAPE.pattern}|{_SURROGATE.pattern}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +63,21 @@ def size_problem(size: int) -> LimitProblem | None:
     return None
 
 
-def text_problem(text: str) -> LimitProblem | None:
-    """The first limit `text` breaks (size, nesting, entries, number length), or None."""
-    found = size_problem(len(text.encode("utf-8", "surrogatepass")))
+def text_problem(text: str, *, size_checked: bool = False) -> LimitProblem | None:
+    """The first limit `text` breaks (size, nesting, entries, number length), or None.
+
+    `size_checked`: the caller has checked the size of the bytes it decoded (a BOM and
+    all), which is at least that of the text."""
+    found = None if size_checked else size_problem(_utf8_size(text))
     return found or next(_scan(text), None)
+
+
+def _utf8_size(text: str) -> int:
+    """The text's size in UTF-8, encoded only when the length cannot tell: a character
+    takes one to four bytes (a lone surrogate three)."""
+    if 4 * len(text) <= MAX_CADENCE_BYTES or text.isascii():
+        return len(text)  # exact for ASCII; otherwise below the limit either way
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def _scan(text: str) -> Iterator[LimitProblem]:
@@ -175,7 +190,7 @@ def _too_many(line: int, col: int) -> LimitProblem:
 
 def surrogate_problem(text: str, data: Any) -> LimitProblem | None:
     """A lone surrogate (`"\\ud800"`) in the loaded values: not a character at all."""
-    if not _holds_surrogate(data):
+    if _SURROGATE_SOURCE.search(text) is None or not _holds_surrogate(data):
         return None
     escape = _SURROGATE_ESCAPE.search(text)
     offset = escape.start() if escape else 0

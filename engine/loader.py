@@ -8,10 +8,15 @@ clean file never pays for it.
 Safety: the safe constructor refuses arbitrary tags; aliases are bounded by counting the
 values they expand to, so a 'billion laughs' file is a finding, not an out-of-memory.
 Dates stay text (as JSON Schema and editors see them), checked by the schema's format.
+
+Tabs: libyaml (the fast path) reads the text as written. ruamel's scanner refuses a tab
+that only separates (`key:<TAB>value`), so it is given those as spaces, found in one
+scan (`separating_tabs_as_spaces`); a tab inside a plain value is never made a space.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import os
@@ -31,7 +36,8 @@ from ruamel.yaml.constructor import (
 )
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import ScalarEvent
-from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.reader import Reader, ReaderError
+from ruamel.yaml.scanner import Scanner, ScannerError
 
 from . import input_checks, yaml_events
 from .errors import InputError
@@ -122,9 +128,10 @@ def _raw_problem(raw: bytes) -> LoadProblem | None:
     return None
 
 
-def limit_problem(text: str) -> LoadProblem | None:
-    """The first limit of engine.limits the text breaks, before it is parsed."""
-    found = input_checks.text_problem(text)
+def limit_problem(text: str, *, size_checked: bool = False) -> LoadProblem | None:
+    """The first limit of engine.limits the text breaks, before it is parsed
+    (`size_checked`: it was decoded from bytes whose size `decode` checked)."""
+    found = input_checks.text_problem(text, size_checked=size_checked)
     if found is None:
         return None
     return LoadProblem(yaml_rules.LIMITS.id, found.message, found.line, found.col)
@@ -144,25 +151,48 @@ def load_data(path: PathLike) -> Any:
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
     text = decode(raw)
-    data = parse(text) if isinstance(text, str) else text
+    data = parse(text, size_checked=True) if isinstance(text, str) else text
     if isinstance(data, LoadProblem):
         raise InputError(f"{path}:{data.line}:{data.col}: {data.message} [{data.rule}]")
     return data
 
 
-def parse(text: str) -> Any:
-    """Plain data (dicts, lists, str, int, float, bool, None) or a LoadProblem."""
-    limited = limit_problem(text)
+def parse(text: str, *, size_checked: bool = False) -> Any:
+    """Plain data (dicts, lists, str, int, float, bool, None) or a LoadProblem
+    (`size_checked`: the text is what `decode` gave, which checked the size)."""
+    limited = limit_problem(text, size_checked=size_checked)
     if limited is not None:
         return limited
-    text = separating_tabs_as_spaces(text)
     try:
+        # libyaml reads separating tabs (and a tab inside a plain value) as YAML says;
+        # a tab-indented line is refused there (yaml_events.TAB_INDENT) and named below.
         fast = yaml_events.load(text)
     except yaml_events.Unsupported:
         fast = None
     if isinstance(fast, dict):
         # The common clean file: no node graph, no copy needed.
         return _surrogates(text, fast) or fast
+    spots = _tab_spots(text)
+    result = _full_load(_as_spaces(text, spots))
+    if isinstance(result, LoadProblem):
+        # ruamel cannot read a tab inside a plain value (`a: b<TAB>c`), which is left as
+        # it is. Read with those tabs as spaces too: a file refused for another reason is
+        # refused for it, as before; one that would load is refused at the first such tab
+        # rather than loaded with its values changed.
+        every = _tab_spots(text, in_values=True)
+        if len(every) > len(spots):
+            other = _full_load(_as_spaces(text, every))
+            if isinstance(other, LoadProblem):
+                return other
+            first = min(set(every).difference(spots))
+            return LoadProblem(
+                yaml_rules.SYNTAX.id, f"YAML syntax error: {VALUE_TAB}", *_line_col(text, first)
+            )
+    return result
+
+
+def _full_load(text: str) -> Any:
+    """ruamel's safe loader: plain data, or the LoadProblem that names why not."""
     try:
         # A `%YAML 1.1` directive stays with the parser that read it: such a file gets
         # its own, so the next file is read as YAML 1.2 again.
@@ -199,32 +229,225 @@ def parse(text: str) -> Any:
     return copied if isinstance(copied, LoadProblem) else _surrogates(text, copied) or copied
 
 
-def separating_tabs_as_spaces(text: str) -> str:
-    """`daily_limit:<TAB>50` is valid YAML (a tab may separate a value from its key), but
-    ruamel's scanner refuses it; each such tab becomes a space (same column, same data).
-    A tab that indents a line stays, and gets its own finding."""
-    if "\t" not in text:
-        return text
-    from ruamel.yaml.scanner import ScannerError
+def separating_tabs_as_spaces(text: str, *, in_values: bool = False) -> str:
+    """`daily_limit:<TAB>50` is valid YAML (a tab may separate a value from its key, an
+    indicator or a comment), but ruamel's scanner refuses it; each such tab becomes a
+    space (same column, same data). A tab that indents a line stays, and gets its own
+    finding. A tab inside a plain value (`a: b<TAB>c`, which is the text `b<TAB>c`) stays
+    too, since a space would change the value; ruamel refuses it. `in_values` turns those
+    into spaces as well, for the position table, whose marks a space does not move.
 
-    for _ in range(text.count("\t")):
+    One pass of ruamel's scanner, which reads each tab it decides on as a space."""
+    return _as_spaces(text, _tab_spots(text, in_values=in_values))
+
+
+def _tab_spots(text: str, *, in_values: bool = False) -> list[int]:
+    """Where separating_tabs_as_spaces puts a space, in order.
+
+    With `in_values`, a tab where ruamel happens to stop for another reason (a key that
+    never gets its ':') is also read as a space and the text scanned again, as every
+    tab was before; a few times at most, as such a stop refuses the file anyway."""
+    if "\t" not in text:
+        return []
+    spaces: set[int] = set()
+    for _ in range(_RESCANS):
+        yaml = YAML(typ="safe", pure=True)
+        yaml.Reader = _TabReader
+        yaml.Scanner = _AnyTabScanner if in_values else _TabScanner
+        yaml.reader.spaces = spaces
         try:
-            for _token in _safe_yaml().scan(text):
+            for _token in yaml.scan(text):
                 pass
         except ScannerError as exc:
-            mark = exc.problem_mark
-            index = getattr(mark, "index", -1)
-            if not (0 <= index < len(text) and text[index] == "\t"):
-                return text
-            line_start = text.rfind("\n", 0, index) + 1
-            if not text[line_start:index].strip():
-                return text  # the tab indents the line
-            text = text[:index] + " " + text[index + 1 :]
+            at = getattr(exc.problem_mark, "pointer", -1)
+            if not (in_values and 0 <= at < len(text) and text[at] == "\t"):
+                break
+            if at in spaces or not text[text.rfind("\n", 0, at) + 1 : at].strip():
+                break  # the tab indents its line: it gets its own finding
+            spaces.add(at)
             continue
         except YAMLError:
-            return text
+            break  # the loader names it; the tabs before it are repaired
+        break
+    return sorted(spaces)
+
+
+_RESCANS = 8
+
+
+def _as_spaces(text: str, spots: list[int]) -> str:
+    if not spots:
         return text
-    return text
+    parts, start = [], 0
+    for spot in spots:
+        parts.append(text[start:spot])
+        start = spot + 1
+    parts.append(text[start:])
+    return " ".join(parts)
+
+
+class _TabReader(Reader):
+    """ruamel's reader, with the tabs the scanner has decided on read as spaces."""
+
+    def __init__(self, stream: Any, loader: Any = None) -> None:
+        self.spaces: set[int] = set()
+        self.window = (0, 0)  # tabs here become spaces when first looked at
+        super().__init__(stream, loader)
+
+    def peek(self, index: int = 0) -> str:
+        ch: str = super().peek(index)
+        if ch == "\t":
+            at = self.pointer + index
+            if at in self.spaces:
+                return " "
+            if self.window[0] <= at < self.window[1]:
+                self.spaces.add(at)
+                return " "
+        return ch
+
+
+_PLAIN_STOP = "\0\r\n\x85\u2028\u2029#"  # after these a plain value's blanks are not its text
+_BLANK_END = " \t\0\r\n\x85\u2028\u2029"
+_PLAIN_GAP = " \t\r\n\x85\u2028\u2029"
+_LINE_LEAD = re.compile(r"^[^\S\n]*", re.MULTILINE)
+_BLOCK_HEADER = re.compile(r"[|>](?:[-+][1-9]?|[1-9][-+]?)?[ \t]*")
+_DIRECTIVE_NAME = re.compile(r"%[0-9A-Za-z_:.-]*")
+_COMMENT_START = re.compile(r"[ \t]#")
+_LINE_END = re.compile(r"[\0\r\n]")
+
+
+class _TabScanner(Scanner):
+    """ruamel's scanner, deciding about each tab of block context where it would stop:
+    a tab that separates (after an indicator, a quoted value or a key, before a comment
+    or a line end, in a block scalar's header or a directive) is read as a space; one
+    that indents a line, or that is inside a plain value (unless `in_values`), is not,
+    and the scanner refuses it as before. Each run of blanks is looked at once."""
+
+    in_values = False
+
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader)
+        self._plain_end = -1  # where the last plain scalar ended
+        self._run = (0, 0, False)  # the last run of blanks decided: start, end, verdict
+        self._lines: tuple[list[int], list[int]] | None = None
+
+    def _buffer(self) -> str:
+        buffer: str = self.reader.buffer
+        return buffer
+
+    def _indents(self, index: int) -> bool:
+        """Only blanks before `index` on its line (as `str.strip` counts them)."""
+        if self._lines is None:
+            starts, leads = [], []
+            for match in _LINE_LEAD.finditer(self._buffer()):
+                starts.append(match.start())
+                leads.append(match.end())
+            self._lines = (starts, leads)
+        starts, leads = self._lines
+        return leads[bisect.bisect_right(starts, index) - 1] > index
+
+    def _separates(self, index: int) -> bool:
+        """Whether the tab at `index` (the scanner is on it) is read as a space."""
+        start, end, verdict = self._run
+        if start <= index < end:
+            return verdict
+        buffer = self._buffer()
+        start = end = index
+        while start > 0 and buffer[start - 1] in " \t":
+            start -= 1
+        while buffer[end] in " \t":
+            end += 1
+        if self._indents(index):
+            verdict = False
+        elif start == self._plain_end and not self.in_values:
+            after = buffer[end]
+            verdict = after in _PLAIN_STOP or (after == ":" and buffer[end + 1] in _BLANK_END)
+        else:
+            verdict = True
+        self._run = (start, end, verdict)
+        return verdict
+
+    def _space_tabs(self, start: int, end: int) -> None:
+        buffer = self._buffer()
+        self.reader.spaces.update(i for i in range(start, end) if buffer[i] == "\t")
+
+    def scan_to_next_token(self) -> Any:
+        while True:
+            super().scan_to_next_token()
+            reader = self.reader
+            if self.flow_level or reader.peek() != "\t" or not self._separates(reader.pointer):
+                return None
+            reader.spaces.add(reader.pointer)
+
+    def scan_plain(self) -> Any:
+        token = super().scan_plain()
+        self._plain_end = token.end_mark.index
+        return token
+
+    def scan_plain_spaces(self, indent: Any, start_mark: Any) -> Any:
+        # The blanks and line breaks after a chunk of a plain value, decided here: the
+        # scanner takes spaces there (and so goes on to a next word or line), not tabs.
+        reader = self.reader
+        if not self.flow_level and reader.peek() in _PLAIN_GAP:
+            self._plain_end = pointer = reader.pointer
+            buffer = self._buffer()
+            end = pointer
+            while buffer[end] in _PLAIN_GAP:
+                end += 1
+            tab = buffer.find("\t", pointer, end)
+            while tab >= 0 and self._separates(tab):
+                reader.spaces.add(tab)
+                tab = buffer.find("\t", tab + 1, end)
+        return super().scan_plain_spaces(indent, start_mark)
+
+    def scan_block_scalar(self, style: Any, rt: Any = False) -> Any:
+        # `|<TAB># note`: the blanks of the header line before its comment.
+        header = _BLOCK_HEADER.match(self._buffer(), self.reader.pointer)
+        if header is not None:
+            self._space_tabs(header.start(), header.end())
+        return super().scan_block_scalar(style, rt=rt)
+
+    def scan_tag(self) -> Any:
+        # `!!str<TAB>x`: ruamel wants a space where the tag ends. Reading a tag moves
+        # only the reader, so on a refusal at a tab it is read again with that tab as
+        # a space (at most once: the tag then ends at that space).
+        reader = self.reader
+        state = (reader.pointer, reader.index, reader.line, reader.column)
+        try:
+            return super().scan_tag()
+        except ScannerError as exc:
+            at = getattr(exc.problem_mark, "pointer", -1)
+            buffer = self._buffer()
+            if not (0 <= at < len(buffer) and buffer[at] == "\t") or at in reader.spaces:
+                raise
+            reader.spaces.add(at)
+            reader.pointer, reader.index, reader.line, reader.column = state
+            return super().scan_tag()
+
+    def scan_directive(self) -> Any:
+        # `%YAML<TAB>1.2`: ruamel refuses each tab it meets after the name of a YAML or
+        # TAG directive, up to the comment (and the tab right after any other name);
+        # the reader reads those as spaces when the scanner first looks at them.
+        buffer = self._buffer()
+        name = _DIRECTIVE_NAME.match(buffer, self.reader.pointer)
+        end = name.end() if name is not None else self.reader.pointer + 1
+        stop = end + 1
+        if name is not None and name.group() in ("%YAML", "%TAG"):
+            line = _LINE_END.search(buffer, end)
+            line_end = line.start() if line else len(buffer)
+            comment = _COMMENT_START.search(buffer, end, line_end)
+            stop = comment.start() + 1 if comment else line_end
+        self.reader.window = (end, stop)
+        try:
+            return super().scan_directive()
+        finally:
+            self.reader.window = (0, 0)
+
+
+class _AnyTabScanner(_TabScanner):
+    """Also a tab inside a plain value read as a space (for marks, not for data)."""
+
+    in_values = True
 
 
 def _line_col(text: str, offset: int) -> tuple[int, int]:
@@ -242,6 +465,11 @@ _PLAIN_WORDS = (
         re.compile(r"found another document"),
         "a cadence file holds one YAML document; remove the second `---` and what follows",
     ),
+)
+# A tab inside a plain value (`a: b<TAB>c`), which ruamel cannot read.
+VALUE_TAB = (
+    "a tab inside an unquoted value cannot be read here; put the value in quotes, "
+    "or write a space instead of the tab"
 )
 _DUPLICATE = re.compile(r'found duplicate key "(.*)" with value', re.DOTALL)
 _TAG = re.compile(r"for the tag '(.*)'")
@@ -278,6 +506,17 @@ def _problem(rule_id: str, exc: YAMLError, what: str, text: str = "") -> LoadPro
     if mark is None:
         return LoadProblem(rule_id, message)
     return LoadProblem(rule_id, message, mark.line + 1, mark.column + 1)
+
+
+def tab_in_value(exc: Exception) -> bool:
+    """Whether ruamel stopped at a tab that does not indent its line: after the repair
+    of separating tabs, one inside a plain value."""
+    mark = getattr(exc, "problem_mark", None)
+    buffer, pointer = getattr(mark, "buffer", None), getattr(mark, "pointer", -1)
+    if not (isinstance(buffer, str) and 0 <= pointer < len(buffer) and buffer[pointer] == "\t"):
+        return False
+    line_start = buffer.rfind("\n", 0, pointer) + 1
+    return bool(buffer[line_start:pointer].strip())
 
 
 def likely_cause(text: str, problem: str, line: int | None) -> str | None:
@@ -368,7 +607,8 @@ class Positions:
             yaml = YAML(typ="rt", pure=True)
             yaml.Constructor = TextDatesRoundTrip
             with quiet_anchors():
-                self.root: Any = yaml.load(separating_tabs_as_spaces(text))
+                # Every tab ruamel stops at as a space: marks stay where they are.
+                self.root: Any = yaml.load(separating_tabs_as_spaces(text, in_values=True))
         except (YAMLError, ValueError, TypeError, RecursionError, AssertionError):
             self.root = None
 

@@ -339,7 +339,6 @@ def render_email(
     contact: Contact,
     *,
     unsubscribe_url: str,
-    previous_sent_at: datetime | None = None,
     thread_sent_at: Mapping[str, datetime] | None = None,
 ) -> RenderedEmail:
     """Render email step `step` for `contact`: subject (always `Re: <previous subject>` for
@@ -347,13 +346,9 @@ def render_email(
 
     Every quoted level of a follow-up chain is dated with its email's real send time:
     `thread_sent_at` maps earlier email step ids to when they went out (sent, or marked
-    done by hand), `previous_sent_at` is that time for the email replied to; each in the
-    caller's chosen zone. A level whose time is not known is quoted undated."""
-    sent_at = dict(thread_sent_at or {})
-    previous = cadence.previous_email(step)
-    if previous_sent_at is not None and previous is not None:
-        sent_at[previous.id] = previous_sent_at
-    return _Thread(cadence, contact, unsubscribe_url, sent_at).email(step)
+    done by hand), each in the caller's chosen zone. A level whose time is not known is
+    quoted undated."""
+    return _Thread(cadence, contact, unsubscribe_url, thread_sent_at).email(step)
 
 
 def render_task_text(

@@ -2,7 +2,8 @@
 
 The run itself is `engine.run.loop.Runner`; this module only decides when, and makes
 SIGINT/SIGTERM a request to stop (the batch in hand is finished and recorded, the rest
-given back), for `run --once` as for `run --every`.
+given back), for `run --once` as for `run --every`. `every` and `on_stop_signals` are the
+loop and the signal handling alone, shared with `cadence inbox poll --every`.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-from .cron import check_cron as check_cron  # where `--every` is checked
+from .cron import CronSchedule
 from .errors import CadenceError
 from .run.loop import Runner, RunReport
 
 
 def run_every(
     runner: Runner,
-    expression: str,
+    schedule: CronSchedule,
     on_report: Callable[[datetime, RunReport], None],  # the run's start, its report
     on_error: Callable[[CadenceError], None],
     *,
@@ -34,31 +35,46 @@ def run_every(
     signal only sets a flag: the batch in hand is finished and recorded, the rest is
     released (due again), then the loop ends.
     """
-    from croniter import croniter
 
-    from .cron import parse_cron
+    def one_pass(started: datetime) -> None:
+        if before_pass is not None:
+            before_pass()
+        report = runner.run_once()  # e.g. SMTP down: `every` tries at the next fire time
+        on_report(started, report)
 
     with stopping_on_signals(runner):
-        schedule = croniter(parse_cron(expression).fields, runner.clock.now())
-        fire = runner.clock.now()
-        while not runner.stop_requested:
-            while not runner.stop_requested:
-                left = fire.timestamp() - runner.clock.now().timestamp()
-                if left <= 0:
-                    break
-                time.sleep(min(left, 0.2))
-            if runner.stop_requested:
+        every(schedule, runner.clock.now, lambda: runner.stop_requested, one_pass, on_error)
+
+
+def every(
+    schedule: CronSchedule,
+    clock: Callable[[], datetime],
+    stopped: Callable[[], bool],
+    once: Callable[[datetime], None],
+    on_error: Callable[[CadenceError], None],
+) -> None:
+    """Call `once(start)` at once, then at every fire time of a checked cron schedule
+    (engine.cron.parse_cron) after the last call began, until `stopped()`; a CadenceError from
+    `once` goes to `on_error` and the next call is at the next fire time. `stopped` is
+    checked at least every 0.2 s while waiting, never in the middle of a call."""
+    from croniter import croniter
+
+    fires = croniter(schedule.fields, clock())
+    fire = clock()
+    while not stopped():
+        while not stopped():
+            left = fire.timestamp() - clock().timestamp()
+            if left <= 0:
                 break
-            started = runner.clock.now()
-            fire = schedule.get_next(datetime)
-            try:
-                if before_pass is not None:
-                    before_pass()
-                report = runner.run_once()
-            except CadenceError as exc:  # e.g. SMTP down: try again at the next fire time
-                on_error(exc)
-                continue
-            on_report(started, report)
+            time.sleep(min(left, 0.2))
+        if stopped():
+            break
+        started = clock()
+        fire = fires.get_next(datetime)
+        try:
+            once(started)
+        except CadenceError as exc:
+            on_error(exc)
 
 
 @contextmanager
@@ -66,14 +82,26 @@ def stopping_on_signals(runner: Runner) -> Iterator[None]:
     """SIGINT and SIGTERM only ask `runner` to stop: the message in hand is finished and
     recorded, the rest of its batch is released (due again at the next run), and the run
     returns normally — for `run --once` as for `run --every`. Nothing is left `sending`."""
-    import signal
 
-    def stop(signum: int, frame: object) -> None:
+    def stop() -> None:
         runner.stop_requested = True
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    with on_stop_signals(stop):
+        yield
+
+
+@contextmanager
+def on_stop_signals(request_stop: Callable[[], None]) -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM only call `request_stop` (the work in hand
+    finishes); the previous handlers come back after it."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        request_stop()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for s, old in previous.items():
+            signal.signal(s, old)

@@ -34,6 +34,7 @@ class UnknownSend:
     step_id: str
     message_id: str
     reason: str
+    cadence_hash: str = ""  # the pinned version (who may see it: its sender)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -55,6 +56,7 @@ class PausedEnrolment:
     since: datetime | None
     until: datetime | None  # None: paused by an operator, until `enrolments resume`
     reason: str
+    cadence_hash: str = ""  # the pinned version (who may see it: its sender)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -111,6 +113,7 @@ def _unknown(row: StepRow) -> UnknownSend:
         step_id=row.step_id,
         message_id=row.message_id or "",
         reason=reason,
+        cadence_hash=row.cadence_hash,
     )
 
 
@@ -138,7 +141,9 @@ def paused_enrolments(store: Repository) -> list[PausedEnrolment]:
     found = store.enrolments(states=[EnrolmentState.PAUSED])
     found.sort(key=lambda e: (e.paused_until is None, e.paused_until or 0, e.id))
     return [
-        PausedEnrolment(e.email, e.cadence_name, at(e.paused_utc), at(e.paused_until), reason(e))
+        PausedEnrolment(
+            e.email, e.cadence_name, at(e.paused_utc), at(e.paused_until), reason(e), e.cadence_hash
+        )
         for e in found
     ]
 

@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit
 
 from .errors import NotFound, UsageError
 from .store import Repository, Signal, SignalKind
+from .users import base_url
 
 if TYPE_CHECKING:
     from .signals import SignalResult
@@ -106,6 +107,8 @@ def check_environment(env: Mapping[str, str] | None = None) -> None:
         if not value:
             continue
         problem = _url_problem(value.replace("{token}", "TOKEN"))
+        if not problem and name == BASE_URL:
+            base_url(value)  # the one rule for its shape: no query or fragment to append to
         if problem:
             raise UsageError(
                 f"{name}={value!r} {problem}",

@@ -11,11 +11,12 @@ import os
 import secrets
 from datetime import datetime
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import NotFound, UsageError
+from .signals import check_address
 from .store import Store, open_store
 from .store.users import Session, User, UserStore
+from .zones import zone_problem
 
 SIGN_IN_SECONDS = 15 * 60
 SESSION_SECONDS = 12 * 3600
@@ -70,21 +71,17 @@ def base_url(value: str | None = None) -> str:
 
 
 def normal_email(text: str, field: str = "EMAIL") -> str:
-    """The lower-cased address; UsageError naming `field` when it is not one."""
-    address = text.strip().lower()
-    local, at, domain = address.partition("@")
-    if not at or not local or "." not in domain or any(c.isspace() for c in address):
-        raise UsageError(f"{field} {text!r} is not an email address")
-    return address
+    """The lower-cased address; UsageError naming `field` when it is not one (the check
+    contact lists get)."""
+    return check_address(text, option=field)
 
 
 def check_timezone(name: str, field: str = "--timezone") -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(
-            f"{field} {name!r} is not an IANA time zone", hint="e.g. Europe/Amsterdam, UTC"
-        ) from None
+    """`name` when it is an accepted zone (engine.zones: an IANA place, not an
+    abbreviation or a fixed offset); UsageError naming `field` otherwise."""
+    problem = zone_problem(name)
+    if problem is not None:
+        raise UsageError(f"{field} {problem}", hint="e.g. Europe/Amsterdam, UTC")
     return name
 
 

@@ -102,7 +102,9 @@ def load(text: str, *, use_libyaml: bool = True) -> Any:
     yaml = _yaml()
     resolver = yaml.resolver
     fast = _libyaml() if use_libyaml else None
-    errors: tuple[type[Exception], ...] = (YAMLError, AssertionError)
+    # libyaml is given the text as UTF-8: a lone surrogate in it cannot be (ruamel's
+    # reader then names the character).
+    errors: tuple[type[Exception], ...] = (YAMLError, AssertionError, UnicodeEncodeError)
     if fast is not None:
         events, kinds, errors = fast[0](text), fast[1], (*errors, fast[2])
     else:

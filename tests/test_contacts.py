@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cadence_engine.engine.contacts import read_contacts
 from cadence_engine.engine.errors import InputError, UsageError
@@ -136,10 +138,20 @@ def test_a_huge_list_is_streamed_not_loaded(tmp_path: Path, fmt: str) -> None:
     if fmt == "csv":
         _big_csv(path, rows)
     elif fmt == "yaml":
-        lines = [f"- email: p{i}@example.com\n  first_name: P{i}\n" for i in range(rows)]
+        lines = [
+            f"- email: p{i}@example.com\n  first_name: P{i}\n  company: Company {i % 97}\n"
+            "  timezone: Europe/Berlin\n"
+            for i in range(rows)
+        ]
         path.write_text("".join(lines), encoding="utf-8")
     else:
-        lines = [f'{{"email": "p{i}@example.com", "first_name": "P{i}"}}' for i in range(rows)]
+        # The same fields as the CSV rows: the records share their keys, so what holding
+        # costs is mostly the values.
+        lines = [
+            f'{{"email": "p{i}@example.com", "first_name": "P{i}", '
+            f'"company": "Company {i % 97}", "timezone": "Europe/Berlin"}}'
+            for i in range(rows)
+        ]
         text = "\n".join(lines) if fmt == "jsonl" else "[\n" + ",\n".join(lines) + "\n]"
         path.write_text(text, encoding="utf-8")
     reader = read_contacts(path)
@@ -296,3 +308,134 @@ def test_a_legacy_zone_is_a_bad_row_with_a_suggestion(
     reader = read_contacts(path, skip_invalid=True)
     assert [c.email for c in reader] == ["ben@globex.example"]
     assert [e.row for e in reader.skipped] == [1]
+
+
+def test_a_zone_like_column_beside_a_real_zone_column_is_not_warned_about(
+    tmp_path: Path,
+) -> None:
+    # `Time Zone` is read as `timezone`: contacts are planned in its zone, so a warning
+    # that they are planned in the default zone would be wrong.
+    path = tmp_path / "list.csv"
+    path.write_text(
+        "E-mail Address,Time Zone,Contact Time Zone\n"
+        "ava@northwind.example,Europe/Paris,Europe/Paris\n"
+    )
+    reader = read_contacts(path)
+    (ava,) = reader
+    assert ava.timezone == "Europe/Paris"
+    assert reader.warnings == []
+    # Also when the zone column turns up only in a later record.
+    listed = tmp_path / "list.jsonl"
+    listed.write_text(
+        '{"email": "ava@northwind.example", "contact_time_zone": "Europe/Paris"}\n'
+        '{"email": "ben@globex.example", "timezone": "Europe/Paris"}\n'
+    )
+    reader = read_contacts(listed)
+    assert [c.timezone for c in reader] == [None, "Europe/Paris"]
+    assert reader.warnings == []
+
+
+_OLD_ZONE_LIKE = r"(^|_)(tz|zone|timezone|time_zone)($|_)|zone"
+_ZONE_NAMES = [
+    "tz", "TZ", "tz_name", "contact_tz", "a_tz_b", "tzone", "tza", "atz", "a_tzb", "tz_",
+    "zone", "zones", "timezone", "time_zone", "hs_timezone", "contact_time_zone", "ozone",
+    "zon", "time", "timez", "tim_ezone", "", "_", "utc_offset",
+]  # fmt: skip
+
+
+@settings(max_examples=1000)
+@given(st.one_of(st.sampled_from(_ZONE_NAMES), st.text("tzoneim_aTZ", max_size=12)))
+def test_the_zone_like_pattern_matches_what_it_matched_before(column: str) -> None:
+    import re
+
+    from cadence_engine.engine.contact_headers import _ZONE_LIKE
+
+    assert (_ZONE_LIKE.search(column) is None) == (re.search(_OLD_ZONE_LIKE, column) is None)
+
+
+def test_the_zone_like_examples_are_the_ones_matched() -> None:
+    from cadence_engine.engine.contact_headers import looks_like_zone
+
+    assert [n for n in _ZONE_NAMES if looks_like_zone(n)] == [
+        "tz", "tz_name", "contact_tz", "a_tz_b", "tzone", "tz_", "zone", "zones",
+        "time_zone", "hs_timezone", "contact_time_zone", "ozone", "tim_ezone",
+    ]  # fmt: skip
+
+
+_JSON_VALUES = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.text(max_size=60),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=50), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=1000)
+@given(_JSON_VALUES, st.integers(0, 90))
+def test_a_nested_value_is_shown_as_json_dumps_begins_it(value: object, limit: int) -> None:
+    from cadence_engine.engine.contact_sources import _json_prefix
+
+    assert _json_prefix(value, limit) == json.dumps(value, default=str)[:limit]
+
+
+def test_a_nested_value_5000_deep_is_shown_without_recursion() -> None:
+    from cadence_engine.engine.contact_sources import _json_prefix
+
+    deep: list[object] = []
+    for _ in range(5_000):
+        deep = [deep]
+    assert _json_prefix({"x": deep}, 40) == '{"x": ' + "[" * 34
+
+
+def test_the_keys_of_a_record_are_normalised_once_per_key_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cadence_engine.engine import contact_sources
+
+    calls: list[tuple[str, ...]] = []
+    normalise = contact_sources.column_names
+
+    def counted(headers: Iterable[str]) -> list[str]:
+        names = tuple(headers)
+        calls.append(names)
+        return normalise(names)
+
+    monkeypatch.setattr(contact_sources, "column_names", counted)
+    contact_sources._columns.cache_clear()
+    path = tmp_path / "list.jsonl"
+    path.write_text(
+        "".join(f'{{"E-mail": "c{i}@b.example", "First Name": "C"}}\n' for i in range(50))
+        + '{"First Name": "D", "E-mail": "d@b.example"}\n'
+    )
+    contacts = list(read_contacts(path))
+    assert [c.fields["first_name"] for c in contacts] == ["C"] * 50 + ["D"]
+    assert calls == [("E-mail", "First Name"), ("First Name", "E-mail")]
+
+
+def test_an_unreadable_or_utf16_list_is_one_clear_error(tmp_path: Path) -> None:
+    folder = tmp_path / "list.csv"
+    folder.mkdir()
+    with pytest.raises(InputError) as caught:
+        list(read_contacts(folder))
+    assert (caught.value.message, caught.value.hint) == (
+        f"{folder}: cannot read: Is a directory",
+        None,
+    )
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_bytes("email\nava@northwind.example\n".encode("utf-16"))
+    latin1 = CASES / "latin1.csv"
+    for path, message in [
+        (utf16, f"{utf16}:1: the file is UTF-16 (it starts with a UTF-16 byte order mark)"),
+        (latin1, f"{latin1}:3: not UTF-8 text (byte 0xE9 at offset 65)"),
+    ]:
+        with pytest.raises(InputError) as caught:
+            list(read_contacts(path))
+        assert caught.value.message == message
+        assert caught.value.hint == "re-save the contact list as UTF-8 (e.g. 'CSV UTF-8' in Excel)"

@@ -4,21 +4,26 @@ poll` through the CLI, the state store read back with sqlite3."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from cadence_engine.cli import cadence
+from cadence_engine.engine.inbound import imap, poll
+from cadence_engine.engine.store import Repository
 from tests.helpers.dovecot import PASSWORD, Dovecot, running_dovecot
 from tests.helpers.inbound_cases import sample
 from tests.helpers.runner_env import ROOT
+from tests.helpers.smtp_server import free_port
 
 CADENCE = """\
 cadence: 1
@@ -151,6 +156,14 @@ class World:
         result: dict[str, object] = json.loads(out)
         return result
 
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """`cadence ARGS` as a real process (its own signals, its own clock), in this world."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "cadence_engine.cli", *args],
+            env={**os.environ, **self.env}, cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
 
 @pytest.fixture
 def world(tmp_path: Path, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> World:
@@ -242,17 +255,28 @@ def test_paused_contact_shows_in_status_then_resumes(world: World) -> None:
 
 
 def test_changed_uidvalidity_rescans_by_date_and_acts_once(world: World) -> None:
+    """A renumbered folder is read again from the day before the first launch (Monday 2
+    March): messages received in February cannot concern an enrolment and are not read
+    again, then or at the next poll (not even one with the highest UID, moved in from
+    another folder with its old date)."""
+    february = datetime(2026, 2, 20, 12, 0, tzinfo=UTC)
+    world.append(world.mail("newsletter", "hal"), when=february)
     world.append(world.mail("reply-gmail-references", "ann"))
-    assert world.poll()["counts"]["reply"] == 1  # type: ignore[index]
+    first = world.poll()
+    assert first["read"] == 2 and first["counts"]["reply"] == 1  # type: ignore[index]
     world.server.renumber()
     world.append(world.mail("reply-iphone-address-only", "ben"))
+    world.append(world.mail("newsletter", "ivy"), when=february)
     report = world.poll(now="2026-03-03T13:00Z")
     assert report["rescanned"] is True
-    assert report["read"] == 2 and report["already_handled"] == 1
+    assert report["uidvalidity"] != first["uidvalidity"]
+    assert report["read"] == 2 and report["already_handled"] == 1  # Ann's again, Ben's
     assert report["counts"]["reply"] == 1  # type: ignore[index]
     assert world.enrolment_states()["ben"] == "replied"
     [(count,)] = world.sql("SELECT count(*) FROM events WHERE kind = 'reply'")
     assert count == 2
+    again = world.poll(now="2026-03-03T13:30Z")
+    assert again["rescanned"] is False and again["read"] == 0
 
 
 def test_starttls_mailbox_works_and_is_refused_without_starttls(world: World) -> None:
@@ -273,15 +297,16 @@ def test_wrong_password_fails_clearly_and_never_shows_a_password(
     assert "hunter2" not in out and "CADENCE_IMAP_PASSWORD" in out
 
 
-def test_reply_arriving_during_run_every_stops_the_next_email(world: World) -> None:
+@pytest.mark.parametrize("output_format", ["text", "json"])
+def test_reply_arriving_during_run_every_stops_the_next_email(
+    world: World, output_format: str
+) -> None:
     """The poll comes before the pass: a reply that arrived before 10:00 stops the 10:00 email
-    (the follow-up goes at the wall time the first email really went out, R4)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cadence_engine.cli", "run", "--every", "* * * * *",
-         "--now", "2026-03-04T09:59:45Z"],
-        env={**__import__("os").environ, **world.env}, cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    (the follow-up goes at the wall time the first email really went out, R4). With
+    `-f json` the poll's news is JSON like every other line."""
+    proc = world.start(
+        "run", "--every", "* * * * *", "--now", "2026-03-04T09:59:45Z", "-f", output_format
+    )
     try:
         world.append(world.mail("reply-iphone-address-only", "ben"))
         while world.steps()[("hal", "bump")][0] != "sent":  # the 10:00 pass has run
@@ -295,15 +320,13 @@ def test_reply_arriving_during_run_every_stops_the_next_email(world: World) -> N
     assert world.enrolment_states()["ben"] == "replied"
     assert not any(b"Again Ben" in p.read_bytes() for p in world.outbox.glob("*.eml"))
     assert "reply" in out
+    if output_format == "json":
+        lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+        assert any("reply" in json.dumps(line) for line in lines), out
 
 
 def test_inbox_poll_every_keeps_polling_and_stops_cleanly_on_sigterm(world: World) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cadence_engine.cli", "inbox", "poll", "--every", "* * * * *",
-         "--now", "2026-03-03T12:59:50Z"],
-        env={**__import__("os").environ, **world.env}, cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = world.start("inbox", "poll", "--every", "* * * * *", "--now", "2026-03-03T12:59:50Z")
     try:
         world.append(world.mail("bounce-postfix-dsn", "eve"))
         while world.enrolment_states()["eve"] != "bounced":
@@ -333,9 +356,18 @@ def test_on_auto_reply_ignore_logs_and_moves_nothing(
     assert world.enrolment_states()["cara"] == "active"
 
 
-def test_a_reply_with_a_large_attachment_is_read_from_its_first_bytes(world: World) -> None:
-    from email.message import EmailMessage
+def test_a_reply_with_a_large_attachment_is_read_from_its_first_bytes(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetched: list[int] = []  # the bytes the poll got of each message
+    fetch = imap.Connection.fetch
 
+    def counting(self: imap.Connection, uids: Sequence[int]) -> Iterator[list[imap.Fetched]]:
+        for chunk in fetch(self, uids):
+            fetched.extend(len(f.data) for f in chunk)
+            yield chunk
+
+    monkeypatch.setattr(imap.Connection, "fetch", counting)
     reply = EmailMessage()
     reply["From"] = f"Ann <{email('ann')}>"
     reply["To"] = "dana@acme.example"
@@ -344,10 +376,13 @@ def test_a_reply_with_a_large_attachment_is_read_from_its_first_bytes(world: Wor
     reply["In-Reply-To"] = world.first_message_id("ann")
     reply.set_content("Yes, see the deck attached.")
     reply.add_attachment(bytes(range(256)) * 8192, maintype="application", subtype="pdf")
-    world.append(reply.as_bytes())  # 2 MiB; the poll reads the first 256 KiB
+    data = reply.as_bytes()
+    assert len(data) > 8 * imap.PEEK_BYTES  # 2.7 MiB in base64
+    world.append(data)
     report = world.poll()
     assert report["counts"]["reply"] == 1  # type: ignore[index]
     assert world.enrolment_states()["ann"] == "replied"
+    assert fetched == [imap.PEEK_BYTES]  # its first 256 KiB, not the attachment
 
 
 def test_a_reply_whose_subject_looks_like_an_unsubscribe_is_still_a_reply(world: World) -> None:
@@ -358,3 +393,57 @@ def test_a_reply_whose_subject_looks_like_an_unsubscribe_is_still_a_reply(world:
     report = world.poll()
     assert report["counts"]["reply"] == 1 and report["counts"]["unsubscribe"] == 0  # type: ignore[index]
     assert world.enrolment_states()["ben"] == "replied"
+
+
+def test_the_enrolments_of_a_chunk_are_read_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ann's reply names her as the owner of its thread and as its sender, the bounce names
+    Eve by the returned Message-ID and as the failed recipient: one read of the enrolments
+    for the chunk, of every address at once."""
+    reads: list[set[str]] = []
+    enrolled = poll._enrolled
+
+    def counting(store: Repository, emails: Iterable[str]) -> dict[str, list[poll.Enrolled]]:
+        emails = set(emails)
+        reads.append(emails)
+        return enrolled(store, emails)
+
+    monkeypatch.setattr(poll, "_enrolled", counting)
+    world.append(
+        world.mail("reply-gmail-references", "ann"), world.mail("bounce-postfix-dsn", "eve")
+    )
+    report = world.poll()
+    assert report["counts"]["reply"] == report["counts"]["bounce"] == 1  # type: ignore[index]
+    assert len(reads) == 1, reads
+    assert {email("ann"), email("eve")} <= reads[0]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        ("CADENCE_IMAP_PASSWORD", "", "CADENCE_IMAP_PASSWORD is not set"),
+        ("CADENCE_IMAP_CAFILE", "/nonexistent/ca.pem", "CADENCE_IMAP_CAFILE='/nonexistent/ca.pem'"),
+    ],
+)
+def test_a_bad_mailbox_setting_is_a_usage_error_at_start(
+    world: World, monkeypatch: pytest.MonkeyPatch, setting: str, value: str, says: str
+) -> None:
+    """Checked before anything connects (the server here is not even there), and once:
+    `run --every` and `inbox poll --every` stop at once with exit 2 instead of logging an
+    error at every pass."""
+    monkeypatch.setenv("CADENCE_IMAP_URL", f"imaps://sales@127.0.0.1:{free_port()}/INBOX")
+    monkeypatch.setenv(setting, value)
+    out = world.cli("inbox", "poll", code=2)
+    assert says in out and "cannot connect" not in out, out
+    world.env = {**world.env, "CADENCE_IMAP_URL": os.environ["CADENCE_IMAP_URL"], setting: value}
+    for args in (("run", "--every", "* * * * *"), ("inbox", "poll", "--every", "* * * * *")):
+        proc = world.start(*args, "--now", "2026-03-03T12:59:58Z")
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError(f"{args}: still running on a bad {setting}: {err}") from None
+        assert proc.returncode == 2, (args, out, err)
+        assert says in err and "cannot connect" not in err + out, (args, err)

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cadence_engine.cli import cadence
+from cadence_engine.engine.errors import InputError
 from cadence_engine.engine.limits import (
     MAX_CADENCE_BYTES,
     MAX_COLUMNS,
@@ -141,6 +144,65 @@ def test_deeply_nested_jsonl_is_a_bad_row(tmp_path: Path) -> None:
     _rows_refused(_launch(tmp_path, contacts), "row 2", f"nested more than {MAX_NESTING}")
 
 
+_DEEP_5000 = "[" * 5_000 + "]" * 5_000
+_TOO_DEEP_ROW = (
+    f"row 2, column -: values nested more than {MAX_NESTING} levels deep; "
+    "contact fields are plain values"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        (
+            "c.json",
+            '[{"email": "ok@b.example"},\n'
+            f' {{"email": "a@b.example", "x": {_DEEP_5000}}},\n'
+            ' {"email": "c@b.example", "s": "]]}"}]\n',
+        ),
+        (
+            "c.jsonl",
+            '{"email": "ok@b.example"}\n'
+            f'{{"email": "a@b.example", "x": {_DEEP_5000}}}\n'
+            '{"email": "c@b.example", "s": "]]}"}\n',
+        ),
+        # The decoder itself recurses too deep on the record, not only on a field.
+        ("c.json", f'[{{"email": "ok@b.example"}},\n{_DEEP_5000},\n{{"email": "c@b.example"}}]'),
+        ("c.jsonl", f'{{"email": "ok@b.example"}}\n{_DEEP_5000}\n{{"email": "c@b.example"}}\n'),
+    ],
+    ids=["json-field", "jsonl-field", "json-record", "jsonl-record"],
+)
+def test_json_nested_5000_deep_is_a_row_error_and_reading_goes_on(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    from cadence_engine.engine.contacts import read_contacts
+
+    contacts = tmp_path / name
+    contacts.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError) as caught:
+        list(read_contacts(contacts))
+    assert f"{contacts}:2: {_TOO_DEEP_ROW}" in str(caught.value)
+    reader = read_contacts(contacts, skip_invalid=True)
+    assert [c.email for c in reader] == ["ok@b.example", "c@b.example"]
+    assert [str(e) for e in reader.skipped] == [f"{contacts}:2: {_TOO_DEEP_ROW}"]
+    _rows_refused(_launch(tmp_path, contacts), _TOO_DEEP_ROW)
+
+
+def test_json_nested_below_the_decoders_limit_is_a_plain_row_error(tmp_path: Path) -> None:
+    # Decoded (no pre-scan of every record for its depth): the row names the nested value
+    # by a short prefix, written without recursion.
+    deep = "[" * 500 + "]" * 500
+    contacts = tmp_path / "c.json"
+    contacts.write_text(f'[{{"email": "a@b.example", "x": {deep}}}]', encoding="utf-8")
+    from cadence_engine.engine.contacts import read_contacts
+
+    reader = read_contacts(contacts, skip_invalid=True)
+    assert list(reader) == []
+    assert [str(e) for e in reader.skipped] == [
+        f"{contacts}:1: row 1, column x: nested value {'[' * 40} is not supported"
+    ]
+
+
 def test_deeply_nested_yaml_is_a_bad_row(tmp_path: Path) -> None:
     contacts = tmp_path / "c.yaml"
     deep = "[" * 3_000 + "]" * 3_000
@@ -205,3 +267,82 @@ def test_the_readme_lists_every_limit_with_its_value() -> None:
         shown = f"{value:g} seconds" if isinstance(value, float) else f"{value:,}"
         row = next((line for line in section.splitlines() if f"`{name}`" in line), "")
         assert shown in row, f"{name} = {value} is not in the README's Limits table"
+
+
+# --- the checks' own shortcuts ------------------------------------------------------------
+
+_WIDE = st.sampled_from(["a", "é", "€", "😀", "\ud800"])  # one to four bytes in UTF-8
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(_WIDE, st.integers(0, 400_000)), max_size=4), st.booleans())
+def test_the_size_check_gives_the_size_the_encoded_text_has(
+    runs: list[tuple[str, int]], ascii_tail: bool
+) -> None:
+    # Encoded only when the length cannot tell: the same problem (and byte count) as
+    # encoding every text, at and around the limit.
+    from cadence_engine.engine.input_checks import _utf8_size, size_problem
+
+    text = "".join(ch * n for ch, n in runs) + ("x" * 300_000 if ascii_tail else "")
+    exact = len(text.encode("utf-8", "surrogatepass"))
+    assert size_problem(_utf8_size(text)) == size_problem(exact)
+    if exact > MAX_CADENCE_BYTES:
+        assert _utf8_size(text) == exact
+
+
+@pytest.mark.parametrize("width", ["a", "é", "😀"])
+def test_a_text_just_over_the_limit_is_named_with_its_size(width: str) -> None:
+    from cadence_engine.engine.input_checks import text_problem
+
+    n = MAX_CADENCE_BYTES // len(width.encode()) + 1
+    text = "a: " + width * n
+    found = text_problem(text)
+    assert found is not None
+    assert f"the file is {len(text.encode()):,} bytes" in found.message
+    # Decoded from bytes whose size was checked: not counted again.
+    assert text_problem(text, size_checked=True) is None
+
+
+_QUOTED_PIECES = st.one_of(
+    st.sampled_from(["a", " ", "é", "\\\\", "\\n", "\\x41", "\\u00e9", "\\U0001F600", '\\"']),
+    st.integers(0xD700, 0xE000).map(lambda c: f"\\u{c:04x}"),
+    st.integers(0xD7F0, 0xE010).map(lambda c: f"\\U{c:08X}"),
+    st.integers(0xD800, 0xDFFF).map(lambda c: f"\\u{c:04X}"),
+)
+
+
+@settings(max_examples=500)
+@given(st.lists(_QUOTED_PIECES, max_size=8).map("".join), st.booleans())
+def test_a_surrogate_in_the_values_is_always_found_by_the_text_search(
+    quoted: str, plain_too: bool
+) -> None:
+    # What lets a clean file skip walking its values: a lone surrogate in them comes
+    # from an escape (or the character itself) the search over the text finds.
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    from cadence_engine.engine.input_checks import (
+        _SURROGATE_SOURCE,
+        _holds_surrogate,
+        surrogate_problem,
+    )
+
+    text = f'a: "{quoted}"\n' + (f"b: '{quoted}'\n" if plain_too else "")
+    try:
+        data = YAML(typ="safe", pure=True).load(text)
+    except YAMLError:
+        return
+    if _holds_surrogate(data):
+        assert _SURROGATE_SOURCE.search(text) is not None
+        assert surrogate_problem(text, data) is not None
+    else:
+        assert surrogate_problem(text, data) is None
+
+
+def test_a_lone_surrogate_character_in_the_text_is_a_finding_not_a_crash() -> None:
+    # libyaml is handed the text as UTF-8, which a lone surrogate cannot be.
+    from cadence_engine.engine.loader import LoadProblem, parse
+
+    problem = parse("cadence: 1\nname: a\udcff\n")
+    assert isinstance(problem, LoadProblem)
+    assert (problem.rule, problem.line, problem.col) == ("yaml/syntax", 2, 8)

@@ -84,7 +84,7 @@ def test_a_follow_up_of_a_follow_up_does_not_stack_re_and_nests_quotes() -> None
 def test_the_quote_is_dated_when_the_send_time_is_known() -> None:
     cad = thread_cadence()
     sent = datetime(2026, 3, 6, 9, 30)
-    b = render_email(cad, cad.step("b"), AVA, unsubscribe_url=URL, previous_sent_at=sent)
+    b = render_email(cad, cad.step("b"), AVA, unsubscribe_url=URL, thread_sent_at={"a": sent})
     assert b.quoted is not None
     assert b.quoted.startswith(
         "On Fri, 06 Mar 2026 at 09:30, Dana Reyes <dana@acme.example> wrote:"
@@ -191,5 +191,7 @@ def test_every_quoted_level_carries_its_own_send_date() -> None:
         in (c.quoted)
     )
     # The level whose send time is not known yet keeps its attribution, undated.
-    only_b = render_email(cad, cad.step("c"), AVA, unsubscribe_url=URL, previous_sent_at=sent["b"])
+    only_b = render_email(
+        cad, cad.step("c"), AVA, unsubscribe_url=URL, thread_sent_at={"b": sent["b"]}
+    )
     assert "\n> Dana Reyes <dana@acme.example> wrote:\n> > Body A" in (only_b.quoted or "")

@@ -50,7 +50,7 @@ class ReplyOnFirstSend(OutboxTransport):
         answers: list[Result] = []
         for n, (envelope, data) in enumerate(messages):
             if n not in allowed:
-                answers.append(Withheld("withheld"))
+                answers.append(Withheld())
                 continue
             answers += super().send_many([(envelope, data)])
             self.sent.append(envelope.recipient)

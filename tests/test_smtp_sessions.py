@@ -374,3 +374,46 @@ def test_an_address_that_needs_quoting_goes_through_smtplib() -> None:
     for address in ('"dana smith"@acme.example', "Dana <dana@acme.example>", "<>"):
         assert not _PLAIN_ADDRESS.fullmatch(address)
         assert _path(address) == smtplib.quoteaddr(address)
+
+
+def test_a_reconnect_does_not_keep_the_commit_waiting(smtp: SmtpServer) -> None:
+    """A session that must open a new connection first (here after `per_connection`)
+    lets `ready` run before it, not after the TLS and AUTH of the new one."""
+    smtp.recorder.clear()
+    transport = _transport(smtp, SmtpOptions(connections=1, per_connection=1))
+    transport.open()
+    session = transport.sessions[0]
+    seen: list[int] = []
+
+    def ready() -> list[int]:
+        seen.append(session.connections)
+        return [0]
+
+    try:
+        for i in range(2):
+            envelope = Envelope("dana@acme.example", f"p{i}@example.com", f"<{i}@a>")
+            (result,) = transport.send_many([(envelope, _message(i))], ready)
+            assert isinstance(result, str) and result.startswith("250"), result
+    finally:
+        transport.close()
+    assert seen == [1, 1]  # the second `ready` came before the second connection
+    assert session.connections == 2
+
+
+def test_ready_is_called_once_when_nothing_got_as_far_as_mail(smtp: SmtpServer) -> None:
+    smtp.recorder.clear()
+    transport = _transport(smtp, SmtpOptions(connections=1))
+    transport.open()
+    calls: list[int] = []
+
+    def ready() -> list[int]:
+        calls.append(len(smtp.recorder.mail_peers))
+        return [0]
+
+    try:  # this server offers no SMTPUTF8: the message fails before MAIL
+        envelope = Envelope("dana@acme.example", "jörg@example.com", "<u@a>", smtputf8=True)
+        (result,) = transport.send_many([(envelope, _message(0, smtputf8=True))], ready)
+    finally:
+        transport.close()
+    assert calls == [0]
+    assert isinstance(result, PermanentFailure) and "SMTPUTF8" in str(result), result

@@ -315,3 +315,21 @@ def test_a_follow_up_of_an_email_task_marked_done_quotes_it_with_the_done_time(
             bumps.append(msg.get_content().replace("\r\n", "\n"))  # type: ignore[attr-defined]
     (bump,) = bumps
     assert "On Wed, 04 Mar 2026 at 15:30, Dana Reyes <dana@acme.example> wrote:\n" in bump
+
+
+@pytest.mark.parametrize("command", ["show", "done", "skip", "send"])
+def test_a_task_id_past_64_bits_is_a_usage_error(tmp_path: Path, command: str) -> None:
+    result = CliRunner().invoke(
+        cadence,
+        ["tasks", command, "99999999999999999999999", "--db", str(tmp_path / "s.db")],
+    )
+    assert result.exit_code == 2, result.output
+    assert "is not in the range 1<=x<=9223372036854775807" in result.output
+    assert "Traceback" not in result.output and "internal error" not in result.output
+
+
+def test_the_commands_id_bound_is_the_stores() -> None:
+    from cadence_engine.cli import ROW_ID
+    from cadence_engine.engine.store import MAX_ROW_ID
+
+    assert ROW_ID.max == MAX_ROW_ID

@@ -57,6 +57,8 @@ def test_one_click_url(env: dict[str, str], expected: str | None) -> None:
         ("CADENCE_UNSUBSCRIBE_URL", "https://", "has no host"),
         ("CADENCE_BASE_URL", "https://c.example.com:99999", "is not a URL"),
         ("CADENCE_UNSUBSCRIBE_URL", "https://u.example/a b", "spaces"),
+        ("CADENCE_BASE_URL", "https://c.example.com/app?x=1", "is not a base URL"),
+        ("CADENCE_BASE_URL", "https://c.example.com/#top", "is not a base URL"),
     ],
 )
 def test_bad_urls_are_usage_errors(name: str, value: str, problem: str) -> None:

@@ -107,10 +107,16 @@ def test_users_and_sign_in_on_a_postgresql_store(postgres_url: str) -> None:
         (["users", "add", "not-an-address"], 2, "EMAIL 'not-an-address' is not an email address"),
         (["users", "add", "a@b.example", "--timezone", "Mars/Base"], 2,
          "--timezone 'Mars/Base' is not an IANA time zone"),
+        (["users", "add", "a@@b.example"], 2, "EMAIL 'a@@b.example' is not an email address"),
+        (["users", "add", "a@b.example", "--timezone", "EST"], 2,
+         "--timezone 'EST' is an abbreviation"),
+        (["users", "add", "a@b.example", "--timezone", "Etc/GMT+5"], 2,
+         "--timezone 'Etc/GMT+5' is a fixed UTC offset"),
         (["users", "remove", "nobody@acme.example"], 1, "no user nobody@acme.example"),
         (["users", "link", "nobody@acme.example"], 1, "no user nobody@acme.example"),
     ],
-    ids=["bad-email", "bad-zone", "remove-unknown", "link-unknown"],
+    ids=["bad-email", "bad-zone", "double-at", "abbreviation", "fixed-offset", "remove-unknown",
+         "link-unknown"],
 )  # fmt: skip
 def test_bad_input_is_a_clear_error(
     tmp_path: Path, args: list[str], code: int, message: str

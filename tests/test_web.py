@@ -4,6 +4,8 @@ what, the pages, form errors, the one-click unsubscribe endpoint and the headers
 from __future__ import annotations
 
 import html
+import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -22,11 +24,13 @@ from tests.helpers.web_world import (
     AVA,
     BEN,
     BOSS,
+    CY,
     DANA,
     ELI,
     HOSTILE_NAME,
     MALLORY,
     World,
+    add_trouble,
     csrf_of,
     make_world,
 )
@@ -96,6 +100,18 @@ def test_only_sign_in_healthz_and_unsubscribe_answer_without_a_session(
     assert client.get("/healthz").text == "ok\n"
     assert "cadence users link" in client.get("/signin").text
     assert client.get(f"/u/{world.token(AVA)}").status_code == 200
+
+
+def test_healthz_answers_503_while_the_store_cannot_be_read(app: Flask, world: World) -> None:
+    client = app.test_client()
+    whole = world.db.read_bytes()
+    world.db.write_bytes(b"not a database " * 512)
+    answer = client.get("/healthz")
+    assert answer.status_code == 503 and answer.mimetype == "text/plain"
+    assert answer.text.startswith("unavailable: the state store cannot be read: ")
+    assert "is not a cadence state store" in answer.text and "Traceback" not in answer.text
+    world.db.write_bytes(whole)
+    assert client.get("/healthz").text == "ok\n"
 
 
 # -- sign-in links and sessions ----------------------------------------------------------
@@ -230,6 +246,18 @@ def test_a_rep_opening_another_reps_task_by_id_gets_404(app: Flask, world: World
     assert client.get("/tasks/99999").status_code == 404
 
 
+def test_a_task_id_past_64_bits_is_404_not_a_server_error(app: Flask, world: World) -> None:
+    client = sign_in(app, world, DANA)
+    huge = "99999999999999999999999"
+    assert client.get(f"/tasks/{huge}").status_code == 404
+    csrf = page_csrf(client)
+    assert client.post(f"/tasks/{huge}/done", data={"csrf": csrf}).status_code == 404
+    answer = client.post(
+        f"/tasks/{huge}/send", data={"csrf": csrf, "subject": "s", "body": "b", "action": "send"}
+    )
+    assert answer.status_code == 404
+
+
 def test_feed_and_overview_are_limited_to_the_reps_cadences(app: Flask, world: World) -> None:
     client = sign_in(app, world, DANA)
     feed = client.get("/feed").text
@@ -238,6 +266,62 @@ def test_feed_and_overview_are_limited_to_the_reps_cadences(app: Flask, world: W
     assert "Dana outbound" in overview and "Eli outbound" not in overview
     admin = sign_in(app, world, BOSS).get("/cadences").text
     assert "Dana outbound" in admin and "Eli outbound" in admin
+
+
+STAT = re.compile(r"<div(?: class=\"\w+\")?><b>(\d+)</b>([^<]+)</div>")
+
+
+def _overview_cards(page: str) -> dict[str, dict[str, int]]:
+    """Each version's card on /cadences: its counts by label."""
+    cards = re.findall(r'data-version="([0-9a-f]+)">(.*?)</section>', page, re.S)
+    return {v: {label: int(n) for n, label in STAT.findall(body)} for v, body in cards}
+
+
+def _status_cards(world: World) -> dict[str, tuple[str, dict[str, int]]]:
+    """`cadence status --format json`: each version's sender and counts, by the page's labels."""
+    report = json.loads(
+        world.cli("status", "--format", "json", "--now", "2026-03-03T16:00Z", code=1)
+    )
+    out = {}
+    for c in report["cadences"]:
+        counts = {k: c[k] for k in ("enrolled", "active", "paused", "successes", "sent", "due")}
+        counts.update(held=c["held"], failed=c["failed"], retrying=c["retrying"])
+        counts.update({"open tasks": c["open_tasks"], "unknown": c["unknown"]})
+        counts.update({f"in flight: {k}": n for k, n in c["in_flight"].items()})
+        out[c["version"]] = (c["sender"], counts)
+    return out
+
+
+def test_overview_shows_what_status_shows_of_the_users_own_versions(
+    app: Flask, world: World
+) -> None:
+    # Eli's cadence named like Dana's ("Dana outbound") must not show on Dana's page.
+    add_trouble(world)
+    status = _status_cards(world)
+    for email in (DANA, ELI, BOSS):
+        page = sign_in(app, world, email).get("/cadences").text
+        expected = {v: counts for v, (sender, counts) in status.items() if email in (sender, BOSS)}
+        assert _overview_cards(page) == expected, email
+    dana = sign_in(app, world, DANA).get("/cadences").text
+    paused, unknown = dana.split('id="paused"')[1].split('id="unknown"')
+    assert MALLORY in paused and "paused (auto-reply)" in paused
+    assert "1 paused by an auto-reply" in paused and "0 by an operator" in paused
+    assert "resumes Tue 10 Mar 2026, 01:00" in paused  # 00:00Z in Amsterdam, Dana's zone
+    assert "out of office (mallory@evil.example)" in paused
+    (ava_intro,) = world.query(
+        "SELECT sr.id, sr.message_id FROM step_runs sr JOIN enrolments e "
+        "ON e.id = sr.enrolment_id WHERE e.email = ? AND sr.step_id = 'intro'",
+        AVA,
+    )
+    assert f"#{ava_intro[0]}" in unknown and AVA in unknown
+    assert html.escape(str(ava_intro[1])) in unknown and "connection lost after DATA" in unknown
+    assert CY not in dana and "cyberdyne" not in dana and BEN not in dana
+    eli = sign_in(app, world, ELI).get("/cadences").text
+    assert CY in eli.split('id="paused"')[1] and CY in eli.split('id="unknown"')[1]
+    assert "until <code>cadence enrolments resume</code>" in eli and "asked to wait" in eli
+    assert AVA not in eli and MALLORY not in eli
+    boss = sign_in(app, world, BOSS).get("/cadences").text
+    assert all(e in boss for e in (AVA, MALLORY, CY, BEN))
 
 
 # -- the pages ---------------------------------------------------------------------------
@@ -297,6 +381,44 @@ def test_email_task_compose_view_and_links(app: Flask, world: World) -> None:
     assert "https://mail.google.com/mail/?view=cm" in page
     assert "https://outlook.office.com/mail/deeplink/compose" in page
     assert "mailto:ava@northwind.example?subject=Personal%20note" in page
+
+
+SHARES = """\
+cadence: 1
+name: Dana shares
+sender: {name: Dana, email: dana@acme.example}
+contact_fields: [parts]
+settings: {skip_weekends: false, default_timezone: UTC}
+templates:
+  share: {subject: "Your share", body: "{{ 100 // (contact.parts | int) }} each\\n"}
+steps:
+  - {id: share, day: 1, email: {template: share, send: task}}
+"""
+ZED = "zed@zeta.example"
+
+
+def test_a_task_whose_email_does_not_render_says_why_and_can_still_be_worked(
+    app: Flask, world: World
+) -> None:
+    (world.root / "shares.yaml").write_text(SHARES, encoding="utf-8")
+    (world.root / "shares.csv").write_text(f"email,parts\n{ZED},4\n", encoding="utf-8")
+    world.cli("launch", str(world.root / "shares.yaml"), "--contacts",
+              str(world.root / "shares.csv"), "--start", "2026-03-03T08:00Z",
+              "--now", "2026-03-03T08:00Z")  # fmt: skip
+    world.cli("run", "--once", "--now", "2026-03-03T15:30Z")
+    # The contact's data as no launch would take it: the body now divides by zero.
+    parts = "UPDATE enrolments SET contact = replace(contact, ?, ?) WHERE email = ?"
+    world.execute(parts, '"parts":"4"', '"parts":"0"', ZED)
+    client = sign_in(app, world, DANA)
+    task = world.task_id(ZED, "share")
+    page = client.get(f"/tasks/{task}")
+    assert page.status_code == 400, page.text
+    assert f"does not render for {ZED}: ZeroDivisionError" in page.text
+    assert f"no task {task}" not in page.text and "Traceback" not in page.text
+    # Skip renders nothing: the rep can still work the task.
+    answer = client.post(f"/tasks/{task}/skip", data={"csrf": page_csrf(client)})
+    assert answer.status_code == 303, answer.text
+    assert world.step(ZED, "share")[0] == "skipped"
 
 
 def _send(client: FlaskClient, task: int, *, action: str = "send", **fields: str) -> TestResponse:
@@ -447,6 +569,34 @@ def test_unknown_unsubscribe_token_is_404_and_changes_nothing(app: Flask, world:
     )
 
 
+def test_a_lower_cased_unsubscribe_token_gets_the_same_answer_on_get_and_post(
+    app: Flask, world: World
+) -> None:
+    # A mail system may lower-case the plus address the token travels in (§8).
+    world.execute(
+        "UPDATE enrolments SET unsubscribe_token = 'Ava-Token-MiXeD' WHERE email = ?", AVA
+    )
+    client = app.test_client()
+    page = client.get("/u/ava-token-mixed")
+    assert page.status_code == 200 and "Stop every email" in page.text
+    answer = client.post("/u/ava-token-mixed", data={"List-Unsubscribe": "One-Click"})
+    assert answer.status_code == 200 and "You are unsubscribed" in answer.text
+    assert world.query("SELECT state FROM enrolments WHERE email = ?", AVA) == [("unsubscribed",)]
+
+
+def test_a_token_two_addresses_hold_but_for_its_case_is_unknown_on_get_and_post(
+    app: Flask, world: World
+) -> None:
+    world.execute("UPDATE enrolments SET unsubscribe_token = 'Same-Token' WHERE email = ?", AVA)
+    world.execute("UPDATE enrolments SET unsubscribe_token = 'SAME-token' WHERE email = ?", BEN)
+    client = app.test_client()
+    assert client.get("/u/same-token").status_code == 404
+    answer = client.post("/u/same-token", data={"List-Unsubscribe": "One-Click"})
+    assert answer.status_code == 404
+    states = "SELECT state FROM enrolments WHERE email IN (?, ?)"
+    assert world.query(states, AVA, BEN) == [("active",), ("active",)]
+
+
 def test_unsubscribe_post_without_the_one_click_body_is_400(app: Flask, world: World) -> None:
     answer = app.test_client().post(f"/u/{world.token(AVA)}", data={})
     assert answer.status_code == 400 and "List-Unsubscribe" in answer.text
@@ -494,9 +644,8 @@ def test_a_contact_in_two_reps_cadences_shows_each_rep_only_their_own(
     shared = world.root / "shared.csv"
     shared.write_text(f"email,first_name,company\n{AVA},Ava,Northwind\n", encoding="utf-8")
     launch = ["launch", str(world.root / "eli.yaml"), "--contacts", str(shared),
-              "--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z"]  # fmt: skip
-    if "--allow-overlap" in world.cli("launch", "--help"):  # where launches are exclusive (§11)
-        launch.append("--allow-overlap")
+              "--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z",
+              "--allow-overlap"]  # fmt: skip  # launches are exclusive (§11)
     assert "enrolled 1" in world.cli(*launch)
     world.cli("run", "--once", "--now", "2026-03-02T15:00Z")
     dana = sign_in(app, world, DANA)
@@ -515,8 +664,7 @@ def test_the_command_center_on_postgresql_shows_what_it_shows_on_sqlite(
 ) -> None:
     """The world copied to PostgreSQL (`cadence store migrate`): each user's queue, feed
     and contact page are the same pages there (upcoming tasks, the live feed, tokens)."""
-    import re
-
+    add_trouble(world)  # the overview with every count and list `status` has
     world.cli("store", "migrate", "--to", postgres_url)
     on_pg = create_app(postgres_url, base="http://127.0.0.1:8080", clock=lambda: NOW)
     try:

@@ -10,7 +10,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 from tests.helpers.serve_process import chromium_page, serving
-from tests.helpers.web_world import AVA, DANA, ELI, MALLORY, World, make_world
+from tests.helpers.web_world import AVA, DANA, ELI, MALLORY, World, add_trouble, make_world
 
 
 def _outbox(world: World) -> dict[str, str]:
@@ -90,3 +90,23 @@ def test_a_reps_day_in_the_command_center(tmp_path: Path) -> None:
         _sign_in(page, world.link(ELI, base))
         assert "Call Ben" in page.locator("main").inner_text()
         assert "Ava" not in page.locator("main").inner_text()
+
+
+def test_the_cadences_overview_shows_status_with_its_troubles_marked(tmp_path: Path) -> None:
+    """Dana's overview in Chromium: her version's counts as `status` has them, failed and
+    unknown marked by the stylesheet, her auto-reply pause and unknown send, nothing of
+    Eli's cadence of the same name."""
+    world = make_world(tmp_path)
+    add_trouble(world)
+    with chromium_page() as page, serving(world.env, "--now", "2026-03-03T16:00Z") as base:
+        _sign_in(page, world.link(DANA, base))
+        page.get_by_role("link", name="Cadences").click()
+        main = page.locator("main").inner_text()
+        assert page.locator("section.version").count() == 1
+        assert "paused (auto-reply)" in main and MALLORY in main and AVA in main
+        assert "cyberdyne" not in main
+        failed = page.locator("section.version .stats div.bad", has_text="failed")
+        plain = page.locator("section.version .stats div", has_text="enrolled")
+        assert failed.inner_text().split() == ["1", "failed"]
+        colour = "el => getComputedStyle(el).backgroundColor"
+        assert failed.evaluate(colour) != plain.evaluate(colour)

@@ -22,7 +22,9 @@ from datetime import date, timedelta
 from email import message_from_bytes, message_from_string, policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
-from email.utils import getaddresses, parseaddr
+from email.utils import parseaddr
+
+from ..unsubscribe import PLUS_TAG
 
 RETURN_WINDOW_DAYS = 60  # a return date further away is not believed (SPEC §8)
 _TEXT_LIMIT = 20_000  # characters of a body the text rules read
@@ -35,6 +37,7 @@ class Kind(enum.StrEnum):
     DELAYED = "delayed"  # a 4.x.x or `Action: delayed` report: logged, not acted on
     UNSUBSCRIBE = "unsubscribe"
     IGNORED = "ignored"
+    OWN = "own"  # our own sent copy: said by the poll (a Message-ID of ours), no rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +140,7 @@ def _decoded(part: Message) -> str:
 
 # -- unsubscribe ------------------------------------------------------------------------
 
-_PLUS_TOKEN = re.compile(r"\+unsubscribe-([A-Za-z0-9_-]{8,})@", re.IGNORECASE)
+_PLUS_TOKEN = re.compile(rf"\+{re.escape(PLUS_TAG)}([A-Za-z0-9_-]{{8,}})@", re.IGNORECASE)
 _SUBJECT_TOKEN = re.compile(r"\bunsubscribe[\s:]+([A-Za-z0-9_-]{8,})\b", re.IGNORECASE)
 _RECIPIENT_HEADERS = ("To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To")
 
@@ -470,8 +473,3 @@ def _safe_sender(msg: Message) -> str:
         return sender_of(msg)
     except Exception:
         return ""
-
-
-def addresses(msg: Message, name: str) -> list[str]:
-    """Addresses of an address header, lower-cased."""
-    return [a.lower() for _, a in getaddresses([header(msg, name)]) if a]

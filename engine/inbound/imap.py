@@ -7,18 +7,22 @@ never sets `\\Seen`), and no STORE, COPY, MOVE or EXPUNGE is ever sent.
 `imaps://user@host:993/INBOX` is TLS from the first byte; `imap://user@host:143/INBOX`
 upgrades with STARTTLS and is refused when the server does not offer it, so a password is
 never sent in the clear. The password only ever comes from `CADENCE_IMAP_PASSWORD` and is
-masked out of every message this module produces.
+masked out of every message this module produces. `account` checks what logging in takes
+(the password is set, the CA bundle loads) once, before any connection: a poller that
+runs for days fails at its start on a bad setting, not at every poll.
 """
 
 from __future__ import annotations
 
 import contextlib
 import imaplib
+import os
 import re
 import ssl
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import unquote, urlsplit
@@ -27,7 +31,7 @@ from ..errors import InputError, UsageError
 
 PASSWORD_ENV = "CADENCE_IMAP_PASSWORD"
 CAFILE_ENV = "CADENCE_IMAP_CAFILE"
-URL_ENV = "CADENCE_IMAP_URL"
+URL_ENV = "CADENCE_IMAP_URL"  # the mailbox `cadence run`, `worker` and `inbox poll` read
 FETCH_CHUNK = 250  # messages per UID FETCH: few round trips, bounded memory
 # Bytes read of each message: headers, the text and a bounce's report all come first; a
 # 30 MB attachment is never downloaded (a chunk holds at most 250 × 256 KiB).
@@ -35,6 +39,8 @@ PEEK_BYTES = 256 * 1024
 TIMEOUT = 60.0
 _URL_HINT = "e.g. imaps://sales@imap.example.com:993/INBOX or imap://sales@host:143/INBOX"
 _UID = re.compile(rb"\bUID (\d+)")
+# An IMAP date's month (RFC 3501 date-month): English, whatever the locale.
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +90,29 @@ def _mask_url(url: str) -> str:
     return re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:****@", url)
 
 
+@dataclass(frozen=True, slots=True)
+class Account(Mailbox):
+    """A mailbox with what logging in to it takes, checked once (`account`): the password
+    (never shown: left out of repr) and the TLS context, ready for every connection."""
+
+    password: str = field(repr=False, compare=False)
+    context: ssl.SSLContext = field(repr=False, compare=False)
+
+
+def account(mailbox: Mailbox, environ: Mapping[str, str] = os.environ) -> Account:
+    """`mailbox` with CADENCE_IMAP_PASSWORD and a TLS context trusting CADENCE_IMAP_CAFILE
+    (else the system's CAs); UsageError naming the variable when one is missing or bad."""
+    password = environ.get(PASSWORD_ENV, "")
+    if not password:
+        raise UsageError(
+            f"mailbox {mailbox.url}: {PASSWORD_ENV} is not set",
+            hint=f"put the mailbox's (app) password in {PASSWORD_ENV} in the environment",
+        )
+    context = tls_context(environ.get(CAFILE_ENV, "").strip() or None)
+    m = mailbox
+    return Account(m.tls, m.user, m.host, m.port, m.folder, password=password, context=context)
+
+
 def tls_context(cafile: str | None) -> ssl.SSLContext:
     """Certificate and host name checked; `cafile` (CADENCE_IMAP_CAFILE) for a private CA."""
     if cafile and not Path(cafile).is_file():
@@ -108,11 +137,11 @@ class MailboxError(InputError):
 class Connection:
     """An open, authenticated, read-only view of one folder."""
 
-    def __init__(self, mailbox: Mailbox, password: str, cafile: str | None) -> None:
+    def __init__(self, mailbox: Account) -> None:
         self.mailbox = mailbox
-        self._password = password
+        self._password = mailbox.password
         self._imap: imaplib.IMAP4 | None = None
-        self._context = tls_context(cafile)
+        self._context = mailbox.context
 
     def _error(self, what: str, exc: BaseException) -> MailboxError:
         text = str(exc)
@@ -148,12 +177,6 @@ class Connection:
         except (OSError, imaplib.IMAP4.error) as exc:
             raise self._error("cannot connect", exc) from None
         self._imap = imap
-        if not self._password:
-            self.close()
-            raise UsageError(
-                f"mailbox {m.url}: {PASSWORD_ENV} is not set",
-                hint="put the mailbox's (app) password in the environment",
-            )
         try:
             imap.login(m.user, self._password)
         except (OSError, imaplib.IMAP4.error) as exc:
@@ -192,6 +215,15 @@ class Connection:
     def uids_after(self, last_uid: int) -> list[int]:
         # `N:*` always matches the highest UID, even below N: filter.
         return [u for u in self._search("UID", f"{last_uid + 1}:*") if u > last_uid]
+
+    def uids_since(self, day: date) -> list[int]:
+        """UIDs of the messages received (INTERNALDATE) on `day` or later, by the server's
+        calendar (SEARCH SINCE ignores the time and the zone: give a day of margin)."""
+        return self._search("SINCE", f"{day.day}-{_MONTHS[day.month - 1]}-{day.year}")
+
+    def highest_uid(self) -> int:
+        """The folder's highest UID now, 0 when it is empty (`*` is the highest message)."""
+        return max(self._search("UID", "*"), default=0)
 
     def _search(self, *criteria: str) -> list[int]:
         try:
@@ -246,5 +278,5 @@ def _text(data: object) -> str:
     return str(data)
 
 
-def connect(mailbox: Mailbox, password: str, cafile: str | None) -> Connection:
-    return Connection(mailbox, password, cafile)
+def connect(mailbox: Account) -> Connection:
+    return Connection(mailbox)

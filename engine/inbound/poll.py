@@ -1,7 +1,8 @@
 """`cadence inbox poll`: read new mail, decide whom each message concerns, act once.
 
 For each message after the mailbox's cursor (or, when its UIDVALIDITY changed, every
-message again): classify it (`classify`), match it to an enrolment (our Message-IDs
+message received since the day before the store's first launch: nothing older can concern
+an enrolment): classify it (`classify`), match it to an enrolment (our Message-IDs
 first, then the sender's or recipient's address), and act — a signal through
 `engine.signals.apply_signal`, an auto-reply pause through the enrolments' pause
 machinery, a log line, or nothing — then remember its dedupe key; the cursor moves after
@@ -19,8 +20,9 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
+from ..cron import CronSchedule
 from ..errors import CadenceError
 from ..run.pinned import Versions
 from ..signals import apply_signal
@@ -34,14 +36,7 @@ from ..store import (
 )
 from ..unsubscribe import address_of_token
 from .classify import Kind, Verdict, classify, header, message_ids, parse
-from .imap import (
-    CAFILE_ENV,
-    PASSWORD_ENV,
-    Fetched,
-    Mailbox,
-    connect,
-    parse_mailbox,
-)
+from .imap import URL_ENV, Account, Fetched, Mailbox, account, connect, parse_mailbox
 from .pause import pause_until
 
 
@@ -64,7 +59,7 @@ class Handled:
 
     dedupe_key: str
     uid: int
-    kind: str  # reply | auto-reply | bounce | delayed | unsubscribe | ignored | own
+    kind: Kind
     detail: str
     source: str  # "mailbox <url> uid <n>"
     received_utc: int
@@ -80,7 +75,7 @@ class Found:
     """One message handled by this poll, for the report."""
 
     uid: int
-    kind: str
+    kind: Kind
     email: str
     cadence: str
     detail: str
@@ -101,13 +96,12 @@ class PollReport:
     uidvalidity: int = 0
     read: int = 0  # messages fetched
     already: int = 0  # of those, handled by an earlier poll
-    rescanned: bool = False  # UIDVALIDITY changed: read again by date
+    rescanned: bool = False  # UIDVALIDITY changed: read again by date (`_rescan_since`)
     found: list[Found] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         counted = Counter(f.kind for f in self.found)
-        kinds = ("reply", "auto-reply", "bounce", "delayed", "unsubscribe", "ignored", "own")
-        return {k: counted.get(k, 0) for k in kinds}
+        return {k.value: counted.get(k, 0) for k in Kind}
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -117,51 +111,60 @@ class PollReport:
             "already_handled": self.already,
             "rescanned": self.rescanned,
             "counts": self.counts(),
-            "messages": [f.as_dict() for f in self.found if f.kind not in ("ignored", "own")],
+            "messages": [f.as_dict() for f in self.found if f.kind not in QUIET_KINDS],
         }
 
 
-def mailbox_from_env(url: str | None) -> Mailbox:
-    """`--mailbox URL`, else CADENCE_IMAP_URL; UsageError when neither is given."""
+QUIET_KINDS = (Kind.IGNORED, Kind.OWN)  # kinds a poll does nothing about, left out of its news
+
+
+def mailbox_from_env(url: str | None) -> Account:
+    """The mailbox to poll and what logging in to it takes, every setting checked now, so
+    a poller that runs for days fails at its start, not at each poll: `--mailbox URL`, else
+    CADENCE_IMAP_URL; the password CADENCE_IMAP_PASSWORD; the CA bundle CADENCE_IMAP_CAFILE
+    (optional). UsageError naming what is missing or wrong; nothing is connected to."""
     from ..errors import UsageError
 
     if url:
-        return parse_mailbox(url)
-    env = os.environ.get("CADENCE_IMAP_URL", "").strip()
+        return account(parse_mailbox(url))
+    env = os.environ.get(URL_ENV, "").strip()
     if not env:
         raise UsageError(
-            "no mailbox: give --mailbox URL or set CADENCE_IMAP_URL",
-            hint="e.g. CADENCE_IMAP_URL=imaps://sales@imap.gmail.com:993/INBOX",
+            f"no mailbox: give --mailbox URL or set {URL_ENV}",
+            hint=f"e.g. {URL_ENV}=imaps://sales@imap.gmail.com:993/INBOX",
         )
-    return parse_mailbox(env, option="CADENCE_IMAP_URL")
+    return account(parse_mailbox(env, option=URL_ENV))
 
 
-def poll(
-    store: Repository,
-    mailbox: Mailbox,
-    *,
-    now: datetime,
-    password: str | None = None,
-    cafile: str | None = None,
-) -> PollReport:
-    """Read the mailbox's new messages once and act on each (see the module docstring)."""
-    password = os.environ.get(PASSWORD_ENV, "") if password is None else password
-    cafile = os.environ.get(CAFILE_ENV) or None if cafile is None else cafile
+def poll(store: Repository, mailbox: Mailbox, *, now: datetime) -> PollReport:
+    """Read the mailbox's new messages once and act on each (see the module docstring).
+
+    `mailbox` is what `mailbox_from_env` returned (its settings checked once, at start); a
+    bare `Mailbox` (`parse_mailbox`) has its settings read from the environment now."""
+    box = mailbox if isinstance(mailbox, Account) else account(mailbox)
     versions = Versions(store)
-    report = PollReport(mailbox.url)
+    report = PollReport(box.url)
     stamp = int(now.timestamp())
-    with connect(mailbox, password, cafile) as conn:
+    with connect(box) as conn:
         validity = conn.examine()
         report.uidvalidity = validity
-        cursor = store.cursor(mailbox.url)
-        # Renumbered (UIDVALIDITY changed): UIDs mean nothing now, so every message is
-        # read again; the dedupe keys stop double handling.
+        cursor = store.cursor(box.url)
+        # Renumbered (UIDVALIDITY changed): UIDs mean nothing now, so the messages
+        # received since the store's first launch are read again (older ones cannot
+        # concern an enrolment); the dedupe keys stop double handling. `top` is taken
+        # before the search: a message that arrives after it has a higher UID.
         report.rescanned = cursor is not None and cursor.uidvalidity != validity
         last = cursor.last_uid if cursor is not None and not report.rescanned else 0
-        uids = conn.uids_after(last)
+        top = 0
+        if report.rescanned:
+            top = conn.highest_uid()
+            since = _rescan_since(store)
+            uids = conn.uids_since(since) if since is not None else []
+        else:
+            uids = conn.uids_after(last)
         for chunk in conn.fetch(uids):
             report.read += len(chunk)
-            handled = _handle(store, versions, mailbox, chunk, now)
+            handled = _handle(store, versions, box, chunk, now)
             last = max([last, *(m.uid for m in chunk)])
             # One commit for the chunk's acts, keys and cursor (a commit per act made
             # the poll disk-bound); a crash before it keeps none of them, so the chunk
@@ -172,11 +175,23 @@ def poll(
                         report.found.append(_found(m))
                     else:
                         report.already += 1
-                store.set_cursor(mailbox.url, Cursor(validity, last))
+                store.set_cursor(box.url, Cursor(validity, last))
             report.already += len(chunk) - len(handled)
-        if not uids and (cursor is None or report.rescanned):
-            store.set_cursor(mailbox.url, Cursor(validity, last))
+        # After a rescan the older messages it skipped go behind the cursor too, once
+        # every chunk is done (a crash before this reads them next time, harmlessly).
+        if report.rescanned or (cursor is None and not uids):
+            store.set_cursor(box.url, Cursor(validity, max(last, top)))
     return report
+
+
+def _rescan_since(store: Repository) -> date | None:
+    """The first day a rescan reads: the day before the store's first launch (a day of
+    margin for the server's calendar and clock); None when nothing was ever launched (no
+    message can concern an enrolment)."""
+    first = min((e.launched_utc for e in store.enrolments()), default=None)
+    if first is None:
+        return None
+    return datetime.fromtimestamp(first, UTC).date() - timedelta(days=1)
 
 
 def _act(store: Repository, versions: Versions, m: Handled, now: int) -> bool:
@@ -188,7 +203,7 @@ def _act(store: Repository, versions: Versions, m: Handled, now: int) -> bool:
     our own copy) is not remembered: reading it again does nothing again.
     """
     acts = (m.signal is not None and m.email is not None) or m.pause is not None
-    if m.kind in (Kind.IGNORED, "own"):
+    if m.kind in QUIET_KINDS:
         # Nothing to do, and nothing a second reading would do: not remembered, so the
         # dedupe keys stay those of messages that mattered (a commit fewer per message).
         return True
@@ -244,14 +259,20 @@ class _Read:
     key: str
     message_id: str
     verdict: Verdict
+    received_utc: int  # INTERNALDATE, else the poll's time
 
 
-def _by_message_id(store: Repository, message_ids: Iterable[str]) -> dict[str, Enrolled]:
-    """Of these Message-IDs, those of our step runs, with their enrolments."""
+def _matching(
+    store: Repository, message_ids: Iterable[str], addresses: Iterable[str]
+) -> tuple[dict[str, Enrolled], dict[str, list[Enrolled]]]:
+    """(owners, people): of these Message-IDs, those of our step runs with their
+    enrolments; the enrolments of these addresses and of the owners' contacts, read from
+    the store in one go."""
     rows = {i: row for i in set(message_ids) if (row := store.step_run_by_message_id(i))}
-    people = _enrolled(store, {row.email for row in rows.values()})
+    people = _enrolled(store, {*addresses, *(row.email for row in rows.values())})
     by_id = {e.enrolment_id: e for found in people.values() for e in found}
-    return {i: by_id[row.enrolment_id] for i, row in rows.items() if row.enrolment_id in by_id}
+    owners = {i: by_id[row.enrolment_id] for i, row in rows.items() if row.enrolment_id in by_id}
+    return owners, people
 
 
 def _enrolled(store: Repository, emails: Iterable[str]) -> dict[str, list[Enrolled]]:
@@ -276,11 +297,12 @@ def _handle(
     """Classify and match a chunk; messages handled before are left out."""
     read: list[_Read] = []
     tokens: dict[str, str | None] = {}
+    stamp = int(now.timestamp())
     for f in chunk:
         msg = parse(f.data)
         ids = message_ids(header(msg, "Message-ID"))
         message_id = ids[0] if ids else ""
-        received = f.received_utc or int(now.timestamp())
+        received = f.received_utc or stamp
         day = datetime.fromtimestamp(received, UTC).date()
         verdict = classify(msg, day)
         if verdict.kind is Kind.UNSUBSCRIBE:
@@ -288,10 +310,10 @@ def _handle(
                 tokens[verdict.token] = address_of_token(store, verdict.token)
             if tokens[verdict.token] is None:  # not our token: read as what else it is
                 verdict = classify(msg, day, skip={Kind.UNSUBSCRIBE})
-        read.append(_Read(f, dedupe_key(f.data, message_id), message_id, verdict))
+        read.append(_Read(f, dedupe_key(f.data, message_id), message_id, verdict, received))
     done = store.seen_inbound(r.key for r in read)
     read = [r for r in read if r.key not in done]
-    owners = _by_message_id(
+    owners, people = _matching(
         store,
         (
             i
@@ -299,9 +321,7 @@ def _handle(
             for i in (r.message_id, *r.verdict.references, *r.verdict.original_ids)
             if i
         ),
-    )
-    people = _enrolled(
-        store, (a for r in read for a in (r.verdict.sender, *r.verdict.recipients) if a)
+        (a for r in read for a in (r.verdict.sender, *r.verdict.recipients) if a),
     )
     out: list[Handled] = []
     seen: set[str] = set()
@@ -309,14 +329,13 @@ def _handle(
         if r.key in seen:  # the same message twice in one chunk (a copy in the folder)
             continue
         seen.add(r.key)
-        received = r.fetched.received_utc or int(now.timestamp())
         base = Handled(
             dedupe_key=r.key,
             uid=r.fetched.uid,
             kind=Kind.IGNORED,
             detail=r.verdict.reason,
             source=f"mailbox {mailbox.url} uid {r.fetched.uid}",
-            received_utc=received,
+            received_utc=r.received_utc,
             email=r.verdict.sender or None,
         )
         out.append(_match(base, r, owners, people, tokens, versions))
@@ -333,7 +352,7 @@ def _match(
 ) -> Handled:
     v = r.verdict
     if r.message_id and r.message_id in owners:
-        return replace(base, kind="own", detail="our own sent copy")
+        return replace(base, kind=Kind.OWN, detail="our own sent copy")
     if v.kind is Kind.UNSUBSCRIBE:
         email = tokens[v.token]
         assert email is not None  # `_handle` read any other token's message again
@@ -347,9 +366,8 @@ def _match(
             return replace(base, detail=f"{v.reason} for an address we never emailed")
         signal = SignalKind.BOUNCE if v.kind is Kind.BOUNCE else None
         return replace(base, kind=v.kind, email=bounced, signal=signal, detail=v.reason)
-    enrolment = _thread_owner(v.references, owners) or _sender_enrolment(
-        people.get(v.sender, []), base.received_utc
-    )
+    thread = _thread_owner(v.references, owners)
+    enrolment = thread or _sender_enrolment(people.get(v.sender, []), base.received_utc)
     if enrolment is None:
         return replace(base, detail=f"{v.reason}: not from a contact we emailed")
     if v.kind is Kind.AUTO_REPLY:
@@ -369,7 +387,7 @@ def _match(
             base, kind=Kind.AUTO_REPLY, email=enrolment.email, pause=enrolment,
             return_date=v.return_date, detail=detail,
         )  # fmt: skip
-    by_thread = _thread_owner(v.references, owners) is not None
+    by_thread = thread is not None
     cadences = {e.cadence_name for e in people.get(v.sender, []) if e.first_sent_utc is not None}
     cadence_name = enrolment.cadence_name if by_thread or len(cadences) <= 1 else None
     how = "in the thread of our email" if by_thread else "from the contact's address"
@@ -410,40 +428,22 @@ def _bounced(
 
 
 def poll_every(
-    expression: str,
+    schedule: CronSchedule,
     clock: Callable[[], datetime],
     once: Callable[[datetime], None],
     on_error: Callable[[CadenceError], None],
 ) -> None:
-    """Call `once(now)` at every fire time of a 5-field cron expression until SIGINT or
-    SIGTERM, which let the poll in hand finish (what it did is remembered message by
-    message, so a stop never loses one)."""
-    import signal
-    import time
-
-    from croniter import croniter
-
-    from ..cron import parse_cron
+    """Call `once(now)` at once, then at every fire time of a 5-field cron expression (the
+    loop of `run --every`, `engine.runner.every`) until SIGINT or SIGTERM, which let the
+    poll in hand finish (what it did is remembered message by message, so a stop never
+    loses one)."""
+    from ..runner import every, on_stop_signals
 
     stop = False
 
-    def request_stop(signum: int, frame: object) -> None:
+    def request_stop() -> None:
         nonlocal stop
         stop = True
 
-    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        schedule = croniter(parse_cron(expression).fields, clock())
-        while not stop:
-            fire: datetime = schedule.get_next(datetime)
-            while not stop and fire.timestamp() > clock().timestamp():
-                time.sleep(min(fire.timestamp() - clock().timestamp(), 0.2))
-            if stop:
-                break
-            try:
-                once(clock())
-            except CadenceError as exc:  # e.g. the server is down: try at the next fire time
-                on_error(exc)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    with on_stop_signals(request_stop):
+        every(schedule, clock, lambda: stop, once, on_error)

@@ -49,10 +49,11 @@ def limit_problems(source: str) -> tuple[tuple[str, int], ...]:
     from jinja2 import TemplateSyntaxError, nodes
 
     from ..templates import RenderLimit, environment
+    from .template_source import parsed
 
     env = environment()
     try:
-        ast = env.parse(source)  # parsing folds nothing: nothing large is built here
+        ast = parsed(source)  # parsing folds nothing: nothing large is built here
     except TemplateSyntaxError:
         return ()  # template/syntax reports it
     found: list[tuple[str, int]] = []

@@ -89,15 +89,21 @@ def _analysis_environment() -> Any:
 
 
 @functools.lru_cache(maxsize=4096)
+def parsed(source: str) -> Any:
+    """The syntax tree of `source`, parsed once for every rule that walks it (walk it,
+    never change it); raises TemplateSyntaxError as Jinja does."""
+    return _analysis_environment().parse(source)
+
+
+@functools.lru_cache(maxsize=4096)
 def analyse(source: str) -> Analysis:
     # Imported here so that commands which never see a template do not pay for Jinja.
     from jinja2 import TemplateSyntaxError, meta, nodes
 
-    env = _analysis_environment()
     if "{" not in source:  # no Jinja syntax at all: nothing to parse (most titles, notes)
         return Analysis()
     try:
-        ast = env.parse(source)
+        ast = parsed(source)
     except TemplateSyntaxError as exc:
         return Analysis(syntax_error=Use(exc.message or str(exc), exc.lineno, 0))
 

@@ -97,7 +97,7 @@ def quote_times(enrolment: Iterable[StepRow], zone_name: str) -> dict[str, datet
     for s in enrolment:
         if s.action not in (Action.SEND_EMAIL, Action.EMAIL_TASK):
             continue
-        t = s.sent_utc if s.sent_utc is not None else None
+        t = s.sent_utc
         if t is None and s.state is StepState.DONE:
             t = s.done_utc
         if t is not None:

@@ -15,6 +15,7 @@ from typing import TypeVar
 from ..errors import UsageError
 from .contract import (
     HOLDING,
+    MAX_ROW_ID,
     OUTCOME_STATE,
     SETTLED,
     Claim,
@@ -43,6 +44,7 @@ from .contract import (
 __all__ = [
     "DEFAULT_DB",
     "HOLDING",
+    "MAX_ROW_ID",
     "OUTCOME_STATE",
     "SETTLED",
     "Claim",

@@ -31,7 +31,6 @@ The Command Center's reads (each a plain query, no write):
   first; whether an open task before them holds them does not matter (they show their
   planned time). SQLite reads them through a partial index the runner's email rows never
   enter, so the query never walks due emails.
-- `enrolment_by_token` finds the enrolment whose List-Unsubscribe links carry a token.
 - `latest_events` is the live feed: the newest events of some kinds, by time then id. With
   `sender`, only events about an address enrolled in a version whose `sender.email` is
   `sender` (case-insensitive), and none about an enrolment, or a step run of one, in
@@ -76,6 +75,11 @@ __all__ = [
     "VersionStatus",
     "WorkQueue",
 ]
+
+
+# Row ids are 64-bit integers in both stores: a larger number names no row. Where a
+# user gives one (a command's ID, a page's URL), it is refused there, not overflowed here.
+MAX_ROW_ID = 2**63 - 1
 
 
 class StepState(enum.StrEnum):
@@ -427,9 +431,6 @@ class Repository(Protocol):
         ...
 
     def enrolment(self, enrolment_id: int) -> EnrolmentRecord | None: ...
-
-    def enrolment_by_token(self, token: str) -> EnrolmentRecord | None:
-        """The enrolment whose unsubscribe token is `token`, or None."""
 
     def enrolments_by_token(self, token: str) -> list[EnrolmentRecord]:
         """The enrolment holding this unsubscribe token; when none holds it exactly, those

@@ -1034,10 +1034,6 @@ class SqliteStore:
         found = self._db.execute(_ENROLMENT + " WHERE id = ?", (enrolment_id,)).fetchone()
         return _enrolment(found) if found is not None else None
 
-    def enrolment_by_token(self, token: str) -> EnrolmentRecord | None:
-        found = self._db.execute(_ENROLMENT + " WHERE unsubscribe_token = ?", (token,)).fetchone()
-        return _enrolment(found) if found is not None else None
-
     def enrolments_by_token(self, token: str) -> list[EnrolmentRecord]:
         found = self._db.execute(_ENROLMENT + " WHERE unsubscribe_token = ?", (token,)).fetchall()
         if not found:  # rare (a lower-cased plus address): a scan is fine

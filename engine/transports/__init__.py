@@ -61,6 +61,9 @@ class DeliveryUnknown(Exception):
 class Withheld(TemporaryFailure):
     """Not handed over because `ready` did not allow it: the runner has its outcome."""
 
+    def __init__(self) -> None:
+        super().__init__("not handed over: withheld by the runner")
+
 
 # What became of one message handed over: the server's answer (or the file written), or
 # the failure, as an instance.
@@ -88,11 +91,12 @@ class Transport(Protocol):
         answer (or the file written), or the exception instance that says what happened.
 
         `ready` is called exactly once, on the calling thread, before the first byte of
-        any message is handed over, and after whatever hands nothing over has been set
-        going (SMTP: each session's `MAIL FROM` is on its way, its answer read after), so
-        the runner's commit runs while the server answers. A message whose index it does
-        not return gets `Withheld`; when it raises, nothing is handed over and
-        `send_many` raises the same. Without `ready`, every message goes."""
+        any message is handed over; it may come after work that hands nothing over (one
+        SMTP session: its `MAIL FROM` is on its way, its answer read after), so the
+        runner's commit runs while the server answers. Nothing whose index it does not
+        return is handed over; the results at those indexes say nothing the caller
+        needs (`Withheld`, or a failure from before `ready`). When it raises, nothing is
+        handed over and `send_many` raises the same. Without `ready`, every message goes."""
         ...
 
     def flush(self) -> None:

@@ -35,7 +35,6 @@ from . import Envelope, Ready, Result, TransportDown, Withheld
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
 _HIDDEN = ".tmp-"
-_WITHHELD = Withheld("not handed over: withheld by the runner")
 STALE_AFTER = 3600.0  # seconds: a hidden file this old is a crashed run's
 
 
@@ -126,15 +125,16 @@ class OutboxTransport:
         results: list[Result] = []
         for n, (envelope, data) in enumerate(messages):
             if n not in allowed:
-                results.append(_WITHHELD)
+                results.append(Withheld())
                 continue
             try:
                 results.append(self._send(envelope, data))
             except OSError as exc:
+                left = sum(1 for k in range(n, len(messages)) if k in allowed)
                 down = TransportDown(
                     CadenceError(
                         f"cannot write to outbox {self.folder}: {exc.strerror}",
-                        hint=f"{len(messages) - n} email(s) were not handed over and are due "
+                        hint=f"{left} email(s) were not handed over and are due "
                         "again at once; free space or fix the folder's permissions, then "
                         "run again",
                     )

@@ -200,7 +200,7 @@ def parse_options(query: dict[str, list[str]], shown: str) -> SmtpOptions:
 
 
 class RateLimit:
-    """Transactions spaced 1/rate seconds apart, whichever session starts them."""
+    """Messages spaced 1/rate seconds apart, whichever session sends them."""
 
     def __init__(self, per_second: float) -> None:
         self._interval = 1.0 / per_second
@@ -357,8 +357,9 @@ class _Session:
 
     def deliver(self, envelope: Envelope, data: bytes, may_go: Callable[[], bool]) -> str:
         """One message, slowing down and trying again while the server asks for it.
-        `may_go` is asked once `MAIL FROM` is on its way (or could not be sent), before
-        its answer is read; when it says no, nothing of the message is handed over."""
+        `may_go` is asked once `MAIL FROM` is on its way, before its answer is read, and
+        before any wait to slow down; when it says no, nothing of the message is handed
+        over (`Withheld`)."""
         wait = self.transport.options.slow_down_first
         for tries in range(1, SLOW_DOWN_TRIES + 1):
             try:
@@ -372,9 +373,17 @@ class _Session:
                     raise TemporaryFailure(
                         f"{exc} (the server asked to slow down {tries} times in a row)"
                     ) from None
+                if not may_go():  # the runner's commit is not kept waiting by the back-off
+                    raise Withheld() from None
                 time.sleep(wait)
                 wait = min(wait * 2, SLOW_DOWN_MAX)
         raise AssertionError("unreachable")
+
+    @property
+    def warm(self) -> bool:
+        """Open, clean and under `per_connection`: `MAIL FROM` is the next thing sent."""
+        limit = self.transport.options.per_connection
+        return self.conn is not None and not self.dirty and self.sent_here < limit
 
     def _begin(self, envelope: Envelope) -> bool:
         """Open (or reuse) the session and send `MAIL FROM`, without reading its answer;
@@ -439,13 +448,16 @@ class _Session:
         reused = self._begin(envelope)
         conn = self.conn
         assert conn is not None
-        go = may_go()  # the runner commits `sending` while the server answers MAIL
+        if not may_go():  # the runner committed `sending` while the server answered MAIL
+            try:  # keep the conversation in step; `RSET` before the next transaction
+                conn.getreply()
+            except (OSError, smtplib.SMTPException):
+                self.drop()  # not worth a new connection: this message is not to go
+            raise Withheld()
         t = self.transport
         # --- before DATA: every failure is known-not-sent --------------------------------
         try:
             code, text = conn.getreply()
-            if not go:  # withheld: the transaction stays open, `RSET` before the next one
-                raise Withheld("not handed over: withheld by the runner")
             if code in _AUTH_CODES:
                 self._reset()
                 raise _auth_refused(code, text, t.settings.user)
@@ -568,10 +580,7 @@ class SmtpTransport:
     def open(self) -> None:
         """Open the first session (a refused login or a server that is down shows now,
         before anything is committed `sending`); the others open when first used."""
-        first = self.sessions[0]
-        first.open()
-        if self._pool is None and len(self.sessions) > 1:
-            self._pool = ThreadPoolExecutor(len(self.sessions), thread_name_prefix="smtp")
+        self.sessions[0].open()
 
     def send_many(
         self, messages: Sequence[tuple[Envelope, bytes]], ready: Ready | None = None
@@ -592,8 +601,12 @@ class SmtpTransport:
                 if down is not None:  # this session cannot go on: the rest is not handed over
                     results[index] = down
                     continue
+                if gate.allowed is None and not session.warm:
+                    # A reconnect or an RSET comes first: the runner's commit (the record
+                    # of what was sent before) does not wait for it.
+                    gate.decide()
                 if gate.allowed is not None and index not in gate.allowed:
-                    results[index] = Withheld("not handed over: withheld by the runner")
+                    results[index] = Withheld()
                     continue  # known before its session began: the server never hears of it
                 envelope, data = messages[index]
                 may_go = functools.partial(gate.allows, index)
@@ -606,7 +619,7 @@ class SmtpTransport:
                 except CadenceError as exc:  # a refused login on a reconnect, before MAIL
                     results[index] = down = TransportDown(exc)
 
-        if self._pool is None or len(used) == 1:
+        if len(used) == 1:
             try:
                 work(0)
             finally:
@@ -617,9 +630,11 @@ class SmtpTransport:
             gate.decide()
             if gate.error is not None:
                 raise gate.error
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(len(self.sessions), thread_name_prefix="smtp")
             futures = [self._pool.submit(work, n) for n in range(len(used))]
             errors = [e for f in futures if (e := f.exception()) is not None]
-            if errors:  # not a delivery outcome (a refused login): the run stops on it
+            if errors:  # not a delivery outcome (a bug): the run stops on it
                 raise errors[0]
         if gate.error is not None:
             raise gate.error

@@ -20,8 +20,9 @@ from werkzeug.wrappers import Response as BaseResponse
 from ..calendar import zone
 from ..errors import CadenceError, NotFound
 from ..plan import Action
+from ..store import MAX_ROW_ID
 from ..store.users import User
-from ..users import SESSION_SECONDS, base_url
+from ..users import SESSION_SECONDS, SIGN_IN_SECONDS, base_url
 from ..when import parse_when
 from . import auth, engine_calls
 
@@ -54,7 +55,8 @@ class FormErrors:
 def create_app(
     db_path: str, *, base: str | None = None, clock: Callable[[], datetime] | None = None
 ) -> Flask:
-    """The Command Center on the SQLite state store at `db_path`.
+    """The Command Center on the state store `db_path` (a SQLite file or a PostgreSQL URL,
+    as CADENCE_DB).
 
     `base` is CADENCE_BASE_URL (links, the Secure cookie flag); `clock` the domain's "now"
     (`serve --now`); sessions and links always expire by the wall clock.
@@ -99,6 +101,7 @@ def _filters(app: Flask) -> None:
     app.jinja_env.filters["local"] = local
     app.jinja_env.filters["task_type"] = task_type
     app.jinja_env.globals["TASK_TYPES"] = TASK_TYPES
+    app.jinja_env.globals["SIGN_IN_MINUTES"] = SIGN_IN_SECONDS // 60
 
 
 def _page(template: str, status: int = 200, **context: Any) -> Response:
@@ -148,14 +151,21 @@ def _upcoming_end(user: User, now: datetime) -> datetime:
 def _routes(app: Flask, now: Callable[[], datetime]) -> None:
     @app.get("/healthz")
     def healthz() -> Response:
-        engine_calls.healthy(auth.backend())
+        try:
+            engine_calls.healthy(auth.backend())
+        except CadenceError as exc:  # not the caller's fault: this server cannot work now
+            text = f"unavailable: the state store cannot be read: {exc}\n"
+            return Response(text, status=503, mimetype="text/plain")
         return Response("ok\n", mimetype="text/plain")
 
     # -- sign-in ---------------------------------------------------------------------
 
     @app.get("/signin")
     def signin() -> Response:
-        return make_response(render_template("signin.html", user=None, csrf="", token=None))
+        notice = NOTICES["signed-out"] if request.args.get("notice") == "signed-out" else ""
+        return make_response(
+            render_template("signin.html", user=None, csrf="", token=None, notice=notice)
+        )
 
     @app.get("/signin/<token>")
     def signin_link(token: str) -> Response:
@@ -165,7 +175,7 @@ def _routes(app: Flask, now: Callable[[], datetime]) -> None:
         response = make_response(
             render_template("signin.html", user=None, csrf=form_token, token=token)
         )
-        auth.set_cookie(app, response, auth.SIGNIN_COOKIE, form_token, 900)
+        auth.set_cookie(app, response, auth.SIGNIN_COOKIE, form_token, SIGN_IN_SECONDS)
         return response
 
     @app.post("/signin/<token>")
@@ -236,11 +246,11 @@ def _routes(app: Flask, now: Callable[[], datetime]) -> None:
         context.update(extra)
         return _page("task.html", status, **context)
 
-    @app.get("/tasks/<int:task_id>")
+    @app.get(f"/tasks/<int(min=1, max={MAX_ROW_ID}):task_id>")
     def task(task_id: int) -> Response:
         return task_response(task_id)
 
-    @app.post("/tasks/<int:task_id>/<any(done, skip):outcome>")
+    @app.post(f"/tasks/<int(min=1, max={MAX_ROW_ID}):task_id>/<any(done, skip):outcome>")
     def finish(task_id: int, outcome: str) -> BaseResponse:
         state = "done" if outcome == "done" else "skipped"
         try:
@@ -251,7 +261,7 @@ def _routes(app: Flask, now: Callable[[], datetime]) -> None:
             return task_response(task_id, 409, problem=exc.message)
         return redirect(flask_url_for("queue", notice=state, task=task_id), code=303)
 
-    @app.post("/tasks/<int:task_id>/send")
+    @app.post(f"/tasks/<int(min=1, max={MAX_ROW_ID}):task_id>/send")
     def send(task_id: int) -> BaseResponse:
         subject = request.form.get("subject", "")
         body = request.form.get("body", "").replace("\r\n", "\n")
@@ -306,10 +316,7 @@ def _routes(app: Flask, now: Callable[[], datetime]) -> None:
 
     @app.get("/cadences")
     def overview() -> Response:
-        mine, report = engine_calls.overview(auth.backend(), g.user, now())
-        names = {v.cadence_name for v in mine}
-        unknown = [u for u in report.unknown if u.cadence in names]
-        return _page("overview.html", versions=mine, unknown=unknown, now=now())
+        return _page("overview.html", report=engine_calls.overview(auth.backend(), g.user, now()))
 
     # -- one-click unsubscribe (public) ----------------------------------------------
 

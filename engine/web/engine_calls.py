@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from ..contacts import Contact
 from ..delivery import unsubscribe_url
-from ..errors import CadenceError, NotFound
+from ..errors import NotFound
 from ..plan import Action
 from ..run.pinned import Versions, contact_of
 from ..run.render import message_text
@@ -26,7 +26,6 @@ from ..store import (
     StepRow,
     Store,
     TaskFilter,
-    VersionStatus,
     open_store,
 )
 from ..store.users import Session, User, UserStore
@@ -38,7 +37,7 @@ from ..tasks import (
     show_task,
     view,
 )
-from ..unsubscribe import unsubscribe_by_token
+from ..unsubscribe import address_of_token, unsubscribe_by_token
 from ..users import session_of, sign_in, sign_out, users_on
 
 # What the live feed shows (SPEC §9): sends, signals, pauses and worked tasks.
@@ -160,23 +159,31 @@ class TaskPage:
     sender_email: str
 
 
-def task_page(b: Backend, user: User, task_id: int) -> TaskPage:
-    """The task as `cadence tasks show` gives it, with its contact; NotFound for a task
-    that does not exist or belongs to another rep's cadence."""
+def _visible_row(b: Backend, user: User, task_id: int) -> tuple[StepRow, Versions]:
+    """The step run `task_id` and the versions read for it; NotFound for one that does
+    not exist or belongs to another rep's cadence (never "it exists, not yours")."""
     row = b.store.step_run(task_id)
     versions = Versions(b.store)
     if row is None or not _may_see(versions, user, row.cadence_hash):
         raise NotFound(f"no task {task_id}")
+    return row, versions
+
+
+def task_page(b: Backend, user: User, task_id: int) -> TaskPage:
+    """The task as `cadence tasks show` gives it, with its contact; NotFound for a task
+    that does not exist or belongs to another rep's cadence. Any other CadenceError (a
+    template that does not render for this contact) is the page's to show as it is."""
+    row, versions = _visible_row(b, user, task_id)
     try:
         view = show_task(b.store, task_id)
-    except CadenceError:
+    except NotFound:  # a step run that is not a task (an automatic email)
         raise NotFound(f"no task {task_id}") from None
     sender = versions.get(row.cadence_hash).sender
     return TaskPage(view, contact_of(row), sender.name, sender.email)
 
 
 def finish_task(b: Backend, user: User, task_id: int, state: str, now: datetime) -> StepRow:
-    task_page(b, user, task_id)
+    _visible_row(b, user, task_id)
     return complete_task(b.store, task_id, state, now)
 
 
@@ -184,7 +191,7 @@ def send_task(
     b: Backend, user: User, task_id: int, *, subject: str, body: str, at: datetime
 ) -> StepRow:
     """Record the rep's email for the runner to deliver at `at` (now: its next pass)."""
-    task_page(b, user, task_id)
+    _visible_row(b, user, task_id)
     return queue_task_email(b.store, task_id, subject=subject, body=body, at=at)
 
 
@@ -303,18 +310,31 @@ def feed(b: Backend, user: User, limit: int = 100) -> list[EventView]:
     return _event_views(b, b.store.latest_events(FEED_KINDS, limit, sender=_sender_filter(user)))
 
 
-def overview(b: Backend, user: User, now: datetime) -> tuple[list[VersionStatus], StatusReport]:
-    """`cadence status`, limited to the user's cadences."""
+def overview(b: Backend, user: User, now: datetime) -> StatusReport:
+    """`cadence status` (the engine's own report: per version, the paused enrolments and
+    when they resume, the unknown sends), limited to the versions the user may see (by
+    version: another rep's cadence of the same name stays out)."""
     report = status(b.store, now)
-    mine = [v for v in report.versions if user.admin or v.sender.lower() == user.email]
-    return mine, report
+    if user.admin:
+        return report
+    versions = Versions(b.store)
+
+    def mine(cadence_hash: str) -> bool:
+        return _may_see(versions, user, cadence_hash)
+
+    return StatusReport(
+        versions=tuple(v for v in report.versions if mine(v.cadence_hash)),
+        unknown=tuple(u for u in report.unknown if mine(u.cadence_hash)),
+        paused=tuple(p for p in report.paused if mine(p.cadence_hash)),
+    )
 
 
 # -- the public unsubscribe endpoint ---------------------------------------------------
 
 
 def unsubscribe_token_known(b: Backend, token: str) -> bool:
-    return b.store.enrolment_by_token(token) is not None
+    """Whether POST /u/TOKEN would act: the same look-up (a lower-cased token too)."""
+    return address_of_token(b.store, token) is not None
 
 
 def unsubscribe(b: Backend, token: str, now: datetime) -> str:

@@ -1,9 +1,10 @@
 """A throw-away Dovecot IMAP server on 127.0.0.1, as the user running the tests.
 
 Rootless (Dovecot's "HowTo/Rootless"): every service runs as the current user, the base,
-state and mail folders live in a temp dir, one passwd-file user, TLS with a test CA made
-by the openssl command. `imaps` on one free port, `imap` with STARTTLS on another, and a
-third plain `imap` port where STARTTLS is switched off (to prove it is refused).
+state and mail folders live in a temp dir, one passwd-file user, TLS with a self-signed
+certificate for 127.0.0.1 (`tests.helpers.certs`), which the clients trust as its own CA.
+`imaps` on one free port, `imap` with STARTTLS on another, and a third plain `imap` port
+where STARTTLS is switched off (to prove it is refused).
 """
 
 from __future__ import annotations
@@ -27,42 +28,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.certs import self_signed
+from tests.helpers.smtp_server import free_port
+
 DOVECOT = "/usr/sbin/dovecot"
 USER = "sales"
 PASSWORD = "s3cret-imap-pass"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-def make_ca(folder: Path) -> tuple[Path, Path, Path]:
-    """(ca.pem, server cert, server key): a test CA and a server certificate it signed."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed (apt-get install openssl)")
-    ca_key, ca = folder / "ca-key.pem", folder / "ca.pem"
-    key, csr, cert = folder / "key.pem", folder / "server.csr", folder / "cert.pem"
-    _openssl(
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca),
-        "-days", "2", "-subj", "/CN=cadence test CA",
-    )  # fmt: skip
-    _openssl(
-        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
-        "-subj", "/CN=localhost",
-    )  # fmt: skip
-    ext = folder / "san.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n", encoding="ascii")
-    _openssl(
-        "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-        "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext),
-    )  # fmt: skip
-    return ca, cert, key
 
 
 @dataclass(frozen=True)
@@ -71,7 +42,7 @@ class Dovecot:
     imaps_port: int
     imap_port: int
     plain_port: int  # STARTTLS not offered
-    cafile: Path
+    cafile: Path  # the server's self-signed certificate: its own CA
 
     @property
     def imaps_url(self) -> str:
@@ -278,8 +249,8 @@ def _started(folder: Path) -> Iterator[Dovecot]:
     (folder / "passwd").write_text(
         f"{USER}:{{PLAIN}}{PASSWORD}:{uid}:{gid}::{home}::\n", encoding="ascii"
     )
-    ca, cert, key = make_ca(folder)
-    ports = (_free_port(), _free_port(), _free_port())
+    cert, key = self_signed(folder)
+    ports = (free_port(), free_port(), free_port())
     conf = folder / "dovecot.conf"
     conf.write_text(_config(folder, ports, cert, key), encoding="ascii")
     plain_conf = folder / "dovecot-plain.conf"
@@ -292,7 +263,7 @@ def _started(folder: Path) -> Iterator[Dovecot]:
         _wait_for(ports[0], procs[0], folder / "dovecot.log")
         _wait_for(ports[1], procs[0], folder / "dovecot.log")
         _wait_for(ports[2], procs[1], folder / "dovecot-plain.log")
-        yield Dovecot(folder, ports[0], ports[1], ports[2], ca)
+        yield Dovecot(folder, ports[0], ports[1], ports[2], cert)
     finally:
         for proc in procs:
             if proc.poll() is None:

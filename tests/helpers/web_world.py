@@ -6,11 +6,13 @@ from __future__ import annotations
 import re
 import sqlite3
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from cadence_engine.cli import cadence
+from cadence_engine.engine.store import open_store
 
 CADENCE = """\
 cadence: 1
@@ -62,6 +64,16 @@ class World:
     def query(self, sql: str, *args: object) -> list[tuple[object, ...]]:
         with sqlite3.connect(self.db) as db:
             return db.execute(sql, args).fetchall()
+
+    def execute(self, sql: str, *args: object) -> None:
+        """One change made behind the engine's back (a state it would reach only by a
+        crash, a server's answer or the passing of time)."""
+        db = sqlite3.connect(self.db)
+        try:
+            with db:
+                assert db.execute(sql, args).rowcount > 0, sql
+        finally:
+            db.close()
 
     def step(self, email: str, step_id: str) -> tuple[str, int]:
         ((state, due),) = self.query(
@@ -123,3 +135,58 @@ def csrf_of(html: str) -> str:
     found = re.search(r'name="csrf" value="([^"]*)"', html)
     assert found is not None, "the page has no CSRF field"
     return found.group(1)
+
+
+CY = "cy@cyberdyne.example"  # in Eli's cadence that has the same name as Dana's
+
+
+def add_trouble(world: World) -> None:
+    """What `cadence status` has beyond the happy path, in both reps' cadences: Eli also
+    launches a cadence named "Dana outbound" (his own sender) for Cy; an unknown send, a
+    failed step and an auto-reply pause in each rep's; a retrying step and an operator's
+    pause (Ben, Eli's) besides."""
+    path = world.root / "eli-same-name.yaml"
+    path.write_text(
+        CADENCE.format(name="Dana outbound", sender=ELI, sender_name="Eli"), encoding="utf-8"
+    )
+    listing = world.root / "cy.csv"
+    listing.write_text(f"email,first_name,company\n{CY},Cy,Cyberdyne\n", encoding="utf-8")
+    world.cli(
+        "launch", str(path), "--contacts", str(listing),
+        "--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z",
+    )  # fmt: skip
+    world.cli("run", "--once", "--now", "2026-03-02T15:00Z")  # Cy's intro goes out
+    for email in (AVA, CY):
+        world.execute(
+            "UPDATE step_runs SET state = 'unknown', answer = ? WHERE step_id = 'intro' "
+            "AND enrolment_id IN (SELECT id FROM enrolments WHERE email = ?)",
+            f"connection lost after DATA ({email})",
+            email,
+        )
+        world.execute(
+            "UPDATE step_runs SET state = 'failed', answer = '550 5.1.1 no such user' "
+            "WHERE step_id = 'final' "
+            "AND enrolment_id IN (SELECT id FROM enrolments WHERE email = ?)",
+            email,
+        )
+    world.execute(
+        "UPDATE step_runs SET attempts = 1 WHERE step_id = 'bump' "
+        "AND enrolment_id IN (SELECT id FROM enrolments WHERE email = ?)",
+        AVA,
+    )
+    store = open_store(str(world.db))
+    try:
+        at = int(datetime(2026, 3, 3, 12, 0, tzinfo=UTC).timestamp())
+        until = int(datetime(2026, 3, 10, 0, 0, tzinfo=UTC).timestamp())
+        for email in (MALLORY, CY, BEN):
+            (enrolment,) = store.enrolments(email=email)
+            auto = email != BEN
+            store.pause(
+                enrolment.id,
+                at,
+                until if auto else None,
+                f"out of office ({email})" if auto else "asked to wait",
+                source="mailbox imaps://inbox uid 7" if auto else "command",
+            )
+    finally:
+        store.close()

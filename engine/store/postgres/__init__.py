@@ -797,11 +797,6 @@ class PostgresStore:
             found = conn.execute(_ENROLMENT + " WHERE id = %s", (enrolment_id,)).fetchone()
         return _enrolment(found) if found is not None else None
 
-    def enrolment_by_token(self, token: str) -> EnrolmentRecord | None:
-        with self._tx() as conn:
-            found = conn.execute(_ENROLMENT + " WHERE unsubscribe_token = %s", (token,)).fetchone()
-        return _enrolment(found) if found is not None else None
-
     def end_enrolments(self, endings: Sequence[Ending], now: int) -> int:
         cancelled = 0
         with self._tx() as conn:
