@@ -49,7 +49,7 @@ def day_dates(settings: Settings, launch_date: date, count: int) -> tuple[date, 
 
 def next_campaign_day(settings: Settings, d: date) -> date:
     """The first campaign day strictly after `d` (the next opening for a moved email)."""
-    return shift_campaign_days(settings, d, 1)
+    return _shifted(d, 1, settings.skip_weekends, settings.holidays)
 
 
 def shift_campaign_days(settings: Settings, d: date, days: int) -> date:

@@ -71,8 +71,11 @@ class ContactReader:
         self._checked = False
         self._stream: Iterator[Contact] | None = None
 
-    def __iter__(self) -> ContactReader:
-        return self
+    def __iter__(self) -> Iterator[Contact]:
+        # The stream itself, so a `for` loop over the reader makes no extra call per contact.
+        if self._stream is None:
+            self._stream = self._contacts()
+        return self._stream
 
     def __next__(self) -> Contact:
         if self._stream is None:
@@ -124,8 +127,8 @@ class ContactReader:
                     self.skipped.append(error)
                     continue
             assert isinstance(fields, dict)
-            new = fields.keys() - columns
-            if new:
+            if not columns.issuperset(fields):  # (no set is made per row)
+                new = fields.keys() - columns
                 columns |= new
                 zone_like += [c for c in sorted(new) if looks_like_zone(c)]
                 # Once the list has a `timezone` column, contacts are planned in its zone:

@@ -256,7 +256,7 @@ class ZonePlanner:
             if previous is not None and step.day > previous_day:
                 # The step before it was moved onto this one (send window, daily limit,
                 # launch time): keep the gap of at least one campaign day, not a burst.
-                pushed = after_previous_step(settings, due, previous_local, tz, at)
+                pushed = after_previous_step(settings, due, previous, tz, at, previous_local)
                 if pushed is not due:
                     due, moved, local = pushed, "after previous step", None
             elif previous is not None and due < previous:

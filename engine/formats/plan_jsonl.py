@@ -21,9 +21,9 @@ import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from multiprocessing.pool import AsyncResult
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..schedule import action_of
 from ..templates import configured_render_workers
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 MAX_WORKERS = 4
 # Times texts kept per zone before they are dropped (a new schedule shares the recent ones).
 TIMES_KEPT = 4_096
+PARTS_KEPT = 100_000  # dates or wall times whose ISO texts are kept (some 27 years of dates)
 MEMO_LIMIT = 200_000  # entries over all steps (a few hundred bytes each)
 PROBE = 2_000  # lookups before a step's memo is judged
 MIN_HIT_RATE = 0.25  # below this a step's texts are too varied to be worth memoising
@@ -107,6 +108,10 @@ class _Encoded:
         ]
         self.tails: dict[tuple[str, int, str | None], str] = {}
         self.times: dict[str, dict[datetime, str]] = {}  # zone → due_utc → times text
+        # ISO texts of dates, wall times and UTC offsets (see `_times`).
+        self.dates: dict[date, str] = {}
+        self.walls: dict[time, str] = {}
+        self.offsets: dict[timedelta | None, str] = {}
 
     def get(self, schedule: ContactSchedule) -> Encoding:
         hit = self.schedules.get(schedule.zone)
@@ -124,13 +129,32 @@ class _Encoded:
             tail = tails.get((zone, index, slot.moved)) or self._tail(zone, slot)
             pair = times.get(slot.due_utc)
             if pair is None:
-                utc = slot.due_utc.isoformat().replace("+00:00", "Z")
-                pair = times[slot.due_utc] = f'{slot.due_local.isoformat()}", "due_utc": "{utc}'
+                pair = times[slot.due_utc] = self._times(slot.due_local, slot.due_utc)
             suffixes.append(heads[index] + pair + tail)
         hit = (schedule, self.count, suffixes, ["", *(s + "}\n" for s in suffixes)])
         self.count += 1
         self.schedules[zone] = hit
         return hit
+
+    def _times(self, local: datetime, utc: datetime) -> str:
+        """The text between a row's head and tail: its local and UTC time in ISO form.
+
+        `datetime.isoformat` costs a microsecond or two, and under a daily limit some
+        hundred thousand instants are new; they fall on a few thousand dates, at a few
+        wall times and offsets, so the text is put together from those parts' texts.
+        """
+        if utc.tzinfo is not UTC:  # (every plan time is UTC; this keeps the format exact)
+            text = utc.isoformat().replace("+00:00", "Z")
+            return f'{local.isoformat()}", "due_utc": "{text}'
+        dates, walls, offsets = self.dates, self.walls, self.offsets
+        ld, lt, ud, ut = local.date(), local.time(), utc.date(), utc.time()
+        offset = local.utcoffset()
+        return (
+            f"{dates.get(ld) or _remembered(dates, ld)}T{walls.get(lt) or _remembered(walls, lt)}"
+            f"{offsets.get(offset) or _offset_text(offsets, local)}"
+            f'", "due_utc": "{dates.get(ud) or _remembered(dates, ud)}T'
+            f"{walls.get(ut) or _remembered(walls, ut)}Z"
+        )
 
     def _tail(self, zone: str, slot: Slot) -> str:
         tail = self.tails[(zone, slot.step.index, slot.moved)] = (
@@ -145,6 +169,21 @@ class _Encoded:
             )[1:-1]
         )
         return tail
+
+
+def _remembered(texts: dict[Any, str], value: date | time) -> str:
+    """`value.isoformat()`, kept in `texts` (bounded: emptied when it grows past a limit)."""
+    if len(texts) >= PARTS_KEPT:
+        texts.clear()
+    text = texts[value] = value.isoformat()
+    return text
+
+
+def _offset_text(texts: dict[timedelta | None, str], local: datetime) -> str:
+    """The UTC offset as `local.isoformat()` ends with it, kept in `texts` per offset."""
+    whole = local.isoformat()
+    text = texts[local.utcoffset()] = whole[len(local.replace(tzinfo=None).isoformat()) :]
+    return text
 
 
 def _rendered(
