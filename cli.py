@@ -1207,12 +1207,17 @@ PLAN_FORMATS = ("table", "json", "jsonl", "csv", "markdown", "mermaid")
 
 
 def _with_progress(contacts: Any, total: int | None, label: str) -> Any:
-    """A progress bar on stderr for long lists on a terminal; the plain stream otherwise."""
+    """A progress bar on stderr for long lists on a terminal; the stream itself otherwise."""
     import sys
 
     if not sys.stderr.isatty() or (total is not None and total < 2000):
-        yield from contacts
-        return
+        return contacts
+    return _progress_bar(contacts, total, label)
+
+
+def _progress_bar(contacts: Any, total: int | None, label: str) -> Any:
+    import sys
+
     with click.progressbar(contacts, length=total, label=label, file=sys.stderr) as bar:
         yield from bar
 

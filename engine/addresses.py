@@ -48,7 +48,7 @@ class AddressError(ValueError):
     """Why a text cannot be sent to as an email address."""
 
 
-def _plain(text: str) -> re.Match[str] | None:
+def plain_address(text: str) -> re.Match[str] | None:
     """The fast path's match: an address the full check accepts as it stands, or None."""
     plain = _PLAIN.fullmatch(text)
     if plain is not None and len(text) <= MAX_ADDRESS and len(plain[1]) <= MAX_LOCAL:
@@ -58,7 +58,7 @@ def _plain(text: str) -> re.Match[str] | None:
 
 def parse_address(text: str) -> MailAddress:
     """The wire form of `text`, or AddressError saying what is wrong with it."""
-    plain = _plain(text)
+    plain = plain_address(text)
     if plain is not None:
         return MailAddress(plain[1], plain[2].lower(), False)
     return full_check(text)
@@ -79,7 +79,7 @@ def full_check(text: str) -> MailAddress:
 
 def address_problem(text: str) -> str | None:
     """The reason `text` is not a sendable address, or None when it is."""
-    if _plain(text) is not None:  # (each contact list row asks this)
+    if plain_address(text) is not None:  # (each contact list row asks this)
         return None
     try:
         full_check(text)

@@ -16,6 +16,7 @@ time a step is executed or an email was sent:
 from __future__ import annotations
 
 import enum
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
@@ -70,24 +71,19 @@ class DailyLimit:
 
     def __init__(self, limit: int, booked: dict[tuple[str, date], int] | None = None) -> None:
         self.limit = limit
-        self._booked: dict[str, dict[date, int]] = {}  # sender → local date → emails
+        # sender → local date → emails (a plan asks once per contact and once per email)
+        self._booked: defaultdict[str, dict[date, int]] = defaultdict(dict)
         for (sender, day), n in (booked or {}).items():
-            self._days(sender)[day] = n
+            self._booked[sender][day] = n
         self._skip: dict[tuple[str, date], date] = {}
 
-    def _days(self, sender: str) -> dict[date, int]:
-        days = self._booked.get(sender)
-        if days is None:
-            days = self._booked[sender] = {}
-        return days
-
     def room(self, sender: str, day: date) -> int:
-        return self.limit - self._days(sender).get(day, 0)
+        return self.limit - self._booked[sender].get(day, 0)
 
     def take(self, sender: str, bookings: Sequence[tuple[date, int]]) -> bool:
         """Book `n` emails on each `(day, n)` of `bookings` when every day has room for them
         (a schedule reused for one more contact: all of it or nothing)."""
-        booked, limit = self._days(sender), self.limit
+        booked, limit = self._booked[sender], self.limit
         for d, n in bookings:
             if booked.get(d, 0) + n > limit:
                 return False
@@ -97,7 +93,7 @@ class DailyLimit:
 
     def place(self, sender: str, day: date, step: Callable[[date], date]) -> date:
         """Book one email on `day`, or on the first later day with room; that day."""
-        booked = self._booked.get(sender) or self._days(sender)
+        booked = self._booked[sender]
         n = booked.get(day, 0)
         if n >= self.limit:
             day = self.first_with_room(sender, day, step)
@@ -107,12 +103,13 @@ class DailyLimit:
 
     def first_with_room(self, sender: str, day: date, step: Callable[[date], date]) -> date:
         """`day`, or the first later day (`step` gives the next one) with room."""
+        booked, limit, skip = self._booked[sender], self.limit, self._skip
         path: list[date] = []
-        while self.room(sender, day) <= 0:
+        while booked.get(day, 0) >= limit:
             path.append(day)
-            day = self._skip.get((sender, day)) or step(day)
+            day = skip.get((sender, day)) or step(day)
         for d in path:
-            self._skip[(sender, d)] = day
+            skip[(sender, d)] = day
         return day
 
 

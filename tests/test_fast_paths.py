@@ -15,7 +15,14 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cadence_engine.engine.addresses import AddressError, MailAddress, full_check, parse_address
+from cadence_engine.engine.addresses import (
+    AddressError,
+    MailAddress,
+    address_problem,
+    full_check,
+    parse_address,
+)
+from cadence_engine.engine.contacts import _EMAIL, email_problem
 from cadence_engine.engine.launch import launch
 from cadence_engine.engine.plan import Action
 from cadence_engine.engine.store import EnrolmentState, StepRow, StepState
@@ -55,6 +62,30 @@ def _outcome(check: object, text: str) -> MailAddress | str:
 @given(addresses)
 def test_the_address_fast_path_agrees_with_the_full_check(text: str) -> None:
     assert _outcome(parse_address, text) == _outcome(full_check, text)
+
+
+def _two_checks(email: str) -> str | None:
+    """The contact row's address check done the long way: both checks, every time."""
+    if _EMAIL.match(email) is None:
+        return f"{email!r} is not an email address"
+    problem = address_problem(email)
+    return None if problem is None else f"{email!r} cannot be sent to: it {problem}"
+
+
+@settings(max_examples=2000)
+@given(
+    st.one_of(
+        addresses,
+        st.builds(
+            "{}@{}.{}".format,
+            st.text("ab.", max_size=3),
+            st.text("cd.", max_size=3),
+            st.text("e.-", max_size=3),
+        ),
+    )
+)
+def test_the_contact_address_fast_path_agrees_with_both_checks(text: str) -> None:
+    assert email_problem(text) == _two_checks(text)
 
 
 # -- the store's row decoding ---------------------------------------------------------
