@@ -51,6 +51,10 @@ DIRECTIVE = re.compile(r"^%", re.MULTILINE)
 # A line indented (or made) with a tab: libyaml reads some of these (a tab-only last
 # line) where ruamel refuses them, and the loader reports a tab indent as a finding.
 TAB_INDENT = re.compile(r"^ *\t", re.M)
+# A block scalar whose first line holds only spaces: libyaml reads it by the YAML spec,
+# ruamel refuses it when a later line is indented more ("more indented follow up line
+# than first"), and the full loader's answer is the one that counts.
+SPACES_FIRST = re.compile(r"[|>][-+0-9]*[ \t]*(?:#[^\n]*)?\r?\n +\r?\n")
 
 
 _SCALAR, _MAPPING, _SEQUENCE, _MAPPING_END, _SEQUENCE_END, _ALIAS, _DOCUMENT = range(7)
@@ -98,6 +102,8 @@ def load(text: str, *, use_libyaml: bool = True) -> Any:
     if DIRECTIVE.search(text):
         raise Unsupported  # `%YAML 1.1` would change how the shared parser reads later files
     if "\t" in text and TAB_INDENT.search(text):
+        raise Unsupported
+    if " \n" in text and SPACES_FIRST.search(text):
         raise Unsupported
     yaml = _yaml()
     resolver = yaml.resolver
