@@ -308,7 +308,7 @@ def sent_moves(
                 if due != other.due_utc:
                     moves[other.id] = Move(other.id, due, other.planned_utc, "after email sent")
     current = [
-        replace(r, due_utc=m.due_utc, planned_utc=m.planned_utc)
+        r._replace(due_utc=m.due_utc, planned_utc=m.planned_utc)
         if (m := moves.get(r.id)) is not None
         else r
         for r in later

@@ -436,48 +436,7 @@ def _translating(cls: type[SqliteStore]) -> type[SqliteStore]:
     return cls
 
 
-# Enum lookups by value, without Enum.__call__ (thousands of rows per claim).
-_STEP_STATE = {s.value: s for s in StepState}
-_ENROLMENT_STATE = {s.value: s for s in EnrolmentState}
-_ACTION = {a.value: a for a in Action}
-
-
-def _row(r: tuple[Any, ...]) -> StepRow:
-    # Positional, in the order of StepRow's fields (and of _ROW_SELECT's columns): a
-    # frozen dataclass's __init__ costs per keyword, and claims decode thousands of rows.
-    return StepRow(
-        r[0],  # id
-        r[1],  # enrolment_id
-        r[2],  # cadence_name
-        r[3],  # cadence_hash
-        r[4],  # email
-        r[5],  # contact
-        r[6],  # uid
-        r[7],  # unsubscribe_token
-        _ENROLMENT_STATE[r[8]],
-        bool(r[9]),  # suppressed
-        r[10],  # step_id
-        r[11],  # step_index
-        r[12],  # day
-        _ACTION[r[13]],
-        r[14],  # zone
-        r[15],  # due_utc
-        r[16],  # planned_utc
-        r[17],  # thread_step_id
-        r[18],  # message_id
-        _STEP_STATE[r[19]],
-        r[20],  # fence
-        r[21],  # attempts
-        bool(r[22]),  # by_hand
-        r[23],  # subject
-        r[24],  # body
-        r[25],  # sent_utc
-        r[26],  # done_utc
-        r[27],  # answer
-        r[28],  # thread_sent_utc
-        r[29],  # thread_subject
-        r[30],  # lease_until
-    )
+_row = StepRow.from_columns
 
 
 def _enrolment(r: tuple[Any, ...]) -> EnrolmentRecord:

@@ -131,40 +131,7 @@ WHERE e.cadence_hash = %(hash)s GROUP BY 1
 """
 
 
-def _row(r: Sequence[Any]) -> StepRow:
-    return StepRow(
-        id=r[0],
-        enrolment_id=r[1],
-        cadence_name=r[2],
-        cadence_hash=r[3],
-        email=r[4],
-        contact=r[5],
-        uid=r[6],
-        unsubscribe_token=r[7],
-        enrolment_state=EnrolmentState(r[8]),
-        suppressed=bool(r[9]),
-        step_id=r[10],
-        step_index=r[11],
-        day=r[12],
-        action=Action(r[13]),
-        zone=r[14],
-        due_utc=r[15],
-        planned_utc=r[16],
-        thread_step_id=r[17],
-        message_id=r[18],
-        state=StepState(r[19]),
-        fence=r[20],
-        attempts=r[21],
-        by_hand=bool(r[22]),
-        subject=r[23],
-        body=r[24],
-        sent_utc=r[25],
-        done_utc=r[26],
-        answer=r[27],
-        thread_sent_utc=r[28],
-        thread_subject=r[29],
-        lease_until=r[30],
-    )
+_row = StepRow.from_columns
 
 
 def _enrolment(r: Sequence[Any]) -> EnrolmentRecord:
