@@ -129,7 +129,8 @@ def clean_body(text: str) -> str:
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if text.isascii():
-        return _ASCII_BODY_JUNK.sub("", text)
+        # (a search makes no copy: most bodies have nothing to drop)
+        return _ASCII_BODY_JUNK.sub("", text) if _ASCII_BODY_JUNK.search(text) else text
     return _BODY_JUNK.sub("", text)
 
 
@@ -192,6 +193,8 @@ def _fold(name: str, tokens: list[str], *, hard_last: bool = False) -> str | Non
 def unstructured(name: str, text: str) -> str:
     """A folded unstructured header (Subject) that decodes to exactly `text`."""
     if _PRINTABLE_ASCII.fullmatch(text) and "=?" not in text:
+        if len(name) + len(text) <= _MAX_LINE - 2 and text[-1:] != " ":
+            return f"{name}: {text}\r\n"  # one line: what `_fold` gives for its tokens
         folded = _fold(name, _TOKENS.findall(text))
         if folded is not None:
             return folded

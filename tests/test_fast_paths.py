@@ -14,6 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cadence_engine.engine import delivery
 from cadence_engine.engine.addresses import (
     AddressError,
     MailAddress,
@@ -85,6 +86,28 @@ def _two_checks(email: str) -> str | None:
 )
 def test_the_contact_address_fast_path_agrees_with_both_checks(text: str) -> None:
     assert email_problem(text) == _two_checks(text)
+
+
+def _unstructured_the_long_way(name: str, text: str) -> str:
+    """`delivery.unstructured` without its one-line shortcut: always tokens and `_fold`."""
+    if delivery._PRINTABLE_ASCII.fullmatch(text) and "=?" not in text:
+        folded = delivery._fold(name, delivery._TOKENS.findall(text))
+        if folded is not None:
+            return folded
+    words = delivery.encoded_words(text)
+    return delivery._fold(name, [words[0], *(" " + w for w in words[1:])]) or ""
+
+
+@settings(max_examples=2000)
+@given(
+    st.one_of(
+        st.text(" ab=?", max_size=90),
+        st.builds("{}{}".format, st.text(" x", max_size=3), st.integers(60, 75).map("y".__mul__)),
+        st.text(max_size=30),
+    )
+)
+def test_the_one_line_subject_is_what_folding_gives(text: str) -> None:
+    assert delivery.unstructured("Subject", text) == _unstructured_the_long_way("Subject", text)
 
 
 # -- the store's row decoding ---------------------------------------------------------
