@@ -372,7 +372,7 @@ def test_upcoming_tasks_are_planned_task_steps_of_active_enrolments(store: Store
     store.launch("O", "ho", [enrolment("cy@x.example", 150)], 1)  # emails only
 
     def upcoming(until: int, **where: object) -> list[str]:
-        return [r.email for r in store.upcoming_tasks(until, **where)]  # type: ignore[arg-type]
+        return [r.email for r in store.upcoming_tasks(until, TaskFilter(**where))]  # type: ignore[arg-type]
 
     assert upcoming(150) == ["ava@x.example", "eli@x.example"]  # bo is later, cy no task
     assert upcoming(300) == ["ava@x.example", "eli@x.example", "bo@x.example"]

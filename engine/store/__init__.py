@@ -16,6 +16,7 @@ from ..errors import UsageError
 from .contract import (
     HOLDING,
     MAX_ROW_ID,
+    NO_FILTER,
     OUTCOME_STATE,
     SETTLED,
     Claim,
@@ -45,6 +46,7 @@ __all__ = [
     "DEFAULT_DB",
     "HOLDING",
     "MAX_ROW_ID",
+    "NO_FILTER",
     "OUTCOME_STATE",
     "SETTLED",
     "Claim",

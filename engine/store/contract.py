@@ -346,6 +346,9 @@ class TaskFilter:
     state: StepState = StepState.OPEN
 
 
+NO_FILTER = TaskFilter()  # every cadence, action and sender
+
+
 @dataclass(frozen=True, slots=True)
 class VersionStatus:
     cadence_name: str
@@ -496,16 +499,10 @@ class Repository(Protocol):
         """Tasks in `where.state` (open by default), oldest due first."""
         ...
 
-    def upcoming_tasks(
-        self,
-        until_utc: int,
-        *,
-        cadence: str | None = None,
-        action: Action | None = None,
-        sender: str | None = None,
-    ) -> list[StepRow]:
+    def upcoming_tasks(self, until_utc: int, where: TaskFilter = NO_FILTER) -> list[StepRow]:
         """Task steps not opened yet, due by `until_utc`, soonest first (see module doc);
-        `cadence`, `action` and `sender` filter as in `TaskFilter`."""
+        `where`'s cadence, action and sender filter as in `tasks` (its state and
+        due_before do not apply: these rows are `planned`)."""
         ...
 
     def settle_task(

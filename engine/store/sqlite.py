@@ -28,6 +28,7 @@ from typing import Any
 from ..errors import CadenceError, InputError, NotFound, UsageError
 from ..plan import Action
 from . import (
+    NO_FILTER,
     OUTCOME_STATE,
     SETTLED,
     Claim,
@@ -434,6 +435,20 @@ def _translating(cls: type[SqliteStore]) -> type[SqliteStore]:
         if callable(attr) and not name.startswith("_") and name not in ("close", "clock"):
             setattr(cls, name, _translated(attr))
     return cls
+
+
+def _filtered(query: str, args: list[Any], where: TaskFilter) -> tuple[str, list[Any]]:
+    """`query` and `args` with `where`'s cadence, action and sender, soonest due first."""
+    if where.cadence is not None:
+        query += " AND e.cadence_name = ?"
+        args.append(where.cadence)
+    if where.action is not None:
+        query += " AND sr.action = ?"
+        args.append(str(where.action))
+    if where.sender is not None:
+        query += f" AND e.cadence_hash IN ({_OF_SENDER})"
+        args.append(where.sender.lower())
+    return query + " ORDER BY sr.due_utc, sr.id", args
 
 
 _row = StepRow.from_columns
@@ -1108,40 +1123,13 @@ class SqliteStore:
     def tasks(self, where: TaskFilter) -> list[StepRow]:
         query = " WHERE sr.state = ? AND (sr.action != 'send email' OR sr.by_hand)"
         args: list[Any] = [str(where.state)]
-        if where.cadence is not None:
-            query += " AND e.cadence_name = ?"
-            args.append(where.cadence)
-        if where.action is not None:
-            query += " AND sr.action = ?"
-            args.append(str(where.action))
         if where.due_before is not None:
             query += " AND sr.due_utc <= ?"
             args.append(where.due_before)
-        if where.sender is not None:
-            query += f" AND e.cadence_hash IN ({_OF_SENDER})"
-            args.append(where.sender.lower())
-        return self._rows(query + " ORDER BY sr.due_utc, sr.id", args)
+        return self._rows(*_filtered(query, args, where))
 
-    def upcoming_tasks(
-        self,
-        until_utc: int,
-        *,
-        cadence: str | None = None,
-        action: Action | None = None,
-        sender: str | None = None,
-    ) -> list[StepRow]:
-        query = _UPCOMING
-        args: list[Any] = [until_utc]
-        if cadence is not None:
-            query += " AND e.cadence_name = ?"
-            args.append(cadence)
-        if action is not None:
-            query += " AND sr.action = ?"
-            args.append(str(action))
-        if sender is not None:
-            query += f" AND e.cadence_hash IN ({_OF_SENDER})"
-            args.append(sender.lower())
-        query += " ORDER BY sr.due_utc, sr.id"
+    def upcoming_tasks(self, until_utc: int, where: TaskFilter = NO_FILTER) -> list[StepRow]:
+        query, args = _filtered(_UPCOMING, [until_utc], where)  # (its own SELECT: an index)
         return [_row(r) for r in self._db.execute(query, args).fetchall()]
 
     def _move(self, db: sqlite3.Connection, moves: Sequence[Move], now: int) -> None:

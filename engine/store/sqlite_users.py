@@ -15,9 +15,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
-from ..errors import UsageError
 from .sqlite import SqliteStore, store_error
-from .users import Session, User
+from .users import Session, User, user_exists
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -76,10 +75,7 @@ class SqliteUsers:
                 (email, name, int(admin), timezone, now),
             )
             if cur.rowcount == 0:
-                raise UsageError(
-                    f"user {email} already exists",
-                    hint=f"`cadence users remove {email}` first to change it",
-                )
+                raise user_exists(email)
             return User(int(cur.lastrowid or 0), email, name, admin, timezone)
 
     @_translated

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..errors import UsageError
+
 
 @dataclass(frozen=True, slots=True)
 class User:
@@ -25,6 +27,13 @@ class Session:
     user: User
     csrf: str
     expires_utc: int
+
+
+def user_exists(email: str) -> UsageError:
+    """What `add_user` raises, in every store, for an address that already has a user."""
+    return UsageError(
+        f"user {email} already exists", hint=f"`cadence users remove {email}` first to change it"
+    )
 
 
 class UserStore(Protocol):

@@ -60,6 +60,9 @@ class Backend:
     def __init__(self, path: str) -> None:
         self.store: Store = open_store(path)
         self.users: UserStore = users_on(self.store)  # the same connection
+        # Pinned versions by content hash: what a hash names never changes, so the
+        # thread keeps them from one request to the next.
+        self.versions = Versions(self.store)
 
     def close(self) -> None:
         self.store.close()
@@ -133,19 +136,15 @@ def coming(
 ) -> list[TaskView]:
     """Tasks the runner has not opened yet, due by `until` (the queue's "upcoming"); a
     task behind an open one shows its planned time, which completing that one may shift."""
-    rows = b.store.upcoming_tasks(
-        int(until.timestamp()),
-        cadence=cadence,
-        action=action,
-        sender=_sender_filter(user),
-    )
-    versions = Versions(b.store)
+    where = TaskFilter(cadence=cadence, action=action, sender=_sender_filter(user))
+    rows = b.store.upcoming_tasks(int(until.timestamp()), where)
+    versions = b.versions
     return [view(versions, r) for r in rows]
 
 
 def cadence_names(b: Backend, user: User) -> list[str]:
     """Names of the launched cadences the user may see (the queue's filter)."""
-    versions = Versions(b.store)
+    versions = b.versions
     return sorted(
         {name for h, (name, _) in b.store.versions().items() if _may_see(versions, user, h)}
     )
@@ -163,7 +162,7 @@ def _visible_row(b: Backend, user: User, task_id: int) -> tuple[StepRow, Version
     """The step run `task_id` and the versions read for it; NotFound for one that does
     not exist or belongs to another rep's cadence (never "it exists, not yours")."""
     row = b.store.step_run(task_id)
-    versions = Versions(b.store)
+    versions = b.versions
     if row is None or not _may_see(versions, user, row.cadence_hash):
         raise NotFound(f"no task {task_id}")
     return row, versions
@@ -273,7 +272,7 @@ def _event_views(b: Backend, events: list[EventRecord]) -> list[EventView]:
 def contact_page(b: Backend, user: User, email: str) -> ContactPage:
     """A contact's enrolments in the user's cadences, each step, the thread, the events;
     NotFound when the user has none with this contact."""
-    versions = Versions(b.store)
+    versions = b.versions
     every = b.store.enrolments(email=email)
     enrolments = [e for e in every if _may_see(versions, user, e.cadence_hash)]
     if not enrolments:
@@ -317,7 +316,7 @@ def overview(b: Backend, user: User, now: datetime) -> StatusReport:
     report = status(b.store, now)
     if user.admin:
         return report
-    versions = Versions(b.store)
+    versions = b.versions
 
     def mine(cadence_hash: str) -> bool:
         return _may_see(versions, user, cadence_hash)

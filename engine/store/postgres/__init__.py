@@ -28,8 +28,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from ...errors import CadenceError, NotFound, UsageError
-from ...plan import Action
 from ..contract import (
+    NO_FILTER,
     OUTCOME_STATE,
     SETTLED,
     Claim,
@@ -129,6 +129,20 @@ SELECT CASE
 FROM step_runs sr JOIN enrolments e ON e.id = sr.enrolment_id
 WHERE e.cadence_hash = %(hash)s GROUP BY 1
 """
+
+
+def _filtered(query: str, args: list[Any], where: TaskFilter) -> tuple[str, list[Any]]:
+    """`query` and `args` with `where`'s cadence, action and sender, soonest due first."""
+    if where.cadence is not None:
+        query += " AND e.cadence_name = %s"
+        args.append(where.cadence)
+    if where.action is not None:
+        query += " AND sr.action = %s"
+        args.append(str(where.action))
+    if where.sender is not None:
+        query += f" AND e.cadence_hash IN ({_OF_SENDER})"
+        args.append(where.sender.lower())
+    return query + " ORDER BY sr.due_at, sr.id", args
 
 
 _row = StepRow.from_columns
@@ -865,44 +879,18 @@ class PostgresStore:
     def tasks(self, where: TaskFilter) -> list[StepRow]:
         query = " WHERE sr.state = %s AND (sr.action != 'send email' OR sr.by_hand)"
         args: list[Any] = [str(where.state)]
-        if where.cadence is not None:
-            query += " AND e.cadence_name = %s"
-            args.append(where.cadence)
-        if where.action is not None:
-            query += " AND sr.action = %s"
-            args.append(str(where.action))
         if where.due_before is not None:
             query += " AND sr.due_at <= to_timestamp(%s)"
             args.append(where.due_before)
-        if where.sender is not None:
-            query += f" AND e.cadence_hash IN ({_OF_SENDER})"
-            args.append(where.sender.lower())
-        return self._rows(query + " ORDER BY sr.due_at, sr.id", args)
+        return self._rows(*_filtered(query, args, where))
 
-    def upcoming_tasks(
-        self,
-        until_utc: int,
-        *,
-        cadence: str | None = None,
-        action: Action | None = None,
-        sender: str | None = None,
-    ) -> list[StepRow]:
+    def upcoming_tasks(self, until_utc: int, where: TaskFilter = NO_FILTER) -> list[StepRow]:
         # The predicate of the partial index step_runs_planned_tasks (migration 2).
         query = (
             " WHERE sr.state = 'planned' AND sr.action != 'send email' AND NOT sr.by_hand"
             " AND e.state = 'active' AND sr.due_at <= to_timestamp(%s)"
         )
-        args: list[Any] = [until_utc]
-        if cadence is not None:
-            query += " AND e.cadence_name = %s"
-            args.append(cadence)
-        if action is not None:
-            query += " AND sr.action = %s"
-            args.append(str(action))
-        if sender is not None:
-            query += f" AND e.cadence_hash IN ({_OF_SENDER})"
-            args.append(sender.lower())
-        return self._rows(query + " ORDER BY sr.due_at, sr.id", args)
+        return self._rows(*_filtered(query, [until_utc], where))
 
     def _move(
         self,

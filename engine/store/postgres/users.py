@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import UsageError
-from ..users import Session, User
+from ..users import Session, User, user_exists
 from . import PostgresStore
 
 _USER = "SELECT id, email, name, admin, timezone FROM users"
@@ -48,10 +47,7 @@ class PostgresUsers:
                 (email, name, admin, timezone, now),
             ).fetchone()
         if found is None:
-            raise UsageError(
-                f"user {email} already exists",
-                hint=f"`cadence users remove {email}` first to change it",
-            )
+            raise user_exists(email)
         return User(int(found[0]), email, name, admin, timezone)
 
     def users(self) -> list[User]:
