@@ -1509,7 +1509,19 @@ def store_migrate_command(target: str, db: str) -> int:
     return 0
 
 
+# The cyclic garbage collector's first threshold: Python's default (700 new container
+# objects) has it walk the young objects of a big plan or run some 700 times, and promote
+# the batches in flight to older generations that it then walks again and again: under a
+# daily limit, 0.35-0.45 s of a 100,000-contact plan (measured with gc.callbacks), 0.09 s
+# of a 10,000-email run. At 7,000 the same work costs 0.12 s and 0.02 s. Nothing else
+# changes: unreachable cycles are still collected, reference counting frees the rest.
+GC_THRESHOLD = (7_000, 10, 10)
+
+
 def main() -> None:
+    import gc
+
+    gc.set_threshold(*GC_THRESHOLD)
     cadence(prog_name="cadence")
 
 

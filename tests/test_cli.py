@@ -41,3 +41,17 @@ def test_unknown_command_is_a_usage_error() -> None:
     result = CliRunner().invoke(cadence, ["no-such-command"])
     assert result.exit_code == 2
     assert "No such command" in result.output
+
+
+def test_the_console_script_sets_the_collector_threshold_it_documents() -> None:
+    """`main` (the `cadence` script, `python -m cadence_engine.cli`) raises the cyclic
+    collector's first threshold before any command runs (see cli.GC_THRESHOLD)."""
+    code = (
+        "import gc, sys\n"
+        "from cadence_engine import cli\n"
+        "sys.argv = ['cadence', '--version']\n"
+        "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+        "print(gc.get_threshold(), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stderr.strip().splitlines()[-1] == "(7000, 10, 10)"
