@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import os
 import re
@@ -43,12 +42,18 @@ def file_name(message_id: str) -> str:
     return _UNSAFE.sub("_", message_id.strip("<>")).lstrip(".") + ".eml"
 
 
+def _libc() -> ctypes.CDLL:
+    """The C library's symbols as the process already has them (`dlopen(NULL)`): no
+    `find_library`, which runs `ldconfig` in a subprocess on every start."""
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _syncfs() -> Callable[[int], int] | None:
     """Linux `syncfs(fd)`: one call makes a whole batch of small files' data durable."""
     if os.uname().sysname != "Linux":
         return None
     try:
-        func = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).syncfs
+        func = _libc().syncfs
     except (OSError, AttributeError):
         return None
     func.argtypes = [ctypes.c_int]
@@ -65,7 +70,7 @@ def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
     if os.uname().sysname != "Linux":
         return None
     try:
-        func = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).renameat2
+        func = _libc().renameat2
     except (OSError, AttributeError):
         return None
     func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
