@@ -88,6 +88,7 @@ class OutboxTransport:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._prefix = os.path.join(folder, "")  # `folder/`: joined to each name by hand
+        self._hidden = ""  # set by `open`
         self._ready = False
         self._placed: list[str] = []
         self._syncfs = _syncfs()
@@ -105,6 +106,9 @@ class OutboxTransport:
                 "you can write to; it is created if missing",
             ) from None
         self._ready = True
+        # `folder/.tmp-<pid>-`: this process's hidden names (one getpid per run, not
+        # one system call per message).
+        self._hidden = f"{self._prefix}{_HIDDEN}{os.getpid()}-"
         self.sweep()
 
     def sweep(self) -> None:
@@ -150,7 +154,7 @@ class OutboxTransport:
 
     def _send(self, envelope: Envelope, data: bytes) -> str:
         name = file_name(envelope.message_id)
-        tmp = f"{self._prefix}{_HIDDEN}{os.getpid()}-{name[: -len('.eml')]}"
+        tmp = f"{self._hidden}{name[: -len('.eml')]}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
