@@ -75,7 +75,7 @@ class DailyLimit:
         self._booked: defaultdict[str, dict[date, int]] = defaultdict(dict)
         for (sender, day), n in (booked or {}).items():
             self._booked[sender][day] = n
-        self._skip: dict[tuple[str, date], date] = {}
+        self._skip: defaultdict[str, dict[date, date]] = defaultdict(dict)  # full → next
 
     def room(self, sender: str, day: date) -> int:
         return self.limit - self._booked[sender].get(day, 0)
@@ -103,13 +103,13 @@ class DailyLimit:
 
     def first_with_room(self, sender: str, day: date, step: Callable[[date], date]) -> date:
         """`day`, or the first later day (`step` gives the next one) with room."""
-        booked, limit, skip = self._booked[sender], self.limit, self._skip
+        booked, limit, skip = self._booked[sender], self.limit, self._skip[sender]
         path: list[date] = []
         while booked.get(day, 0) >= limit:
             path.append(day)
-            day = skip.get((sender, day)) or step(day)
+            day = skip.get(day) or step(day)
         for d in path:
-            skip[(sender, d)] = day
+            skip[d] = day
         return day
 
 

@@ -82,6 +82,9 @@ class Slot(NamedTuple):
     moved: str | None
 
 
+_tuple = tuple.__new__  # a Slot from its fields in order, without the generated __new__
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class ContactSchedule:
     """A whole schedule in one zone; shared by every contact it fits (identity = key)."""
@@ -278,6 +281,8 @@ class ZonePlanner:
                         due, moved = resolve_local(placed, wall(local), tz), "daily limit"
                         local = due.astimezone(tz)
                 bookings[local_day] = bookings.get(local_day, 0) + 1
-            slots.append(Slot(step, sh.action, due, local, sh.depends_on, sh.thread_step_id, moved))
+            slots.append(
+                _tuple(Slot, (step, sh.action, due, local, sh.depends_on, sh.thread_step_id, moved))
+            )
             previous, previous_local, previous_day = due, local, step.day
         return ContactSchedule(self.zone_name, tuple(slots), tuple(bookings.items()))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from multiprocessing.pool import AsyncResult
@@ -106,7 +106,8 @@ class _Encoded:
             + ', "due_local": "'
             for s in run.cadence.steps
         ]
-        self.tails: dict[tuple[str, int, str | None], str] = {}
+        # zone → (step index, why moved) → tail
+        self.tails: defaultdict[str, dict[tuple[int, str | None], str]] = defaultdict(dict)
         self.times: dict[str, dict[datetime, str]] = {}  # zone → due_utc → times text
         # ISO texts of dates, wall times and UTC offsets (see `_times`).
         self.dates: dict[date, str] = {}
@@ -119,14 +120,14 @@ class _Encoded:
 
     def _remember(self, schedule: ContactSchedule) -> Encoding:
         zone = schedule.zone
-        heads, tails = self.heads, self.tails
+        heads, tails = self.heads, self.tails[zone]
         times = self.times.get(zone)
         if times is None or len(times) > TIMES_KEPT:
             times = self.times[zone] = {}
         suffixes = []
         for slot in schedule.slots:
             index = slot.step.index
-            tail = tails.get((zone, index, slot.moved)) or self._tail(zone, slot)
+            tail = tails.get((index, slot.moved)) or self._tail(zone, slot)
             pair = times.get(slot.due_utc)
             if pair is None:
                 pair = times[slot.due_utc] = self._times(slot.due_local, slot.due_utc)
@@ -157,7 +158,7 @@ class _Encoded:
         )
 
     def _tail(self, zone: str, slot: Slot) -> str:
-        tail = self.tails[(zone, slot.step.index, slot.moved)] = (
+        tail = self.tails[zone][(slot.step.index, slot.moved)] = (
             '", '
             + _dumps(
                 {
