@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import TypeVar
 
@@ -128,11 +129,6 @@ def _sqlite_path(target: str) -> Path:
 
 def batched(items: Iterable[_T], size: int = 500) -> Iterator[list[_T]]:
     """Chunks small enough for a bound-parameter limit."""
-    chunk: list[_T] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
         yield chunk
