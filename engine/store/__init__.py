@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..errors import UsageError
 from .contract import (
@@ -132,3 +132,21 @@ def batched(items: Iterable[_T], size: int = 500) -> Iterator[list[_T]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
+
+
+def filtered(
+    query: str, args: list[Any], where: TaskFilter, *, mark: str, of_sender: str, due: str
+) -> tuple[str, list[Any]]:
+    """`query` and `args` with `where`'s cadence, action and sender, soonest due first: the
+    task filters of `tasks` and `upcoming_tasks` in a store's SQL (its parameter `mark`,
+    its subquery `of_sender` for a sender's cadence versions, its `due` column)."""
+    if where.cadence is not None:
+        query += f" AND e.cadence_name = {mark}"
+        args.append(where.cadence)
+    if where.action is not None:
+        query += f" AND sr.action = {mark}"
+        args.append(str(where.action))
+    if where.sender is not None:
+        query += f" AND e.cadence_hash IN ({of_sender})"
+        args.append(where.sender.lower())
+    return query + f" ORDER BY {due}, sr.id", args

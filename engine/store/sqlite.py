@@ -49,6 +49,7 @@ from . import (
     TaskFilter,
     VersionStatus,
     batched,
+    filtered,
 )
 from .migrations import MIGRATIONS, SCHEMA_VERSION
 
@@ -438,17 +439,7 @@ def _translating(cls: type[SqliteStore]) -> type[SqliteStore]:
 
 
 def _filtered(query: str, args: list[Any], where: TaskFilter) -> tuple[str, list[Any]]:
-    """`query` and `args` with `where`'s cadence, action and sender, soonest due first."""
-    if where.cadence is not None:
-        query += " AND e.cadence_name = ?"
-        args.append(where.cadence)
-    if where.action is not None:
-        query += " AND sr.action = ?"
-        args.append(str(where.action))
-    if where.sender is not None:
-        query += f" AND e.cadence_hash IN ({_OF_SENDER})"
-        args.append(where.sender.lower())
-    return query + " ORDER BY sr.due_utc, sr.id", args
+    return filtered(query, args, where, mark="?", of_sender=_OF_SENDER, due="sr.due_utc")
 
 
 _row = StepRow.from_columns

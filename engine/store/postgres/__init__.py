@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from ...errors import CadenceError, NotFound, UsageError
+from .. import filtered
 from ..contract import (
     NO_FILTER,
     OUTCOME_STATE,
@@ -132,17 +133,7 @@ WHERE e.cadence_hash = %(hash)s GROUP BY 1
 
 
 def _filtered(query: str, args: list[Any], where: TaskFilter) -> tuple[str, list[Any]]:
-    """`query` and `args` with `where`'s cadence, action and sender, soonest due first."""
-    if where.cadence is not None:
-        query += " AND e.cadence_name = %s"
-        args.append(where.cadence)
-    if where.action is not None:
-        query += " AND sr.action = %s"
-        args.append(str(where.action))
-    if where.sender is not None:
-        query += f" AND e.cadence_hash IN ({_OF_SENDER})"
-        args.append(where.sender.lower())
-    return query + " ORDER BY sr.due_at, sr.id", args
+    return filtered(query, args, where, mark="%s", of_sender=_OF_SENDER, due="sr.due_at")
 
 
 _row = StepRow.from_columns
