@@ -92,9 +92,7 @@ def test_rset_after_a_refused_recipient_then_the_session_goes_on(
 def test_a_connection_found_closed_is_opened_again(smtp: SmtpServer) -> None:
     import socket
 
-    smtp.recorder.clear()
-    transport = _transport(smtp, SmtpOptions(connections=1))
-    transport.open()
+    transport = _opened(smtp, SmtpOptions(connections=1))
     try:
         first = Envelope("dana@acme.example", "p0@example.com", "<0@a>")
         assert isinstance(transport.send_many([(first, _message(0))])[0], str)
@@ -149,6 +147,19 @@ def _message(i: int, *, recipient: str | None = None, smtputf8: bool = False) ->
     ).encode()
 
 
+def _opened(server: SmtpServer, options: SmtpOptions) -> SmtpTransport:
+    """A transport with its sessions open, on a server whose recorder starts empty."""
+    server.recorder.clear()
+    transport = _transport(server, options)
+    transport.open()
+    return transport
+
+
+def _envelopes(n: int) -> list[Envelope]:
+    """`n` envelopes from the sender to p0@…, p1@…, in order (see `_message`)."""
+    return [Envelope("dana@acme.example", f"p{i}@example.com", f"<{i}@a>") for i in range(n)]
+
+
 def _transport(server: SmtpServer, options: SmtpOptions) -> SmtpTransport:
     settings = SmtpSettings(user=USER, password=PASSWORD, cafile=str(server.cafile), timeout=10)
     return SmtpTransport(
@@ -162,9 +173,7 @@ def test_a_slow_down_backs_off_only_the_session_that_got_it(smtp: SmtpServer) ->
     transport = _transport(smtp, SmtpOptions(connections=4, slow_down_first=0.01))
     transport.open()
     try:
-        envelopes = [
-            Envelope("dana@acme.example", f"p{i}@example.com", f"<{i}@a>") for i in range(4)
-        ]
+        envelopes = _envelopes(4)
         results = transport.send_many([(e, _message(i)) for i, e in enumerate(envelopes)])
     finally:
         transport.close()
@@ -303,9 +312,7 @@ def _until(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
 def test_one_session_commits_while_the_server_answers_mail(smtp: SmtpServer) -> None:
     """`ready` (the runner's `sending` commit and last check) runs once MAIL FROM is on
     its way, and before anything of the message is handed over."""
-    smtp.recorder.clear()
-    transport = _transport(smtp, SmtpOptions(connections=1))
-    transport.open()
+    transport = _opened(smtp, SmtpOptions(connections=1))
     seen: list[tuple[bool, int]] = []
 
     def ready() -> set[int]:
@@ -325,10 +332,8 @@ def test_one_session_commits_while_the_server_answers_mail(smtp: SmtpServer) -> 
 
 @pytest.mark.parametrize("connections", [1, 2])
 def test_a_withheld_message_is_never_handed_over(smtp: SmtpServer, connections: int) -> None:
-    smtp.recorder.clear()
-    transport = _transport(smtp, SmtpOptions(connections=connections))
-    transport.open()
-    envelopes = [Envelope("dana@acme.example", f"p{i}@example.com", f"<{i}@a>") for i in range(3)]
+    transport = _opened(smtp, SmtpOptions(connections=connections))
+    envelopes = _envelopes(3)
     try:
         results = transport.send_many(
             [(e, _message(i)) for i, e in enumerate(envelopes)], lambda: [1]
@@ -346,10 +351,8 @@ def test_a_withheld_message_is_never_handed_over(smtp: SmtpServer, connections: 
 
 @pytest.mark.parametrize("connections", [1, 2])
 def test_when_ready_fails_nothing_is_handed_over(smtp: SmtpServer, connections: int) -> None:
-    smtp.recorder.clear()
-    transport = _transport(smtp, SmtpOptions(connections=connections))
-    transport.open()
-    envelopes = [Envelope("dana@acme.example", f"p{i}@example.com", f"<{i}@a>") for i in range(2)]
+    transport = _opened(smtp, SmtpOptions(connections=connections))
+    envelopes = _envelopes(2)
 
     def ready() -> list[int]:
         raise OSError("disk I/O error")
@@ -379,9 +382,7 @@ def test_an_address_that_needs_quoting_goes_through_smtplib() -> None:
 def test_a_reconnect_does_not_keep_the_commit_waiting(smtp: SmtpServer) -> None:
     """A session that must open a new connection first (here after `per_connection`)
     lets `ready` run before it, not after the TLS and AUTH of the new one."""
-    smtp.recorder.clear()
-    transport = _transport(smtp, SmtpOptions(connections=1, per_connection=1))
-    transport.open()
+    transport = _opened(smtp, SmtpOptions(connections=1, per_connection=1))
     session = transport.sessions[0]
     seen: list[int] = []
 
@@ -401,9 +402,7 @@ def test_a_reconnect_does_not_keep_the_commit_waiting(smtp: SmtpServer) -> None:
 
 
 def test_ready_is_called_once_when_nothing_got_as_far_as_mail(smtp: SmtpServer) -> None:
-    smtp.recorder.clear()
-    transport = _transport(smtp, SmtpOptions(connections=1))
-    transport.open()
+    transport = _opened(smtp, SmtpOptions(connections=1))
     calls: list[int] = []
 
     def ready() -> list[int]:

@@ -234,13 +234,7 @@ def test_a_rep_sees_only_the_tasks_of_their_own_cadences(app: Flask, world: Worl
 def test_a_rep_opening_another_reps_task_by_id_gets_404(app: Flask, world: World) -> None:
     client = sign_in(app, world, DANA)
     bens = world.task_id(BEN, "call")
-    assert client.get(f"/tasks/{bens}").status_code == 404
-    csrf = page_csrf(client)
-    assert client.post(f"/tasks/{bens}/done", data={"csrf": csrf}).status_code == 404
-    answer = client.post(
-        f"/tasks/{bens}/send", data={"csrf": csrf, "subject": "s", "body": "b", "action": "send"}
-    )
-    assert answer.status_code == 404
+    _task_pages_are_404(client, str(bens))
     assert world.step(BEN, "call")[0] == "open"
     assert client.get(f"/contacts/{BEN}").status_code == 404
     assert client.get("/tasks/99999").status_code == 404
@@ -248,12 +242,17 @@ def test_a_rep_opening_another_reps_task_by_id_gets_404(app: Flask, world: World
 
 def test_a_task_id_past_64_bits_is_404_not_a_server_error(app: Flask, world: World) -> None:
     client = sign_in(app, world, DANA)
-    huge = "99999999999999999999999"
-    assert client.get(f"/tasks/{huge}").status_code == 404
+    _task_pages_are_404(client, "99999999999999999999999")
+
+
+def _task_pages_are_404(client: FlaskClient, task_id: str) -> None:
+    """The task page, marking it done and sending it all answer 404 for `task_id`."""
+    assert client.get(f"/tasks/{task_id}").status_code == 404
     csrf = page_csrf(client)
-    assert client.post(f"/tasks/{huge}/done", data={"csrf": csrf}).status_code == 404
+    assert client.post(f"/tasks/{task_id}/done", data={"csrf": csrf}).status_code == 404
     answer = client.post(
-        f"/tasks/{huge}/send", data={"csrf": csrf, "subject": "s", "body": "b", "action": "send"}
+        f"/tasks/{task_id}/send",
+        data={"csrf": csrf, "subject": "s", "body": "b", "action": "send"},
     )
     assert answer.status_code == 404
 
