@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import signal
@@ -121,13 +123,25 @@ def test_message_ids_are_deterministic_and_header_safe() -> None:
     assert all(line[:1] in b" \t" or b":" in line for line in head.split(b"\r\n"))
 
 
-@pytest.mark.parametrize("renameat2", [True, False], ids=["renameat2", "link-unlink"])
-def test_outbox_keeps_duplicates_visible(tmp_path: Path, renameat2: bool) -> None:
+def _no_empty_path(fd: int, path: bytes) -> int:
+    """`linkat(AT_EMPTY_PATH)` as a kernel before 6.10 answers a process without
+    CAP_DAC_READ_SEARCH."""
+    ctypes.set_errno(errno.ENOENT)
+    return 0
+
+
+@pytest.mark.parametrize("path", ["unnamed", "no-empty-path", "renameat2", "link-unlink"])
+def test_outbox_keeps_duplicates_visible(tmp_path: Path, path: str) -> None:
     from cadence_engine.engine.transports import Envelope
     from cadence_engine.engine.transports.outbox import OutboxTransport
 
     box = OutboxTransport(tmp_path / "box")
-    if not renameat2:
+    assert box._linkat is not None and box._renameat2 is not None  # Linux, this kernel
+    if path == "no-empty-path":
+        box._linkat = _no_empty_path
+    if path in ("renameat2", "link-unlink"):
+        box._linkat = None  # no O_TMPFILE: the hidden file and its rename
+    if path == "link-unlink":
         box._renameat2 = None  # the fallback where Linux or the file system lacks it
     (tmp_path / "box").mkdir()
     stale = tmp_path / "box" / f".tmp-{os.getpid()}-id1@x.example"
@@ -138,10 +152,17 @@ def test_outbox_keeps_duplicates_visible(tmp_path: Path, renameat2: bool) -> Non
         "written id1@x.example.2.eml",
     ]
     box.flush()
+    # A hidden file of the same name (a crash's, younger than an hour) is overwritten and
+    # moved by the hidden-file path; the unnamed path leaves it to the hour-old sweep.
+    left = [stale.name] if path == "unnamed" else []
     assert sorted(p.name for p in (tmp_path / "box").iterdir()) == [
+        *left,
         "id1@x.example.2.eml",
         "id1@x.example.eml",
     ]
+    assert (tmp_path / "box" / "id1@x.example.eml").read_bytes() == b"one"
+    assert (tmp_path / "box" / "id1@x.example.2.eml").read_bytes() == b"two"
+    assert (box._linkat is None) == (path != "unnamed")  # a refusal is not asked again
 
 
 def test_outbox_writes_only_what_ready_allows(tmp_path: Path) -> None:

@@ -1,10 +1,15 @@
 """`outbox:DIR`: each message becomes `DIR/<message-id>.eml`, the embedded default.
 
-Each message is written in full to a hidden file in the same folder (`.tmp-<pid>-<id>`,
-never a name ending in `.eml`), then moved into place with one
-`renameat2(RENAME_NOREPLACE)` (else `link` + `unlink`): a reader never sees half a message,
-and a second delivery of the same Message-ID (an operator's `resolve --resend`) gets a
-`.2.eml` suffix instead of silently replacing the first, so duplicates stay visible.
+Each message is written in full to a file with no name yet (Linux `O_TMPFILE`), then
+given its name with one `linkat`, which never replaces a file: a reader never sees half a
+message, and a second delivery of the same Message-ID (an operator's `resolve --resend`)
+gets a `.2.eml` suffix instead of silently replacing the first, so duplicates stay
+visible. A crash before the `linkat` leaves nothing behind. Where the kernel or the file
+system lacks `O_TMPFILE` (or a name for an open file), the message goes to a hidden file
+in the same folder (`.tmp-<pid>-<id>`, never a name ending in `.eml`) and is moved into
+place with one `renameat2(RENAME_NOREPLACE)` (else `link` + `unlink`). Measured on
+`bench/run`'s 10,000 files: 27-37 µs a file against 43-56 µs for the hidden file and its
+rename.
 
 A message that cannot be written or moved into place was not handed over: it and the rest
 of the call come back as `TransportDown`, so the runner makes them due again at once and
@@ -82,6 +87,30 @@ def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
     return rename
 
 
+_AT_EMPTY_PATH = 0x1000
+# `open(O_TMPFILE)` or `linkat(AT_EMPTY_PATH)` not offered here: the hidden-file path.
+_NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS})
+_NO_EMPTY_PATH = frozenset({errno.ENOENT, errno.EPERM, errno.EINVAL, errno.ENOSYS})
+
+
+def _linkat() -> Callable[[int, bytes], int] | None:
+    """Linux `linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH)`, wrapped to return 1 when the
+    open file `fd` got the name `path`, else 0 with the reason in `ctypes.get_errno()`."""
+    if os.uname().sysname != "Linux" or not hasattr(os, "O_TMPFILE"):
+        return None
+    try:
+        func = _libc().linkat
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+    func.restype = ctypes.c_int
+
+    def link(fd: int, path: bytes) -> int:
+        return int(func(fd, b"", _AT_FDCWD, path, _AT_EMPTY_PATH) == 0)
+
+    return link
+
+
 class OutboxTransport:
     in_doubt = 10_000  # every message of a batch is written before one `flush`
 
@@ -92,6 +121,7 @@ class OutboxTransport:
         self._ready = False
         self._placed: list[str] = []
         self._syncfs = _syncfs()
+        self._linkat = _linkat()  # None: the hidden file and its rename
         self._renameat2 = _renameat2()
 
     def open(self) -> None:
@@ -154,13 +184,17 @@ class OutboxTransport:
 
     def _send(self, envelope: Envelope, data: bytes) -> str:
         name = file_name(envelope.message_id)
+        if self._linkat is not None:
+            target = self._send_unnamed(name, data)
+            if target is not None:
+                self._placed.append(target)
+                fault("after-250")
+                return f"written {target}"
         tmp = f"{self._hidden}{name[: -len('.eml')]}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                _write_all(fd, data)
             finally:
                 os.close(fd)
             target, n = name, 1
@@ -178,6 +212,34 @@ class OutboxTransport:
         self._placed.append(target)
         fault("after-250")
         return f"written {target}"
+
+    def _send_unnamed(self, name: str, data: bytes) -> str | None:
+        """Write `data` to a file with no name, then name it `name` (or `.2.eml`, …):
+        the name given, or None (and the hidden-file path from now on) where this
+        kernel or file system cannot."""
+        assert self._linkat is not None
+        try:
+            fd = os.open(self.folder, os.O_WRONLY | os.O_TMPFILE, 0o644)
+        except OSError as exc:
+            if exc.errno not in _NO_TMPFILE:
+                raise
+            self._linkat = None
+            return None
+        try:
+            _write_all(fd, data)
+            target, n = name, 1
+            while not self._linkat(fd, os.fsencode(self._prefix + target)):
+                err = ctypes.get_errno()
+                if err in _NO_EMPTY_PATH and n == 1:
+                    self._linkat = None
+                    return None
+                if err != errno.EEXIST:
+                    raise OSError(err, os.strerror(err), self._prefix + target)
+                n += 1
+                target = f"{name[: -len('.eml')]}.{n}.eml"
+            return target
+        finally:
+            os.close(fd)
 
     def flush(self) -> None:
         """Make every file handed over since the last flush durable.
@@ -232,3 +294,9 @@ class OutboxTransport:
 
     def close(self) -> None:
         self._placed = []  # never flushed: the rows stay `sending`, then `unknown`
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
