@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # RFC 5322 atext (dot-atom local parts; quoted local parts are not accepted).
 _ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+")
@@ -31,8 +31,7 @@ _PLAIN = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class MailAddress:
+class MailAddress(NamedTuple):
     """A checked address: `wire` is what headers and the envelope carry."""
 
     local: str

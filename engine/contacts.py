@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .addresses import address_problem, plain_address
 from .contact_headers import looks_like_zone, zone_warning
@@ -28,8 +29,7 @@ MAX_LISTED_ERRORS = 20
 __all__ = ["FORMATS", "Contact", "ContactReader", "RowError", "read_contacts"]
 
 
-@dataclass(frozen=True, slots=True)
-class Contact:
+class Contact(NamedTuple):
     """One contact. `fields` holds every non-empty column (templates see it as `contact.*`)."""
 
     email: str

@@ -26,9 +26,9 @@ import functools
 import hashlib
 import re
 import unicodedata
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import format_datetime
+from typing import NamedTuple
 from urllib.parse import quote
 
 from .addresses import AddressError, MailAddress, parse_address
@@ -62,8 +62,7 @@ class MessageError(CadenceError):
     """A message that cannot be built for one contact (the reason says why)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
+class Outgoing(NamedTuple):
     envelope: Envelope
     data: bytes
     subject: str

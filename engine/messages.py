@@ -12,7 +12,7 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from jinja2 import nodes
@@ -28,8 +28,7 @@ from .templates import compile_template, environment, run_bounded
 PREVIEW_UNSUBSCRIBE_URL = "https://unsubscribe.example/preview"
 
 
-@dataclass(frozen=True, slots=True)
-class RenderedEmail:
+class RenderedEmail(NamedTuple):
     """One email as sent: `body` is the step's own text, `quoted` the previous email (R3)."""
 
     step_id: str

@@ -18,8 +18,8 @@ from __future__ import annotations
 import enum
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from .calendar import (
@@ -237,7 +237,7 @@ def later_moves(
             step = cadence.step(other.step_id)
             due = due_after_reference(cadence, step, row.zone, due.astimezone(tz).date(), done)
         if int(due.timestamp()) != other.due_utc or move.planned_utc != other.planned_utc:
-            moves.append(replace(move, due_utc=int(due.timestamp())))
+            moves.append(move._replace(due_utc=int(due.timestamp())))
     return moves
 
 
@@ -328,8 +328,7 @@ class DecisionKind(enum.StrEnum):
     CANCEL = "cancelled"  # never (suppressed address)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     kind: DecisionKind
     due_utc: int | None = None
     reason: str = ""

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import quote, urlsplit
 
 from .errors import NotFound, UsageError
@@ -29,8 +29,7 @@ UNSUBSCRIBE_URL = "CADENCE_UNSUBSCRIBE_URL"
 PLUS_TAG = "unsubscribe-"
 
 
-@dataclass(frozen=True, slots=True)
-class Links:
+class Links(NamedTuple):
     """An enrolment's unsubscribe links: the one-click https URL (or None), the mailto."""
 
     https: str | None

@@ -236,8 +236,7 @@ class Claim:
     rows: tuple[StepRow, ...]  # due and reachable, now `claimed` under `fence`
 
 
-@dataclass(frozen=True, slots=True)
-class Move:
+class Move(NamedTuple):
     """A later step run's new times (R4, R5): `due_utc` runs it, `planned_utc` is the
     schedule the next lateness is measured against."""
 
@@ -273,8 +272,7 @@ OUTCOME_STATE: dict[OutcomeKind, StepState] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What became of one claimed row. The store writes `OUTCOME_STATE[kind]`, `answer`,
     `sent_utc` (SENT), `due_utc = retry_utc` (RETRY, RESCHEDULED; RETRY also counts an
     attempt), clears fence and lease on rows that go back to `planned`, applies
@@ -302,8 +300,7 @@ class Signal:
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Ending:
+class Ending(NamedTuple):
     """An enrolment the engine decided to end (or to mark a success).
 
     The store applies it only while the enrolment is still in `expected` (a concurrent

@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from ..errors import CadenceError, UsageError
@@ -22,8 +21,7 @@ from ..errors import CadenceError, UsageError
 DEFAULT_TRANSPORT = "outbox:./outbox"
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(NamedTuple):
     sender: str
     recipient: str
     message_id: str
