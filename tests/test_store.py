@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,28 @@ def test_a_second_store_in_the_process_keeps_the_first_ones_shm_lock(tmp_path: P
         first.versions()
     finally:
         first.close()
+
+
+def test_connections_opening_a_new_store_at_once_all_open_it(tmp_path: Path) -> None:
+    """Runners started together on a file that does not exist yet. Switching the new file
+    to WAL is a mode change for which SQLite runs no busy handler: the loser used to get
+    `database is locked` at once, reported as a write lock held for 60 s."""
+    errors: list[BaseException] = []
+    for attempt in range(40):
+        path = tmp_path / f"s{attempt}.db"
+        start = threading.Barrier(4)
+
+        def open_it(path: Path = path, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                with SqliteStore(path) as store:
+                    assert store.schema_version() == SCHEMA_VERSION
+            except BaseException as exc:  # reported below, not lost in the thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []

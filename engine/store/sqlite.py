@@ -486,7 +486,7 @@ class SqliteStore:
             raise store_error(path, exc) from None
         try:
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            self._wal()
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
@@ -612,6 +612,20 @@ class SqliteStore:
             except OSError:
                 continue
         return out
+
+    def _wal(self) -> None:
+        """Switch to WAL. Two connections switching a new file at once: SQLite answers
+        the loser `database is locked` at once, without waiting (no busy handler runs
+        for the mode change), so it is asked again until the busy timeout is over."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.002)
 
     def _migrate(self) -> None:
         (current,) = self._db.execute("PRAGMA user_version").fetchone()
