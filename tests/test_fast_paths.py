@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -173,9 +174,13 @@ steps:
 """
 
 
-def test_step_runs_of_after_a_claim_reads_what_a_fresh_read_gives(tmp_path: Path) -> None:
-    """The last claim's rows are not decoded again when read back unchanged; a row that
-    changed since (here: paused from another connection) is read as it now is."""
+@pytest.mark.parametrize("change", ["nothing", "another connection", "this connection"])
+def test_step_runs_of_after_a_claim_reads_what_a_fresh_read_gives(
+    tmp_path: Path, change: str
+) -> None:
+    """Right after a claim, with nothing written since, its rows are not read back; once
+    anything was written (a pause from another connection, or from this one) every row
+    is read as it now is. Either way: what a fresh read gives."""
     (tmp_path / "c.yaml").write_text(TWO_STEPS, encoding="utf-8")
     (tmp_path / "c.csv").write_text("email\na@x.example\nb@x.example\nc@x.example\n")
     at = datetime(2026, 3, 2, 8, tzinfo=UTC)
@@ -183,11 +188,34 @@ def test_step_runs_of_after_a_claim_reads_what_a_fresh_read_gives(tmp_path: Path
         launch(store, tmp_path / "c.yaml", tmp_path / "c.csv", now=at, start="now")
         claim = store.claim(int(at.timestamp()) + 86_400, 10, 300)
         assert len(claim.rows) == 3
-        with SqliteStore(tmp_path / "s.db") as other:
-            assert other.pause(claim.rows[1].enrolment_id, int(at.timestamp()), None, "test")
-        found = store.step_runs_of(r.enrolment_id for r in claim.rows)
-        assert found == {r.enrolment_id: store.step_runs(r.enrolment_id) for r in claim.rows}
+        paused_id = claim.rows[1].enrolment_id
+        if change == "another connection":
+            with SqliteStore(tmp_path / "s.db") as other:
+                assert other.pause(paused_id, int(at.timestamp()), None, "test")
+        if change == "this connection":
+            assert store.pause(paused_id, int(at.timestamp()), None, "test")
+        wanted = [r.enrolment_id for r in claim.rows]
+        found = store.step_runs_of([*wanted, 999])  # (an enrolment that does not exist)
+        with SqliteStore(tmp_path / "s.db") as fresh:
+            assert found == fresh.step_runs_of(wanted)
+        assert list(found) == sorted(wanted)
+        assert [[s.step_id for s in v] for v in found.values()] == [["one", "two"]] * 3
         assert found[claim.rows[0].enrolment_id][0] == claim.rows[0]  # unchanged: as claimed
-        paused = found[claim.rows[1].enrolment_id][0]
-        assert paused.enrolment_state is EnrolmentState.PAUSED
-        assert [len(v) for v in found.values()] == [2, 2, 2]
+        state = found[paused_id][0].enrolment_state
+        paused = change != "nothing"
+        assert state is (EnrolmentState.PAUSED if paused else EnrolmentState.ACTIVE)
+
+
+def test_step_runs_of_after_a_claim_inside_a_rolled_back_batch(tmp_path: Path) -> None:
+    """A claim inside `batch` is not committed: rolled back, its rows are `planned` again,
+    and the read after says so."""
+    (tmp_path / "c.yaml").write_text(TWO_STEPS, encoding="utf-8")
+    (tmp_path / "c.csv").write_text("email\na@x.example\n")
+    at = datetime(2026, 3, 2, 8, tzinfo=UTC)
+    with SqliteStore(tmp_path / "s.db") as store:
+        launch(store, tmp_path / "c.yaml", tmp_path / "c.csv", now=at, start="now")
+        with pytest.raises(RuntimeError), store.batch():
+            claim = store.claim(int(at.timestamp()) + 86_400, 10, 300)
+            raise RuntimeError("the batch fails")
+        found = store.step_runs_of([claim.rows[0].enrolment_id])
+        assert [s.state for s in found[claim.rows[0].enrolment_id]] == [StepState.PLANNED] * 2

@@ -14,6 +14,7 @@ import array
 import ctypes
 import fcntl
 import functools
+import operator
 import os
 import re
 import sqlite3
@@ -443,6 +444,7 @@ def _filtered(query: str, args: list[Any], where: TaskFilter) -> tuple[str, list
 
 
 _row = StepRow.from_columns
+_BY_STEP = operator.attrgetter("step_index")  # an enrolment's step runs in file order
 
 
 def _enrolment(r: tuple[Any, ...]) -> EnrolmentRecord:
@@ -474,8 +476,11 @@ class SqliteStore:
         self._held: list[tuple[int, int]] = []
         self._abandoned = False
         self._batch_depth = 0  # > 0: inside `batch`, whose transaction writes join
-        # The last claim's rows as read back (columns → StepRow), see `step_runs_of`.
+        # The last claim's rows as read back (columns → StepRow), its fence, and the
+        # database's state right after its commit; see `step_runs_of`.
         self._claimed: dict[int, tuple[tuple[Any, ...], StepRow]] = {}
+        self._claim_fence: int | None = None
+        self._claim_mark: tuple[int, int] | None = None
         self._check_writable(only=("-wal", "-shm"))  # an unwritable -shm is a SIGBUS on read
         try:
             self._db = sqlite3.connect(
@@ -806,7 +811,16 @@ class SqliteStore:
         now_rows = [(*r[:19], "claimed", fence, *r[21:30], until) for r in found]
         rows = tuple(map(_row, now_rows))
         self._claimed = {r[0]: (r, row) for r, row in zip(now_rows, rows, strict=True)}
+        self._claim_fence = fence
+        # (inside `batch` nothing is committed yet: a rollback would undo the claim)
+        self._claim_mark = self._mark() if not self._batch_depth else None
         return Claim(fence=fence, rows=rows)
+
+    def _mark(self) -> tuple[int, int]:
+        """What tells whether the file changed: `data_version` moves when another
+        connection commits, `total_changes` when this one writes (even if rolled back)."""
+        (version,) = self._db.execute("PRAGMA data_version").fetchone()
+        return int(version), self._db.total_changes
 
     def _stopped(self, db: sqlite3.Connection, ids: list[int]) -> dict[int, OutcomeKind]:
         out: dict[int, OutcomeKind] = {}
@@ -1108,9 +1122,15 @@ class SqliteStore:
         return self._rows(" WHERE sr.enrolment_id = ? ORDER BY sr.step_index", (enrolment_id,))
 
     def step_runs_of(self, enrolment_ids: Iterable[int]) -> dict[int, list[StepRow]]:
-        out: dict[int, list[StepRow]] = {}
+        wanted = dict.fromkeys(enrolment_ids)
         claimed = self._claimed
-        for chunk in batched(dict.fromkeys(enrolment_ids)):
+        if claimed and self._claim_mark is not None and self._mark() == self._claim_mark:
+            # Nothing was written since the last claim committed, by this connection or
+            # any other: its rows are exactly as that claim built them. Only the other
+            # step runs of their enrolments are read.
+            return self._with_claimed(wanted)
+        out: dict[int, list[StepRow]] = {}
+        for chunk in batched(wanted):
             marks = ",".join("?" * len(chunk))
             query = f" WHERE sr.enrolment_id IN ({marks}) ORDER BY sr.enrolment_id, sr.step_index"
             for r in self._db.execute(_ROW_SELECT + query, chunk).fetchall():
@@ -1120,6 +1140,29 @@ class SqliteStore:
                 row = known[1] if known is not None and known[0] == r else _row(r)
                 out.setdefault(r[1], []).append(row)
         return out
+
+    def _with_claimed(self, wanted: dict[int, None]) -> dict[int, list[StepRow]]:
+        """`step_runs_of(wanted)` when the last claim's rows are known unchanged."""
+        found: dict[int, list[StepRow]] = {}
+        for _, row in self._claimed.values():
+            if row.enrolment_id in wanted:
+                found.setdefault(row.enrolment_id, []).append(row)
+        for chunk in batched(list(found)):
+            marks = ",".join("?" * len(chunk))
+            query = (
+                f" WHERE sr.enrolment_id IN ({marks}) "
+                "AND NOT (sr.state = 'claimed' AND sr.fence = ?)"
+            )
+            for r in self._db.execute(_ROW_SELECT + query, (*chunk, self._claim_fence)):
+                found[r[1]].append(_row(r))
+        if len(found) < len(wanted):  # enrolments with no row of the claim
+            rest = [e for e in wanted if e not in found]
+            for chunk in batched(rest):
+                marks = ",".join("?" * len(chunk))
+                query = f" WHERE sr.enrolment_id IN ({marks})"
+                for r in self._db.execute(_ROW_SELECT + query, chunk):
+                    found.setdefault(r[1], []).append(_row(r))
+        return {e: sorted(found[e], key=_BY_STEP) for e in sorted(found)}
 
     def step_run_by_message_id(self, message_id: str) -> StepRow | None:
         found = self._rows(" WHERE sr.message_id = ? ORDER BY sr.id LIMIT 1", (message_id,))
