@@ -12,7 +12,8 @@ Guarantees (SPEC §7) and where they come from:
   again in its transaction, and the batch is checked once more right before the
   transport gets it.
 
-Commits: the record of one chunk and the `sending` of the next are one transaction
+Commits: a chunk's record (its outcomes, the bounces they signal, the enrolments they
+complete) is one transaction, and so is it with the `sending` of the next chunk
 (`Store.batch`), so a transport that takes one message per session (SMTP) costs one
 fsynced commit per chunk, not two or three (the record, then ended enrolments, then the
 next `sending`). After that commit the chunk before is settled and this one in doubt.
@@ -381,22 +382,27 @@ class Runner:
         steps: _Steps,
         report: RunReport,
     ) -> None:
-        """Record outcomes, then what follows from them: bounces, completed enrolments."""
-        self.store.finish(fence, outcomes)
-        report.count(outcomes)
-        self._tick(report)
+        """Record outcomes, then what follows from them: bounces, completed enrolments.
+        All in one transaction: an enrolment is completed with its last send, never
+        after it in a commit of its own."""
         states = {o.step_run_id: OUTCOME_STATE[o.kind] for o in outcomes}
         rows = steps.by_id
         touched = {rows[i].enrolment_id for i in states if i in rows}
-        for o in outcomes:
-            if o.kind is OutcomeKind.BOUNCED and o.step_run_id in rows:
-                row = rows[o.step_run_id]
-                signal = Signal(SignalKind.BOUNCE, row.email, None, o.at_utc, "runner", o.answer)
-                apply_signal(self.store, self.versions, signal)
         endings = [
             Ending(e, EnrolmentState.ACTIVE, EnrolmentState.COMPLETED)
             for e in touched
             if completed(steps.of[e], states)
         ]
-        if endings:
-            self.store.end_enrolments(endings, max(o.at_utc for o in outcomes))
+        with self.store.batch():
+            self.store.finish(fence, outcomes)
+            for o in outcomes:
+                if o.kind is OutcomeKind.BOUNCED and o.step_run_id in rows:
+                    row = rows[o.step_run_id]
+                    signal = Signal(
+                        SignalKind.BOUNCE, row.email, None, o.at_utc, "runner", o.answer
+                    )
+                    apply_signal(self.store, self.versions, signal)
+            if endings:
+                self.store.end_enrolments(endings, max(o.at_utc for o in outcomes))
+        report.count(outcomes)
+        self._tick(report)
