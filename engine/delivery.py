@@ -315,11 +315,13 @@ def build_message(
     if listed is None:
         raise MessageError(f"the unsubscribe URL for {to_email} is too long for a header")
     parts.append(listed)
-    body = clean_body(text)
+    # Lines of printable ASCII are clean as they stand (no CR, no control): one scan.
+    seven_bit = _SEVEN_BIT_TEXT.fullmatch(text) is not None
+    body = text if seven_bit else clean_body(text)
     if not body.endswith("\n"):
-        body += "\n"
+        body += "\n"  # (a body of such lines stays one with its last line ended)
     parts.append('MIME-Version: 1.0\r\nContent-Type: text/plain; charset="utf-8"\r\n')
-    if _SEVEN_BIT_TEXT.fullmatch(body):
+    if seven_bit or _SEVEN_BIT_TEXT.fullmatch(body):
         parts.append("Content-Transfer-Encoding: 7bit\r\n\r\n")
         parts.append(body.replace("\n", "\r\n"))
     else:

@@ -11,6 +11,7 @@ https `CADENCE_BASE_URL` (`…/u/TOKEN`) is set, a one-click URL (RFC 8058) come
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,10 +59,15 @@ class Unsubscribed:
         return self.result.ended
 
 
+# What `quote` leaves as it is: the tokens we issue (URL-safe base64) always are.
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~/-]*")
+
+
 def mailto(sender: str, token: str) -> str:
     local, _, domain = sender.partition("@")
     # `quote` works character by character: the space is `%20`, the token as quoted.
-    return f"mailto:{local}+{PLUS_TAG}{token}@{domain}?subject=unsubscribe%20{quote(token)}"
+    quoted = token if _UNQUOTED.fullmatch(token) else quote(token)
+    return f"mailto:{local}+{PLUS_TAG}{token}@{domain}?subject=unsubscribe%20{quoted}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,12 @@ part lengths around their limits, dots, hyphens, upper case, non-ASCII, spaces.
 
 from __future__ import annotations
 
+import email
+import email.policy
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from hypothesis import given, settings
@@ -25,9 +28,11 @@ from cadence_engine.engine.addresses import (
 )
 from cadence_engine.engine.contacts import _EMAIL, email_problem
 from cadence_engine.engine.launch import launch
+from cadence_engine.engine.model import Cadence
 from cadence_engine.engine.plan import Action
 from cadence_engine.engine.store import EnrolmentState, StepRow, StepState
 from cadence_engine.engine.store.sqlite import SqliteStore, _row
+from cadence_engine.engine.unsubscribe import mailto
 
 _ATOM_CHARS = "aZ09-_.+!~'"
 _LABEL_CHARS = "aZ9-_ü."
@@ -219,3 +224,60 @@ def test_step_runs_of_after_a_claim_inside_a_rolled_back_batch(tmp_path: Path) -
             raise RuntimeError("the batch fails")
         found = store.step_runs_of([claim.rows[0].enrolment_id])
         assert [s.state for s in found[claim.rows[0].enrolment_id]] == [StepState.PLANNED] * 2
+
+
+@settings(max_examples=1000)
+@given(st.one_of(st.text(max_size=30), st.text("aZ09_-.~/ %+?&é", max_size=30)))
+def test_the_unsubscribe_mailto_quotes_its_subject_as_quote_does(token: str) -> None:
+    assert mailto("dana@acme.example", token) == (
+        f"mailto:dana+unsubscribe-{token}@acme.example?subject=unsubscribe%20{quote(token)}"
+    )
+
+
+_CADENCE = Cadence.from_data(
+    {
+        "cadence": 1,
+        "name": "C",
+        "sender": {"name": "Dana", "email": "dana@acme.example"},
+        "templates": {},
+        "steps": [],
+    }
+)
+
+
+@settings(max_examples=1000)
+@given(
+    st.one_of(
+        st.text(max_size=200),
+        st.text("ab \n\r\t\x00\x7fé", max_size=60),
+        st.builds(
+            lambda n, tail: "x" * n + tail,
+            st.integers(895, 905),
+            st.sampled_from(["", "\n", "\ny"]),
+        ),
+    )
+)
+def test_a_body_reads_back_as_its_cleaned_text(text: str) -> None:
+    """The one-scan path for printable ASCII lines and the cleaning path agree: the
+    recipient reads `clean_body(text)` with its last line ended, whichever was taken."""
+    out = delivery.build_message(
+        cadence=_CADENCE,
+        to_name="",
+        to_email="p@example.com",
+        subject="s",
+        text=text,
+        msg_id="<a@acme.example>",
+        references=[],
+        date=datetime(2026, 3, 2, tzinfo=UTC),
+        unsubscribe="mailto:dana@acme.example",
+    )
+    message = email.message_from_bytes(out.data, policy=email.policy.default)
+    expected = delivery.clean_body(text)
+    expected += "" if expected.endswith("\n") else "\n"
+    assert message.get_content().replace("\r\n", "\n") == expected
+    head = out.data.split(b"\r\n\r\n", 1)[0]
+    seven = all(
+        len(line) <= 900 and line.isascii() and line.isprintable()
+        for line in expected[:-1].split("\n")
+    )
+    assert (b"Content-Transfer-Encoding: 7bit" in head) == seven
