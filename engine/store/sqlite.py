@@ -852,11 +852,13 @@ class SqliteStore:
                 "WHERE id = ? AND fence = ? AND state = 'claimed'",
                 [(i, fence) for i, k in stopped.items() if k is OutcomeKind.RELEASED],
             )
-            db.executemany(
-                "UPDATE step_runs SET state = 'sending' "
-                "WHERE id = ? AND fence = ? AND state = 'claimed'",
-                [(i, fence) for i in wanted if i not in stopped],
-            )
+            for chunk in batched([i for i in wanted if i not in stopped]):  # one per chunk
+                db.execute(
+                    "UPDATE step_runs SET state = 'sending' "
+                    f"WHERE id IN ({','.join('?' * len(chunk))}) AND fence = ? "
+                    "AND state = 'claimed'",
+                    (*chunk, fence),
+                )
             ours: set[int] = set()
             for chunk in batched(wanted):
                 marks = ",".join("?" * len(chunk))
