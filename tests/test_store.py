@@ -147,3 +147,27 @@ def test_connections_opening_a_new_store_at_once_all_open_it(tmp_path: Path) -> 
         for t in threads:
             t.join()
     assert errors == []
+
+
+def test_a_version_3_store_loses_the_fence_index_and_keeps_its_rows(tmp_path: Path) -> None:
+    from cadence_engine.engine.store.migrations import MIGRATIONS
+    from cadence_engine.engine.store.sqlite import _statements
+
+    path = tmp_path / "v3.db"
+    db = sqlite3.connect(path)
+    for number, script in MIGRATIONS[:3]:
+        for statement in _statements(script):
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {number}")
+    db.execute("INSERT INTO cadence_versions VALUES ('h1', 'C', 'source', '{}', 0)")
+    db.commit()
+    db.close()
+    with SqliteStore(path) as store:
+        assert store.schema_version() == SCHEMA_VERSION >= 4
+        assert "h1" in store.versions()
+    db = sqlite3.connect(path)
+    try:
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    finally:
+        db.close()
+    assert "step_runs_fence" not in names and "step_runs_due" in names

@@ -181,6 +181,16 @@ CREATE INDEX step_runs_planned_tasks ON step_runs(due_utc)
     WHERE state = 'planned' AND action != 'send email';
 """,
     ),
+    (
+        # The fence index served one query, giving a claim's leftovers back (`release`),
+        # which finds its rows as well through `step_runs_due` (few rows are `claimed`).
+        # Every claim wrote into it and every record out of it: the 10,000-email run
+        # measured 6.01 G instructions with it, 5.92 G without.
+        4,
+        """
+DROP INDEX step_runs_fence;
+""",
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
