@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,8 +37,7 @@ class Contact(NamedTuple):
     row: int
 
 
-@dataclass(frozen=True, slots=True)
-class RowError:
+class RowError(NamedTuple):
     """A bad row: where it is (file, 1-based line and data row), which column, and why."""
 
     file: str

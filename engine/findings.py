@@ -9,6 +9,7 @@ import difflib
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 class Severity(enum.StrEnum):
@@ -37,8 +38,7 @@ class Finding:
         return f"{self.location()}: {prefix}{self.message} [{self.rule}]"
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
+class Rule(NamedTuple):
     """A rule id with its one-line summary and its longer help (used by SARIF and docs)."""
 
     id: str

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .limits import (
     MAX_CADENCE_BYTES,
@@ -34,8 +33,7 @@ _SURROGATE_ESCAPE = re.compile(
 _SURROGATE_SOURCE = re.compile(f"{_SURROGATE_ESCAPE.pattern}|{_SURROGATE.pattern}")
 
 
-@dataclass(frozen=True, slots=True)
-class LimitProblem:
+class LimitProblem(NamedTuple):
     """A limit a text breaks, at a 1-based position."""
 
     message: str

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -46,8 +45,7 @@ class RenderedEmail(NamedTuple):
         return f"{self.body.rstrip()}\n\n{self.quoted}"
 
 
-@dataclass(frozen=True, slots=True)
-class TaskText:
+class TaskText(NamedTuple):
     """What a task shows the rep: a title and rendered notes."""
 
     step_id: str

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Action(enum.StrEnum):
@@ -21,14 +20,12 @@ class DependencyKind(enum.StrEnum):
     SENT_TIME = "sent-time"  # its time is that email's actual send time (R4)
 
 
-@dataclass(frozen=True, slots=True)
-class Dependency:
+class Dependency(NamedTuple):
     kind: DependencyKind
     step_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedStep:
+class PlannedStep(NamedTuple):
     """One row of a plan: what happens to one contact at one step, and when.
 
     `due_utc` is the instant in UTC; `due_local` is the same instant in the contact's

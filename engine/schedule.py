@@ -52,8 +52,7 @@ _TASK_ACTIONS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Launch:
+class Launch(NamedTuple):
     """When contacts are enrolled (`start`, aware) and the launch-time send choice (R1)."""
 
     start: datetime
@@ -103,8 +102,7 @@ class TimeFrom(enum.Enum):
     TASK = "task"  # a task (an email task too): its own `at`, else the task default
 
 
-@dataclass(frozen=True, slots=True)
-class StepShape:
+class StepShape(NamedTuple):
     """What a step's schedule needs that is the same in every zone and every launch."""
 
     step: Step

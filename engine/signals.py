@@ -9,8 +9,8 @@ The rules are `engine.lifecycle`; this module applies them to a store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from .contacts import is_email
 from .errors import UsageError
@@ -19,8 +19,7 @@ from .run.pinned import Versions
 from .store import Repository, Signal, SignalKind
 
 
-@dataclass(frozen=True, slots=True)
-class SignalResult:
+class SignalResult(NamedTuple):
     new: bool  # False: the same signal was recorded before
     ended: tuple[int, ...]  # enrolment ids it ended
     cancelled_steps: int

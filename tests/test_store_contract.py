@@ -7,7 +7,6 @@ PostgreSQL; another store joins by adding itself to `STORES`, unchanged tests an
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 import time
@@ -361,7 +360,7 @@ def _senders(store: Store) -> None:
 def _first_task(email: str, due: int, action: Action) -> NewEnrolment:
     e = enrolment(email, due, task=True)
     first, *rest = e.steps
-    return dataclasses.replace(e, steps=(dataclasses.replace(first, action=action), *rest))
+    return e._replace(steps=(first._replace(action=action), *rest))
 
 
 def test_upcoming_tasks_are_planned_task_steps_of_active_enrolments(store: Store) -> None:

@@ -67,8 +67,7 @@ DEFAULT_LEASE = 300.0
 MAX_ATTEMPTS = 8
 
 
-@dataclass(frozen=True, slots=True)
-class RunOptions:
+class RunOptions(NamedTuple):
     batch: int = DEFAULT_BATCH
     lease: float = DEFAULT_LEASE  # seconds a claim may stay in flight
     max_attempts: int = MAX_ATTEMPTS

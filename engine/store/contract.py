@@ -43,7 +43,6 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NamedTuple, Protocol, Self
 
@@ -122,8 +121,7 @@ class SignalKind(enum.StrEnum):
     AUTO_REPLY = "auto-reply"
 
 
-@dataclass(frozen=True, slots=True)
-class NewStep:
+class NewStep(NamedTuple):
     step_id: str
     step_index: int
     day: int
@@ -134,8 +132,7 @@ class NewStep:
     message_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class NewEnrolment:
+class NewEnrolment(NamedTuple):
     email: str  # lower-cased
     contact: str  # the contact row as JSON (engine.run.versions.contact_json)
     uid: str
@@ -143,8 +140,7 @@ class NewEnrolment:
     steps: tuple[NewStep, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class LaunchResult:
+class LaunchResult(NamedTuple):
     enrolled: tuple[str, ...]
     already_enrolled: tuple[str, ...]  # active in this same cadence
     suppressed: tuple[str, ...]  # bounced or unsubscribed before
@@ -213,8 +209,7 @@ _ENROLMENT_STATES = {s.value: s for s in EnrolmentState}
 _ACTIONS = {a.value: a for a in Action}
 
 
-@dataclass(frozen=True, slots=True)
-class EnrolmentRecord:
+class EnrolmentRecord(NamedTuple):
     id: int
     uid: str
     cadence_name: str
@@ -230,8 +225,7 @@ class EnrolmentRecord:
     paused_until: int | None  # when it ends by itself (an auto-reply); None: by hand
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
+class Claim(NamedTuple):
     fence: int
     rows: tuple[StepRow, ...]  # due and reachable, now `claimed` under `fence`
 
@@ -287,8 +281,7 @@ class Outcome(NamedTuple):
     followers: tuple[Move, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Signal:
+class Signal(NamedTuple):
     """A reply, bounce, unsubscribe or auto-reply as it was heard, with where from:
     `source` is `command`, `web`, or `mailbox <url> uid <n>`."""
 
@@ -322,8 +315,7 @@ class Cursor(NamedTuple):
     last_uid: int
 
 
-@dataclass(frozen=True, slots=True)
-class EventRecord:
+class EventRecord(NamedTuple):
     at_utc: int
     kind: str
     email: str
@@ -334,8 +326,7 @@ class EventRecord:
     id: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class TaskFilter:
+class TaskFilter(NamedTuple):
     cadence: str | None = None
     action: Action | None = None
     due_before: int | None = None
@@ -346,8 +337,7 @@ class TaskFilter:
 NO_FILTER = TaskFilter()  # every cadence, action and sender
 
 
-@dataclass(frozen=True, slots=True)
-class VersionStatus:
+class VersionStatus(NamedTuple):
     cadence_name: str
     cadence_hash: str
     sender: str

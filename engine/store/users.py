@@ -7,14 +7,12 @@ only as SHA-256 hashes, so a copy of the database signs nobody in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..errors import UsageError
 
 
-@dataclass(frozen=True, slots=True)
-class User:
+class User(NamedTuple):
     id: int
     email: str
     name: str
@@ -22,8 +20,7 @@ class User:
     timezone: str
 
 
-@dataclass(frozen=True, slots=True)
-class Session:
+class Session(NamedTuple):
     user: User
     csrf: str
     expires_utc: int
