@@ -17,6 +17,7 @@ from cadence_engine.engine.plan import Action
 from cadence_engine.engine.store import NewEnrolment, NewStep, open_store
 from cadence_engine.engine.store.migrations import SCHEMA_VERSION
 from cadence_engine.engine.store.sqlite import SqliteStore
+from tests.helpers.threads import together
 
 
 @pytest.fixture
@@ -135,17 +136,10 @@ def test_connections_opening_a_new_store_at_once_all_open_it(tmp_path: Path) -> 
 
         def open_it(path: Path = path, start: threading.Barrier = start) -> None:
             start.wait()
-            try:
-                with SqliteStore(path) as store:
-                    assert store.schema_version() == SCHEMA_VERSION
-            except BaseException as exc:  # reported below, not lost in the thread
-                errors.append(exc)
+            with SqliteStore(path) as store:
+                assert store.schema_version() == SCHEMA_VERSION
 
-        threads = [threading.Thread(target=open_it) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        errors += together(*[open_it] * 4)
     assert errors == []
 
 

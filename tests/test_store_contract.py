@@ -8,7 +8,6 @@ PostgreSQL; another store joins by adding itself to `STORES`, unchanged tests an
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +33,7 @@ from cadence_engine.engine.store import (
     TaskFilter,
     open_store,
 )
+from tests.helpers.threads import together
 
 StoreFactory = Callable[[], Store]
 
@@ -447,22 +447,14 @@ def test_book_sends_never_passes_the_limit(store: Store) -> None:
 
 def test_two_concurrent_writers_never_overbook_a_day(store_factory: StoreFactory) -> None:
     granted: list[int] = []
-    errors: list[BaseException] = []
 
     def book() -> None:
-        try:
-            with store_factory() as own:
-                for _ in range(120):
-                    granted.append(own.book_sends("dana@x.example", "2026-03-02", 150, 1))
-        except BaseException as exc:  # reported below, not lost in the thread
-            errors.append(exc)
+        with store_factory() as own:
+            for _ in range(120):
+                granted.append(own.book_sends("dana@x.example", "2026-03-02", 150, 1))
 
-    writers = [threading.Thread(target=book) for _ in range(2)]
-    for w in writers:
-        w.start()
-    for w in writers:
-        w.join()
-    assert errors == [] and sum(granted) == 150 and len(granted) == 240
+    assert together(book, book) == []
+    assert sum(granted) == 150 and len(granted) == 240
 
 
 def test_two_concurrent_claimers_never_share_a_row(store_factory: StoreFactory) -> None:
@@ -476,11 +468,7 @@ def test_two_concurrent_claimers_never_share_a_row(store_factory: StoreFactory) 
             while rows := own.claim(1000, 7, 60).rows:
                 taken.extend(r.id for r in rows)
 
-    workers = [threading.Thread(target=claim) for _ in range(2)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    assert together(claim, claim) == []
     assert len(taken) == len(set(taken)) == 60
 
 

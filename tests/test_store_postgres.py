@@ -7,6 +7,7 @@ procrastinate job each due step run becomes (queued once, moved, cancelled when 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
@@ -28,6 +29,7 @@ from cadence_engine.engine.store.contract import (
     StepState,
 )
 from cadence_engine.engine.store.postgres import PostgresStore, step_lock
+from tests.helpers.threads import together
 
 HASH = "v1"
 NOW = 1_800_000_000
@@ -71,23 +73,14 @@ def jobs(url: str) -> dict[str, tuple[str, int]]:
 def test_concurrent_claims_never_take_the_same_row(store: PostgresStore) -> None:
     enrol(store, 60)
     taken: list[list[int]] = []
-    errors: list[BaseException] = []
 
     def claim() -> None:
-        try:
-            mine: list[int] = []
-            while rows := store.claim(NOW, 7, 300).rows:
-                mine.extend(r.id for r in rows)
-            taken.append(mine)
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
+        mine: list[int] = []
+        while rows := store.claim(NOW, 7, 300).rows:
+            mine.extend(r.id for r in rows)
+        taken.append(mine)
 
-    threads = [threading.Thread(target=claim) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert together(*[claim] * 4) == []
     every = [i for mine in taken for i in mine]
     assert len(every) == len(set(every)) == 60  # only the first steps are reachable
 
@@ -186,11 +179,7 @@ def test_daily_limit_is_never_overbooked_by_concurrent_writers(
         with lock:
             granted.append(got)
 
-    threads = [threading.Thread(target=book, args=(w,)) for w in wants]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    assert together(*(functools.partial(book, w) for w in wants)) == []
     assert sum(granted) == min(limit, sum(wants))
     assert all(0 <= g <= w for g, w in zip(sorted(granted), sorted(wants), strict=False))
 
