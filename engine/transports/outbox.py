@@ -32,6 +32,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 from ..errors import CadenceError, UsageError
 from ..faults import fault
@@ -53,33 +54,35 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
-def _syncfs() -> Callable[[int], int] | None:
-    """Linux `syncfs(fd)`: one call makes a whole batch of small files' data durable."""
+def _linux_call(name: str, *argtypes: type) -> Callable[..., int] | None:
+    """The C library's `name` with its argument types (returning an int), or None where
+    this is not Linux or the C library lacks it."""
     if os.uname().sysname != "Linux":
         return None
     try:
-        func = _libc().syncfs
+        func = getattr(_libc(), name)
     except (OSError, AttributeError):
         return None
-    func.argtypes = [ctypes.c_int]
+    func.argtypes = list(argtypes)
     func.restype = ctypes.c_int
-    return func
+    return cast("Callable[..., int]", func)
+
+
+def _syncfs() -> Callable[[int], int] | None:
+    """Linux `syncfs(fd)`: one call makes a whole batch of small files' data durable."""
+    return _linux_call("syncfs", ctypes.c_int)
 
 
 _AT_FDCWD = -100
+_PATH = (ctypes.c_int, ctypes.c_char_p)  # a folder's descriptor and a name in it
 
 
 def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
     """Linux `renameat2` (glibc >= 2.28), wrapped to return 1 when renamed, else 0 with
     the reason in `ctypes.get_errno()`."""
-    if os.uname().sysname != "Linux":
+    func = _linux_call("renameat2", *_PATH, *_PATH, ctypes.c_uint)
+    if func is None:
         return None
-    try:
-        func = _libc().renameat2
-    except (OSError, AttributeError):
-        return None
-    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    func.restype = ctypes.c_int
 
     def rename(olddir: int, old: bytes, newdir: int, new: bytes, flags: int) -> int:
         return int(func(olddir, old, newdir, new, flags) == 0)
@@ -96,14 +99,9 @@ _NO_EMPTY_PATH = frozenset({errno.ENOENT, errno.EPERM, errno.EINVAL, errno.ENOSY
 def _linkat() -> Callable[[int, bytes], int] | None:
     """Linux `linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH)`, wrapped to return 1 when the
     open file `fd` got the name `path`, else 0 with the reason in `ctypes.get_errno()`."""
-    if os.uname().sysname != "Linux" or not hasattr(os, "O_TMPFILE"):
+    func = _linux_call("linkat", *_PATH, *_PATH, ctypes.c_int)
+    if func is None or not hasattr(os, "O_TMPFILE"):
         return None
-    try:
-        func = _libc().linkat
-    except (OSError, AttributeError):
-        return None
-    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-    func.restype = ctypes.c_int
 
     def link(fd: int, path: bytes) -> int:
         return int(func(fd, b"", _AT_FDCWD, path, _AT_EMPTY_PATH) == 0)
