@@ -7,8 +7,6 @@ part lengths around their limits, dots, hyphens, upper case, non-ASCII, spaces.
 
 from __future__ import annotations
 
-import email
-import email.policy
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,11 +26,11 @@ from cadence_engine.engine.addresses import (
 )
 from cadence_engine.engine.contacts import _EMAIL, email_problem
 from cadence_engine.engine.launch import launch
-from cadence_engine.engine.model import Cadence
 from cadence_engine.engine.plan import Action
 from cadence_engine.engine.store import EnrolmentState, StepRow, StepState
 from cadence_engine.engine.store.sqlite import SqliteStore, _row
 from cadence_engine.engine.unsubscribe import mailto
+from tests.helpers.mail import parse_strict, stepless_cadence
 
 _ATOM_CHARS = "aZ09-_.+!~'"
 _LABEL_CHARS = "aZ9-_ü."
@@ -234,17 +232,6 @@ def test_the_unsubscribe_mailto_quotes_its_subject_as_quote_does(token: str) -> 
     )
 
 
-_CADENCE = Cadence.from_data(
-    {
-        "cadence": 1,
-        "name": "C",
-        "sender": {"name": "Dana", "email": "dana@acme.example"},
-        "templates": {},
-        "steps": [],
-    }
-)
-
-
 @settings(max_examples=1000)
 @given(
     st.one_of(
@@ -261,7 +248,7 @@ def test_a_body_reads_back_as_its_cleaned_text(text: str) -> None:
     """The one-scan path for printable ASCII lines and the cleaning path agree: the
     recipient reads `clean_body(text)` with its last line ended, whichever was taken."""
     out = delivery.build_message(
-        cadence=_CADENCE,
+        cadence=stepless_cadence(),
         to_name="",
         to_email="p@example.com",
         subject="s",
@@ -271,7 +258,7 @@ def test_a_body_reads_back_as_its_cleaned_text(text: str) -> None:
         date=datetime(2026, 3, 2, tzinfo=UTC),
         unsubscribe="mailto:dana@acme.example",
     )
-    message = email.message_from_bytes(out.data, policy=email.policy.default)
+    message = parse_strict(out.data)
     expected = delivery.clean_body(text)
     expected += "" if expected.endswith("\n") else "\n"
     assert message.get_content().replace("\r\n", "\n") == expected

@@ -9,18 +9,9 @@ import pytest
 from cadence_engine.engine.errors import UsageError
 from cadence_engine.engine.inbound.imap import parse_mailbox
 from cadence_engine.engine.inbound.pause import pause_until
-from cadence_engine.engine.model import Cadence
+from tests.helpers.mail import stepless_cadence
 
-CADENCE = Cadence.from_data(
-    {
-        "cadence": 1,
-        "name": "C",
-        "sender": {"name": "Dana", "email": "dana@acme.example"},
-        "settings": {"skip_weekends": True, "default_timezone": "Europe/Amsterdam"},
-        "templates": {},
-        "steps": [],
-    }
-)
+CADENCE = stepless_cadence(skip_weekends=True, default_timezone="Europe/Amsterdam")
 ZONE = "Europe/Amsterdam"
 TUESDAY_NOON = int(datetime(2026, 3, 3, 11, tzinfo=UTC).timestamp())  # 12:00 in Amsterdam
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from cadence_engine.cli import cadence
 from cadence_engine.engine.delivery import build_message, message_id
-from cadence_engine.engine.model import Cadence
+from tests.helpers.mail import stepless_cadence
 from tests.helpers.runner_env import cadence_cmd, write_cadence, write_contacts
 
 
@@ -98,17 +98,8 @@ def test_message_ids_are_deterministic_and_header_safe() -> None:
     assert a == message_id("C", "uid-1", "intro", "dana@acme.example")
     assert a != message_id("C", "uid-1", "bump", "dana@acme.example")
     assert a.endswith("@acme.example>")
-    cadence_ = Cadence.from_data(
-        {
-            "cadence": 1,
-            "name": "C",
-            "sender": {"name": "Dana", "email": "dana@acme.example"},
-            "templates": {},
-            "steps": [],
-        }
-    )
     out = build_message(
-        cadence=cadence_,
+        cadence=stepless_cadence(),
         to_name="Zoë\r\nBcc: x@evil.example",
         to_email="zoe@globex.example",
         subject="Héllo\nX-Evil: 1",

@@ -7,6 +7,8 @@ import re
 from email import message_from_bytes, message_from_string, policy
 from email.message import EmailMessage
 
+from cadence_engine.engine.model import Cadence
+
 _WORDS = re.compile(r"(?:=\?utf-8\?b\?[A-Za-z0-9+/=]*\?=\s*)+")
 
 
@@ -54,3 +56,18 @@ def display_name(raw: str) -> str:
     if phrase.startswith('"'):
         return re.sub(r"\\(.)", r"\1", phrase[1:-1])
     return phrase
+
+
+def stepless_cadence(**settings: object) -> Cadence:
+    """Cadence `C` of sender Dana <dana@acme.example> with no steps: what building one
+    message needs."""
+    return Cadence.from_data(
+        {
+            "cadence": 1,
+            "name": "C",
+            "sender": {"name": "Dana", "email": "dana@acme.example"},
+            **({"settings": settings} if settings else {}),
+            "templates": {},
+            "steps": [],
+        }
+    )
