@@ -182,31 +182,9 @@ class OutboxTransport:
 
     def _send(self, envelope: Envelope, data: bytes) -> str:
         name = file_name(envelope.message_id)
-        if self._linkat is not None:
-            target = self._send_unnamed(name, data)
-            if target is not None:
-                self._placed.append(target)
-                fault("after-250")
-                return f"written {target}"
-        tmp = f"{self._hidden}{name[: -len('.eml')]}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                _write_all(fd, data)
-            finally:
-                os.close(fd)
-            target, n = name, 1
-            while True:
-                try:
-                    self._place(tmp, self._prefix + target)
-                    break
-                except FileExistsError:
-                    n += 1
-                    target = f"{name[: -len('.eml')]}.{n}.eml"
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        target = self._send_unnamed(name, data) if self._linkat is not None else None
+        if target is None:
+            target = self._send_hidden(name, data)
         self._placed.append(target)
         fault("after-250")
         return f"written {target}"
@@ -234,10 +212,32 @@ class OutboxTransport:
                 if err != errno.EEXIST:
                     raise OSError(err, os.strerror(err), self._prefix + target)
                 n += 1
-                target = f"{name[: -len('.eml')]}.{n}.eml"
+                target = _numbered(name, n)
             return target
         finally:
             os.close(fd)
+
+    def _send_hidden(self, name: str, data: bytes) -> str:
+        """Write `data` to a hidden file, then move it to `name` (or `.2.eml`, …)."""
+        tmp = f"{self._hidden}{name[: -len('.eml')]}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
+            target, n = name, 1
+            while True:
+                try:
+                    self._place(tmp, self._prefix + target)
+                    return target
+                except FileExistsError:
+                    n += 1
+                    target = _numbered(name, n)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def flush(self) -> None:
         """Make every file handed over since the last flush durable.
@@ -298,3 +298,8 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _numbered(name: str, n: int) -> str:
+    """`id.eml` as the `n`th file of its Message-ID: `id.n.eml`."""
+    return f"{name[: -len('.eml')]}.{n}.eml"
