@@ -185,24 +185,25 @@ def test_step_runs_of_after_a_claim_reads_what_a_fresh_read_gives(
     anything was written (a pause from another connection, or from this one) every row
     is read as it now is. Either way: what a fresh read gives."""
     (tmp_path / "c.yaml").write_text(TWO_STEPS, encoding="utf-8")
-    (tmp_path / "c.csv").write_text("email\na@x.example\nb@x.example\nc@x.example\n")
+    (tmp_path / "c.csv").write_text("email\na@x.example\nb@x.example\nc@x.example\nd@x.example\n")
     at = datetime(2026, 3, 2, 8, tzinfo=UTC)
     with SqliteStore(tmp_path / "s.db") as store:
         launch(store, tmp_path / "c.yaml", tmp_path / "c.csv", now=at, start="now")
-        claim = store.claim(int(at.timestamp()) + 86_400, 10, 300)
-        assert len(claim.rows) == 3
+        claim = store.claim(int(at.timestamp()) + 86_400, 3, 300)
+        assert len(claim.rows) == 3  # the fourth enrolment has no row in the claim
+        unclaimed = next(e.id for e in store.enrolments() if e.email == "d@x.example")
         paused_id = claim.rows[1].enrolment_id
         if change == "another connection":
             with SqliteStore(tmp_path / "s.db") as other:
                 assert other.pause(paused_id, int(at.timestamp()), None, "test")
         if change == "this connection":
             assert store.pause(paused_id, int(at.timestamp()), None, "test")
-        wanted = [r.enrolment_id for r in claim.rows]
+        wanted = [unclaimed, *(r.enrolment_id for r in claim.rows)]
         found = store.step_runs_of([*wanted, 999])  # (an enrolment that does not exist)
         with SqliteStore(tmp_path / "s.db") as fresh:
             assert found == fresh.step_runs_of(wanted)
         assert list(found) == sorted(wanted)
-        assert [[s.step_id for s in v] for v in found.values()] == [["one", "two"]] * 3
+        assert [[s.step_id for s in v] for v in found.values()] == [["one", "two"]] * 4
         assert found[claim.rows[0].enrolment_id][0] == claim.rows[0]  # unchanged: as claimed
         state = found[paused_id][0].enrolment_state
         paused = change != "nothing"

@@ -476,10 +476,9 @@ class SqliteStore:
         self._held: list[tuple[int, int]] = []
         self._abandoned = False
         self._batch_depth = 0  # > 0: inside `batch`, whose transaction writes join
-        # The last claim's rows as read back (columns → StepRow), its fence, and the
-        # database's state right after its commit; see `step_runs_of`.
+        # The last claim's rows as read back (columns → StepRow) and the database's state
+        # right after its commit; see `step_runs_of`.
         self._claimed: dict[int, tuple[tuple[Any, ...], StepRow]] = {}
-        self._claim_fence: int | None = None
         self._claim_mark: tuple[int, int] | None = None
         self._check_writable(only=("-wal", "-shm"))  # an unwritable -shm is a SIGBUS on read
         try:
@@ -811,7 +810,6 @@ class SqliteStore:
         now_rows = [(*r[:19], "claimed", fence, *r[21:30], until) for r in found]
         rows = tuple(map(_row, now_rows))
         self._claimed = {r[0]: (r, row) for r, row in zip(now_rows, rows, strict=True)}
-        self._claim_fence = fence
         # (inside `batch` nothing is committed yet: a rollback would undo the claim)
         self._claim_mark = self._mark() if not self._batch_depth else None
         return Claim(fence=fence, rows=rows)
@@ -1124,15 +1122,18 @@ class SqliteStore:
         return self._rows(" WHERE sr.enrolment_id = ? ORDER BY sr.step_index", (enrolment_id,))
 
     def step_runs_of(self, enrolment_ids: Iterable[int]) -> dict[int, list[StepRow]]:
-        wanted = dict.fromkeys(enrolment_ids)
-        claimed = self._claimed
-        if claimed and self._claim_mark is not None and self._mark() == self._claim_mark:
+        wanted = list(dict.fromkeys(enrolment_ids))
+        if self._claimed and self._claim_mark is not None and self._mark() == self._claim_mark:
             # Nothing was written since the last claim committed, by this connection or
             # any other: its rows are exactly as that claim built them. Only the other
             # step runs of their enrolments are read.
             return self._with_claimed(wanted)
+        return self._read_step_runs(wanted)
+
+    def _read_step_runs(self, enrolment_ids: list[int]) -> dict[int, list[StepRow]]:
         out: dict[int, list[StepRow]] = {}
-        for chunk in batched(wanted):
+        claimed = self._claimed
+        for chunk in batched(enrolment_ids):
             marks = ",".join("?" * len(chunk))
             query = f" WHERE sr.enrolment_id IN ({marks}) ORDER BY sr.enrolment_id, sr.step_index"
             for r in self._db.execute(_ROW_SELECT + query, chunk).fetchall():
@@ -1143,11 +1144,14 @@ class SqliteStore:
                 out.setdefault(r[1], []).append(row)
         return out
 
-    def _with_claimed(self, wanted: dict[int, None]) -> dict[int, list[StepRow]]:
+    def _with_claimed(self, wanted: list[int]) -> dict[int, list[StepRow]]:
         """`step_runs_of(wanted)` when the last claim's rows are known unchanged."""
+        asked = set(wanted)
         found: dict[int, list[StepRow]] = {}
+        fence = None
         for _, row in self._claimed.values():
-            if row.enrolment_id in wanted:
+            fence = row.fence  # (one claim: one fence)
+            if row.enrolment_id in asked:
                 found.setdefault(row.enrolment_id, []).append(row)
         for chunk in batched(list(found)):
             marks = ",".join("?" * len(chunk))
@@ -1155,16 +1159,11 @@ class SqliteStore:
                 f" WHERE sr.enrolment_id IN ({marks}) "
                 "AND NOT (sr.state = 'claimed' AND sr.fence = ?)"
             )
-            for r in self._db.execute(_ROW_SELECT + query, (*chunk, self._claim_fence)):
+            for r in self._db.execute(_ROW_SELECT + query, (*chunk, fence)):
                 found[r[1]].append(_row(r))
-        if len(found) < len(wanted):  # enrolments with no row of the claim
-            rest = [e for e in wanted if e not in found]
-            for chunk in batched(rest):
-                marks = ",".join("?" * len(chunk))
-                query = f" WHERE sr.enrolment_id IN ({marks})"
-                for r in self._db.execute(_ROW_SELECT + query, chunk):
-                    found.setdefault(r[1], []).append(_row(r))
-        return {e: sorted(found[e], key=_BY_STEP) for e in sorted(found)}
+        out = {e: sorted(rows, key=_BY_STEP) for e, rows in found.items()}
+        out.update(self._read_step_runs([e for e in wanted if e not in found]))
+        return {e: out[e] for e in sorted(out)}
 
     def step_run_by_message_id(self, message_id: str) -> StepRow | None:
         found = self._rows(" WHERE sr.message_id = ? ORDER BY sr.id LIMIT 1", (message_id,))
