@@ -1147,10 +1147,10 @@ class SqliteStore:
     def _with_claimed(self, wanted: list[int]) -> dict[int, list[StepRow]]:
         """`step_runs_of(wanted)` when the last claim's rows are known unchanged."""
         asked = set(wanted)
+        claimed = [row for _, row in self._claimed.values()]
+        fence = claimed[0].fence  # one claim, one fence
         found: dict[int, list[StepRow]] = {}
-        fence = None
-        for _, row in self._claimed.values():
-            fence = row.fence  # (one claim: one fence)
+        for row in claimed:
             if row.enrolment_id in asked:
                 found.setdefault(row.enrolment_id, []).append(row)
         for chunk in batched(list(found)):
