@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import traceback
+from collections.abc import Iterable
 from contextlib import closing
 from typing import Any
 
@@ -597,9 +598,10 @@ def tasks_list(
     if not views:
         click.echo("no open tasks")
         return 0
-    click.echo(f"{'ID':>6}  {'DUE (UTC)':<17} {'TYPE':<12} {'CONTACT':<34} TITLE")
+    w = _width("CONTACT", (v.contact for v in views))
+    click.echo(f"{'ID':>6}  {'DUE (UTC)':<17} {'TYPE':<12} {'CONTACT':<{w}} TITLE")
     for v in views:
-        click.echo(f"{v.id:>6}  {v.due:%Y-%m-%d %H:%M}  {v.action:<12} {v.contact:<34} {v.title}")
+        click.echo(f"{v.id:>6}  {v.due:%Y-%m-%d %H:%M}  {v.action:<12} {v.contact:<{w}} {v.title}")
     return 0
 
 
@@ -853,11 +855,18 @@ def enrolments_list(
     if not found:
         click.echo("no enrolments")
         return 0
-    click.echo(f"{'ID':>6}  {'STATE':<12} {'LAUNCHED (UTC)':<17} {'CONTACT':<34} CADENCE")
+    w = _width("CONTACT", (e.email for e in found))
+    click.echo(f"{'ID':>6}  {'STATE':<12} {'LAUNCHED (UTC)':<17} {'CONTACT':<{w}} CADENCE")
     for e in found:
         launched = f"{_utc(e.launched_utc):%Y-%m-%d %H:%M}"
-        click.echo(f"{e.id:>6}  {e.state:<12} {launched:<17} {e.email:<34} {e.cadence_name}")
+        click.echo(f"{e.id:>6}  {e.state:<12} {launched:<17} {e.email:<{w}} {e.cadence_name}")
     return 0
+
+
+def _width(header: str, values: Iterable[str], least: int = 0) -> int:
+    """A table column's width: its longest value or its header, so no row runs into the next
+    column."""
+    return max(len(header), least, *map(len, values))
 
 
 def _utc(seconds: int) -> Any:
@@ -890,14 +899,16 @@ def enrolments_show(email: str, cadence_name: str | None, output_format: str, db
     for d in view.enrolments:
         e = d.enrolment
         click.echo(f"{e.cadence_name} @ {e.cadence_hash} — enrolment {e.id}, {e.state}")
+        w = _width("", (r.step_id for r in d.steps), 14)
         for r in d.steps:
             due = _utc(r.due_utc)
             local = due.astimezone(zone(r.zone))
             sent = f"sent {_utc(r.sent_utc):%Y-%m-%d %H:%M}Z" if r.sent_utc else ""
-            click.echo(
-                f"  {r.step_id:<14} {r.state:<10} due {due:%Y-%m-%d %H:%M}Z "
-                f"({local:%Y-%m-%d %H:%M} {r.zone}) {sent} {r.message_id or ''}".rstrip()
+            line = (
+                f"  {r.step_id:<{w}} {r.state:<10} due {due:%Y-%m-%d %H:%M}Z "
+                f"({local:%Y-%m-%d %H:%M} {r.zone})"
             )
+            click.echo(" ".join(part for part in (line, sent, r.message_id or "") if part))
     click.echo("events:")
     for ev in view.events:
         source = f" [{ev.source}]" if ev.source else ""
@@ -1163,9 +1174,11 @@ def users_list(output_format: str, db: str) -> int:
     if not found:
         click.echo("no users: add one with `cadence users add EMAIL`")
         return 0
-    click.echo(f"{'EMAIL':<34} {'ROLE':<6} {'TIMEZONE':<22} NAME")
+    w = _width("EMAIL", (u.email for u in found))
+    z = _width("TIMEZONE", (u.timezone for u in found))
+    click.echo(f"{'EMAIL':<{w}} {'ROLE':<6} {'TIMEZONE':<{z}} NAME")
     for u in found:
-        click.echo(f"{u.email:<34} {'admin' if u.admin else 'rep':<6} {u.timezone:<22} {u.name}")
+        click.echo(f"{u.email:<{w}} {'admin' if u.admin else 'rep':<6} {u.timezone:<{z}} {u.name}")
     return 0
 
 

@@ -152,3 +152,19 @@ def test_resolve_several_keys_or_all_of_a_cadence(db: Path) -> None:
     assert f"send {third}" in cli("resolve", "--all", "--cadence", "Three", "--sent")
     assert "no unknown sends" in cli("resolve", "--all", "--sent")
     assert cli("status")
+
+
+def test_tables_keep_their_columns_aligned_for_long_addresses(db: Path) -> None:
+    folder = db.parent
+    long = "a.very.long.mailbox.name.for.the.table@subsidiary.northwind.example"
+    (folder / "long.csv").write_text(f"email\nbo@example.com\n{long}\n", encoding="utf-8")
+    cli(
+        "launch", str(write_cadence(folder, THREE, "c.yaml")), "--contacts",
+        str(folder / "long.csv"), "--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z",
+    )  # fmt: skip
+    header, *rows = cli("enrolments", "list").splitlines()
+    column = header.index("CADENCE")
+    assert [row[column:] for row in rows] == ["Three", "Three"]
+    assert all(row[column - 1] == " " for row in rows)
+    shown = cli("enrolments", "show", "bo@example.com").splitlines()
+    assert "  " not in shown[1].split("UTC)", 1)[1]  # one space before the Message-ID
