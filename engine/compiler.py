@@ -61,6 +61,7 @@ class Scheduler:
         daily = cadence.settings.daily_limit
         self.limit = limit if limit is not None else (DailyLimit(daily) if daily else None)
         self._shape = cadence_shape(cadence)
+        self._sender = cadence.sender.email
         self._planners: dict[str, ZonePlanner] = {}
         self._by_zone: dict[str, ContactSchedule] = {}
         # Per zone: the last schedule moved by the limit. It is what building anew would
@@ -78,7 +79,7 @@ class Scheduler:
         limit = self.limit
         if limit is None:
             return base
-        sender = self.cadence.sender.email
+        sender = self._sender
         # Once a day of the zone's base schedule is full it stays full: from then on only
         # the moved schedule can be reused.
         known = self._limited.get(name, base)

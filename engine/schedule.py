@@ -235,6 +235,7 @@ class ZonePlanner:
         """The zone's schedule now, booking its automatic emails in `limit` if given."""
         tz, settings, start = self.tz, self.cadence.settings, self.launch.start
         sender = self.cadence.sender.email
+        send_email = Action.SEND_EMAIL  # (a local: an enum member's lookup is slow)
 
         def next_day(d: date) -> date:
             return next_campaign_day(settings, d)
@@ -266,7 +267,7 @@ class ZonePlanner:
             # and returns the very time it was given when it does not move it).
             if local is None:
                 local = due.astimezone(tz)
-            if sh.action is Action.SEND_EMAIL:
+            if sh.action is send_email:
                 opening = into_window(settings, local, tz)
                 if opening is not local:
                     due, moved = opening, "send window"

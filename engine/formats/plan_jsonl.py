@@ -125,14 +125,13 @@ class _Encoded:
         if times is None or len(times) > TIMES_KEPT:
             times = self.times[zone] = {}
         suffixes = []
-        for slot in schedule.slots:
-            index = slot.step.index
+        for index, slot in enumerate(schedule.slots):  # (slot i is step i)
             tail = tails.get((index, slot.moved)) or self._tail(zone, slot)
             pair = times.get(slot.due_utc)
             if pair is None:
                 pair = times[slot.due_utc] = self._times(slot.due_local, slot.due_utc)
             suffixes.append(heads[index] + pair + tail)
-        hit = (schedule, self.count, suffixes, ["", *(s + "}\n" for s in suffixes)])
+        hit = (schedule, self.count, suffixes, ["", *[s + "}\n" for s in suffixes]])
         self.count += 1
         self.schedules[zone] = hit
         return hit
