@@ -2,7 +2,8 @@
 
 Campaign dates and day shifts are cached: a plan over 100,000 contacts touches only a
 handful of (zone, launch date) pairs and a few thousand dates, so per-contact work is a
-dictionary lookup. Instants are not (see `resolve_local`).
+dictionary lookup. Instants are not cached (see `resolve_local`), but `ZoneClock` makes
+them by plain arithmetic on the days whose UTC offset does not change.
 """
 
 from __future__ import annotations
@@ -123,3 +124,53 @@ def resolve_local(d: date, t: time, tz: ZoneInfo) -> datetime:
     (its table and key tuples cost more than the one conversion a hit saves).
     """
     return datetime.combine(d, t, tzinfo=tz).astimezone(UTC)
+
+
+_NOON = time(12)
+_VARIES = timedelta(days=2)  # (no zone is two days off UTC: "the offset changes that day")
+
+
+class ZoneClock:
+    """Wall times of one zone as instants: `at(d, t)` is `resolve_local(d, t, tz)` and that
+    instant in the zone, the pair the scheduler needs for every step it places.
+
+    On a day whose UTC offset does not change (all but a few days a year) both come from
+    that offset by plain arithmetic, about half the cost of the two zoneinfo conversions;
+    a plan under a daily limit places some 200,000 steps per 100,000 contacts. A day's
+    offset is taken as fixed when the offsets at noon of the day before, the day itself
+    and the day after agree: a change during the day would show between two of those
+    noons, as zones change offset at most once within 24 hours.
+    """
+
+    __slots__ = ("_offsets", "tz")
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self._offsets: dict[date, timedelta] = {}  # local date → its offset, or _VARIES
+
+    def at(self, d: date, t: time) -> tuple[datetime, datetime]:
+        """(UTC instant, local time) of wall time `t` on `d`, as `resolve_local` decides."""
+        offset = self._offsets.get(d)
+        if offset is None:  # (not `or`: UTC's offset, zero, is false)
+            offset = self._offset(d)
+        if offset is _VARIES or t.fold:
+            utc = resolve_local(d, t, self.tz)
+            return utc, utc.astimezone(self.tz)
+        return datetime.combine(d, t, UTC) - offset, datetime.combine(d, t, self.tz)
+
+    def _offset(self, d: date) -> timedelta:
+        tz = self.tz
+        noon = datetime.combine(d, _NOON)
+        offset = tz.utcoffset(noon)
+        if offset is None or not (
+            tz.utcoffset(noon - ONE_DAY) == offset == tz.utcoffset(noon + ONE_DAY)
+        ):
+            offset = _VARIES
+        self._offsets[d] = offset
+        return offset
+
+
+@functools.lru_cache(maxsize=1024)
+def zone_clock(tz: ZoneInfo) -> ZoneClock:
+    """The one `ZoneClock` of `tz` (its table of day offsets is shared by every caller)."""
+    return ZoneClock(tz)

@@ -23,15 +23,19 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from .calendar import (
+    ZoneClock,
     campaign_days_between,
     next_campaign_day,
     resolve_local,
     shift_campaign_days,
     zone,
+    zone_clock,
 )
 from .model import Cadence, SendKind, Settings, Step, StepKind
 from .plan import Action
 from .store.contract import Move, StepRow
+
+Instant = tuple[datetime, datetime]  # one instant: in UTC, and in its zone (`ZoneClock.at`)
 
 
 def wall(local: datetime) -> time:
@@ -45,16 +49,22 @@ def wall(local: datetime) -> time:
 def into_window(settings: Settings, due: datetime, tz: ZoneInfo) -> datetime:
     """`due` itself, or the next opening of the send window when it falls outside it: the
     same campaign day's opening before the window, the next campaign day's after it."""
+    opening = window_opening(settings, due.astimezone(tz), zone_clock(tz))
+    return due if opening is None else opening[0]
+
+
+def window_opening(settings: Settings, local: datetime, clock: ZoneClock) -> Instant | None:
+    """`into_window` for a time already in its zone (`local`): None when it is inside the
+    window (or there is none), else the opening it moves to, in UTC and in the zone."""
     window = settings.send_window
     if window is None:
-        return due
-    local = due.astimezone(tz)
+        return None
     at = local.time()  # its wall time (see `wall`)
     if at < window.start:
-        return resolve_local(shift_campaign_days(settings, local.date(), 0), window.start, tz)
+        return clock.at(shift_campaign_days(settings, local.date(), 0), window.start)
     if at >= window.end:
-        return resolve_local(next_campaign_day(settings, local.date()), window.start, tz)
-    return due
+        return clock.at(next_campaign_day(settings, local.date()), window.start)
+    return None
 
 
 # -- daily limit ---------------------------------------------------------------------------
@@ -127,28 +137,39 @@ def limit_day(settings: Settings, due: datetime, tz: ZoneInfo, day: date) -> dat
 
 
 def after_previous_step(
-    settings: Settings,
-    due: datetime,
-    previous: datetime,
-    tz: ZoneInfo,
-    at: time | None = None,
-    previous_local: datetime | None = None,
+    settings: Settings, due: datetime, previous: datetime, tz: ZoneInfo
 ) -> datetime:
     """A step on a later campaign day than the step before it, which goes at `previous`.
 
     Unchanged (`due` itself) when it is still after `previous`; else (the step before it
     was pushed to or past its time) the next campaign day after `previous`'s local date,
     at the step's own wall time, so a contact never gets two steps at once after a move.
-    `at`: that wall time (`due`'s in `tz`) when the caller knows it already;
-    `previous_local`: `previous` in `tz`, likewise. (Comparing two UTC times is some 20
-    times faster than comparing times in two zones, and planning under a daily limit
-    makes this comparison once per step of every schedule it builds.)
     """
     if due > previous:
         return due
-    local = previous.astimezone(tz) if previous_local is None else previous_local
-    after = next_campaign_day(settings, local.date())
-    return resolve_local(after, wall(due.astimezone(tz)) if at is None else at, tz)
+    pushed = after_previous(settings, due, previous, zone_clock(tz), None, previous.astimezone(tz))
+    assert pushed is not None
+    return pushed[0]
+
+
+def after_previous(
+    settings: Settings,
+    due: datetime,
+    previous: datetime,
+    clock: ZoneClock,
+    at: time | None,
+    previous_local: datetime,
+) -> Instant | None:
+    """`after_previous_step` as the scheduler asks it: None when `due` stays, else where it
+    goes, in UTC and in the zone. `at`: `due`'s wall time when the caller knows it already;
+    `previous_local`: `previous` in the zone. (Comparing two UTC times is some 20 times
+    faster than comparing times in two zones, and planning under a daily limit makes this
+    comparison once per step of every schedule it builds.)
+    """
+    if due > previous:
+        return None
+    after = next_campaign_day(settings, previous_local.date())
+    return clock.at(after, wall(due.astimezone(clock.tz)) if at is None else at)
 
 
 # -- R2 / R4: same time as the previous email ----------------------------------------------

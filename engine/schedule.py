@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import NamedTuple
 
-from .calendar import day_dates, next_campaign_day, resolve_local, zone
+from .calendar import day_dates, next_campaign_day, resolve_local, zone, zone_clock
 from .model import DEFAULT_TASK_TIME, Cadence, SendKind, Step, StepKind
 from .plan import Action, Dependency, DependencyKind
 from .policy import (
     DailyLimit,
-    after_previous_step,
-    into_window,
+    after_previous,
     same_time_reference,
     wall,
+    window_opening,
 )
 from .when import SendAt
 
@@ -234,6 +234,7 @@ class ZonePlanner:
     def build(self, limit: DailyLimit | None = None) -> ContactSchedule:
         """The zone's schedule now, booking its automatic emails in `limit` if given."""
         tz, settings, start = self.tz, self.cadence.settings, self.launch.start
+        clock = zone_clock(tz)
         sender = self.cadence.sender.email
         send_email = Action.SEND_EMAIL  # (a local: an enum member's lookup is slow)
 
@@ -251,34 +252,31 @@ class ZonePlanner:
                 due = intended
             else:
                 assert sh.reference is not None
-                due = resolve_local(d, wall(slots[sh.reference].due_local), tz)
-                local = at = None  # (the wall time of `due` differs in a DST gap)
+                due, local = clock.at(d, wall(slots[sh.reference].due_local))
+                at = None  # (the wall time of `due` differs in a DST gap)
                 if due < start:
-                    due, moved = start, "launch time passed"
+                    due, moved, local = start, "launch time passed", None
             if previous is not None and step.day > previous_day:
                 # The step before it was moved onto this one (send window, daily limit,
                 # launch time): keep the gap of at least one campaign day, not a burst.
-                pushed = after_previous_step(settings, due, previous, tz, at, previous_local)
-                if pushed is not due:
-                    due, moved, local = pushed, "after previous step", None
+                pushed = after_previous(settings, due, previous, clock, at, previous_local)
+                if pushed is not None:
+                    (due, local), moved = pushed, "after previous step"
             elif previous is not None and due < previous:
                 due, moved, local = previous, "after previous step", previous_local
-            # Local times are worked out once per change (the policy takes any aware time
-            # and returns the very time it was given when it does not move it).
+            # Local times are worked out once per change.
             if local is None:
                 local = due.astimezone(tz)
             if sh.action is send_email:
-                opening = into_window(settings, local, tz)
-                if opening is not local:
-                    due, moved = opening, "send window"
-                    local = due.astimezone(tz)
+                opening = window_opening(settings, local, clock)
+                if opening is not None:
+                    (due, local), moved = opening, "send window"
                 local_day = local.date()
                 if limit is not None:
                     placed = limit.place(sender, local_day, next_day)
                     if placed != local_day:
                         local_day = placed
-                        due, moved = resolve_local(placed, wall(local), tz), "daily limit"
-                        local = due.astimezone(tz)
+                        (due, local), moved = clock.at(placed, wall(local)), "daily limit"
                 bookings[local_day] = bookings.get(local_day, 0) + 1
             slots.append(
                 _tuple(Slot, (step, sh.action, due, local, sh.depends_on, sh.thread_step_id, moved))

@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cadence_engine.engine.calendar import (
+    ZoneClock,
     day_dates,
     is_campaign_day,
     resolve_local,
@@ -92,6 +95,66 @@ def test_resolve_local(zone_name: str, day: date, wall: time, expected_utc: date
 def test_gap_time_reads_back_one_hour_later() -> None:
     instant = resolve_local(date(2026, 3, 8), time(2, 30), zone("America/New_York"))
     assert instant.astimezone(zone("America/New_York")).time() == time(3, 30)
+
+
+# Zones with unusual changes: half-hour DST (Lord Howe), a skipped date (Apia, 30 Dec
+# 2011), DST at midnight (Sao Paulo, Havana), "negative" DST (Dublin), Ramadan pauses
+# (Casablanca), a two-hour change (Troll), none at all (UTC, Kathmandu).
+ODD_ZONES = [
+    "America/New_York",
+    "Europe/Amsterdam",
+    "Australia/Lord_Howe",
+    "Pacific/Apia",
+    "America/Sao_Paulo",
+    "America/Havana",
+    "Europe/Dublin",
+    "Africa/Casablanca",
+    "Antarctica/Troll",
+    "Asia/Kathmandu",
+    "UTC",
+]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    zone_name=st.sampled_from(ODD_ZONES),
+    day=st.dates(date(1970, 1, 2), date(2099, 12, 30)),
+    wall=st.times(),
+    fold=st.sampled_from([0, 1]),
+)
+def test_zone_clock_is_resolve_local_and_back(
+    zone_name: str, day: date, wall: time, fold: int
+) -> None:
+    tz = zone(zone_name)
+    wall = wall.replace(fold=fold)
+    utc = resolve_local(day, wall, tz)
+    local = utc.astimezone(tz)
+    got_utc, got_local = ZoneClock(tz).at(day, wall)
+    assert (got_utc, got_utc.tzinfo, got_utc.fold) == (utc, UTC, utc.fold)
+    assert got_local.tzinfo is tz
+    assert (got_local.isoformat(), got_local.fold) == (local.isoformat(), local.fold)
+
+
+@pytest.mark.parametrize(
+    ("zone_name", "day"),
+    [
+        ("America/New_York", date(2026, 3, 8)),  # 02:00 → 03:00
+        ("America/New_York", date(2026, 11, 1)),  # 02:00 → 01:00
+        ("Pacific/Apia", date(2011, 12, 29)),  # the day before the date that was skipped
+        ("Pacific/Apia", date(2011, 12, 31)),
+        ("Australia/Lord_Howe", date(2026, 4, 5)),  # 02:00 → 01:30
+    ],
+)
+def test_zone_clock_on_days_around_a_change(zone_name: str, day: date) -> None:
+    tz = zone(zone_name)
+    clock = ZoneClock(tz)
+    for minute in range(0, 24 * 60, 10):
+        for fold in (0, 1):
+            wall = time(minute // 60, minute % 60, fold=fold)
+            utc = resolve_local(day, wall, tz)
+            got_utc, got_local = clock.at(day, wall)
+            assert got_utc == utc
+            assert got_local.isoformat() == utc.astimezone(tz).isoformat()
 
 
 def test_scheduling_zone_uses_contact_zone_then_default_then_fixed() -> None:
