@@ -1287,7 +1287,12 @@ def plan_command(
 
     cad = load_cadence(Path(cadence_path))
     launch = parse_launch(cad, start, send_at, now=datetime.now(UTC))
-    contacts = read_contacts(Path(contacts_path), skip_invalid=skip_invalid, fmt=contacts_format)
+    contacts = read_contacts(
+        Path(contacts_path),
+        skip_invalid=skip_invalid,
+        fmt=contacts_format,
+        scheduling_only=not render,  # (only rendering reads the other columns)
+    )
     total = contacts.prepare()
     stream = _with_progress(contacts, total, "planning")
     # A closed stdout (`cadence plan … | head`) is handled once, by CadenceGroup.

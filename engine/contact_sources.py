@@ -12,7 +12,7 @@ import functools
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +42,11 @@ _CHUNK = 1 << 16
 
 
 def open_records(
-    path: Path, fmt: str | None, only: frozenset[str] | None = None
+    path: Path, fmt: str | None, only: Callable[[str], bool] | None = None
 ) -> Iterator[RawRecord]:
     """Records of `path` in its format; file-level problems raise InputError.
 
-    `only` limits the columns returned (CSV; a checking pass needs two of them).
+    `only` says which columns are returned (CSV; a checking pass needs two of them).
     """
     kind = fmt or _EXTENSIONS.get(path.suffix.lower())
     if kind not in FORMATS:
@@ -110,7 +110,7 @@ def _header(path: Path, names: list[str]) -> list[str]:
     return columns
 
 
-def _csv(path: Path, only: frozenset[str] | None = None) -> Iterator[RawRecord]:
+def _csv(path: Path, only: Callable[[str], bool] | None = None) -> Iterator[RawRecord]:
     with path.open(encoding="utf-8-sig", newline="") as f:
         # strict: a quote that is never closed is an error, not a cell that silently
         # swallows every later row up to the end of the file.
@@ -124,7 +124,7 @@ def _csv(path: Path, only: frozenset[str] | None = None) -> Iterator[RawRecord]:
             raise InputError(f"{path}: the file is empty", hint=_EMPTY_HINT)
         columns = _header(path, first)
         width = len(columns)
-        keep = [(i, c) for i, c in enumerate(columns) if only is None or c in only]
+        keep = [(i, c) for i, c in enumerate(columns) if only is None or only(c)]
         row = 0
         line = reader.line_num + 1
         while True:

@@ -58,10 +58,18 @@ class ContactReader:
     not read as one (engine.contact_headers), when the list has no `timezone` column.
     """
 
-    def __init__(self, path: Path, *, skip_invalid: bool = False, fmt: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        skip_invalid: bool = False,
+        fmt: str | None = None,
+        scheduling_only: bool = False,
+    ) -> None:
         self.path = path
         self.skip_invalid = skip_invalid
         self.fmt = fmt
+        self.scheduling_only = scheduling_only
         self.skipped: list[RowError] = []
         self.warnings: list[str] = []
         self.count = 0
@@ -86,7 +94,7 @@ class ContactReader:
         seen: dict[str, int] = {}
         rows = 0
         name = str(self.path)
-        for record in open_records(self.path, self.fmt, _CHECKED_COLUMNS):
+        for record in open_records(self.path, self.fmt, _CHECKED_COLUMNS.__contains__):
             rows += 1
             error = _row_error(record, seen, name)
             if error is not None:
@@ -113,7 +121,8 @@ class ContactReader:
         checked = self._checked
         columns: set[str] = set()
         zone_like: list[str] = []
-        for line, row, fields in open_records(self.path, self.fmt):
+        only = _scheduling_column if self.scheduling_only else None
+        for line, row, fields in open_records(self.path, self.fmt, only):
             if checked:
                 # The checking pass already vouched for every row; only a file changed
                 # since then could make this one bad.
@@ -138,19 +147,32 @@ class ContactReader:
 
 
 _CHECKED_COLUMNS = frozenset({"email", "timezone"})
+
+
+def _scheduling_column(column: str) -> bool:
+    """The columns a plan that renders nothing reads: the address and zone, and the
+    columns whose name looks like a zone (for the warning that they are not read)."""
+    return column in _CHECKED_COLUMNS or looks_like_zone(column)
+
+
 _HINT = "fix those rows, or pass --skip-invalid to leave them out and go on with the rest"
 
 
 def read_contacts(
-    path: Path, *, skip_invalid: bool = False, fmt: str | None = None
+    path: Path, *, skip_invalid: bool = False, fmt: str | None = None, scheduling_only: bool = False
 ) -> ContactReader:
     """Stream the contacts of `path`; the format comes from the extension unless `fmt` says.
+
+    `scheduling_only`: a CSV contact's `fields` hold only the columns scheduling reads
+    (email, timezone and zone-like names), for a plan that renders nothing; building the
+    other columns' dictionary was a tenth of such a plan's reading. Other formats are
+    read whole.
 
     A path that does not exist is a UsageError (exit 2), as in every command.
     """
     if not path.exists():
         raise UsageError(f"{path}: no such file", hint="give the contact list's path")
-    return ContactReader(path, skip_invalid=skip_invalid, fmt=fmt)
+    return ContactReader(path, skip_invalid=skip_invalid, fmt=fmt, scheduling_only=scheduling_only)
 
 
 def _summary(name: str, errors: list[RowError]) -> str:

@@ -439,3 +439,26 @@ def test_an_unreadable_or_utf16_list_is_one_clear_error(tmp_path: Path) -> None:
             list(read_contacts(path))
         assert caught.value.message == message
         assert caught.value.hint == "re-save the contact list as UTF-8 (e.g. 'CSV UTF-8' in Excel)"
+
+
+def test_a_scheduling_only_read_gives_the_same_contacts_rows_and_warnings(tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(
+        "email,first_name,Contact Time Zone,company\n"
+        "ava@northwind.example,Ava,Europe/Paris,Northwind\n"
+        "not-an-address,Ben,,Globex\n"
+        "cy@globex.example,,,Globex\n"
+    )
+    full = read_contacts(path, skip_invalid=True)
+    slim = read_contacts(path, skip_invalid=True, scheduling_only=True)
+    whole, some = list(full), list(slim)
+    assert [(c.email, c.timezone, c.row) for c in some] == [
+        (c.email, c.timezone, c.row) for c in whole
+    ]
+    assert [c.fields for c in some] == [
+        {"email": "ava@northwind.example", "contact_time_zone": "Europe/Paris"},
+        {"email": "cy@globex.example"},
+    ]
+    assert whole[0].fields["company"] == "Northwind"
+    assert len(slim.warnings) == 1 and len(slim.skipped) == 1
+    assert (slim.skipped, slim.warnings, slim.count) == (full.skipped, full.warnings, full.count)
