@@ -94,11 +94,13 @@ class DailyLimit:
         """Book `n` emails on each `(day, n)` of `bookings` when every day has room for them
         (a schedule reused for one more contact: all of it or nothing)."""
         booked, limit = self._booked[sender], self.limit
-        for d, n in bookings:
-            if booked.get(d, 0) + n > limit:
+        for i, (d, n) in enumerate(bookings):
+            now = booked.get(d, 0) + n
+            if now > limit:  # (nearly always its first day: what it booked is given back)
+                for d, n in bookings[:i]:
+                    booked[d] -= n
                 return False
-        for d, n in bookings:
-            booked[d] = booked.get(d, 0) + n
+            booked[d] = now
         return True
 
     def place(self, sender: str, day: date, step: Callable[[date], date]) -> date:

@@ -133,6 +133,21 @@ def test_daily_limit_seeded_by_the_runner() -> None:
     assert dues(rows) == [utc(2026, 3, 6, 10)]
 
 
+def test_a_schedule_is_taken_whole_or_not_at_all() -> None:
+    monday, tuesday = datetime(2026, 3, 9).date(), datetime(2026, 3, 10).date()
+    limit = DailyLimit(3, {("dana@acme.example", tuesday): 2})
+    assert limit.take("dana@acme.example", [(monday, 1), (tuesday, 1)])
+    assert (limit.room("dana@acme.example", monday), limit.room("dana@acme.example", tuesday)) == (
+        2,
+        0,
+    )
+    # Tuesday is full now: nothing is booked, Monday's email is given back.
+    assert not limit.take("dana@acme.example", [(monday, 2), (tuesday, 1)])
+    assert limit.room("dana@acme.example", monday) == 2
+    assert limit.take("dana@acme.example", [(monday, 2)])
+    assert limit.room("dana@acme.example", monday) == 0
+
+
 STP = "same_time_as_previous"
 
 

@@ -17,12 +17,10 @@ whatever the number of workers (tests check both).
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
-from multiprocessing.pool import AsyncResult
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..schedule import action_of
@@ -30,6 +28,8 @@ from ..templates import configured_render_workers
 from .plan_formats import FLUSH_EVERY, Pairs, PlanRun
 
 if TYPE_CHECKING:
+    from multiprocessing.pool import AsyncResult
+
     from ..compiler import ContactSchedule
     from ..contacts import Contact
     from ..schedule import Slot
@@ -212,6 +212,8 @@ def _rendered(
         for chunk in chunks:
             yield renderer.chunk(*job(chunk))
         return
+    import multiprocessing  # (only rendering needs it: 10 ms of every plan's start-up)
+
     context = multiprocessing.get_context("fork")
     with context.Pool(workers, initializer=_start_worker, initargs=(run,)) as pool:
         pending: deque[AsyncResult[tuple[str, int]]] = deque()
