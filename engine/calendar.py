@@ -127,47 +127,64 @@ def resolve_local(d: date, t: time, tz: ZoneInfo) -> datetime:
 
 
 _NOON = time(12)
-_VARIES = timedelta(days=2)  # (no zone is two days off UTC: "the offset changes that day")
+WALL_TIMES_KEPT = 4_096  # wall times' offsets from midnight kept per zone (a plan has a few)
+Midnights = tuple[datetime, datetime]  # a day's local midnight: as UTC less its offset, local
 
 
 class ZoneClock:
     """Wall times of one zone as instants: `at(d, t)` is `resolve_local(d, t, tz)` and that
     instant in the zone, the pair the scheduler needs for every step it places.
 
-    On a day whose UTC offset does not change (all but a few days a year) both come from
-    that offset by plain arithmetic, about half the cost of the two zoneinfo conversions;
-    a plan under a daily limit places some 200,000 steps per 100,000 contacts. A day's
-    offset is taken as fixed when the offsets at noon of the day before, the day itself
-    and the day after agree: a change during the day would show between two of those
-    noons, as zones change offset at most once within 24 hours.
+    On a day whose UTC offset does not change (all but a few days a year) both are the
+    day's midnight plus the wall time's distance from it, in UTC (less the offset) and in
+    the zone: two additions, a fifth of the cost of the two zoneinfo conversions; a plan
+    under a daily limit places some 200,000 steps per 100,000 contacts. A day's offset is
+    taken as fixed when the offsets at noon of the day before, the day itself and the day
+    after agree: a change during the day would show between two of those noons, as zones
+    change offset at most once within 24 hours. Other days, and a wall time with fold=1,
+    ask zoneinfo.
     """
 
-    __slots__ = ("_offsets", "tz")
+    __slots__ = ("_days", "_walls", "tz")
 
     def __init__(self, tz: ZoneInfo) -> None:
         self.tz = tz
-        self._offsets: dict[date, timedelta] = {}  # local date → its offset, or _VARIES
+        self._days: dict[date, Midnights | None] = {}  # None: the offset changes that day
+        self._walls: dict[time, timedelta] = {}  # wall time → its distance from midnight
 
     def at(self, d: date, t: time) -> tuple[datetime, datetime]:
         """(UTC instant, local time) of wall time `t` on `d`, as `resolve_local` decides."""
-        offset = self._offsets.get(d)
-        if offset is None:  # (not `or`: UTC's offset, zero, is false)
-            offset = self._offset(d)
-        if offset is _VARIES or t.fold:
+        days = self._days
+        midnights = days[d] if d in days else self._midnights(d)
+        if midnights is None or t.fold:
             utc = resolve_local(d, t, self.tz)
             return utc, utc.astimezone(self.tz)
-        return datetime.combine(d, t, UTC) - offset, datetime.combine(d, t, self.tz)
+        since = self._walls.get(t)
+        if since is None:
+            since = self._since_midnight(t)
+        return midnights[0] + since, midnights[1] + since
 
-    def _offset(self, d: date) -> timedelta:
+    def _midnights(self, d: date) -> Midnights | None:
         tz = self.tz
         noon = datetime.combine(d, _NOON)
         offset = tz.utcoffset(noon)
-        if offset is None or not (
+        fixed = offset is not None and (
             tz.utcoffset(noon - ONE_DAY) == offset == tz.utcoffset(noon + ONE_DAY)
-        ):
-            offset = _VARIES
-        self._offsets[d] = offset
-        return offset
+        )
+        midnights = None
+        if fixed:
+            assert offset is not None
+            midnights = (datetime.combine(d, time(), UTC) - offset, datetime.combine(d, time(), tz))
+        self._days[d] = midnights
+        return midnights
+
+    def _since_midnight(self, t: time) -> timedelta:
+        if len(self._walls) >= WALL_TIMES_KEPT:  # (a runner's sent times are many)
+            self._walls.clear()
+        since = self._walls[t] = timedelta(
+            hours=t.hour, minutes=t.minute, seconds=t.second, microseconds=t.microsecond
+        )
+        return since
 
 
 @functools.lru_cache(maxsize=1024)
