@@ -113,6 +113,22 @@ class StepShape(NamedTuple):
     thread_step_id: str | None
 
 
+# A step as `ZonePlanner.build` reads it: step, action, reference, depends_on, thread step,
+# campaign date, intended time, why it moved, that time in the zone and its wall time.
+_Placing = tuple[
+    Step,
+    Action,
+    int | None,
+    tuple[Dependency, ...],
+    str | None,
+    date,
+    datetime | None,
+    str | None,
+    datetime | None,
+    time | None,
+]
+
+
 def cadence_shape(cadence: Cadence) -> tuple[StepShape, ...]:
     """Each step's fixed facts, in file order: worked out once per plan, not per schedule."""
     shapes: list[StepShape] = []
@@ -185,12 +201,12 @@ class ZonePlanner:
         dates = day_dates(settings, first_date, max(sh.step.day for sh in shape))
         window = settings.send_window
         task_time = window.start if window else DEFAULT_TASK_TIME
-        # Per step: its campaign day's date, its intended time with why it moved (None: it
-        # copies its reference email's wall time, known only once that one is placed),
-        # and that time in the zone with its wall time (worked out once, not per build).
-        self.intents: list[
-            tuple[date, datetime | None, str | None, datetime | None, time | None]
-        ] = []
+        # Per step, what `build` reads, as one plain tuple (a named tuple's field costs ten
+        # times an unpacked one, and a build reads six of them per step): the step's fixed
+        # facts (`StepShape`), its campaign day's date, its intended time with why it moved
+        # (None: it copies its reference email's wall time, known only once that one is
+        # placed), and that time in the zone with its wall time (worked out once).
+        self.steps: list[_Placing] = []
         for sh in shape:
             step = sh.step
             d = dates[step.day - 1]
@@ -229,7 +245,9 @@ class ZonePlanner:
             if due is not None and due < start:
                 due, moved = start, "launch time passed"
             in_zone = due.astimezone(tz) if due is not None else None
-            self.intents.append((d, due, moved, in_zone, wall(in_zone) if in_zone else None))
+            at = wall(in_zone) if in_zone else None
+            fixed = (step, sh.action, sh.reference, sh.depends_on, sh.thread_step_id)
+            self.steps.append((*fixed, d, due, moved, in_zone, at))
 
     def build(self, limit: DailyLimit | None = None) -> ContactSchedule:
         """The zone's schedule now, booking its automatic emails in `limit` if given."""
@@ -246,13 +264,23 @@ class ZonePlanner:
         previous: datetime | None = None
         previous_local = start
         previous_day = 0
-        for sh, (d, intended, moved, local, at) in zip(self.shape, self.intents, strict=True):
-            step = sh.step
+        for (
+            step,
+            action,
+            reference,
+            depends_on,
+            thread,
+            d,
+            intended,
+            moved,
+            local,
+            at,
+        ) in self.steps:
             if intended is not None:
                 due = intended
             else:
-                assert sh.reference is not None
-                due, local = clock.at(d, wall(slots[sh.reference].due_local))
+                assert reference is not None
+                due, local = clock.at(d, wall(slots[reference].due_local))
                 at = None  # (the wall time of `due` differs in a DST gap)
                 if due < start:
                     due, moved, local = start, "launch time passed", None
@@ -267,7 +295,7 @@ class ZonePlanner:
             # Local times are worked out once per change.
             if local is None:
                 local = due.astimezone(tz)
-            if sh.action is send_email:
+            if action is send_email:
                 opening = window_opening(settings, local, clock)
                 if opening is not None:
                     (due, local), moved = opening, "send window"
@@ -278,8 +306,6 @@ class ZonePlanner:
                         local_day = placed
                         (due, local), moved = clock.at(placed, wall(local)), "daily limit"
                 bookings[local_day] = bookings.get(local_day, 0) + 1
-            slots.append(
-                _tuple(Slot, (step, sh.action, due, local, sh.depends_on, sh.thread_step_id, moved))
-            )
+            slots.append(_tuple(Slot, (step, action, due, local, depends_on, thread, moved)))
             previous, previous_local, previous_day = due, local, step.day
         return ContactSchedule(self.zone_name, tuple(slots), tuple(bookings.items()))
