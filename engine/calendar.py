@@ -141,8 +141,8 @@ class ZoneClock:
     under a daily limit places some 200,000 steps per 100,000 contacts. A day's offset is
     taken as fixed when the offsets at noon of the day before, the day itself and the day
     after agree: a change during the day would show between two of those noons, as zones
-    change offset at most once within 24 hours. Other days, and a wall time with fold=1,
-    ask zoneinfo.
+    change offset at most once within 24 hours. Other days ask zoneinfo. (On a day with
+    one offset, a wall time's fold changes nothing, as in `resolve_local`.)
     """
 
     __slots__ = ("_days", "_walls", "tz")
@@ -156,7 +156,7 @@ class ZoneClock:
         """(UTC instant, local time) of wall time `t` on `d`, as `resolve_local` decides."""
         days = self._days
         midnights = days[d] if d in days else self._midnights(d)
-        if midnights is None or t.fold:
+        if midnights is None:
             utc = resolve_local(d, t, self.tz)
             return utc, utc.astimezone(self.tz)
         since = self._walls.get(t)
