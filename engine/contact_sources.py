@@ -155,8 +155,13 @@ def _csv(path: Path, only: Callable[[str], bool] | None = None) -> Iterator[RawR
                     c: t for c, v in zip(columns, cells, strict=False) if v and (t := v.strip())
                 }
             else:
+                # A loop, not a comprehension: for the two or three cells a pass keeps,
+                # making and calling the comprehension's function cost as much again.
                 n = len(cells)
-                values = {c: t for i, c in keep if i < n and (t := cells[i].strip())}
+                values = {}
+                for i, c in keep:
+                    if i < n and (t := cells[i].strip()):
+                        values[c] = t
             yield start, row, values
         if row == 0:
             raise InputError(f"{path}: has a header but no contacts", hint=_EMPTY_HINT)
