@@ -124,7 +124,8 @@ class _Encoded:
         times = self.times.get(zone)
         if times is None or len(times) > TIMES_KEPT:
             times = self.times[zone] = {}
-        suffixes = []
+        suffixes: list[str] = []
+        parts = [""]  # what a contact's head joins: its rows, each ended
         # (slot i is step i; its fields unpacked, as a named tuple's cost ten times more)
         for index, slot in enumerate(schedule.slots):
             _, _, utc, local, _, _, moved = slot
@@ -132,8 +133,10 @@ class _Encoded:
             pair = times.get(utc)
             if pair is None:
                 pair = times[utc] = self._times(local, utc)
-            suffixes.append(heads[index] + pair + tail)
-        hit = (schedule, self.count, suffixes, ["", *[s + "}\n" for s in suffixes]])
+            suffix = heads[index] + pair + tail
+            suffixes.append(suffix)
+            parts.append(suffix + "}\n")
+        hit = (schedule, self.count, suffixes, parts)
         self.count += 1
         self.schedules[zone] = hit
         return hit
