@@ -106,8 +106,11 @@ class _Encoded:
             + ', "due_local": "'
             for s in run.cadence.steps
         ]
-        # zone → (step index, why moved) → tail
-        self.tails: defaultdict[str, dict[tuple[int, str | None], str]] = defaultdict(dict)
+        # zone → step index → why moved → tail (a list by index: a lookup makes no key tuple)
+        steps = len(run.cadence.steps)
+        self.tails: defaultdict[str, list[dict[str | None, str]]] = defaultdict(
+            lambda: [{} for _ in range(steps)]
+        )
         self.times: dict[str, dict[datetime, str]] = {}  # zone → due_utc → times text
         # ISO texts of dates, wall times and UTC offsets (see `_times`).
         self.dates: dict[date, str] = {}
@@ -129,7 +132,7 @@ class _Encoded:
         # (slot i is step i; its fields unpacked, as a named tuple's cost ten times more)
         for index, slot in enumerate(schedule.slots):
             _, _, utc, local, _, _, moved = slot
-            tail = tails.get((index, moved)) or self._tail(zone, slot)
+            tail = tails[index].get(moved) or self._tail(zone, slot)
             pair = times.get(utc)
             if pair is None:
                 pair = times[utc] = self._times(local, utc)
@@ -162,7 +165,7 @@ class _Encoded:
         )
 
     def _tail(self, zone: str, slot: Slot) -> str:
-        tail = self.tails[zone][(slot.step.index, slot.moved)] = (
+        tail = self.tails[zone][slot.step.index][slot.moved] = (
             '", '
             + _dumps(
                 {
