@@ -49,22 +49,24 @@ def wall(local: datetime) -> time:
 def into_window(settings: Settings, due: datetime, tz: ZoneInfo) -> datetime:
     """`due` itself, or the next opening of the send window when it falls outside it: the
     same campaign day's opening before the window, the next campaign day's after it."""
-    opening = window_opening(settings, due.astimezone(tz), zone_clock(tz))
+    opening = window_opening(settings, due.astimezone(tz), tz)
     return due if opening is None else opening[0]
 
 
-def window_opening(settings: Settings, local: datetime, clock: ZoneClock) -> Instant | None:
-    """`into_window` for a time already in its zone (`local`): None when it is inside the
-    window (or there is none), else the opening it moves to, in UTC and in the zone."""
+def window_opening(settings: Settings, local: datetime, tz: ZoneInfo) -> Instant | None:
+    """`into_window` for a time already in its zone `tz` (`local`): None when it is inside
+    the window (or there is none), else the opening it moves to, in UTC and in the zone."""
     window = settings.send_window
     if window is None:
         return None
     at = local.time()  # its wall time (see `wall`)
     if at < window.start:
-        return clock.at(shift_campaign_days(settings, local.date(), 0), window.start)
-    if at >= window.end:
-        return clock.at(next_campaign_day(settings, local.date()), window.start)
-    return None
+        day = shift_campaign_days(settings, local.date(), 0)
+    elif at >= window.end:
+        day = next_campaign_day(settings, local.date())
+    else:
+        return None
+    return zone_clock(tz).at(day, window.start)
 
 
 # -- daily limit ---------------------------------------------------------------------------

@@ -296,7 +296,7 @@ class ZonePlanner:
             if local is None:
                 local = due.astimezone(tz)
             if action is send_email:
-                opening = window_opening(settings, local, clock)
+                opening = window_opening(settings, local, tz)
                 if opening is not None:
                     (due, local), moved = opening, "send window"
                 local_day = local.date()
