@@ -128,6 +128,7 @@ def resolve_local(d: date, t: time, tz: ZoneInfo) -> datetime:
 
 _NOON = time(12)
 WALL_TIMES_KEPT = 4_096  # wall times' offsets from midnight kept per zone (a plan has a few)
+Instant = tuple[datetime, datetime]  # one instant: in UTC, and in its zone (`ZoneClock.at`)
 Midnights = tuple[datetime, datetime]  # a day's local midnight: as UTC less its offset, local
 
 
@@ -137,12 +138,13 @@ class ZoneClock:
 
     On a day whose UTC offset does not change (all but a few days a year) both are the
     day's midnight plus the wall time's distance from it, in UTC (less the offset) and in
-    the zone: two additions, a fifth of the cost of the two zoneinfo conversions; a plan
-    under a daily limit places some 200,000 steps per 100,000 contacts. A day's offset is
-    taken as fixed when the offsets at noon of the day before, the day itself and the day
-    after agree: a change during the day would show between two of those noons, as zones
-    change offset at most once within 24 hours. Other days ask zoneinfo. (On a day with
-    one offset, a wall time's fold changes nothing, as in `resolve_local`.)
+    the zone: two additions, about 0.25 µs against 1.5-1.8 µs for the two zoneinfo
+    conversions; a plan under a daily limit places some 200,000 steps per 100,000
+    contacts. A day's offset is taken as fixed when the offsets at noon of the day before,
+    the day itself and the day after agree: a change during the day would show between
+    two of those noons, as zones change offset at most once within 24 hours. Other days
+    ask zoneinfo. (On a day with one offset, a wall time's fold changes nothing, as in
+    `resolve_local`.)
     """
 
     __slots__ = ("_days", "_walls", "tz")
@@ -152,7 +154,7 @@ class ZoneClock:
         self._days: dict[date, Midnights | None] = {}  # None: the offset changes that day
         self._walls: dict[time, timedelta] = {}  # wall time → its distance from midnight
 
-    def at(self, d: date, t: time) -> tuple[datetime, datetime]:
+    def at(self, d: date, t: time) -> Instant:
         """(UTC instant, local time) of wall time `t` on `d`, as `resolve_local` decides."""
         days = self._days
         midnights = days[d] if d in days else self._midnights(d)
@@ -168,12 +170,10 @@ class ZoneClock:
         tz = self.tz
         noon = datetime.combine(d, _NOON)
         offset = tz.utcoffset(noon)
-        fixed = offset is not None and (
-            tz.utcoffset(noon - ONE_DAY) == offset == tz.utcoffset(noon + ONE_DAY)
-        )
         midnights = None
-        if fixed:
-            assert offset is not None
+        if offset is not None and (
+            tz.utcoffset(noon - ONE_DAY) == offset == tz.utcoffset(noon + ONE_DAY)
+        ):
             midnights = (datetime.combine(d, time(), UTC) - offset, datetime.combine(d, time(), tz))
         self._days[d] = midnights
         return midnights

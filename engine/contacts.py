@@ -166,8 +166,8 @@ def read_contacts(
 
     `scheduling_only`: a CSV contact's `fields` hold only the columns scheduling reads
     (email, timezone and zone-like names), for a plan that renders nothing; building the
-    other columns' dictionary was a tenth of such a plan's reading. Other formats are
-    read whole.
+    other columns' dictionary was a quarter of that pass (0.65 against 0.49 s for 100,000
+    contacts of seven columns). Other formats are read whole.
 
     A path that does not exist is a UsageError (exit 2), as in every command.
     """

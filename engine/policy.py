@@ -23,6 +23,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from .calendar import (
+    Instant,
     ZoneClock,
     campaign_days_between,
     next_campaign_day,
@@ -34,8 +35,6 @@ from .calendar import (
 from .model import Cadence, SendKind, Settings, Step, StepKind
 from .plan import Action
 from .store.contract import Move, StepRow
-
-Instant = tuple[datetime, datetime]  # one instant: in UTC, and in its zone (`ZoneClock.at`)
 
 
 def wall(local: datetime) -> time:

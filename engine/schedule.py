@@ -190,7 +190,6 @@ class ZonePlanner:
         self.cadence = cadence
         self.zone_name = zone_name
         self.launch = launch
-        self.shape = shape
         self.tz = tz = zone(zone_name)
         settings = cadence.settings
         start, send_at = launch.start, launch.send_at
