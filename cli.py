@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import traceback
 from collections.abc import Iterable
 from contextlib import closing
@@ -671,7 +672,7 @@ def _read_body_file(name: str) -> str:
     from .engine.errors import UsageError
 
     try:
-        data = Path(name).read_bytes()
+        data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
     except OSError as exc:
         raise UsageError(f"--body-file {name}: cannot read it ({exc.strerror})") from None
     try:
@@ -689,9 +690,9 @@ def _read_body_file(name: str) -> str:
 @click.argument("task_id", type=ROW_ID, metavar="ID")
 @click.option(
     "--body-file",
-    type=click.Path(dir_okay=False),
+    type=click.Path(dir_okay=False, allow_dash=True),
     default=None,
-    help="The text to send, UTF-8 (else $EDITOR opens the rendered email).",
+    help="The text to send, UTF-8; - reads standard input (else $EDITOR opens the rendered email).",
 )
 @click.option("--subject", default=None, help="Replace the rendered subject.")
 @click.option("--at", "at", default=None, metavar="WHEN", help="Schedule instead of sending now.")

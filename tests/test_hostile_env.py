@@ -257,6 +257,21 @@ def test_a_bad_body_file_is_refused_and_the_task_stays_open(
     assert '"state": "open"' in invoke(["tasks", "show", task, "-f", "json"], db, tmp_path).output
 
 
+def test_a_body_piped_on_standard_input_is_sent(
+    open_email_task: tuple[Path, str], tmp_path: Path
+) -> None:
+    db, task = open_email_task
+    env = {"CADENCE_DB": str(db), "CADENCE_TRANSPORT": f"outbox:{tmp_path / 'out'}"}
+    send = ["tasks", "send", task, "--body-file", "-"]
+    refused = CliRunner().invoke(cadence, send, env=env, input=b"Hi\n\xff")
+    assert_clear(refused, 2, "--body-file -:2: not UTF-8 text (byte 0xFF at offset 3)")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    piped = b"Hi Ava,\n\nWritten by a script, sent as is.\n"
+    assert_clear(CliRunner().invoke(cadence, send, env=env, input=piped), 0, f"task {task} sent")
+    (sent,) = (tmp_path / "out").glob("*.eml")
+    assert "Written by a script, sent as is." in sent.read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize("editor", ["false", "/nonexistent/editor"])
 def test_a_failing_editor_is_a_usage_error_with_a_way_out(
     open_email_task: tuple[Path, str], tmp_path: Path, editor: str
