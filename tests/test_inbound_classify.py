@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cadence_engine.engine.inbound.classify import Kind, classify, parse, return_date
+from cadence_engine.engine.inbound.classify import Kind, classify, header, parse, return_date
 from tests.helpers.inbound_cases import all_samples
 
 RECEIVED = date(2026, 3, 3)
@@ -62,6 +62,36 @@ def test_a_reply_quoting_no_thread_is_still_a_reply_candidate() -> None:
 def test_auto_submitted_no_is_not_an_auto_reply() -> None:
     msg = parse(b"From: a@b.example\r\nAuto-Submitted: no\r\nSubject: hi\r\n\r\nhello\r\n")
     assert classify(msg, RECEIVED).kind is Kind.REPLY
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+@pytest.mark.parametrize(
+    "subject",
+    ["Réponse automatique : Hello Ivy", "Respuesta automática: Hola", "Nicht im Büro",
+     "Außer Haus bis Freitag", "En congé jusqu'au 9 mars"],
+)  # fmt: skip
+def test_an_out_of_office_subject_in_raw_8bit_is_an_auto_reply(subject: str, encoding: str) -> None:
+    # RFC 6532 clients send UTF-8 headers unencoded; old ones send Latin-1.
+    raw = b"From: ivy@example.org\r\nSubject: " + subject.encode(encoding) + b"\r\n\r\nhi\r\n"
+    verdict = classify(parse(raw), RECEIVED)
+    assert verdict.kind is Kind.AUTO_REPLY, verdict
+    assert verdict.reason == "out-of-office subject"
+
+
+_subject_text = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=60
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_subject_text)
+def test_a_raw_utf8_header_reads_as_its_rfc2047_form(text: str) -> None:
+    from email.header import Header
+
+    encoded = Header(text, "utf-8").encode().encode("ascii")
+    raw = header(parse(b"Subject: " + text.encode("utf-8") + b"\r\n\r\n"), "Subject")
+    assert raw == header(parse(b"Subject: " + encoded + b"\r\n\r\n"), "Subject")
+    assert raw == " ".join(text.split())
 
 
 _header_names = st.sampled_from(

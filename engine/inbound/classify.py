@@ -74,19 +74,30 @@ def parse(data: bytes) -> EmailMessage:
 
 
 def header(msg: Message, name: str) -> str:
-    """A header as one line of text (RFC 2047 decoded), '' when absent or unreadable."""
-    try:
-        value = msg.get(name)
-    except Exception:
-        value = None
-    if value is None:
+    """A header as one line of text, '' when absent.
+
+    Raw 8-bit text (RFC 6532 UTF-8, or a legacy Latin-1 client) is decoded from its bytes:
+    compat32's own `get` wraps such a value in a `Header` whose text has lost them. Then
+    RFC 2047 encoded words are decoded.
+    """
+    wanted = name.lower()
+    raw = next((value for key, value in msg.raw_items() if key.lower() == wanted), None)
+    if raw is None:
         return ""
-    text = str(value)
+    text = str(raw)
+    if not text.isascii():
+        # Parsed from bytes, each byte above 0x7F is a surrogate; from text, a character.
+        try:
+            data = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate that stands for no byte
+            data = text.encode("utf-8", "replace")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
     if "=?" in text:
         with contextlib.suppress(Exception):  # a malformed encoded word: keep it as it is
             text = str(make_header(decode_header(text)))
-    # Undecodable bytes (surrogates) become U+FFFD: the text may be stored or printed.
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return " ".join(text.split())
 
 
