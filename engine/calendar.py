@@ -54,6 +54,14 @@ def next_campaign_day(settings: Settings, d: date) -> date:
     return _shifted(d, 1, settings.skip_weekends, settings.holidays)
 
 
+def previous_campaign_day(settings: Settings, d: date) -> date:
+    """The last campaign day strictly before `d`."""
+    d -= ONE_DAY
+    while not is_campaign_day(d, skip_weekends=settings.skip_weekends, holidays=settings.holidays):
+        d -= ONE_DAY
+    return d
+
+
 def shift_campaign_days(settings: Settings, d: date, days: int) -> date:
     """Move local date `d` forward by `days` campaign days (the runner's R5 lateness shift).
 

@@ -27,6 +27,7 @@ from .calendar import (
     ZoneClock,
     campaign_days_between,
     next_campaign_day,
+    previous_campaign_day,
     resolve_local,
     shift_campaign_days,
     zone,
@@ -209,6 +210,22 @@ def due_after_reference(
     return into_window(cadence.settings, due, tz)
 
 
+def own_day(settings: Settings, planned_utc: int, reference_planned_utc: int, tz: ZoneInfo) -> date:
+    """The campaign day (local date) of a `same_time_as_previous` step planned at
+    `planned_utc`, whose reference was planned at `reference_planned_utc`: its planned
+    date, unless the plan moved it there from the campaign day before because the
+    reference's time of day fell after the send window (an email task may be due at any
+    hour). R4 then puts the real send time on that day, not on the one the provisional
+    time was pushed to."""
+    planned = datetime.fromtimestamp(planned_utc, UTC)
+    day = planned.astimezone(tz).date()
+    reference_wall = wall(datetime.fromtimestamp(reference_planned_utc, UTC).astimezone(tz))
+    before = previous_campaign_day(settings, day)
+    if into_window(settings, resolve_local(before, reference_wall, tz), tz) == planned:
+        return before
+    return day
+
+
 # -- R5: lateness ------------------------------------------------------------------------
 
 
@@ -257,9 +274,14 @@ def later_moves(
     for other in later:
         move = shift_move(cadence.settings, other, days, tz, why)
         due = datetime.fromtimestamp(move.due_utc, UTC)
-        if sent and copies_time_of(cadence, cadence.step(other.step_id), row.step_id):
-            step = cadence.step(other.step_id)
-            due = due_after_reference(cadence, step, row.zone, due.astimezone(tz).date(), done)
+        step = cadence.step(other.step_id)
+        if sent and copies_time_of(cadence, step, row.step_id):
+            day = shift_campaign_days(
+                cadence.settings,
+                own_day(cadence.settings, other.planned_utc, row.planned_utc, tz),
+                days,
+            )
+            due = due_after_reference(cadence, step, row.zone, day, done)
         if int(due.timestamp()) != other.due_utc or move.planned_utc != other.planned_utc:
             moves.append(move._replace(due_utc=int(due.timestamp())))
     return moves
@@ -327,7 +349,7 @@ def sent_moves(
         for other in later:
             step = cadence.step(other.step_id)
             if copies_time_of(cadence, step, row.step_id):
-                day = datetime.fromtimestamp(other.due_utc, UTC).astimezone(tz).date()
+                day = own_day(cadence.settings, other.planned_utc, row.planned_utc, tz)
                 due = int(due_after_reference(cadence, step, row.zone, day, sent).timestamp())
                 if due != other.due_utc:
                     moves[other.id] = Move(other.id, due, other.planned_utc, "after email sent")
