@@ -140,6 +140,7 @@ def test_leases_expire_by_the_stores_clock(store: Store) -> None:
     assert [r.id for r in store.unknown_sends()] == [by_email["a@x.example"]]
     (status,) = store.status(1000)
     assert (status.unknown, status.sending, status.claimed) == (1, 0, 0)
+    assert status.held == 1  # a@x's step b waits behind it, as behind a converted one
     again = store.claim(1000, 10, 60)
     # `sending` → unknown (never resent automatically); only `claimed` → claimable again.
     assert [r.email for r in again.rows] == ["b@x.example"]

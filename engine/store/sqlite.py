@@ -88,9 +88,9 @@ LIMIT ?
 )
 
 # Step runs of one version by state. Planned ones whose time has come are `due` when
-# reachable, `held` when an open task (R5) or an unknown send before them stops the
-# contact until a person acts, and neither while they queue behind an earlier step of
-# their own. In-flight rows whose lease is over count as what a crash left behind.
+# reachable, `held` when an open task (R5) or an unknown send before them (also a
+# `sending` row whose lease ran out, before a run converts it) stops the contact until a
+# person acts, and neither while they queue behind an earlier step of their own. In-flight rows whose lease is over count as what a crash left behind.
 _STEP_COUNTS = f"""
 SELECT CASE
     WHEN sr.state IN ('claimed', 'sending') AND sr.lease_until < :clock THEN
@@ -101,7 +101,8 @@ SELECT CASE
     WHEN EXISTS (
         SELECT 1 FROM step_runs p
         WHERE p.enrolment_id = sr.enrolment_id AND p.step_index < sr.step_index
-          AND p.state IN ('open', 'unknown')) THEN ':held'
+          AND (p.state IN ('open', 'unknown')
+               OR (p.state = 'sending' AND p.lease_until < :clock))) THEN ':held'
     WHEN EXISTS (
         SELECT 1 FROM step_runs p
         WHERE p.enrolment_id = sr.enrolment_id AND p.step_index < sr.step_index

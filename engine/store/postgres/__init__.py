@@ -120,7 +120,8 @@ SELECT CASE
     WHEN EXISTS (
         SELECT 1 FROM step_runs p
         WHERE p.enrolment_id = sr.enrolment_id AND p.step_index < sr.step_index
-          AND p.state IN ('open', 'unknown')) THEN ':held'
+          AND (p.state IN ('open', 'unknown')
+               OR (p.state = 'sending' AND p.lease_until < clock_timestamp()))) THEN ':held'
     WHEN EXISTS (
         SELECT 1 FROM step_runs p
         WHERE p.enrolment_id = sr.enrolment_id AND p.step_index < sr.step_index
