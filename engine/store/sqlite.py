@@ -90,7 +90,8 @@ LIMIT ?
 # Step runs of one version by state. Planned ones whose time has come are `due` when
 # reachable, `held` when an open task (R5) or an unknown send before them (also a
 # `sending` row whose lease ran out, before a run converts it) stops the contact until a
-# person acts, and neither while they queue behind an earlier step of their own. In-flight rows whose lease is over count as what a crash left behind.
+# person acts, and neither while they queue behind an earlier step of their own.
+# In-flight rows whose lease is over count as what a crash left behind.
 _STEP_COUNTS = f"""
 SELECT CASE
     WHEN sr.state IN ('claimed', 'sending') AND sr.lease_until < :clock THEN
