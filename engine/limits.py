@@ -20,6 +20,7 @@ MAX_CADENCE_BYTES = 1_048_576  # one cadence file
 MAX_NESTING = 64  # mappings and lists inside each other (cadence files, contact rows)
 MAX_NUMBER_CHARS = 50  # digits of a number literal
 MAX_COLLECTION_ITEMS = 10_000  # entries of one mapping or list in a cadence file
+MAX_CAMPAIGN_DAY = 1_000  # a step's `day` (the schema's maximum says the same)
 
 # Contact lists (engine.contact_sources).
 MAX_COLUMNS = 1_000  # columns of a CSV header, or fields of one record

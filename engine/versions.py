@@ -71,6 +71,7 @@ def load_version(spec: str) -> Version:
 
 def _lenient(path: Path, label: str) -> Version:
     from .findings import Severity
+    from .limits import MAX_CAMPAIGN_DAY
     from .loader import parse
     from .validate import validate_path
 
@@ -82,7 +83,12 @@ def _lenient(path: Path, label: str) -> Version:
         data = parse(text) if text is not None else None
         if not isinstance(data, dict):
             raise TypeError("not a mapping")
-        return Version(Cadence.from_data(data, source=label), label, errors)
+        lenient = Cadence.from_data(data, source=label)
+        if not lenient.steps:  # nothing to schedule, so nothing to compare
+            raise ValueError("no steps")
+        if max(s.day for s in lenient.steps) > MAX_CAMPAIGN_DAY:  # its dates overflow
+            raise ValueError("a day beyond the last campaign day")
+        return Version(lenient, label, errors)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError):
         raise NotComparable(
             f"{label}: cannot be compared, it is not a readable cadence:\n" + "\n".join(errors),

@@ -118,3 +118,30 @@ def test_a_version_that_is_not_a_cadence_is_trouble_not_a_change(tmp_path: Path)
     garbage.write_text("- just\n- a list\n", encoding="utf-8")
     code, _, err = run("diff", str(BASE), str(garbage))
     assert code == 2 and "cannot be compared" in err
+
+
+@pytest.mark.parametrize(
+    ("steps", "says"),
+    [
+        ("steps: {}", "expected a list"),
+        ("steps: []", "needs at least 1 item"),
+        (
+            "steps:\n  - {id: a, day: 1, email: {template: a, send: task}}\n"
+            "  - {id: b, day: 9999999, email: {template: a, send: task}}",
+            "day is a whole number from 1 to 1000",
+        ),
+    ],
+    ids=["mapping", "empty", "day-beyond-the-bound"],
+)
+def test_a_version_with_nothing_to_schedule_is_not_comparable(
+    tmp_path: Path, steps: str, says: str
+) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        "cadence: 1\nname: W\nsender: {name: Dana, email: dana@acme.example}\n"
+        'templates:\n  a: {subject: "S", body: "B"}\n' + steps + "\n",
+        encoding="utf-8",
+    )
+    for args in ((str(BASE), str(broken)), (str(broken), str(BASE))):
+        code, _, err = run("diff", *args)
+        assert code == 2 and "cannot be compared" in err and says in err, err

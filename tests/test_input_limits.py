@@ -16,6 +16,7 @@ from cadence_engine.cli import cadence
 from cadence_engine.engine.errors import InputError
 from cadence_engine.engine.limits import (
     MAX_CADENCE_BYTES,
+    MAX_CAMPAIGN_DAY,
     MAX_COLUMNS,
     MAX_FIELD_CHARS,
     MAX_NESTING,
@@ -346,3 +347,35 @@ def test_a_lone_surrogate_character_in_the_text_is_a_finding_not_a_crash() -> No
     problem = parse("cadence: 1\nname: a\udcff\n")
     assert isinstance(problem, LoadProblem)
     assert (problem.rule, problem.line, problem.col) == ("yaml/syntax", 2, 8)
+
+
+def test_the_campaign_day_is_bounded_where_every_command_loads_a_cadence(tmp_path: Path) -> None:
+    from cadence_engine.engine.schema import schema
+
+    day = schema()["$defs"]["step"]["properties"]["day"]
+    assert day["maximum"] == MAX_CAMPAIGN_DAY  # one bound, stated twice
+    contacts = tmp_path / "c.csv"
+    contacts.write_text("email,timezone\nn@y.example,America/New_York\n", encoding="utf-8")
+    plan = ["--contacts", str(contacts), "--start", "2026-03-02T06:00"]
+
+    def cadence_with(last_day: int) -> str:
+        path = tmp_path / f"d{last_day}.yaml"
+        path.write_text(
+            "cadence: 1\nname: W\nsender: {name: Dana, email: dana@acme.example}\n"
+            'templates:\n  a: {subject: "S", body: "B"}\nsteps:\n'
+            "  - {id: s1, day: 1, email: {template: a, send: task}}\n"
+            f"  - {{id: s2, day: {last_day}, email: {{template: a, send: same_time_as_previous}}}}\n",
+            encoding="utf-8",
+        )
+        return str(path)
+
+    last = cadence_with(MAX_CAMPAIGN_DAY)
+    assert _cli("validate", last).exit_code == 0
+    planned = _cli("plan", last, *plan, "-f", "csv")
+    assert planned.exit_code == 0 and ",s2," in planned.output
+    beyond = cadence_with(MAX_CAMPAIGN_DAY + 1)
+    for args in (["validate", beyond], ["plan", beyond, *plan], ["timeline", beyond],
+                 ["preview", beyond, "--sample"]):  # fmt: skip
+        result = _cli(*args)
+        assert result.exit_code == 1, result.output
+        assert ":8:19: steps[1].day: day is a whole number from 1 to 1000" in result.output

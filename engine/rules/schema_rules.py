@@ -54,7 +54,7 @@ STEP_ID = rule(
 )
 DAY = rule(
     "day/positive-integer",
-    "A day is not a whole number of 1 or more.",
+    "A day is not a whole number from 1 to 1000.",
     "`day` is the absolute campaign day: `1` is the launch day, `3` the third campaign day "
     "(business days with `skip_weekends`).",
 )
