@@ -349,6 +349,9 @@ def test_a_lone_surrogate_character_in_the_text_is_a_finding_not_a_crash() -> No
     assert (problem.rule, problem.line, problem.col) == ("yaml/syntax", 2, 8)
 
 
+SAME = "same_time_as_previous"
+
+
 def test_the_campaign_day_is_bounded_where_every_command_loads_a_cadence(tmp_path: Path) -> None:
     from cadence_engine.engine.schema import schema
 
@@ -364,7 +367,7 @@ def test_the_campaign_day_is_bounded_where_every_command_loads_a_cadence(tmp_pat
             "cadence: 1\nname: W\nsender: {name: Dana, email: dana@acme.example}\n"
             'templates:\n  a: {subject: "S", body: "B"}\nsteps:\n'
             "  - {id: s1, day: 1, email: {template: a, send: task}}\n"
-            f"  - {{id: s2, day: {last_day}, email: {{template: a, send: same_time_as_previous}}}}\n",
+            f"  - {{id: s2, day: {last_day}, email: {{template: a, send: {SAME}}}}}\n",
             encoding="utf-8",
         )
         return str(path)
