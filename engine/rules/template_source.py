@@ -95,6 +95,9 @@ def parsed(source: str) -> Any:
     return _analysis_environment().parse(source)
 
 
+_LOADING_TAGS = {"Extends": "extends", "Include": "include", "Import": "import", "FromImport": "from"}
+
+
 @functools.lru_cache(maxsize=4096)
 def analyse(source: str) -> Analysis:
     # Imported here so that commands which never see a template do not pay for Jinja.
@@ -110,6 +113,19 @@ def analyse(source: str) -> Analysis:
     def at(node: nodes.Node, pattern: str) -> tuple[int, int]:
         line = getattr(node, "lineno", 1) or 1
         return line, _column(source, line, pattern)
+
+    # A cadence's templates are self-contained (the sandbox has no loader): a tag that
+    # loads another template would fail for every contact at send time.
+    for loads in ast.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        tag = _LOADING_TAGS[type(loads).__name__]
+        return Analysis(
+            syntax_error=Use(
+                f"{{% {tag} %}} is not supported: a template cannot load another one; "
+                "write the text into this template",
+                loads.lineno,
+                0,
+            )
+        )
 
     try:
         free = meta.find_undeclared_variables(ast)

@@ -3,7 +3,8 @@
 Subjects, bodies, and the `notes` and `title` of task steps are Jinja templates rendered
 per contact in a sandbox. The finding points at the line of the YAML file where the
 error is, also inside a `|` block. Check the tag named in the message (`{% if %}` needs
-`{% endif %}`, `{{` needs `}}`).
+`{% endif %}`, `{{` needs `}}`). A tag that loads another template (`include`, `import`,
+`from … import`, `extends`) is refused too: a cadence's templates are self-contained.
 """
 
 from __future__ import annotations
