@@ -95,7 +95,12 @@ def parsed(source: str) -> Any:
     return _analysis_environment().parse(source)
 
 
-_LOADING_TAGS = {"Extends": "extends", "Include": "include", "Import": "import", "FromImport": "from"}
+_LOADING_TAGS = {
+    "Extends": "extends",
+    "Include": "include",
+    "Import": "import",
+    "FromImport": "from",
+}
 
 
 @functools.lru_cache(maxsize=4096)
