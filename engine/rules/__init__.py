@@ -21,7 +21,6 @@ STEP_RULE_MODULES = (
     "step_id_unique",
     "follow_up_previous",
     "same_time_day_one",
-    "same_day_order",
 )
 CADENCE_RULE_MODULES = (
     "template_reference",
@@ -30,6 +29,7 @@ CADENCE_RULE_MODULES = (
     "template_filter",
     "template_variable",
     "template_size",
+    "same_day_order",
 )
 KEYWORD_RULE_MODULES = ("timezone_iana", "send_window_order")
 # Rules the schema's standard keywords enforce (named with `x-rule`): registered, not run.
