@@ -67,6 +67,19 @@ def test_duplicate_key_is_named_when_not_formatted(tmp_path: Path) -> None:
     assert "[yaml/duplicate-key]" in err
 
 
+def test_an_impossible_date_is_named_where_validate_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "date.yaml"
+    text = "cadence: 1\nname: a  # 2026-02-31 in a comment is no value\nsettings:\n"
+    text += "  holidays: [2026-12-25, 2026-02-30]\n"
+    path.write_text(text, encoding="utf-8")
+    code, _, err = fmt(str(path))
+    assert code == 1 and "Traceback" not in err
+    assert f"{path}:4:26: not formatted: 2026-02-30 is not a date (YYYY-MM-DD)" in err
+    assert "[date/format]" in err and path.read_text(encoding="utf-8") == text
+    checked = CliRunner().invoke(cadence, ["validate", str(path)])
+    assert f"{path}:4:26: settings.holidays[1]" in checked.output
+
+
 def test_a_crlf_file_keeps_crlf_on_every_line(tmp_path: Path) -> None:
     path = tmp_path / "windows.yaml"
     text = (CADENCES / "heads-of-platform.yaml").read_text(encoding="utf-8")
