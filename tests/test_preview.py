@@ -71,6 +71,17 @@ def test_preview_without_send_at_still_shows_the_emails() -> None:
     assert "Subject: Example Corp and on-call load" in out
 
 
+def test_preview_without_send_at_names_the_contacts_own_zone() -> None:
+    # The times wait for --send-at; the zone is the contact's whatever the launch time.
+    code, out, _ = run(
+        "preview", HOP, "--contact", "ben.smith@globex.example", "--contacts", CONTACTS
+    )
+    assert (
+        code == 0 and "Contact: Ben Smith <ben.smith@globex.example> (America/Los_Angeles)" in out
+    )
+    assert "Due: time chosen at launch" in out
+
+
 def test_usage_errors_exit_2() -> None:
     assert run("preview", HOP)[0] == 2
     code, _, err = run("preview", HOP, "--sample", "--contact", "a@b.example")

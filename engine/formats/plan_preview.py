@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..calendar import scheduling_zone_name
 from ..contacts import Contact, read_contacts
 from ..errors import UsageError
 from ..messages import (
@@ -124,7 +125,8 @@ def render_preview(
     )
     to = f"{name} <{contact.email}>" if name else contact.email
     sender = f"{cadence.sender.name} <{cadence.sender.email}>"
-    zone = schedule.zone if schedule else "zone decided at launch"
+    # The zone is the contact's own (or the default) whether or not times are known yet.
+    zone = schedule.zone if schedule else scheduling_zone_name(cadence, contact.timezone)
     out = [f"Preview: {cadence.name}", f"Contact: {to} ({zone})", ""]
     total = len(cadence.steps)
     for step in cadence.steps:
