@@ -12,7 +12,9 @@ import difflib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
+from .findings import with_article
 from .model import Cadence, SendKind, Settings, Step
+from .plan import Action
 from .schedule import Slot, action_of, same_time_reference
 from .versions import Version, load_version
 
@@ -142,7 +144,8 @@ def _step_changes(
     sid = new.id
     out: list[Change] = []
     if action_of(old) is not action_of(new):
-        out.append(Change("steps", sid, f"{sid} is now a {action_of(new)} (was {action_of(old)})"))
+        now, was = _action_phrase(action_of(new)), _action_phrase(action_of(old))
+        out.append(Change("steps", sid, f"{sid} is now {now} (was {was})"))
     if old.day != new.day:
         out.append(Change("steps", sid, f"{sid} moved from day {old.day} to day {new.day}"))
     if old.email is not None and new.email is not None:
@@ -210,7 +213,11 @@ def _thread_changes(old_cad: Cadence, new_cad: Cadence, old: Step, new: Step) ->
     out: list[Change] = []
     if new.email.follow_up and new_prev is None and was:
         before = new_cad.steps[new.index - 1] if new.index else None
-        what = f"a {before.kind.value} ({before.id})" if before else "nothing (it is first)"
+        what = (
+            f"{with_article(before.kind.value)} ({before.id})"
+            if before
+            else "nothing (it is first)"
+        )
         out.append(
             Change(
                 "rule",
@@ -300,8 +307,21 @@ def settings_changes(old: Cadence, new: Cadence) -> list[Change]:
         ("on_auto_reply", a.on_auto_reply, b.on_auto_reply, "auto-reply handling changes"),
     ]
     return [
-        Change("settings", None, f"{name}: {x} → {y}: {why}") for name, x, y, why in pairs if x != y
+        Change("settings", None, f"{name}: {_shown(x)} → {_shown(y)}: {why}")
+        for name, x, y, why in pairs
+        if x != y
     ]
+
+
+def _shown(value: object) -> str:
+    """A setting's value as the cadence file spells it (`true`, not Python's `True`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "none" if value is None else str(value)
+
+
+def _action_phrase(action: Action) -> str:
+    return "an automatic email" if action is Action.SEND_EMAIL else with_article(action.value)
 
 
 def _dates(days: frozenset[date]) -> str:

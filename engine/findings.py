@@ -64,6 +64,11 @@ def has_errors(findings: list[Finding]) -> bool:
     return any(f.severity is Severity.ERROR for f in findings)
 
 
+def with_article(phrase: str) -> str:
+    """`phrase` after "a" or "an" as it is spoken ("an email task", "an inmail step")."""
+    return ("an " if phrase[:1].lower() in "aeiou" else "a ") + phrase
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """A ` (did you mean 'x'?)` suffix when a candidate is close to `word`, else ""."""
     others = [c for c in candidates if c != word]

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from .calendar import zone
 from .delivery import unsubscribe_url
 from .errors import CadenceError, NotFound, UsageError
+from .findings import with_article
 from .lifecycle import completed
 from .messages import compose_links, render_email, render_task_text
 from .plan import Action
@@ -212,7 +213,7 @@ def check_sendable(store: Repository, task_id: int) -> StepRow:
     """The open email task `task_id`, or the error saying why it cannot be sent."""
     row = _task(store, task_id)
     if row.action != Action.EMAIL_TASK:
-        raise UsageError(f"task {task_id} is a {row.action}, not an email task")
+        raise UsageError(f"task {task_id} is {with_article(row.action)}, not an email task")
     if row.state is not StepState.OPEN:
         raise _not_open(row)
     return row

@@ -145,3 +145,25 @@ def test_a_version_with_nothing_to_schedule_is_not_comparable(
     for args in ((str(BASE), str(broken)), (str(broken), str(BASE))):
         code, _, err = run("diff", *args)
         assert code == 2 and "cannot be compared" in err and says in err, err
+
+
+def test_changes_are_told_in_the_files_words(tmp_path: Path) -> None:
+    head = "cadence: 1\nname: W\nsender: {name: Dana, email: dana@acme.example}\n"
+    steps = 'templates:\n  a: {subject: "S", body: "B"}\nsteps:\n'
+    old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old.write_text(
+        head + steps + "  - {id: s1, day: 1, email: {template: a, send: {at: '09:00'}}}\n"
+        "  - {id: li, day: 2, inmail: {}}\n",
+        encoding="utf-8",
+    )
+    new.write_text(
+        head + "settings: {skip_weekends: false}\n" + steps
+        + "  - {id: s1, day: 1, email: {template: a, send: task}}\n"
+        "  - {id: li, day: 2, email: {template: a, send: task}}\n",
+        encoding="utf-8",
+    )  # fmt: skip
+    code, out, _ = run("diff", str(old), str(new))
+    assert code == 1
+    assert "s1 is now an email task (was an automatic email)" in out
+    assert "li is now an email task (was an inmail task)" in out
+    assert "skip_weekends: true → false" in out

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..findings import rule
+from ..findings import rule, with_article
 from . import Issue, email_of, step_kind
 
 RULE = rule(
@@ -36,6 +36,6 @@ def check(steps: Any) -> Iterator[Issue]:
             yield Issue(
                 RULE,
                 f"follow_up needs an email step directly before it, but step "
-                f"'{before.get('id')}' before it is a {kind} step",
+                f"'{before.get('id')}' before it is {with_article(kind)} step",
                 (index, "email", "follow_up"),
             )
