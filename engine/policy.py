@@ -145,34 +145,36 @@ def after_previous_step(
 ) -> datetime:
     """A step on a later campaign day than the step before it, which goes at `previous`.
 
-    Unchanged (`due` itself) when it is still after `previous`; else (the step before it
-    was pushed to or past its time) the next campaign day after `previous`'s local date,
-    at the step's own wall time, so a contact never gets two steps at once after a move.
+    Unchanged (`due` itself) when it is still on a later local date than `previous`; else
+    (the step before it was pushed onto its date, or past it) the next campaign day after
+    `previous`'s local date, at the step's own wall time, so the gap of at least one
+    campaign day is kept after a move: never two campaign days' steps on one date.
     """
-    if due > previous:
-        return due
-    pushed = after_previous(settings, due, previous, zone_clock(tz), None, previous.astimezone(tz))
-    assert pushed is not None
-    return pushed[0]
+    local = due.astimezone(tz)
+    pushed = after_previous(
+        settings, due, local.date(), zone_clock(tz), wall(local), previous.astimezone(tz)
+    )
+    return due if pushed is None else pushed[0]
 
 
 def after_previous(
     settings: Settings,
     due: datetime,
-    previous: datetime,
+    due_day: date,
     clock: ZoneClock,
     at: time | None,
     previous_local: datetime,
 ) -> Instant | None:
     """`after_previous_step` as the scheduler asks it: None when `due` stays, else where it
-    goes, in UTC and in the zone. `at`: `due`'s wall time when the caller knows it already;
-    `previous_local`: `previous` in the zone. (Comparing two UTC times is some 20 times
-    faster than comparing times in two zones, and planning under a daily limit makes this
-    comparison once per step of every schedule it builds.)
+    goes, in UTC and in the zone. `due_day`: `due`'s local date; `at`: its wall time when
+    the caller knows it already; `previous_local`: the step before it, in the zone (both
+    already worked out by the caller, which plans under a daily limit make this check
+    once per step of every schedule they build).
     """
-    if due > previous:
+    previous_day = previous_local.date()
+    if due_day > previous_day:
         return None
-    after = next_campaign_day(settings, previous_local.date())
+    after = next_campaign_day(settings, previous_day)
     return clock.at(after, wall(due.astimezone(clock.tz)) if at is None else at)
 
 
@@ -307,8 +309,9 @@ def catch_up_moves(
 ) -> list[Move]:
     """No catch-up burst: the steps after `row` when it was executed late, at `executed`.
 
-    When the first one on a later campaign day would be due at or before `executed`, it
-    goes to the next campaign day after that instant's local date at its own wall time
+    When the first one on a later campaign day would be due at or before `executed`, or
+    on the same local date, it goes to the next campaign day after that date at its own
+    wall time
     (`after_previous_step`), and every step on a later day than `row` moves by the same
     number of campaign days (R5's shift), so their gaps are kept. Steps on `row`'s own
     day keep going right after it (file order).

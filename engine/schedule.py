@@ -284,9 +284,10 @@ class ZonePlanner:
                 if due < start:
                     due, moved, local = start, "launch time passed", None
             if previous is not None and step.day > previous_day:
-                # The step before it was moved onto this one (send window, daily limit,
-                # launch time): keep the gap of at least one campaign day, not a burst.
-                pushed = after_previous(settings, due, previous, clock, at, previous_local)
+                # The step before it was moved onto this one's date (send window, daily
+                # limit, launch time): keep the gap of at least one campaign day.
+                due_day = (local or due.astimezone(tz)).date()
+                pushed = after_previous(settings, due, due_day, clock, at, previous_local)
                 if pushed is not None:
                     (due, local), moved = pushed, "after previous step"
             elif previous is not None and due < previous:

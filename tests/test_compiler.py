@@ -308,15 +308,35 @@ def test_a_push_onto_the_next_step_keeps_a_campaign_day_between_them() -> None:
     # Launch Fri 6 Mar 20:00 EST: day 1 is Friday, but 10:00 is gone and 20:00 is past the
     # window, so `first` goes to the next opening: Mon 9 is a holiday → Tue 10 08:00.
     # `copy` (day 2 = Tue 10) copies 08:00, the same instant as `first`: it moves to the
-    # next campaign day, Wed 11 08:00. `later` (day 3 = Wed 11 09:00) is after it: unmoved.
+    # next campaign day, Wed 11 08:00. `later` (day 3 = Wed 11 09:00) would share that
+    # date: it moves on a campaign day too, to Thu 12 09:00, its own time.
     rows = plan(cad, [who()], utc(2026, 3, 7, 1))
     assert walls(rows) == [
         "Tue 2026-03-10 08:00 EDT",
         "Wed 2026-03-11 08:00 EDT",
-        "Wed 2026-03-11 09:00 EDT",
+        "Thu 2026-03-12 09:00 EDT",
     ]
-    assert dues(rows) == [utc(2026, 3, 10, 12), utc(2026, 3, 11, 12), utc(2026, 3, 11, 13)]
-    assert [r.moved for r in rows] == ["send window", "after previous step", None]
+    assert dues(rows) == [utc(2026, 3, 10, 12), utc(2026, 3, 11, 12), utc(2026, 3, 12, 13)]
+    assert [r.moved for r in rows] == ["send window", "after previous step", "after previous step"]
+
+
+def test_a_day_one_moved_past_the_launch_date_keeps_day_two_a_campaign_day_later() -> None:
+    cad = make_cadence(
+        [email("s1", 1, {"at": "09:00"}), email("s2", 1, {"at": "17:00"}),
+         email("s3", 2, {"at": "12:00"}), email("s4", 3, {"at": "12:30"})],
+        settings={"send_window": {"start": "08:00", "end": "18:00"},
+                  "default_timezone": "America/New_York"},
+    )  # fmt: skip
+    # Launched Mon 2 Mar 20:00 EST: day 1's times are gone and the window is shut, so both
+    # go at Tue 08:00. Day 2 (Tue 12:00) would share that date: Wed 12:00; then day 3
+    # (Wed 12:30) would share Wednesday: Thu 12:30.
+    rows = plan(cad, [who()], utc(2026, 3, 3, 1))
+    assert walls(rows) == [
+        "Tue 2026-03-03 08:00 EST",
+        "Tue 2026-03-03 08:00 EST",
+        "Wed 2026-03-04 12:00 EST",
+        "Thu 2026-03-05 12:30 EST",
+    ]
 
 
 def test_daily_limit_never_sends_two_emails_of_one_contact_at_once() -> None:

@@ -103,6 +103,25 @@ def test_an_intro_sent_a_day_late_moves_the_call_instead_of_opening_it_at_once(
     assert "tasks opened 1" in _cli("run", "--once", "--now", "2026-03-04T09:00Z")
 
 
+LATE_CALL = TASKS.replace(
+    'call: {notes: "Call {{ contact.first_name }}"}', 'call: {notes: "Call", at: "15:00"}'
+)
+
+
+def test_an_intro_sent_late_on_the_calls_date_moves_the_call_to_the_next_day(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert LATE_CALL != TASKS
+    _launch(tmp_path, monkeypatch, LATE_CALL)
+    # The runner was down on day 1: the intro goes out on day 2's date at 10:00, before the
+    # call's 15:00. The call would share the intro's date: it goes a campaign day later.
+    assert "sent 1" in _cli("run", "--once", "--now", "2026-03-03T10:00Z")
+    rows = _rows(tmp_path)
+    assert rows["call"] == ("planned", _at("2026-03-04T15:00"))
+    assert rows["manual"][1] == _at("2026-03-05T09:00")
+    assert "tasks opened" not in _cli("run", "--once", "--now", "2026-03-03T15:30Z")
+
+
 def test_open_task_holds_and_late_completion_shifts(world: Path) -> None:
     _run_intro_then_call()
     assert _rows(world)["call"][0] == "open"
