@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .contact_headers import column_names
-from .errors import InputError
+from .errors import InputError, UsageError
 from .input_checks import utf16_problem
 from .limits import (
     MAX_COLUMNS,
@@ -49,8 +49,8 @@ def open_records(
     `only` says which columns are returned (CSV; a checking pass needs two of them).
     """
     kind = fmt or _EXTENSIONS.get(path.suffix.lower())
-    if kind not in FORMATS:
-        raise InputError(
+    if kind not in FORMATS:  # what the command was told, not what the file holds
+        raise UsageError(
             f"{path}: cannot tell the contact list format from {path.suffix or 'no extension'!r}",
             hint="use .csv, .json, .jsonl or .yaml, or pass --contacts-format",
         )

@@ -8,13 +8,16 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cadence_engine.cli import cadence
 from cadence_engine.engine.contacts import read_contacts
 from cadence_engine.engine.errors import InputError, UsageError
 
 CASES = Path(__file__).parent / "cases" / "contacts"
+CADENCES = Path(__file__).parent.parent / "cadences"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -95,7 +98,6 @@ def test_bad_jsonl_rows_name_line_and_reason() -> None:
         ("empty.csv", "empty.csv: the file is empty"),
         ("header-only.csv", "header-only.csv: has a header but no contacts"),
         ("latin1.csv", "latin1.csv:3: not UTF-8 text (byte 0xE9 at offset 65)"),
-        ("list.txt", "list.txt: cannot tell the contact list format from '.txt'"),
     ],
 )
 def test_file_level_problems(name: str, message: str) -> None:
@@ -103,6 +105,16 @@ def test_file_level_problems(name: str, message: str) -> None:
         list(read_contacts(CASES / name, skip_invalid=True))
     assert str(info.value).startswith(f"{CASES / name}"[: -len(name)] + message)
     assert info.value.hint  # always says what to do
+
+
+def test_an_unknown_extension_is_a_usage_error_that_names_the_option() -> None:
+    with pytest.raises(UsageError, match=r"list\.txt: cannot tell the contact list format"):
+        list(read_contacts(CASES / "list.txt"))
+    result = CliRunner().invoke(
+        cadence, ["plan", str(CADENCES / "heads-of-platform.yaml"), "--contacts",
+                  str(CASES / "list.txt"), "--send-at", "09:00"]
+    )  # fmt: skip
+    assert result.exit_code == 2 and "--contacts-format" in result.output
 
 
 def test_format_override_reads_an_unknown_extension() -> None:
