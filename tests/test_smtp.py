@@ -49,8 +49,7 @@ def smtp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpServer]:
 
 @pytest.fixture
 def env(smtp: SmtpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> Path:
-    smtp.recorder.received.clear()
-    smtp.recorder.reject.clear()
+    smtp.recorder.clear()
     for key, value in smtp.env().items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("CADENCE_DB", store_url)  # a SQLite file, then PostgreSQL
@@ -128,6 +127,13 @@ def test_rcpt_550_bounces_and_suppresses(env: Path, smtp: SmtpServer) -> None:
         (row,) = [r for r in store.step_runs(1) if r.step_id == "intro"]
         assert row.state == "failed"
         assert row.answer is not None and row.answer.startswith("550 5.1.1")
+    # One `failed` event with the server's answer and one `bounce` (the signal), not two
+    # bounces and no failure.
+    shown = json.loads(_invoke("enrolments", "show", "gone@globex.example", "-f", "json"))
+    kinds = [e["kind"] for e in shown["events"]]
+    assert kinds.count("failed") == 1 and kinds.count("bounce") == 1, kinds
+    (failed,) = [e for e in shown["events"] if e["kind"] == "failed"]
+    assert failed["detail"].startswith("550 5.1.1") and failed["source"] == "runner"
     # Suppressed for every cadence: a new launch skips the address.
     _launch(env, ["gone@globex.example,Ben,Globex"])
 
