@@ -195,8 +195,35 @@ def send_task_email(
     done = store.step_run(task_id)
     assert done is not None
     if done.state is not StepState.SENT:
-        raise UsageError(f"task {task_id} was not sent: {done.state} ({done.answer})")
+        raise _not_sent(done)
     return done
+
+
+def _not_sent(row: StepRow) -> CadenceError:
+    """What became of an email task the transport did not deliver: a failure (exit 1),
+    never a usage error, with the server's answer."""
+    answer = row.answer or "no answer"
+    if row.state is StepState.PLANNED:  # a temporary failure: the runner retries it
+        when = datetime.fromtimestamp(row.due_utc, UTC)
+        return CadenceError(
+            f"task {row.id} was not sent: the server deferred it ({answer}); the runner "
+            f"retries it with your text at {when:%Y-%m-%d %H:%M} UTC",
+            hint="nothing to do: the first `cadence run` from then on sends it "
+            f"(`cadence enrolments show {row.email}` shows each attempt)",
+        )
+    if row.state is StepState.FAILED:
+        return CadenceError(
+            f"task {row.id} was not sent: the server refused it ({answer})",
+            hint="it is not retried; a refused address is recorded as a bounce "
+            f"(see `cadence enrolments show {row.email}`)",
+        )
+    if row.state is StepState.UNKNOWN:
+        return CadenceError(
+            f"task {row.id}: the connection broke while the message was handed over "
+            f"({answer}); it may have been delivered",
+            hint="`cadence status` lists it; `cadence resolve KEY --sent|--resend` settles it",
+        )
+    return CadenceError(f"task {row.id} was not sent: it is {row.state} ({answer})")
 
 
 def check_send_at(at: datetime | None, now: datetime) -> None:
