@@ -20,6 +20,7 @@ from .policy import later_moves
 from .run.clock import Clock
 from .run.loop import DEFAULT_LEASE, Runner
 from .run.pinned import Versions, contact_of
+from .signals import check_cadence
 from .store import (
     Ending,
     EnrolmentState,
@@ -97,6 +98,8 @@ def view(versions: Versions, row: StepRow, *, compose: bool = False) -> TaskView
 
 
 def list_tasks(store: Repository, where: TaskFilter) -> list[TaskView]:
+    """Open tasks matching `where`; UsageError for a cadence the store never launched."""
+    check_cadence(store, where.cadence)
     versions = Versions(store)
     return [view(versions, row) for row in store.tasks(where)]
 
