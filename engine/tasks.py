@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .calendar import zone
-from .delivery import unsubscribe_url
+from .delivery import clean, clean_body, unsubscribe_url
 from .errors import CadenceError, NotFound, UsageError
 from .lifecycle import completed
 from .messages import compose_links, render_email, render_task_text
@@ -78,7 +78,8 @@ def view(versions: Versions, row: StepRow, *, compose: bool = False) -> TaskView
     links = None
     if compose and row.action == Action.EMAIL_TASK and row.state is StepState.OPEN:
         email = render_email(cadence, step, contact, unsubscribe_url=url)
-        subject, body = email.subject, email.text
+        # As the message builder will write them: a subject (and a title) is one line.
+        subject, body = clean(email.subject), clean_body(email.text)
         links = compose_links(contact.email, subject, body)
     return TaskView(
         id=row.id,
@@ -88,7 +89,7 @@ def view(versions: Versions, row: StepRow, *, compose: bool = False) -> TaskView
         step_id=row.step_id,
         due=datetime.fromtimestamp(row.due_utc, UTC),
         zone=row.zone,
-        title=text.title,
+        title=clean(text.title),
         notes=text.notes,
         state=row.state,
         subject=subject,
