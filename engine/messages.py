@@ -18,6 +18,7 @@ from jinja2 import nodes
 from jinja2.runtime import Context
 
 from .contacts import Contact
+from .delivery import clean, clean_body
 from .errors import InputError
 from .limits import MAX_BODY_CHARS, MAX_SUBJECT_CHARS
 from .model import Cadence, Step, StepKind
@@ -381,12 +382,16 @@ class StepTexts:
 def compose_links(to: str, subject: str, body: str) -> dict[str, str]:
     """Prefilled compose windows for an email task (R6): Gmail, Outlook on the web, mailto.
 
+    The subject is cleaned as the message builder cleans a header (`delivery.clean`): a
+    prefilled subject with a newline could become a header in the rep's mail client. The
+    body is the body as sent (`delivery.clean_body`: LF line ends, no stray controls).
     Every value is percent-encoded as UTF-8 with nothing left safe, so `&`, `+`, `#`,
     `=` and `?` in a subject or body cannot end a parameter early, and spaces are `%20`
     (a `+` would show up literally in mail clients). mailto bodies use CRLF (RFC 6068).
     """
-    s, b = quote(subject, safe=""), quote(body, safe="")
-    crlf_body = quote(body.replace("\r\n", "\n").replace("\n", "\r\n"), safe="")
+    body = clean_body(body)
+    s, b = quote(clean(subject), safe=""), quote(body, safe="")
+    crlf_body = quote(body.replace("\n", "\r\n"), safe="")
     return {
         "gmail": f"https://mail.google.com/mail/?view=cm&fs=1&to={quote(to, safe='@')}"
         f"&su={s}&body={b}",

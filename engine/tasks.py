@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .calendar import zone
-from .delivery import unsubscribe_url
+from .delivery import clean, clean_body, unsubscribe_url
 from .errors import CadenceError, NotFound, UsageError
 from .findings import with_article
 from .lifecycle import completed
@@ -21,6 +21,7 @@ from .policy import later_moves
 from .run.clock import Clock
 from .run.loop import DEFAULT_LEASE, Runner
 from .run.pinned import Versions, contact_of
+from .signals import check_cadence
 from .store import (
     Ending,
     EnrolmentState,
@@ -78,7 +79,8 @@ def view(versions: Versions, row: StepRow, *, compose: bool = False) -> TaskView
     links = None
     if compose and row.action == Action.EMAIL_TASK and row.state is StepState.OPEN:
         email = render_email(cadence, step, contact, unsubscribe_url=url)
-        subject, body = email.subject, email.text
+        # As the message builder will write them: a subject (and a title) is one line.
+        subject, body = clean(email.subject), clean_body(email.text)
         links = compose_links(contact.email, subject, body)
     return TaskView(
         id=row.id,
@@ -88,7 +90,7 @@ def view(versions: Versions, row: StepRow, *, compose: bool = False) -> TaskView
         step_id=row.step_id,
         due=datetime.fromtimestamp(row.due_utc, UTC),
         zone=row.zone,
-        title=text.title,
+        title=clean(text.title),
         notes=text.notes,
         state=row.state,
         subject=subject,
@@ -98,6 +100,8 @@ def view(versions: Versions, row: StepRow, *, compose: bool = False) -> TaskView
 
 
 def list_tasks(store: Repository, where: TaskFilter) -> list[TaskView]:
+    """Open tasks matching `where`; UsageError for a cadence the store never launched."""
+    check_cadence(store, where.cadence)
     versions = Versions(store)
     return [view(versions, row) for row in store.tasks(where)]
 
@@ -196,8 +200,35 @@ def send_task_email(
     done = store.step_run(task_id)
     assert done is not None
     if done.state is not StepState.SENT:
-        raise UsageError(f"task {task_id} was not sent: {done.state} ({done.answer})")
+        raise _not_sent(done)
     return done
+
+
+def _not_sent(row: StepRow) -> CadenceError:
+    """What became of an email task the transport did not deliver: a failure (exit 1),
+    never a usage error, with the server's answer."""
+    answer = row.answer or "no answer"
+    if row.state is StepState.PLANNED:  # a temporary failure: the runner retries it
+        when = datetime.fromtimestamp(row.due_utc, UTC)
+        return CadenceError(
+            f"task {row.id} was not sent: the server deferred it ({answer}); the runner "
+            f"retries it with your text at {when:%Y-%m-%d %H:%M} UTC",
+            hint="nothing to do: the first `cadence run` from then on sends it "
+            f"(`cadence enrolments show {row.email}` shows each attempt)",
+        )
+    if row.state is StepState.FAILED:
+        return CadenceError(
+            f"task {row.id} was not sent: the server refused it ({answer})",
+            hint="it is not retried; a refused address is recorded as a bounce "
+            f"(see `cadence enrolments show {row.email}`)",
+        )
+    if row.state is StepState.UNKNOWN:
+        return CadenceError(
+            f"task {row.id}: the connection broke while the message was handed over "
+            f"({answer}); it may have been delivered",
+            hint="`cadence status` lists it; `cadence resolve KEY --sent|--resend` settles it",
+        )
+    return CadenceError(f"task {row.id} was not sent: it is {row.state} ({answer})")
 
 
 def check_send_at(at: datetime | None, now: datetime) -> None:

@@ -263,3 +263,87 @@ def test_resend_after_a_crash_fails_the_bad_message_alone(tmp_path: Path) -> Non
     assert result.exit_code == 0 and "sent 2" in result.output, result.output
     assert len(_outbox_messages(tmp_path)) == 2
     assert _answers(tmp_path)[GOOD[0][0]][0] == "failed"
+
+
+# -- the task views: a subject or title is one line there too --------------------------
+
+TASK_CADENCE = """\
+cadence: 1
+name: Hostile tasks
+sender: {name: Dana Reyes, email: dana@acme.example}
+settings: {skip_weekends: false, default_timezone: UTC}
+templates:
+  note:
+    subject: "Hello {{ contact.company }}"
+    body: |
+      Hi {{ contact.first_name }} {{ contact.last_name }},
+      a note for {{ contact.company }}.
+steps:
+  - {id: note, day: 1, email: {template: note, send: task}}
+"""
+EVE = (
+    "eve@evil.example",
+    "Eve\nBcc: victim@evil.example",
+    "Doe\rX-Lone: cr",
+    "Acme\nX-Injected: yes",
+)
+EVE_SUBJECT = "Hello Acme X-Injected: yes"
+EVE_TITLE = "Email Eve Bcc: victim@evil.example Doe X-Lone: cr: Hello Acme X-Injected: yes"
+
+
+def _param(link: str, name: str) -> str:
+    """The raw (still percent-encoded) value of query parameter `name` in `link`."""
+    (value,) = [
+        p.split("=", 1)[1] for p in link.split("?", 1)[1].split("&") if p.startswith(f"{name}=")
+    ]
+    return value
+
+
+def test_task_views_show_subjects_and_titles_as_one_clean_line(tmp_path: Path) -> None:
+    from urllib.parse import unquote
+
+    from cadence_engine.engine.delivery import clean_body
+
+    env = _env(tmp_path, f"outbox:{tmp_path / 'out'}")
+    result = _invoke(
+        env, "launch", str(write_cadence(tmp_path, TASK_CADENCE)), "--contacts",
+        str(_contacts(tmp_path, [EVE])), *START,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "tasks opened 1" in _invoke(env, *RUN).output
+    # `tasks list`: one row per task, the title on it whole.
+    listed = _invoke(env, "tasks", "list").output.splitlines()
+    assert len(listed) == 2 and listed[1].endswith(f" {EVE_TITLE}"), listed
+    (entry,) = json.loads(_invoke(env, "tasks", "list", "-f", "json").output)
+    assert entry["title"] == EVE_TITLE
+    # `tasks show -f json`: the subject as the message builder writes it.
+    shown = json.loads(_invoke(env, "tasks", "show", str(entry["id"]), "-f", "json").output)
+    assert (shown["subject"], shown["title"]) == (EVE_SUBJECT, EVE_TITLE)
+    assert shown["subject"] == clean(f"Hello {EVE[3]}")
+    links = shown["links"]
+    assert _param(links["gmail"], "su") == "Hello%20Acme%20X-Injected%3A%20yes"
+    assert _param(links["outlook"], "subject") == "Hello%20Acme%20X-Injected%3A%20yes"
+    assert _param(links["mailto"], "subject") == "Hello%20Acme%20X-Injected%3A%20yes"
+    # A body keeps its lines; in a mailto: every line break is %0D%0A (RFC 6068), even
+    # where the contact data had a bare CR.
+    body = clean_body(f"Hi {EVE[1]} {EVE[2]},\na note for {EVE[3]}.\n")
+    assert shown["body"] == body
+    mailto_body = _param(links["mailto"], "body")
+    assert unquote(mailto_body) == body.replace("\n", "\r\n")
+    assert mailto_body.count("%0D") == mailto_body.count("%0D%0A") == body.count("\n")
+    assert unquote(_param(links["gmail"], "body")) == body
+    # `tasks show`: the subject and title lines are whole; above the body (which keeps
+    # its lines) no line comes from the contact data.
+    text = _invoke(env, "tasks", "show", str(entry["id"])).output
+    task, compose, rest = text.split("\n\n", 2)
+    assert task.splitlines()[-1] == f"Title:   {EVE_TITLE}"
+    assert compose.splitlines() == [f"To:      {EVE[0]}", f"Subject: {EVE_SUBJECT}"]
+    assert rest.startswith(body) and "\r" not in text
+    # `cadence preview` shows the same compose view for the contact.
+    preview = _invoke(
+        env, "preview", str(tmp_path / "cadence.yaml"), "--contacts",
+        str(tmp_path / "contacts.json"), "--contact", EVE[0], *START[:2],
+    ).output.splitlines()  # fmt: skip
+    assert f"Subject: {EVE_SUBJECT}" in preview
+    assert f"To: {clean(f'{EVE[1]} {EVE[2]}')} <{EVE[0]}>" in preview
+    assert any(line.endswith(links["mailto"]) for line in preview)

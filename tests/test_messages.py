@@ -164,6 +164,7 @@ def test_compose_links_encode_everything_that_could_break_a_url() -> None:
     assert (gmail.scheme, gmail.netloc, gmail.path) == ("https", "mail.google.com", "/mail/")
     assert "#" not in links["gmail"] and " " not in links["gmail"]
     q = parse_qs(gmail.query)
+    body = "Hi Zoë,\nline two & more\nend"  # as sent: LF line ends
     assert q["su"] == [subject] and q["body"] == [body] and q["to"] == ["zoë+tag@example.com"]
     assert q["view"] == ["cm"]
     outlook = urlsplit(links["outlook"])

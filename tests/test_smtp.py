@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -49,8 +50,7 @@ def smtp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmtpServer]:
 
 @pytest.fixture
 def env(smtp: SmtpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> Path:
-    smtp.recorder.received.clear()
-    smtp.recorder.reject.clear()
+    smtp.recorder.clear()
     for key, value in smtp.env().items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("CADENCE_DB", store_url)  # a SQLite file, then PostgreSQL
@@ -128,6 +128,13 @@ def test_rcpt_550_bounces_and_suppresses(env: Path, smtp: SmtpServer) -> None:
         (row,) = [r for r in store.step_runs(1) if r.step_id == "intro"]
         assert row.state == "failed"
         assert row.answer is not None and row.answer.startswith("550 5.1.1")
+    # One `failed` event with the server's answer and one `bounce` (the signal), not two
+    # bounces and no failure.
+    shown = json.loads(_invoke("enrolments", "show", "gone@globex.example", "-f", "json"))
+    kinds = [e["kind"] for e in shown["events"]]
+    assert kinds.count("failed") == 1 and kinds.count("bounce") == 1, kinds
+    (failed,) = [e for e in shown["events"] if e["kind"] == "failed"]
+    assert failed["detail"].startswith("550 5.1.1") and failed["source"] == "runner"
     # Suppressed for every cadence: a new launch skips the address.
     _launch(env, ["gone@globex.example,Ben,Globex"])
 
@@ -283,3 +290,75 @@ def test_remove_on_bounce_false_keeps_tasks_but_sends_no_more(env: Path, smtp: S
         "launch", str(other), "--contacts", str(contacts), "--now", "2026-03-04T10:00Z",
     )  # fmt: skip
     assert "enrolled 0" in out and "gone@globex.example: unsubscribed or bounced" in out
+
+
+EMAIL_TASK = """\
+cadence: 1
+name: Task over SMTP
+sender: {name: Dana Reyes, email: dana@acme.example}
+settings: {skip_weekends: false, default_timezone: UTC}
+templates:
+  t: {subject: "Hello {{ contact.company }}", body: "Hi {{ contact.first_name }}\\n"}
+steps:
+  - {id: note, day: 1, email: {template: t, send: task}}
+"""
+
+
+def _open_email_task(folder: Path, email: str) -> str:
+    """`email` launched on EMAIL_TASK and its email task opened: the task's id."""
+    path = write_cadence(folder, EMAIL_TASK)
+    contacts = folder / "contacts.csv"
+    contacts.write_text(f"email,first_name,company\n{email},Ben,Globex\n", encoding="utf-8")
+    _invoke(
+        "launch", str(path), "--contacts", str(contacts), "--start", "2026-03-02T08:00Z",
+        "--now", "2026-03-02T08:00Z",
+    )  # fmt: skip
+    assert "tasks opened 1" in _invoke("run", "--once", "--now", "2026-03-02T10:00Z")
+    return str(json.loads(_invoke("tasks", "list", "-f", "json"))[0]["id"])
+
+
+def _send_task(task_id: str) -> tuple[int, str]:
+    result = CliRunner().invoke(
+        cadence,
+        ["tasks", "send", task_id, "--body-file", "-", "--now", "2026-03-02T10:00Z"],
+        input="My own words.\n",
+    )
+    return result.exit_code, result.output
+
+
+def test_tasks_send_refused_for_good_is_a_failure_with_the_servers_answer(
+    env: Path, smtp: SmtpServer
+) -> None:
+    smtp.recorder.reject.add("gone@globex.example")
+    task_id = _open_email_task(env, "gone@globex.example")
+    code, out = _send_task(task_id)
+    # Not a usage error: the command was right, the server refused the address (exit 1).
+    assert code == 1, out
+    assert f"task {task_id} was not sent: the server refused it" in out
+    assert "550 5.1.1 <gone@globex.example>: Recipient address rejected" in out
+    assert "Traceback" not in out and smtp.recorder.received == []
+    with open_store(os.environ["CADENCE_DB"]) as store:
+        row = store.step_run(int(task_id))
+    assert row is not None and row.state == "failed"
+
+
+def test_tasks_send_deferred_says_when_the_runner_retries(env: Path, smtp: SmtpServer) -> None:
+    smtp.recorder.defer.add("later@globex.example")
+    task_id = _open_email_task(env, "later@globex.example")
+    code, out = _send_task(task_id)
+    assert code == 1, out
+    with open_store(os.environ["CADENCE_DB"]) as store:
+        row = store.step_run(int(task_id))
+    assert row is not None and (row.state, row.attempts) == ("planned", 1)
+    retry = datetime.fromtimestamp(row.due_utc, UTC)
+    assert retry == datetime(2026, 3, 2, 10, 1, tzinfo=UTC)  # the first backoff: 1 minute
+    assert f"task {task_id} was not sent: the server deferred it (451 4.3.0" in out
+    assert "the runner retries it with your text at 2026-03-02 10:01 UTC" in out
+    assert "planned (" not in out and "Traceback" not in out
+    # The retry time the message gave is the one the runner keeps, with the rep's text.
+    smtp.recorder.defer.clear()
+    _invoke("run", "--once", "--now", "2026-03-02T10:00:30Z")
+    assert smtp.recorder.received == []
+    assert "sent 1" in _invoke("run", "--once", "--now", "2026-03-02T10:01Z")
+    (received,) = smtp.recorder.received
+    assert received.message.get_content().strip() == "My own words."

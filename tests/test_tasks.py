@@ -186,7 +186,7 @@ def test_send_at_schedules_the_email_task(world: Path) -> None:
 def test_tasks_json_and_errors(world: Path) -> None:
     _run_intro_then_call()
     assert '"type": "call task"' in _cli("tasks", "list", "-f", "json")
-    assert "no open tasks" in _cli("tasks", "list", "--cadence", "Other")
+    assert "no such cadence" in _cli("tasks", "list", "--cadence", "Other", code=2)
     _cli("tasks", "done", "9999", code=1)
 
 
@@ -302,6 +302,11 @@ def test_tasks_list_filters(world: Path) -> None:
     assert "Call Ava" in _cli("tasks", "list", "--due", "2026-03-03T09:00Z")
     assert "no open tasks" in _cli("tasks", "list", "--due", "2026-03-03T08:59Z")
     assert "--due" in _cli("tasks", "list", "--due", "soon", code=2)
+    # A cadence the store never launched is a usage error, as for `event` and `enrolments`,
+    # not an empty queue that looks like work done.
+    out = _cli("tasks", "list", "--cadence", "Nope", code=2)
+    assert "--cadence 'Nope': no such cadence in the state store" in out and "'Tasks'" in out
+    assert "no open tasks" not in out
 
 
 def test_a_transport_failure_keeps_the_reps_text_queued_and_says_so(world: Path) -> None:

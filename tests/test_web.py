@@ -532,6 +532,54 @@ def test_contact_data_with_html_is_escaped(app: Flask, world: World) -> None:
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page, path
 
 
+HOSTILE_TASKS = """\
+cadence: 1
+name: Dana hostile
+sender: {name: Dana, email: dana@acme.example}
+settings: {skip_weekends: false, default_timezone: UTC}
+templates:
+  note: {subject: "Hello {{ contact.company }}", body: "Hi {{ contact.first_name }}\\n"}
+steps:
+  - {id: intro, day: 1, email: {template: note, send: {at: "09:00"}}}
+  - {id: note, day: 1, email: {template: note, send: task}}
+"""
+EVE = "eve@evil.example"
+
+
+def test_subjects_and_titles_with_newlines_show_as_one_line(app: Flask, world: World) -> None:
+    contacts = world.root / "hostile.json"
+    contacts.write_text(
+        json.dumps(
+            [{"email": EVE, "first_name": "Eve\nBcc: victim@evil.example",
+              "company": "Acme\nX-Injected: yes"}]
+        ),
+        encoding="utf-8",
+    )  # fmt: skip
+    (world.root / "hostile.yaml").write_text(HOSTILE_TASKS, encoding="utf-8")
+    world.cli("launch", str(world.root / "hostile.yaml"), "--contacts", str(contacts),
+              "--start", "2026-03-03T08:00Z", "--now", "2026-03-03T08:00Z")  # fmt: skip
+    world.cli("run", "--once", "--now", "2026-03-03T15:30Z")  # the intro goes out
+    world.cli("run", "--once", "--now", "2026-03-03T15:31Z")  # the email task opens
+    client = sign_in(app, world, DANA)
+    task = world.task_id(EVE, "note")
+    subject = "Hello Acme X-Injected: yes"
+    title = f"Email Eve Bcc: victim@evil.example: {subject}"
+    queue = html.unescape(client.get("/").text)
+    assert f">{title}</a>" in queue
+    page = client.get(f"/tasks/{task}").text
+    assert f"</span> {html.escape(title)}</h1>" in page
+    assert f'name="subject" value="{html.escape(subject)}"' in page
+    hrefs = [html.unescape(h) for h in re.findall(r'href="([^"]*)"', page)]
+    (gmail,) = [h for h in hrefs if h.startswith("https://mail.google.com/")]
+    (mailto,) = [h for h in hrefs if h.startswith("mailto:")]
+    assert "&su=Hello%20Acme%20X-Injected%3A%20yes&" in gmail
+    assert "?subject=Hello%20Acme%20X-Injected%3A%20yes&" in mailto
+    assert mailto.endswith("&body=Hi%20Eve%0D%0ABcc%3A%20victim%40evil.example%0D%0A")
+    # The contact page shows the intro that went out with its subject as it was sent.
+    contact = client.get(f"/contacts/{EVE}").text
+    assert f"<strong>{html.escape(subject)}</strong>" in contact
+
+
 # -- one-click unsubscribe -----------------------------------------------------------------
 
 

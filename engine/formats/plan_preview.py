@@ -13,6 +13,7 @@ from typing import Any
 
 from ..calendar import scheduling_zone_name
 from ..contacts import Contact, read_contacts
+from ..delivery import clean
 from ..errors import UsageError
 from ..messages import (
     PREVIEW_UNSUBSCRIBE_URL,
@@ -120,8 +121,11 @@ def render_preview(
         if slot.action is Action.SEND_EMAIL
         and all(d.kind is not DependencyKind.SENT_TIME for d in slot.depends_on)
     }
-    name = " ".join(
-        p for p in (contact.fields.get("first_name"), contact.fields.get("last_name")) if p
+    # Header lines as the message builder writes them (`delivery.clean`): one line each.
+    name = clean(
+        " ".join(
+            p for p in (contact.fields.get("first_name"), contact.fields.get("last_name")) if p
+        )
     )
     to = f"{name} <{contact.email}>" if name else contact.email
     sender = f"{cadence.sender.name} <{cadence.sender.email}>"
@@ -140,7 +144,7 @@ def render_preview(
         ]
         if step.email is None:
             task = render_task_text(cadence, step, contact)
-            out += [f"Task: {task.title}"]
+            out += [f"Task: {clean(task.title)}"]
             if task.notes:
                 out += ["Notes:", *(f"  {line}" for line in task.notes.splitlines())]
             out.append("")
@@ -154,7 +158,7 @@ def render_preview(
         )
         if action is Action.EMAIL_TASK:
             out.append("Email task: compose view (the rep may edit, then send or schedule)")
-        out += [f"From: {sender}", f"To: {to}", f"Subject: {email.subject}"]
+        out += [f"From: {sender}", f"To: {to}", f"Subject: {clean(email.subject)}"]
         if email.thread_step_id:
             out.append(f"In reply to: step {email.thread_step_id} (same thread)")
         out += ["", email.text.rstrip("\n"), ""]

@@ -244,7 +244,7 @@ class OutcomeKind(enum.StrEnum):
     SENT = "sent"
     RETRY = "retry"  # known not sent (failure before DATA): due again at `retry_utc`
     FAILED = "failed"  # permanent, not the address's fault, or the message cannot be built
-    BOUNCED = "bounce"  # permanent failure for the recipient (5xx to RCPT): `failed`
+    BOUNCED = "bounce"  # permanent failure for the recipient (5xx to RCPT): `failed`, a bounce
     CANCELLED = "cancelled"  # a signal or a suppression arrived before handing over
     UNKNOWN = "unknown"  # failure during or after DATA: may have been delivered
     RELEASED = "released"  # never handed over: due again at once, no attempt counted
@@ -265,13 +265,21 @@ OUTCOME_STATE: dict[OutcomeKind, StepState] = {
     OutcomeKind.RESCHEDULED: StepState.PLANNED,
 }
 
+# The event each outcome logs for its step run. A bounce is a failure of the step, logged
+# `failed` with the server's answer; the `bounce` itself is the signal the runner records
+# beside it (engine.signals), so the contact's events show one of each.
+OUTCOME_EVENT: dict[OutcomeKind, str] = {
+    **{kind: str(kind) for kind in OutcomeKind},
+    OutcomeKind.BOUNCED: str(OutcomeKind.FAILED),
+}
+
 
 class Outcome(NamedTuple):
     """What became of one claimed row. The store writes `OUTCOME_STATE[kind]`, `answer`,
     `sent_utc` (SENT), `due_utc = retry_utc` (RETRY, RESCHEDULED; RETRY also counts an
     attempt), clears fence and lease on rows that go back to `planned`, applies
-    `followers` (only to rows still `planned`) and logs one event per outcome (none for
-    RELEASED) plus one `rescheduled` per follower."""
+    `followers` (only to rows still `planned`) and logs one event per outcome
+    (`OUTCOME_EVENT[kind]`; none for RELEASED) plus one `rescheduled` per follower."""
 
     step_run_id: int
     kind: OutcomeKind

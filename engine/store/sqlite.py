@@ -30,6 +30,7 @@ from ..errors import CadenceError, InputError, NotFound, UsageError
 from ..plan import Action
 from . import (
     NO_FILTER,
+    OUTCOME_EVENT,
     OUTCOME_STATE,
     SETTLED,
     Claim,
@@ -936,8 +937,9 @@ class SqliteStore:
                 else:
                     settled.append((state, o.answer or None, o.step_run_id))
                 detail = action if o.kind is OutcomeKind.OPENED else o.answer
+                kind = OUTCOME_EVENT[o.kind]
                 events.append(
-                    (o.at_utc, str(o.kind), email, enrolment_id, o.step_run_id, detail, "runner")
+                    (o.at_utc, kind, email, enrolment_id, o.step_run_id, detail, "runner")
                 )
             db.executemany(
                 "UPDATE step_runs SET state = ?, sent_utc = ?, answer = ?, lease_until = NULL "

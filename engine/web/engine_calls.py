@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..contacts import Contact
-from ..delivery import unsubscribe_url
+from ..delivery import clean, unsubscribe_url
 from ..errors import NotFound
 from ..plan import Action
 from ..run.pinned import Versions, contact_of
@@ -244,7 +244,7 @@ def _thread(versions: Versions, rows: list[StepRow]) -> list[ThreadEmail]:
         url = unsubscribe_url(cadence, row.unsubscribe_token)
         subject, body = message_text(cadence, row, contact_of(row), rows, url)
         sent = datetime.fromtimestamp(row.sent_utc, UTC)
-        out.append(ThreadEmail(row.step_id, sent, subject, body, row.by_hand))
+        out.append(ThreadEmail(row.step_id, sent, clean(subject), body, row.by_hand))
     return out
 
 

@@ -31,6 +31,7 @@ from ...errors import CadenceError, NotFound, UsageError
 from .. import filtered
 from ..contract import (
     NO_FILTER,
+    OUTCOME_EVENT,
     OUTCOME_STATE,
     SETTLED,
     Claim,
@@ -536,8 +537,9 @@ class PostgresStore:
                     detail = action
                 else:
                     detail = o.answer
+                kind = OUTCOME_EVENT[o.kind]
                 events.append(
-                    (o.at_utc, str(o.kind), email, enrolment_id, o.step_run_id, detail, "runner")
+                    (o.at_utc, kind, email, enrolment_id, o.step_run_id, detail, "runner")
                 )
                 if o.followers:
                     moved.append(o)
