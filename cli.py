@@ -1439,6 +1439,15 @@ def timeline_command(cadence_path: str) -> int:
 )
 @click.option("--name", default=None, help="This worker's name in procrastinate's tables.")
 @click.option(
+    "--reconnect-for",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    metavar="SECONDS",
+    help="How long to keep trying to connect again after the connection to PostgreSQL "
+    "was lost; then exit 1.",
+)
+@click.option(
     "-f", "--format", "output_format", type=click.Choice(["text", "json"]), default="text"
 )
 @db_option
@@ -1449,19 +1458,21 @@ def worker_command(
     lease: float,
     until_idle: bool,
     name: str | None,
+    reconnect_for: float,
     output_format: str,
     db: str,
     transport: str,
 ) -> int:
     """Run due steps of a PostgreSQL store as procrastinate jobs; any number of workers on
-    any number of machines share one database. SIGINT/SIGTERM: running jobs finish first."""
+    any number of machines share one database. SIGINT/SIGTERM: running jobs finish first.
+    A lost connection is logged in one line and tried again (up to --reconnect-for)."""
     import json
     import logging
     from datetime import UTC, datetime
 
     from .engine.errors import UsageError
     from .engine.run.loop import RunReport
-    from .engine.store.postgres.worker import WorkerOptions, run_worker
+    from .engine.store.postgres.worker import WorkerOptions, hide_lost_connection, run_worker
     from .engine.transports import parse_transport
 
     if not db.startswith(("postgresql://", "postgres://")):
@@ -1478,6 +1489,9 @@ def worker_command(
 
         mailbox = mailbox_from_env(None)  # polled once per minute (SPEC §8, §10)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not os.environ.get("CADENCE_DEBUG"):
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(hide_lost_connection)
 
     def show(report: RunReport) -> None:
         at = datetime.now(UTC).replace(microsecond=0)
@@ -1497,6 +1511,7 @@ def worker_command(
         until_idle=until_idle,
         name=name,
         mailbox=mailbox,
+        reconnect_for=reconnect_for,
     )
 
     def show_poll(report: Any) -> None:
@@ -1537,10 +1552,24 @@ def store_migrate_command(target: str, db: str) -> int:
 GC_THRESHOLD = (7_000, 10, 10)
 
 
+def quiet_driver_logs() -> None:
+    """psycopg logs the connections it finds broken ("discarding closed connection …",
+    "error ignored terminating …") as warnings, ahead of the command's own error about
+    the same loss: they reach stderr only with CADENCE_DEBUG set."""
+    if os.environ.get("CADENCE_DEBUG"):
+        return
+    import logging
+
+    driver = logging.getLogger("psycopg")
+    driver.addHandler(logging.NullHandler())
+    driver.propagate = False
+
+
 def main() -> None:
     import gc
 
     gc.set_threshold(*GC_THRESHOLD)
+    quiet_driver_logs()
     cadence(prog_name="cadence")
 
 

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from cadence_engine.cli import cadence
 from cadence_engine.engine.store import open_store
 from cadence_engine.engine.users import open_users, session_of, sign_in
+from tests.helpers.postgres import Server
 
 from .conftest import CADENCES
 
@@ -152,3 +153,23 @@ def test_a_missing_source_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "no state store there" in result.output
+
+
+def test_an_unreachable_target_names_to_in_its_hint(
+    tmp_path: Path, postgres_server: Server
+) -> None:
+    sqlite = str(tmp_path / "cadence.db")
+    demo_state(sqlite, tmp_path / "outbox")
+    missing = postgres_server.dsn_for("no_such_database")
+    result = CliRunner().invoke(cadence, ["store", "migrate", "--db", sqlite, "--to", missing])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        f'error: cannot connect to PostgreSQL at {missing}: database "no_such_database" '
+        "does not exist",
+        "  hint: check --to (host, port, database, user, password) and that the server "
+        "accepts connections",
+    ]
+    # The source unreachable: the hint names where it came from.
+    result = CliRunner().invoke(cadence, ["store", "migrate", "--db", missing, "--to", sqlite])
+    assert result.exit_code == 2
+    assert "hint: check CADENCE_DB / --db (host," in result.output

@@ -341,3 +341,16 @@ def test_a_transaction_postgres_aborts_is_reported_as_such(
     assert isinstance(error, CadenceError)
     assert "aborted a transaction that conflicted with another writer" in error.message
     assert "deadlock detected" in error.message and "run the command again" in str(error.hint)
+
+
+def test_a_refused_connection_is_one_line_with_its_reason() -> None:
+    from tests.helpers.runner_env import cadence_cmd
+
+    url = "postgresql://postgres@127.0.0.1:1/a1"
+    result = cadence_cmd("status", "--db", url)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: cannot connect to PostgreSQL at {url}: Connection refused",
+        "  hint: check CADENCE_DB / --db (host, port, database, user, password) and that the "
+        "server accepts connections",
+    ]

@@ -265,15 +265,18 @@ class _Postgres:
 
 
 @contextmanager
-def _open(url: str, *, write: bool) -> Iterator[Any]:
+def _open(url: str, *, write: bool, named: str) -> Iterator[Any]:
     """A side of the copy: the store is opened first (so its schema is current), then
-    one raw connection is used, in one transaction when writing."""
+    one raw connection is used, in one transaction when writing. `named`: the flag or
+    variable that gave `url`, for the hint of an error."""
     from . import open_store
 
     if _is_postgres(url):
         import psycopg
 
-        open_store(url).close()  # migrations
+        from .postgres import PostgresStore
+
+        PostgresStore(url, named=named).close()  # migrations
         with psycopg.connect(url) as conn:
             if write:
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (0x6C61756E,))
@@ -281,7 +284,7 @@ def _open(url: str, *, write: bool) -> Iterator[Any]:
         return
     path = _sqlite_path(url)
     if not write and not path.exists():
-        raise UsageError(f"{path}: no state store there", hint="check CADENCE_DB / --db")
+        raise UsageError(f"{path}: no state store there", hint=f"check {named}")
     open_store(str(path)).close()
     with closing(sqlite3.connect(path, isolation_level=None)) as db:
         db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -298,7 +301,10 @@ def copy_store(source: str, target: str, *, redact: Any = str) -> Copied:
     if source == target:
         raise UsageError("--to names the store being copied", hint="give another store")
     counts: dict[str, int] = {}
-    with _open(source, write=False) as src, _open(target, write=True) as dst:
+    with (
+        _open(source, write=False, named="CADENCE_DB / --db") as src,
+        _open(target, write=True, named="--to") as dst,
+    ):
         used = [t for t in _IN_USE if dst.count(t)]
         if used:
             raise UsageError(

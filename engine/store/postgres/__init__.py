@@ -180,10 +180,57 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def connection_reason(exc: BaseException) -> str:
+    """Why a connection failed or broke, in one line: libpq's own reason ("Connection
+    refused", 'password authentication failed for user "x"'), without the server address
+    the message around it names already, nor libpq's indented advice lines."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    reason = lines[0].rsplit(" failed: ", 1)[-1]
+    reason = reason.removeprefix("FATAL:").strip()
+    return " ".join(reason.split())
+
+
+class ConnectionLost(CadenceError):
+    """PostgreSQL went out of reach during an operation (the server restarted, the network
+    broke, no connection could be had in time): nothing of that operation was kept."""
+
+    def __init__(self, message: str, *, reason: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+
+
+def is_lost_connection(exc: BaseException | None) -> bool:
+    """Whether `exc`, or an error that caused it, is PostgreSQL out of reach: a connection
+    that could not be made or broke (psycopg's OperationalError, which procrastinate wraps
+    in its ConnectorException), not a transaction that lost a conflict (SQLSTATE class 40)."""
+    import psycopg
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ConnectionLost):
+            return True
+        if isinstance(exc, psycopg.OperationalError) and not (exc.sqlstate or "").startswith("40"):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 class PostgresStore:
     """The store contract on PostgreSQL. Thread-safe: every call takes a pooled connection."""
 
-    def __init__(self, url: str, *, max_connections: int | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_connections: int | None = None,
+        wait: float = 60.0,
+        named: str = "CADENCE_DB / --db",
+    ) -> None:
+        """`wait`: seconds an operation waits for a pooled connection before it fails as a
+        lost connection; `named`: where the user gave `url` (for the hint of an error)."""
         try:
             import psycopg_pool
         except ImportError as exc:
@@ -194,14 +241,16 @@ class PostgresStore:
         import psycopg
 
         self.url = url
+        check = (
+            f"check {named} (host, port, database, user, password) and that the server "
+            "accepts connections"
+        )
         try:  # one direct connection first: a wrong URL fails at once, with the reason
             psycopg.connect(url, connect_timeout=10).close()
         except psycopg.Error as exc:
             raise UsageError(
-                f"cannot connect to PostgreSQL at {redact(url)}: "
-                f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}",
-                hint="check CADENCE_DB (host, port, database, user, password) and that the "
-                "server accepts connections",
+                f"cannot connect to PostgreSQL at {redact(url)}: {connection_reason(exc)}",
+                hint=check,
             ) from exc
         # The connection of the calling thread's `batch`: one store serves the worker's
         # concurrent runs, each on a thread of its own, and one run's batch must not
@@ -214,7 +263,7 @@ class PostgresStore:
                 min_size=1,
                 max_size=max(1, size),
                 open=False,
-                timeout=60.0,
+                timeout=wait,
                 check=psycopg_pool.ConnectionPool.check_connection,
                 kwargs={"application_name": "cadence"},
             )
@@ -223,11 +272,7 @@ class PostgresStore:
             self._pool.open(wait=True, timeout=30.0)
         except psycopg_pool.PoolTimeout as exc:
             self._pool.close()
-            raise UsageError(
-                f"cannot connect to PostgreSQL at {redact(url)}",
-                hint="check CADENCE_DB (host, port, database, user, password) and that the "
-                "server accepts connections",
-            ) from exc
+            raise UsageError(f"cannot connect to PostgreSQL at {redact(url)}", hint=check) from exc
         self._jobs = _jobs_manager()
         try:
             self._migrate()
@@ -282,14 +327,16 @@ class PostgresStore:
                 yield conn
         except psycopg.OperationalError as exc:
             where = redact(self.url)
+            hint = "nothing of the failed operation was kept; run the command again"
+            reason = connection_reason(exc)
             if (exc.sqlstate or "").startswith("40"):  # class 40: deadlock, serialization
-                what = f"PostgreSQL at {where} aborted a transaction that conflicted with "
-                what += "another writer"
-            else:
-                what = f"lost the connection to PostgreSQL at {where}"
-            raise CadenceError(
-                f"{what}: {exc}".strip(),
-                hint="nothing of the failed operation was kept; run the command again",
+                raise CadenceError(
+                    f"PostgreSQL at {where} aborted a transaction that conflicted with "
+                    f"another writer: {reason}",
+                    hint=hint,
+                ) from exc
+            raise ConnectionLost(
+                f"lost the connection to PostgreSQL at {where}: {reason}", reason=reason, hint=hint
             ) from exc
 
     def _migrate(self) -> None:
