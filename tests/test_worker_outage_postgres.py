@@ -115,11 +115,14 @@ def test_a_worker_carries_on_through_a_server_restart(tmp_path: Path, cluster: C
     worker.send_signal(signal.SIGTERM)
     _, err = worker.communicate(timeout=60)
     assert worker.returncode == 0, err
-    # Our own lines only: the outage's, then the reconnection's (one each).
+    # Our own lines only: the outage's first, then at most one reconnection's. (Passes
+    # already running go on through the store's pool, which reconnects by itself; when
+    # they finish the queue before procrastinate's worker is started again, the SIGTERM
+    # comes first and there is no reconnection to report.)
     lines = err.splitlines()
     assert all(line.startswith("WARNING cadence.worker: ") for line in lines), err
     assert [line for line in lines if line.startswith(LOST)] == lines[:1], err
-    assert len([line for line in lines if "again after" in line]) == 1, err
+    assert len([line for line in lines if "again after" in line]) <= 1, err
     ids = message_ids(outbox)
     assert set(ids.values()) == {1}, "a message was written twice"
     assert final[StepState.SENT] + final[StepState.UNKNOWN] == count
