@@ -66,6 +66,7 @@ class Outgoing(NamedTuple):
     envelope: Envelope
     data: bytes
     subject: str
+    unsubscribe: str  # the primary List-Unsubscribe link, the template's unsubscribe_url
 
 
 def message_id(cadence_name: str, enrolment_uid: str, step_id: str, sender: str) -> str:
@@ -332,7 +333,7 @@ def build_message(
     smtputf8 = to.smtputf8 or sender.smtputf8
     data = head_text.encode("utf-8" if smtputf8 else "ascii")
     envelope = Envelope(sender=sender.wire, recipient=to.wire, message_id=msg_id, smtputf8=smtputf8)
-    return Outgoing(envelope=envelope, data=data, subject=subject)
+    return Outgoing(envelope=envelope, data=data, subject=subject, unsubscribe=unsubscribe)
 
 
 def _url_list(name: str, urls: list[str]) -> str | None:

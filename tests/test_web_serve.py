@@ -3,6 +3,7 @@ base URL with a path (behind a proxy), and a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
+import html
 import http.client
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -11,11 +12,11 @@ from tests.helpers.serve_process import serving
 from tests.helpers.web_world import World, csrf_of
 
 
-def _get(base: str, path: str) -> tuple[int, dict[str, str], str]:
+def _get(base: str, path: str, cookie: str = "") -> tuple[int, dict[str, str], str]:
     parts = urlsplit(base)
     conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers={"Cookie": cookie} if cookie else {})
         answer = conn.getresponse()
         return answer.status, dict(answer.getheaders()), answer.read().decode()
     finally:
@@ -64,3 +65,59 @@ def test_serve_behind_a_proxy_path_keeps_the_prefix_in_links(tmp_path: Path) -> 
             assert signed_in.getheader("Location") == "/cadence/feed"
         finally:
             conn.close()
+
+
+def _session(base: str, link: str) -> str:
+    """Sign in over HTTP with a one-time link: the session cookie."""
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    try:
+        conn.request("GET", urlsplit(link).path)
+        answer = conn.getresponse()
+        form = answer.read().decode()
+        cookie = (answer.getheader("Set-Cookie") or "").split(";")[0]
+        conn.request(
+            "POST", urlsplit(link).path, body=f"csrf={csrf_of(form)}",
+            headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"},
+        )  # fmt: skip
+        signed_in = conn.getresponse()
+        signed_in.read()
+        assert signed_in.status == 303
+        return (signed_in.getheader("Set-Cookie") or "").split(";")[0]
+    finally:
+        conn.close()
+
+
+UNSUBSCRIBE_IN_BODY = """\
+cadence: 1
+name: Footer
+sender: {name: Dana, email: dana@acme.example}
+settings: {skip_weekends: false, default_timezone: UTC}
+templates:
+  intro: {subject: "Hello", body: "Hi.\\n\\nNot for you? {{ unsubscribe_url }}\\n"}
+steps:
+  - {id: intro, day: 1, email: {template: intro, send: {at: "09:00"}}}
+"""
+
+
+def test_the_contact_page_shows_the_unsubscribe_link_the_runner_sent(tmp_path: Path) -> None:
+    """The runner's CADENCE_BASE_URL made the link; `serve` runs with another one (its
+    own address, http): the thread still shows what the contact received."""
+    world = World(tmp_path, tmp_path / "state.db", tmp_path / "outbox")
+    (tmp_path / "footer.yaml").write_text(UNSUBSCRIBE_IN_BODY, encoding="utf-8")
+    (tmp_path / "ava.csv").write_text("email\nava@northwind.example\n", encoding="utf-8")
+    world.cli("launch", str(tmp_path / "footer.yaml"), "--contacts", str(tmp_path / "ava.csv"),
+              "--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z")  # fmt: skip
+    runner_env = {"CADENCE_BASE_URL": "https://cad.example.com"}
+    world.cli("run", "--once", "--now", "2026-03-02T10:00Z", env=runner_env)
+    token = world.token("ava@northwind.example")
+    sent_link = f"https://cad.example.com/u/{token}"
+    (message,) = world.outbox.iterdir()
+    assert sent_link.encode() in message.read_bytes()
+    world.cli("users", "add", "dana@acme.example")
+    with serving(world.env) as base:
+        cookie = _session(base, world.link("dana@acme.example", base))
+        status, _, page = _get(base, "/contacts/ava@northwind.example", cookie)
+    assert status == 200, page
+    assert f"Not for you? {sent_link}" in html.unescape(page)
+    assert "mailto:" not in page
