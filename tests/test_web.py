@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from werkzeug.test import TestResponse
 
+from cadence_engine.engine.limits import MAX_SUBJECT_CHARS
 from cadence_engine.engine.users import open_users, sign_in_link
 from cadence_engine.engine.web.app import _safe_next, close_app, create_app
 from tests.helpers.web_world import (
@@ -485,6 +486,27 @@ def test_bad_form_input_names_the_field_and_keeps_the_text(
     assert answer.status_code == 400
     assert f'data-field="{field}"' in answer.text and message in answer.text
     assert world.step(AVA, "manual")[0] == "open"
+
+
+def test_a_subject_longer_than_is_sent_is_refused_at_once_and_kept(
+    app: Flask, world: World
+) -> None:
+    client = sign_in(app, world, DANA)
+    task = _email_task(world, client)
+    subject = "S" * 20_000
+    answer = _send(client, task, subject=subject, body="Hi Ava")
+    assert answer.status_code == 400
+    assert 'data-field="subject"' in answer.text
+    assert (
+        f"subject: it is 20,000 characters; at most {MAX_SUBJECT_CHARS:,} are sent" in answer.text
+    )
+    assert f'value="{subject}"' in answer.text and "Hi Ava</textarea>" in answer.text
+    assert world.step(AVA, "manual")[0] == "open"
+    # The limit is the runner's: a subject of exactly that length is queued and sent.
+    longest = "S" * MAX_SUBJECT_CHARS
+    assert _send(client, task, subject=longest, body="Hi Ava").status_code == 303
+    world.cli("run", "--once", "--now", "2026-03-03T16:05Z")
+    assert world.step(AVA, "manual")[0] == "sent"
 
 
 def test_contact_page_shows_enrolment_steps_thread_and_events(app: Flask, world: World) -> None:
