@@ -509,6 +509,41 @@ def test_a_subject_longer_than_is_sent_is_refused_at_once_and_kept(
     assert world.step(AVA, "manual")[0] == "sent"
 
 
+def _scheduled_email_task(world: World, client: FlaskClient) -> int:
+    task = _email_task(world, client)
+    answer = _send(
+        client, task, subject="Later", body="Hi", action="schedule", at="2026-03-05T10:30"
+    )
+    assert answer.status_code == 303
+    return task
+
+
+@pytest.mark.parametrize(
+    ("form", "field"),
+    [
+        ({"subject": "s", "body": "x", "action": "explode"}, "action"),
+        ({"subject": "s", "body": "x"}, "action"),
+        ({"subject": "s", "body": "x", "action": "schedule", "at": "someday"}, "at"),
+    ],
+    ids=["explode", "no-action", "bad-at"],
+)
+@pytest.mark.parametrize("kind", ["scheduled-email", "call"])
+def test_bad_send_input_on_a_task_that_is_not_open_says_what_was_wrong(
+    app: Flask, world: World, form: dict[str, str], field: str, kind: str
+) -> None:
+    client = sign_in(app, world, DANA)
+    task = world.task_id(AVA, "call") if kind == "call" else _scheduled_email_task(world, client)
+    before = world.step(AVA, "call"), world.step(AVA, "manual")
+    answer = client.post(f"/tasks/{task}/send", data={"csrf": page_csrf(client), **form})
+    assert answer.status_code == 400
+    alert = re.search(r'<div class="error" role="alert">(.*?)</div>', answer.text, re.S)
+    assert alert is not None, answer.text
+    assert re.search(f'<p data-field="{field}">{field}[: ]', alert.group(1)), alert.group(1)
+    state = "planned" if kind == "scheduled-email" else "open"
+    assert f"state {state}) has no email to send" in alert.group(1)
+    assert (world.step(AVA, "call"), world.step(AVA, "manual")) == before
+
+
 def test_contact_page_shows_enrolment_steps_thread_and_events(app: Flask, world: World) -> None:
     client = sign_in(app, world, DANA)
     page = client.get(f"/contacts/{AVA}").text
