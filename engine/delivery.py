@@ -66,6 +66,7 @@ class Outgoing(NamedTuple):
     envelope: Envelope
     data: bytes
     subject: str
+    unsubscribe: str  # the primary List-Unsubscribe link, the template's unsubscribe_url
 
 
 def message_id(cadence_name: str, enrolment_uid: str, step_id: str, sender: str) -> str:
@@ -258,6 +259,19 @@ def _uri(text: str) -> str:
     return quote(clean(text), safe=_URI_SAFE)
 
 
+def over_limits(subject: str, text: str) -> dict[str, str]:
+    """What of a message is longer than is ever sent, `subject` or `body`, each with the
+    reason; `subject` as `clean` gives it. The runner's check, and a form's before it."""
+    problems: dict[str, str] = {}
+    if len(subject) > MAX_SUBJECT_CHARS:
+        problems["subject"] = (
+            f"is {len(subject):,} characters; at most {MAX_SUBJECT_CHARS:,} are sent"
+        )
+    if len(text) > MAX_BODY_CHARS:
+        problems["body"] = f"is {len(text):,} characters; at most {MAX_BODY_CHARS:,} are sent"
+    return problems
+
+
 def build_message(
     *,
     cadence: Cadence,
@@ -282,16 +296,8 @@ def build_message(
     to = _checked_address(to_email, "the contact's")
     from_line, sender = _from_header(cadence.sender.name, cadence.sender.email)
     subject = clean(subject)
-    if len(subject) > MAX_SUBJECT_CHARS:
-        raise MessageError(
-            f"the subject for {to_email} is {len(subject):,} characters; "
-            f"at most {MAX_SUBJECT_CHARS:,} are sent"
-        )
-    if len(text) > MAX_BODY_CHARS:
-        raise MessageError(
-            f"the body for {to_email} is {len(text):,} characters; "
-            f"at most {MAX_BODY_CHARS:,} are sent"
-        )
+    for field, reason in over_limits(subject, text).items():
+        raise MessageError(f"the {field} for {to_email} {reason}")
     for mid in (msg_id, *references):
         if not _MSG_ID.fullmatch(mid):
             raise MessageError(f"Message-ID {mid!r} for {to_email} is not <id@domain> in ASCII")
@@ -332,7 +338,7 @@ def build_message(
     smtputf8 = to.smtputf8 or sender.smtputf8
     data = head_text.encode("utf-8" if smtputf8 else "ascii")
     envelope = Envelope(sender=sender.wire, recipient=to.wire, message_id=msg_id, smtputf8=smtputf8)
-    return Outgoing(envelope=envelope, data=data, subject=subject)
+    return Outgoing(envelope=envelope, data=data, subject=subject, unsubscribe=unsubscribe)
 
 
 def _url_list(name: str, urls: list[str]) -> str | None:

@@ -63,9 +63,12 @@ def base_url(value: str | None = None) -> str:
         return DEFAULT_BASE_URL
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        host = parts.netloc.rpartition("@")[2]
         raise UsageError(
             f"CADENCE_BASE_URL={text!r} is not a base URL",
-            hint="give the address reps open, e.g. https://cadence.example.com (no query)",
+            hint="an IPv6 address goes in brackets, e.g. http://[::1]:8080"
+            if host.count(":") > 1 and "[" not in host
+            else "give the address reps open, e.g. https://cadence.example.com (no query)",
         )
     return text.rstrip("/")
 

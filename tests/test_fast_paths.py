@@ -149,6 +149,7 @@ _COLUMNS = [
     "thread_sent_utc",
     "thread_subject",
     "lease_until",
+    "unsubscribe_url",
 ]
 
 

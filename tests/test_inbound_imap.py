@@ -287,6 +287,21 @@ def test_starttls_mailbox_works_and_is_refused_without_starttls(world: World) ->
     assert "does not offer STARTTLS" in out
 
 
+def test_a_url_whose_scheme_is_not_what_its_port_speaks_says_which_to_try(world: World) -> None:
+    s = world.server
+    tls_on_starttls = s.imap_url.replace("imap://", "imaps://")
+    out = world.cli("inbox", "poll", "--mailbox", tls_on_starttls, code=1)
+    assert "cannot connect" in out and "wrong version number" in out.lower()
+    assert f"port {s.imap_port} may expect imap:// (STARTTLS)" in out
+    assert s.imap_url in out  # the URL to try, written out
+    starttls_on_tls = s.imaps_url.replace("imaps://", "imap://")
+    started = time.monotonic()
+    out = world.cli("inbox", "poll", "--mailbox", starttls_on_tls, code=1)
+    assert f"port {s.imaps_port} may expect imaps:// (TLS from the first byte)" in out
+    assert s.imaps_url in out
+    assert time.monotonic() - started < 30
+
+
 def test_wrong_password_fails_clearly_and_never_shows_a_password(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -143,6 +143,32 @@ def test_connections_opening_a_new_store_at_once_all_open_it(tmp_path: Path) -> 
     assert errors == []
 
 
+def test_a_version_4_store_gains_the_sent_unsubscribe_link_and_keeps_its_rows(
+    tmp_path: Path,
+) -> None:
+    from cadence_engine.engine.store.migrations import MIGRATIONS
+    from cadence_engine.engine.store.sqlite import _statements
+
+    path = tmp_path / "v4.db"
+    db = sqlite3.connect(path)
+    for number, script in MIGRATIONS[:4]:
+        for statement in _statements(script):
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {number}")
+    db.execute("INSERT INTO cadence_versions VALUES ('h1', 'C', 'source', '{}', 0)")
+    db.commit()
+    db.close()
+    with SqliteStore(path) as store:
+        assert store.schema_version() == SCHEMA_VERSION >= 5
+        assert "h1" in store.versions()
+    db = sqlite3.connect(path)
+    try:
+        columns = {r[1] for r in db.execute("PRAGMA table_info(step_runs)")}
+    finally:
+        db.close()
+    assert "unsubscribe_url" in columns
+
+
 def test_a_version_3_store_loses_the_fence_index_and_keeps_its_rows(tmp_path: Path) -> None:
     from cadence_engine.engine.store.migrations import MIGRATIONS
     from cadence_engine.engine.store.sqlite import _statements

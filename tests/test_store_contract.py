@@ -245,6 +245,29 @@ def test_outcomes_move_rows_to_their_states(store: Store) -> None:
     assert [x.id for x in store.tasks(TaskFilter())] == [t.id]
 
 
+def test_a_sent_or_unknown_email_keeps_the_unsubscribe_link_it_carried(store: Store) -> None:
+    store.launch("C", "h1", [enrolment(f"{n}@x.example") for n in "pqr"], 1)
+    claim = store.claim(1000, 10, 60)
+    rows = {r.email[0]: r.id for r in claim.rows}
+    store.begin_sending(claim.fence, rows.values())
+    link = "https://cad.example.com/u/t-p"
+    store.finish(
+        claim.fence,
+        [
+            Outcome(rows["p"], OutcomeKind.SENT, 10, "250 ok", unsubscribe_url=link),
+            Outcome(rows["q"], OutcomeKind.UNKNOWN, 10, "lost", unsubscribe_url="mailto:q"),
+            Outcome(rows["r"], OutcomeKind.FAILED, 10, "cannot build"),
+        ],
+    )
+    p, q, r = (store.step_run(rows[k]) for k in "pqr")
+    assert p is not None and (p.state, p.unsubscribe_url) == (StepState.SENT, link)
+    assert q is not None and (q.state, q.unsubscribe_url) == (StepState.UNKNOWN, "mailto:q")
+    assert r is not None and r.unsubscribe_url is None
+    assert store.resolve(rows["q"], True, 20)
+    resolved = store.step_run(rows["q"])
+    assert resolved is not None and resolved.unsubscribe_url == "mailto:q"
+
+
 def test_tasks_settle_once_and_an_email_task_is_taken_once(store: Store) -> None:
     store.launch("C", "h1", [enrolment("t@x.example", task=True)], 1)
     (row,) = store.claim(1000, 10, 60).rows

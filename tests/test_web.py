@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from werkzeug.test import TestResponse
 
+from cadence_engine.engine.limits import MAX_SUBJECT_CHARS
 from cadence_engine.engine.users import open_users, sign_in_link
 from cadence_engine.engine.web.app import _safe_next, close_app, create_app
 from tests.helpers.web_world import (
@@ -485,6 +486,62 @@ def test_bad_form_input_names_the_field_and_keeps_the_text(
     assert answer.status_code == 400
     assert f'data-field="{field}"' in answer.text and message in answer.text
     assert world.step(AVA, "manual")[0] == "open"
+
+
+def test_a_subject_longer_than_is_sent_is_refused_at_once_and_kept(
+    app: Flask, world: World
+) -> None:
+    client = sign_in(app, world, DANA)
+    task = _email_task(world, client)
+    subject = "S" * 20_000
+    answer = _send(client, task, subject=subject, body="Hi Ava")
+    assert answer.status_code == 400
+    assert 'data-field="subject"' in answer.text
+    assert (
+        f"subject: it is 20,000 characters; at most {MAX_SUBJECT_CHARS:,} are sent" in answer.text
+    )
+    assert f'value="{subject}"' in answer.text and "Hi Ava</textarea>" in answer.text
+    assert world.step(AVA, "manual")[0] == "open"
+    # The limit is the runner's: a subject of exactly that length is queued and sent.
+    longest = "S" * MAX_SUBJECT_CHARS
+    assert _send(client, task, subject=longest, body="Hi Ava").status_code == 303
+    world.cli("run", "--once", "--now", "2026-03-03T16:05Z")
+    assert world.step(AVA, "manual")[0] == "sent"
+
+
+def _scheduled_email_task(world: World, client: FlaskClient) -> int:
+    task = _email_task(world, client)
+    answer = _send(
+        client, task, subject="Later", body="Hi", action="schedule", at="2026-03-05T10:30"
+    )
+    assert answer.status_code == 303
+    return task
+
+
+@pytest.mark.parametrize(
+    ("form", "field"),
+    [
+        ({"subject": "s", "body": "x", "action": "explode"}, "action"),
+        ({"subject": "s", "body": "x"}, "action"),
+        ({"subject": "s", "body": "x", "action": "schedule", "at": "someday"}, "at"),
+    ],
+    ids=["explode", "no-action", "bad-at"],
+)
+@pytest.mark.parametrize("kind", ["scheduled-email", "call"])
+def test_bad_send_input_on_a_task_that_is_not_open_says_what_was_wrong(
+    app: Flask, world: World, form: dict[str, str], field: str, kind: str
+) -> None:
+    client = sign_in(app, world, DANA)
+    task = world.task_id(AVA, "call") if kind == "call" else _scheduled_email_task(world, client)
+    before = world.step(AVA, "call"), world.step(AVA, "manual")
+    answer = client.post(f"/tasks/{task}/send", data={"csrf": page_csrf(client), **form})
+    assert answer.status_code == 400
+    alert = re.search(r'<div class="error" role="alert">(.*?)</div>', answer.text, re.S)
+    assert alert is not None, answer.text
+    assert re.search(f'<p data-field="{field}">{field}[: ]', alert.group(1)), alert.group(1)
+    state = "planned" if kind == "scheduled-email" else "open"
+    assert f"state {state}) has no email to send" in alert.group(1)
+    assert (world.step(AVA, "call"), world.step(AVA, "manual")) == before
 
 
 def test_contact_page_shows_enrolment_steps_thread_and_events(app: Flask, world: World) -> None:

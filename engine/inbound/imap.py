@@ -37,6 +37,9 @@ FETCH_CHUNK = 250  # messages per UID FETCH: few round trips, bounded memory
 # 30 MB attachment is never downloaded (a chunk holds at most 250 × 256 KiB).
 PEEK_BYTES = 256 * 1024
 TIMEOUT = 60.0
+# A server greets (or starts TLS) at once: one silent this long is waiting for something
+# else, most often a TLS port named imap://, where it waits for our TLS hello.
+GREETING_TIMEOUT = 10.0
 _URL_HINT = "e.g. imaps://sales@imap.example.com:993/INBOX or imap://sales@host:143/INBOX"
 _UID = re.compile(rb"\bUID (\d+)")
 # An IMAP date's month (RFC 3501 date-month): English, whatever the locale.
@@ -134,6 +137,15 @@ class MailboxError(InputError):
     """The server refused or failed (connection, login, folder)."""
 
 
+def _other_scheme(mailbox: Mailbox, exc: BaseException) -> bool:
+    """Whether a failure to connect looks like the other scheme's port: TLS met a plain
+    text greeting (imaps:// on a STARTTLS port), or no greeting came (imap:// on a TLS
+    port, which waits for our TLS hello)."""
+    if mailbox.tls:
+        return isinstance(exc, ssl.SSLError) and "WRONG_VERSION_NUMBER" in str(exc)
+    return isinstance(exc, TimeoutError)
+
+
 class Connection:
     """An open, authenticated, read-only view of one folder."""
 
@@ -148,8 +160,13 @@ class Connection:
         if self._password:
             text = text.replace(self._password, "****")
         hint = None
+        m = self.mailbox
         if isinstance(exc, ssl.SSLCertVerificationError):
             hint = f"the server's certificate is not trusted; for a private CA set {CAFILE_ENV}"
+        elif what == "cannot connect" and _other_scheme(m, exc):
+            other = Mailbox(not m.tls, m.user, m.host, m.port, m.folder)
+            expects = "imaps:// (TLS from the first byte)" if other.tls else "imap:// (STARTTLS)"
+            hint = f"port {m.port} may expect {expects}: try {other.url}"
         elif "authenticat" in text.lower() or "login" in what:
             hint = (
                 f"check the user in the URL and {PASSWORD_ENV} "
@@ -162,10 +179,12 @@ class Connection:
         try:
             if m.tls:
                 imap: imaplib.IMAP4 = imaplib.IMAP4_SSL(
-                    m.host, m.port, ssl_context=self._context, timeout=TIMEOUT
+                    m.host, m.port, ssl_context=self._context, timeout=GREETING_TIMEOUT
                 )
             else:
-                imap = imaplib.IMAP4(m.host, m.port, timeout=TIMEOUT)
+                imap = imaplib.IMAP4(m.host, m.port, timeout=GREETING_TIMEOUT)
+            imap.sock.settimeout(TIMEOUT)  # greeted: the usual patience from here on
+            if not m.tls:
                 if "STARTTLS" not in imap.capabilities:
                     imap.shutdown()
                     raise UsageError(

@@ -124,6 +124,7 @@ class _Built(NamedTuple):
     row: StepRow
     envelope: Envelope
     data: bytes
+    unsubscribe_url: str  # kept with the outcome: the contact page shows it as sent
 
 
 class _Steps(NamedTuple):
@@ -246,7 +247,7 @@ class Runner:
             except CadenceError as exc:  # this contact's message cannot be built
                 settled.append(Outcome(row.id, OutcomeKind.FAILED, seconds, exc.message))
                 continue
-            built.append(_Built(row, message.envelope, message.data))
+            built.append(_Built(row, message.envelope, message.data, message.unsubscribe))
         # Outcomes not recorded yet: these, then each chunk's, are recorded in the same
         # transaction as the next chunk's `sending` (see `_hand_over`).
         pending = settled
@@ -337,7 +338,7 @@ class Runner:
             result = results[n]
             if isinstance(result, TransportDown):
                 down = down or result
-            outcomes.append(self._outcome(chunk[n].row, result, sent_at, steps))
+            outcomes.append(self._outcome(chunk[n], result, sent_at, steps))
         # Durable before any `sent` is recorded; a failure here records nothing (the
         # chunk stays `sending`, so it becomes `unknown`, never resent automatically).
         self.transport.flush()
@@ -347,7 +348,8 @@ class Runner:
             raise down.error
         return outcomes
 
-    def _outcome(self, row: StepRow, result: Result, sent_at: datetime, steps: _Steps) -> Outcome:
+    def _outcome(self, built: _Built, result: Result, sent_at: datetime, steps: _Steps) -> Outcome:
+        row = built.row
         at = int(sent_at.timestamp())
         if isinstance(result, str):
             later = [
@@ -356,7 +358,14 @@ class Runner:
                 if s.step_index > row.step_index and s.state is StepState.PLANNED
             ]
             moves = sent_moves(self.versions.get(row.cadence_hash), row, later, sent_at)
-            return Outcome(row.id, OutcomeKind.SENT, at, result, followers=tuple(moves))
+            return Outcome(
+                row.id,
+                OutcomeKind.SENT,
+                at,
+                result,
+                followers=tuple(moves),
+                unsubscribe_url=built.unsubscribe_url,
+            )
         if isinstance(result, TransportDown):
             return Outcome(row.id, OutcomeKind.RELEASED, at)
         if isinstance(result, TemporaryFailure):
@@ -365,7 +374,9 @@ class Runner:
             kind = OutcomeKind.BOUNCED if result.recipient else OutcomeKind.FAILED
             return Outcome(row.id, kind, at, str(result))
         assert isinstance(result, DeliveryUnknown)
-        return Outcome(row.id, OutcomeKind.UNKNOWN, at, str(result))
+        return Outcome(
+            row.id, OutcomeKind.UNKNOWN, at, str(result), unsubscribe_url=built.unsubscribe_url
+        )
 
     def _retry(self, row: StepRow, at: int, answer: str) -> Outcome:
         attempts = row.attempts + 1

@@ -189,6 +189,9 @@ class StepRow(NamedTuple):
     thread_sent_utc: int | None = None
     thread_subject: str | None = None
     lease_until: float | None = None
+    # The `{{ unsubscribe_url }}` the email went out with (the runner's environment chose
+    # it); None when not sent, or sent before the store kept it.
+    unsubscribe_url: str | None = None
 
     @classmethod
     def from_columns(cls, columns: Sequence[Any]) -> StepRow:
@@ -203,7 +206,7 @@ class StepRow(NamedTuple):
         return _make_tuple(cls, v)
 
 
-_make_tuple = tuple.__new__  # (skips the generated `__new__`: one call, not 31 arguments)
+_make_tuple = tuple.__new__  # (skips the generated `__new__`: one call, not 32 arguments)
 _STEP_STATES = {s.value: s for s in StepState}
 _ENROLMENT_STATES = {s.value: s for s in EnrolmentState}
 _ACTIONS = {a.value: a for a in Action}
@@ -278,7 +281,8 @@ class Outcome(NamedTuple):
     """What became of one claimed row. The store writes `OUTCOME_STATE[kind]`, `answer`,
     `sent_utc` (SENT), `due_utc = retry_utc` (RETRY, RESCHEDULED; RETRY also counts an
     attempt), clears fence and lease on rows that go back to `planned`, applies
-    `followers` (only to rows still `planned`) and logs one event per outcome
+    `followers` (only to rows still `planned`), keeps `unsubscribe_url` when given (SENT,
+    UNKNOWN: the link the built message carried) and logs one event per outcome
     (`OUTCOME_EVENT[kind]`; none for RELEASED) plus one `rescheduled` per follower."""
 
     step_run_id: int
@@ -287,6 +291,7 @@ class Outcome(NamedTuple):
     answer: str = ""
     retry_utc: int | None = None
     followers: tuple[Move, ...] = ()
+    unsubscribe_url: str | None = None
 
 
 class Signal(NamedTuple):

@@ -191,6 +191,16 @@ CREATE INDEX step_runs_planned_tasks ON step_runs(due_utc)
 DROP INDEX step_runs_fence;
 """,
     ),
+    (
+        # The contact page shows the thread as sent: the one input of an email's text the
+        # store did not keep is the unsubscribe link, which the runner's environment
+        # chose (CADENCE_UNSUBSCRIBE_URL, CADENCE_BASE_URL). Kept instead of the whole
+        # text: a URL a row, not a copy of every body.
+        5,
+        """
+ALTER TABLE step_runs ADD COLUMN unsubscribe_url TEXT;  -- the link a sent email carried
+""",
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -69,7 +69,7 @@ SELECT sr.id, sr.enrolment_id, e.cadence_name, e.cadence_hash, e.email, e.contac
        -- an email task marked done was sent by the rep; a skipped one never went out
        COALESCE(t.sent_utc, CASE WHEN t.state = 'done' THEN t.done_utc END),
        CASE WHEN t.by_hand THEN t.subject END,
-       sr.lease_until
+       sr.lease_until, sr.unsubscribe_url
 FROM step_runs sr JOIN enrolments e ON e.id = sr.enrolment_id
 LEFT JOIN step_runs t ON t.enrolment_id = sr.enrolment_id AND t.step_id = sr.thread_step_id
 """
@@ -810,7 +810,7 @@ class SqliteStore:
                     (fence, until, *chunk),
                 )
         # As the rows now are: claimed under `fence` until `until`.
-        now_rows = [(*r[:19], "claimed", fence, *r[21:30], until) for r in found]
+        now_rows = [(*r[:19], "claimed", fence, *r[21:30], until, *r[31:]) for r in found]
         rows = tuple(map(_row, now_rows))
         self._claimed = {r[0]: (r, row) for r, row in zip(now_rows, rows, strict=True)}
         # (inside `batch` nothing is committed yet: a rollback would undo the claim)
@@ -904,7 +904,9 @@ class SqliteStore:
                 enrolment_id, email, message_id, action = info
                 state = str(OUTCOME_STATE[o.kind])
                 if o.kind is OutcomeKind.SENT:
-                    sent.append((state, o.at_utc, o.answer or None, o.step_run_id))
+                    sent.append(
+                        (state, o.at_utc, o.answer or None, o.unsubscribe_url, o.step_run_id)
+                    )
                     events.append(
                         (o.at_utc, "sent", email, enrolment_id, o.step_run_id, message_id, "runner")
                     )
@@ -935,15 +937,15 @@ class SqliteStore:
                         )
                     )
                 else:
-                    settled.append((state, o.answer or None, o.step_run_id))
+                    settled.append((state, o.answer or None, o.unsubscribe_url, o.step_run_id))
                 detail = action if o.kind is OutcomeKind.OPENED else o.answer
                 kind = OUTCOME_EVENT[o.kind]
                 events.append(
                     (o.at_utc, kind, email, enrolment_id, o.step_run_id, detail, "runner")
                 )
             db.executemany(
-                "UPDATE step_runs SET state = ?, sent_utc = ?, answer = ?, lease_until = NULL "
-                "WHERE id = ?",
+                "UPDATE step_runs SET state = ?, sent_utc = ?, answer = ?, unsubscribe_url = ?, "
+                "lease_until = NULL WHERE id = ?",
                 sent,
             )
             db.executemany(
@@ -962,7 +964,8 @@ class SqliteStore:
                 again,
             )
             db.executemany(
-                "UPDATE step_runs SET state = ?, answer = ?, lease_until = NULL WHERE id = ?",
+                "UPDATE step_runs SET state = ?, answer = ?, "
+                "unsubscribe_url = coalesce(?, unsubscribe_url), lease_until = NULL WHERE id = ?",
                 settled,
             )
             db.executemany(_EVENT, events)

@@ -73,6 +73,7 @@ TABLES: tuple[tuple[str, tuple[str, ...], frozenset[str]], ...] = (
             "subject",
             "body",
             "answer",
+            "unsubscribe_url",
         ),
         frozenset({"due_utc", "planned_utc", "sent_utc", "done_utc", "lease_until"}),
     ),

@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..calendar import zone
+from ..delivery import clean, over_limits
 from ..errors import CadenceError, NotFound
 from ..plan import Action
 from ..store import MAX_ROW_ID
@@ -274,6 +275,8 @@ def _routes(app: Flask, now: Callable[[], datetime]) -> None:
             errors["subject"] = "subject: must be one line"
         if not body.strip():
             errors["body"] = "body: the email text is empty; write it, or skip the task"
+        for field, reason in over_limits(clean(subject), body).items():
+            errors.setdefault(field, f"{field}: it {reason}; shorten it")
         when = now()
         if action == "schedule":
             if not at_text:

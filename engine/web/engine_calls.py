@@ -239,9 +239,11 @@ def _thread(versions: Versions, rows: list[StepRow]) -> list[ThreadEmail]:
         if row.sent_utc is None or row.action not in (Action.SEND_EMAIL, Action.EMAIL_TASK):
             continue
         # What went out: the runner's own words for it (a rep's text, or the template
-        # with the thread's quote dated as it was sent).
+        # with the thread's quote dated as it was sent) and the unsubscribe link the
+        # runner's environment gave it; this process's settings only for an email sent
+        # before the store kept that link.
         cadence = versions.get(row.cadence_hash)
-        url = unsubscribe_url(cadence, row.unsubscribe_token)
+        url = row.unsubscribe_url or unsubscribe_url(cadence, row.unsubscribe_token)
         subject, body = message_text(cadence, row, contact_of(row), rows, url)
         sent = datetime.fromtimestamp(row.sent_utc, UTC)
         out.append(ThreadEmail(row.step_id, sent, clean(subject), body, row.by_hand))

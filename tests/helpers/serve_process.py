@@ -28,21 +28,27 @@ CHROMIUM_ARGS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
+def serve_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cadence_engine.cli", "serve", *args]
+
+
 @contextmanager
-def serving(env: dict[str, str], *args: str, prefix: str = "") -> Iterator[str]:
-    """`cadence serve` on a free loopback port; yields its base URL once it listens
-    (CADENCE_BASE_URL is that address, plus `prefix` as a proxy's path would be)."""
-    port = free_port()
-    address = f"http://127.0.0.1:{port}"
+def serving(
+    env: dict[str, str], *args: str, prefix: str = "", host: str = "127.0.0.1"
+) -> Iterator[str]:
+    """`cadence serve` on a free port of the loopback `host`; yields its base URL once it
+    listens (CADENCE_BASE_URL is that address, plus `prefix` as a proxy's path would be)."""
+    port = free_port(host)
+    address = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     base = address + prefix
     child = subprocess.Popen(
-        [sys.executable, "-m", "cadence_engine.cli", "serve", "--port", str(port), *args],
+        serve_command("--host", host, "--port", str(port), *args),
         env={**os.environ, **env, "CADENCE_BASE_URL": base},
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -52,7 +58,9 @@ def serving(env: dict[str, str], *args: str, prefix: str = "") -> Iterator[str]:
     try:
         assert child.stdout is not None
         first = child.stdout.readline()
-        assert first.startswith(f"Command Center on {address}"), first + child.stdout.read()
+        if not first.startswith(f"Command Center on {address}"):
+            child.kill()  # (reading the rest of a server that runs on would never end)
+            raise AssertionError(first + child.communicate(timeout=30)[0])
         yield base
         child.send_signal(signal.SIGTERM)
         rest = child.communicate(timeout=30)[0]

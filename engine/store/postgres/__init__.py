@@ -89,7 +89,8 @@ SELECT sr.id, sr.enrolment_id, e.cadence_name, e.cadence_hash, e.email, e.contac
        {_epoch("sr.done_at")}, sr.answer,
        -- an email task marked done was sent by the rep; a skipped one never went out
        {_epoch("COALESCE(t.sent_at, CASE WHEN t.state = 'done' THEN t.done_at END)")},
-       CASE WHEN t.by_hand THEN t.subject END, extract(epoch FROM sr.lease_until)::float8
+       CASE WHEN t.by_hand THEN t.subject END, extract(epoch FROM sr.lease_until)::float8,
+       sr.unsubscribe_url
 FROM step_runs sr JOIN enrolments e ON e.id = sr.enrolment_id
 LEFT JOIN step_runs t ON t.enrolment_id = sr.enrolment_id AND t.step_id = sr.thread_step_id
 """
@@ -573,6 +574,7 @@ class PostgresStore:
                         back,
                         back and o.kind is not OutcomeKind.RETRY,  # keep the last answer
                         o.answer or None,
+                        o.unsubscribe_url,
                         o.step_run_id,
                     )
                 )
@@ -596,7 +598,8 @@ class PostgresStore:
                     "sent_at = coalesce(to_timestamp(%s), sent_at), "
                     "due_at = coalesce(to_timestamp(%s), due_at), attempts = attempts + %s, "
                     "fence = CASE WHEN %s THEN NULL ELSE fence END, lease_until = NULL, "
-                    "answer = CASE WHEN %s THEN answer ELSE %s END WHERE id = %s",
+                    "answer = CASE WHEN %s THEN answer ELSE %s END, "
+                    "unsubscribe_url = coalesce(%s, unsubscribe_url) WHERE id = %s",
                     updates,
                 )
                 cur.executemany(_EVENT, events)

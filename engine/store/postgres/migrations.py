@@ -185,6 +185,14 @@ CREATE INDEX sessions_user ON sessions (user_id);
 CREATE INDEX sign_in_tokens_user ON sign_in_tokens (user_id);
 """,
     ),
+    # The contact page shows the thread as sent: the unsubscribe link an email carried,
+    # which the runner's environment chose (the SQLite store's migration 5).
+    (
+        4,
+        """
+ALTER TABLE step_runs ADD COLUMN unsubscribe_url text;
+""",
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
