@@ -306,8 +306,8 @@ def test_wrong_password_fails_clearly_and_never_shows_a_password(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CADENCE_IMAP_PASSWORD", "not-the-" + PASSWORD)
-    out = world.cli("inbox", "poll", code=1)
-    assert "login failed" in out and PASSWORD not in out
+    out = world.cli("inbox", "poll", code=2)  # configuration, as an SMTP 535 is
+    assert "login failed" in out and PASSWORD not in out and "CADENCE_IMAP_PASSWORD" in out
     out = world.cli("inbox", "poll", "--mailbox", "imaps://sales:hunter2@127.0.0.1/INBOX", code=2)
     assert "hunter2" not in out and "CADENCE_IMAP_PASSWORD" in out
 

@@ -137,6 +137,13 @@ class MailboxError(InputError):
     """The server refused or failed (connection, login, folder)."""
 
 
+class LoginRefused(MailboxError):
+    """The server refused the user and password: configuration, not an outage (exit 2, as
+    an SMTP server's 535 is)."""
+
+    exit_code = 2
+
+
 def _other_scheme(mailbox: Mailbox, exc: BaseException) -> bool:
     """Whether a failure to connect looks like the other scheme's port: TLS met a plain
     text greeting (imaps:// on a STARTTLS port), or no greeting came (imap:// on a TLS
@@ -198,7 +205,11 @@ class Connection:
         self._imap = imap
         try:
             imap.login(m.user, self._password)
-        except (OSError, imaplib.IMAP4.error) as exc:
+        except imaplib.IMAP4.error as exc:  # the server said NO
+            self.close()
+            refused = self._error("login failed", exc)
+            raise LoginRefused(refused.message, hint=refused.hint) from None
+        except OSError as exc:  # the connection broke
             self.close()
             raise self._error("login failed", exc) from None
         return self
