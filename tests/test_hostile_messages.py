@@ -185,9 +185,13 @@ name: Hostile tasks
 sender: {name: Dana Reyes, email: dana@acme.example}
 settings: {skip_weekends: false, default_timezone: UTC}
 templates:
-  intro: {subject: "Hello {{ contact.first_name }}", body: "Hi {{ contact.first_name }}\\n"}
+  note:
+    subject: "Hello {{ contact.company }}"
+    body: |
+      Hi {{ contact.first_name }} {{ contact.last_name }},
+      a note for {{ contact.company }}.
 steps:
-  - {id: note, day: 1, email: {template: intro, send: task}}
+  - {id: note, day: 1, email: {template: note, send: task}}
 """
 GOOD = [HOSTILE[-2], HOSTILE[-1], ("cy@initech.example", "Cy", "Ng", "Initech")]
 TOO_LONG = "S" * 1500  # a subject a rep pasted: 1,500 characters, at most 1,000 are sent
@@ -267,20 +271,6 @@ def test_resend_after_a_crash_fails_the_bad_message_alone(tmp_path: Path) -> Non
 
 # -- the task views: a subject or title is one line there too --------------------------
 
-TASK_CADENCE = """\
-cadence: 1
-name: Hostile tasks
-sender: {name: Dana Reyes, email: dana@acme.example}
-settings: {skip_weekends: false, default_timezone: UTC}
-templates:
-  note:
-    subject: "Hello {{ contact.company }}"
-    body: |
-      Hi {{ contact.first_name }} {{ contact.last_name }},
-      a note for {{ contact.company }}.
-steps:
-  - {id: note, day: 1, email: {template: note, send: task}}
-"""
 EVE = (
     "eve@evil.example",
     "Eve\nBcc: victim@evil.example",
@@ -306,7 +296,7 @@ def test_task_views_show_subjects_and_titles_as_one_clean_line(tmp_path: Path) -
 
     env = _env(tmp_path, f"outbox:{tmp_path / 'out'}")
     result = _invoke(
-        env, "launch", str(write_cadence(tmp_path, TASK_CADENCE)), "--contacts",
+        env, "launch", str(write_cadence(tmp_path, TASKS)), "--contacts",
         str(_contacts(tmp_path, [EVE])), *START,
     )  # fmt: skip
     assert result.exit_code == 0, result.output

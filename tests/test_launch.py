@@ -163,6 +163,6 @@ def test_launch_takes_the_contact_list_options_plan_takes(tmp_path: Path) -> Non
     listed.write_text('{"email": "ava@northwind.example"}\n', encoding="utf-8")
     path = write_cadence(tmp_path)
     code, out = _cli("launch", str(path), "--contacts", str(listed))
-    assert code == 1 and "--contacts-format" in out
+    assert code == 2 and "--contacts-format" in out  # a usage error: the option is the way
     code, out = _cli("launch", str(path), "--contacts", str(listed), "--contacts-format", "jsonl")
     assert code == 0 and "enrolled 1" in out, out

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -143,51 +144,38 @@ def test_connections_opening_a_new_store_at_once_all_open_it(tmp_path: Path) -> 
     assert errors == []
 
 
-def test_a_version_4_store_gains_the_sent_unsubscribe_link_and_keeps_its_rows(
-    tmp_path: Path,
-) -> None:
+def _store_of_version(path: Path, version: int) -> Path:
+    """A SQLite store built by the first `version` migrations, with one cadence version."""
     from cadence_engine.engine.store.migrations import MIGRATIONS
     from cadence_engine.engine.store.sqlite import _statements
 
-    path = tmp_path / "v4.db"
-    db = sqlite3.connect(path)
-    for number, script in MIGRATIONS[:4]:
-        for statement in _statements(script):
-            db.execute(statement)
-        db.execute(f"PRAGMA user_version = {number}")
-    db.execute("INSERT INTO cadence_versions VALUES ('h1', 'C', 'source', '{}', 0)")
-    db.commit()
-    db.close()
-    with SqliteStore(path) as store:
-        assert store.schema_version() == SCHEMA_VERSION >= 5
+    with closing(sqlite3.connect(path)) as db:
+        for number, script in MIGRATIONS[:version]:
+            for statement in _statements(script):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")
+        db.execute("INSERT INTO cadence_versions VALUES ('h1', 'C', 'source', '{}', 0)")
+        db.commit()
+    with SqliteStore(path) as store:  # opening it migrates it
+        assert store.schema_version() == SCHEMA_VERSION > version
         assert "h1" in store.versions()
-    db = sqlite3.connect(path)
-    try:
-        columns = {r[1] for r in db.execute("PRAGMA table_info(step_runs)")}
-    finally:
-        db.close()
+    return path
+
+
+def _names(path: Path, query: str) -> set[str]:
+    with closing(sqlite3.connect(path)) as db:
+        return {r[0] for r in db.execute(query)}
+
+
+def test_a_version_4_store_gains_the_sent_unsubscribe_link_and_keeps_its_rows(
+    tmp_path: Path,
+) -> None:
+    path = _store_of_version(tmp_path / "v4.db", 4)
+    columns = _names(path, "SELECT name FROM pragma_table_info('step_runs')")
     assert "unsubscribe_url" in columns
 
 
 def test_a_version_3_store_loses_the_fence_index_and_keeps_its_rows(tmp_path: Path) -> None:
-    from cadence_engine.engine.store.migrations import MIGRATIONS
-    from cadence_engine.engine.store.sqlite import _statements
-
-    path = tmp_path / "v3.db"
-    db = sqlite3.connect(path)
-    for number, script in MIGRATIONS[:3]:
-        for statement in _statements(script):
-            db.execute(statement)
-        db.execute(f"PRAGMA user_version = {number}")
-    db.execute("INSERT INTO cadence_versions VALUES ('h1', 'C', 'source', '{}', 0)")
-    db.commit()
-    db.close()
-    with SqliteStore(path) as store:
-        assert store.schema_version() == SCHEMA_VERSION >= 4
-        assert "h1" in store.versions()
-    db = sqlite3.connect(path)
-    try:
-        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    finally:
-        db.close()
+    path = _store_of_version(tmp_path / "v3.db", 3)
+    names = _names(path, "SELECT name FROM sqlite_master WHERE type = 'index'")
     assert "step_runs_fence" not in names and "step_runs_due" in names
