@@ -7,6 +7,7 @@ Server-rendered Jinja2 pages that work without JavaScript. Every engine call goe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -340,11 +341,15 @@ def _routes(app: Flask, now: Callable[[], datetime]) -> None:
         return make_response(render_template("unsubscribe.html", user=None, csrf="", done=True))
 
 
+# A path (and query) of this site, in URI characters only (RFC 3986): no whitespace or
+# control character, which browsers and werkzeug drop ("/\t/evil.example" would become
+# "//evil.example", another site) or refuse in a header (a newline: a server error).
+_SITE_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9\-._~%!$&'()*+,;=:@/?]*")
+
+
 def _safe_next(target: str) -> str:
     """Only a path on this site: an open redirect would make sign-in links phishing tools."""
-    if target.startswith("/") and not target.startswith(("//", "/\\")):
-        return target
-    return "/"
+    return target if _SITE_PATH.fullmatch(target) else "/"
 
 
 def _errors(app: Flask) -> None:
