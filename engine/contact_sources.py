@@ -190,7 +190,33 @@ _TOO_DEEP = f"values nested more than {MAX_NESTING} levels deep; contact fields 
 _EMPTY_HINT = "a contact list needs a header row with an 'email' column and one row per contact"
 
 
+class _RepeatedKey(dict[str, Any]):
+    """A JSON object that names a key twice (the decoder would keep the last silently)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    values = dict(pairs)
+    if len(values) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                return _RepeatedKey(key)
+            seen.add(key)
+    return values
+
+
+# Integers stay the text they are (a contact field is text): int() of a very long one
+# raises ValueError in Python ≥ 3.11; as text the field-length bound applies to it.
+_DECODING: dict[str, Any] = {"parse_int": str, "object_pairs_hook": _object}
+
+
 def _normalised(values: Any) -> Values:
+    if isinstance(values, _RepeatedKey):
+        return (values.key, "the key is given twice in the record; give each field once")
     if not isinstance(values, dict):
         return ("-", f"expected an object with an 'email' key, got {type(values).__name__}")
     if len(values) > MAX_COLUMNS:
@@ -305,7 +331,7 @@ def _jsonl(path: Path) -> Iterator[RawRecord]:
                 continue
             row += 1
             try:
-                yield line, row, _normalised(json.loads(text.rstrip("\r\n")))
+                yield line, row, _normalised(json.loads(text.rstrip("\r\n"), **_DECODING))
             except json.JSONDecodeError as exc:
                 yield line, row, ("-", f"invalid JSON at column {exc.colno}: {exc.msg}")
             except RecursionError:
@@ -316,7 +342,7 @@ def _jsonl(path: Path) -> Iterator[RawRecord]:
 
 def _json(path: Path) -> Iterator[RawRecord]:
     """A top-level JSON array, decoded one element at a time from 64 KiB chunks."""
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(**_DECODING)
     with path.open(encoding="utf-8-sig") as f:
         buf, pos, line, row = f.read(_CHUNK), 0, 1, 0
         eof = len(buf) < _CHUNK

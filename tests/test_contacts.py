@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from cadence_engine.cli import cadence
 from cadence_engine.engine.contacts import read_contacts
 from cadence_engine.engine.errors import InputError, UsageError
+from cadence_engine.engine.limits import MAX_FIELD_CHARS
 
 CASES = Path(__file__).parent / "cases" / "contacts"
 CADENCES = Path(__file__).parent.parent / "cadences"
@@ -115,6 +116,28 @@ def test_an_unknown_extension_is_a_usage_error_that_names_the_option() -> None:
                   str(CASES / "list.txt"), "--send-at", "09:00"]
     )  # fmt: skip
     assert result.exit_code == 2 and "--contacts-format" in result.output
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_json_integers_stay_text_and_a_repeated_key_is_a_bad_row(
+    tmp_path: Path, suffix: str
+) -> None:
+    records = [
+        '{"email": "a@x.example", "seats": 1%s}' % ("0" * 5000),  # int() refuses these
+        '{"email": "b@x.example", "seats": -0, "n": 12345678901234567890123}',
+        '{"email": "c@x.example", "email": "d@x.example"}',
+        '{"email": "e@x.example", "seats": 1%s}' % ("0" * MAX_FIELD_CHARS),
+    ]
+    path = tmp_path / f"list{suffix}"
+    text = "[\n" + ",\n".join(records) + "\n]\n" if suffix == ".json" else "\n".join(records)
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        list(read_contacts(path))
+    assert "row 3, column email: the key is given twice in the record" in str(info.value)
+    assert "row 4, column seats: the value has 10,001 characters" in str(info.value)
+    a, b = read_contacts(path, skip_invalid=True)
+    assert a.fields["seats"] == "1" + "0" * 5000
+    assert (b.fields["seats"], b.fields["n"]) == ("-0", "12345678901234567890123")
 
 
 def test_format_override_reads_an_unknown_extension() -> None:
