@@ -13,6 +13,7 @@ import click
 
 from .engine.errors import CadenceError
 
+STOPPED_BY_SIGNAL = "stopped by a signal: what was not sent is due again at the next run"
 BUG_HINT = (
     "this is a bug in cadence-engine; rerun with CADENCE_DEBUG=1 for the traceback "
     "and include it in a bug report"
@@ -411,6 +412,8 @@ def run_command(
 
             def show_and_next(at: datetime, report: RunReport) -> None:
                 show(at, report)
+                if runner.stop_requested:  # no next pass: the loop ends now
+                    return
                 upcoming = schedule.next_after(clock.now())
                 if output_format == "json":
                     click.echo(json.dumps({"next_pass": upcoming.isoformat()}))
@@ -424,6 +427,8 @@ def run_command(
                 error,
                 before_pass=_inbox_before_pass(store, clock, output_format),
             )
+            if runner.stop_requested:
+                click.echo(STOPPED_BY_SIGNAL, err=True)
             return 0
         started = clock.now()
         try:
@@ -435,7 +440,7 @@ def run_command(
         unknown = len(store.unknown_sends())
     show(started, report)
     if runner.stop_requested:
-        click.echo("stopped by a signal: what was not sent is due again at the next run", err=True)
+        click.echo(STOPPED_BY_SIGNAL, err=True)
     if unknown:
         click.echo(f"{unknown} unknown send(s): see `cadence status`", err=True)
     failed = report.failed + report.bounced

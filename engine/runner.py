@@ -14,8 +14,10 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from .cron import CronSchedule
-from .errors import CadenceError
+from .errors import CadenceError, UsageError
 from .run.loop import Runner, RunReport
+
+USAGE_EXIT = UsageError.exit_code
 
 
 def run_every(
@@ -38,7 +40,11 @@ def run_every(
 
     def one_pass(started: datetime) -> None:
         if before_pass is not None:
-            before_pass()
+            try:
+                before_pass()
+            except CadenceError as exc:  # whatever it is: this pass does not send
+                on_error(exc)
+                return
         report = runner.run_once()  # e.g. SMTP down: `every` tries at the next fire time
         on_report(started, report)
 
@@ -55,8 +61,10 @@ def every(
 ) -> None:
     """Call `once(start)` at once, then at every fire time of a checked cron schedule
     (engine.cron.parse_cron) after the last call began, until `stopped()`; a CadenceError from
-    `once` goes to `on_error` and the next call is at the next fire time. `stopped` is
-    checked at least every 0.2 s while waiting, never in the middle of a call."""
+    `once` goes to `on_error` and the next call is at the next fire time, except a usage
+    error (exit 2: a store or setting that cannot be used), which waiting does not mend:
+    it ends the loop. `stopped` is checked at least every 0.2 s while waiting, never in
+    the middle of a call."""
     from croniter import croniter
 
     fires = croniter(schedule.fields, clock())
@@ -74,6 +82,8 @@ def every(
         try:
             once(started)
         except CadenceError as exc:
+            if exc.exit_code == USAGE_EXIT:
+                raise
             on_error(exc)
 
 

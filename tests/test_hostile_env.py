@@ -309,6 +309,15 @@ def test_an_outbox_that_is_a_file_says_to_point_it_at_a_folder(tmp_path: Path) -
     shown = json.loads(status.output)
     (row,) = shown["cadences"]
     assert (row["due"], row["sent"], shown["unknown_sends"]) == (3, 0, [])
+    # `run --every` stops on it too (exit 2): waiting for the next fire time mends nothing.
+    # (A failure that may pass, such as a server that is down, is tried again instead.)
+    from tests.helpers.runner_env import cadence_cmd
+
+    looped = cadence_cmd(
+        "run", "--every", "* * * * *", "--db", db, "--transport", transport, timeout=60
+    )
+    assert looped.returncode == 2, looped.stdout + looped.stderr
+    assert f"cannot create outbox {blocker}" in looped.stderr and "next pass" not in looped.stdout
 
 
 def test_sigterm_to_the_whole_group_mid_run_stops_without_hanging(tmp_path: Path) -> None:

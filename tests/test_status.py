@@ -89,8 +89,9 @@ def test_run_every_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     first = proc.stdout.readline()
     assert first, proc.stderr.read() if proc.stderr else ""
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=10)
+    out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
+    assert "stopped by a signal" in err and "next pass" not in out
 
 
 def test_message_ids_are_deterministic_and_header_safe() -> None:
