@@ -148,14 +148,46 @@ def test_an_outbox_that_cannot_be_written_gives_every_row_back_at_once(
     if not _immutable(outbox, True):
         pytest.skip("needs chattr +i on the test folder (ext4 and CAP_LINUX_IMMUTABLE)")
     try:
-        out = _cli("run", "--once", "--now", "2026-03-02T10:00Z", code=1)
+        out = _cli("run", "--once", "--now", "2026-03-02T10:00Z", code=2)  # a setting to fix
     finally:
         _immutable(outbox, False)
     assert "cannot write to outbox" in out and "due again at once" in out
+    assert "make the folder writable" in out
     status = json.loads(_cli("status", "-f", "json", "--now", "2026-03-02T10:00Z"))
     (c,) = status["cadences"]
     assert (c["due"], c["unknown"], c["sent"]) == (1, 0, 0) and status["unknown_sends"] == []
     assert "sent 1" in _cli("run", "--once", "--now", "2026-03-02T10:00Z")
+
+
+def test_an_outbox_on_a_full_disk_is_a_failure_that_may_pass(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.helpers.runner_env import cadence_cmd, write_cadence, write_contacts
+
+    outbox = tmp_path / "small"
+    outbox.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(outbox)],
+                      capture_output=True).returncode:  # fmt: skip
+        pytest.skip("needs to mount a small tmpfs (root)")
+    try:
+        env = {"CADENCE_DB": str(tmp_path / "s.db"), "CADENCE_TRANSPORT": f"outbox:{outbox}"}
+        contacts = str(write_contacts(tmp_path, 200))
+        launched = cadence_cmd(
+            "launch", str(write_cadence(tmp_path)), "--contacts", contacts,
+            "--start", "2026-03-02T08:00Z", "--now", "2026-03-02T08:00Z", env=env,
+        )  # fmt: skip
+        assert launched.returncode == 0, launched.stderr
+        run = cadence_cmd("run", "--once", "--now", "2026-03-02T10:00Z", "-f", "json", env=env)
+        written = len(list(outbox.glob("*.eml")))
+    finally:
+        subprocess.run(["umount", str(outbox)], check=True)
+    assert run.returncode == 1, run.stderr  # not a usage error: space may be freed
+    assert "cannot write to outbox" in run.stderr and "free space on its disk" in run.stderr
+    assert "as is everything else still due" in run.stderr
+    assert 0 < written < 200
+    status = cadence_cmd("status", "-f", "json", "--now", "2026-03-02T10:00Z", env=env)
+    (c,) = json.loads(status.stdout)["cadences"]
+    assert (c["sent"], c["due"], c["unknown"]) == (written, 200 - written, 0)
 
 
 MID_RUN = """

@@ -92,6 +92,7 @@ def _renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
 
 _AT_EMPTY_PATH = 0x1000
 # `open(O_TMPFILE)` or `linkat(AT_EMPTY_PATH)` not offered here: the hidden-file path.
+_REFUSED = frozenset({errno.EROFS, errno.EPERM, errno.EACCES})  # writes refused
 _NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS})
 _NO_EMPTY_PATH = frozenset({errno.ENOENT, errno.EPERM, errno.EINVAL, errno.ENOSYS})
 
@@ -168,14 +169,23 @@ class OutboxTransport:
                 results.append(self._send(envelope, data))
             except OSError as exc:
                 left = sum(1 for k in range(n, len(messages)) if k in allowed)
-                down = TransportDown(
-                    CadenceError(
+                kept = f"the {left} email(s) of this batch not written are due again at once, "
+                kept += "as is everything else still due"
+                # A folder that refuses writes is a setting to fix (exit 2: `run --every`
+                # stops); a full disk or an I/O error may pass (exit 1: tried again).
+                error: CadenceError = (
+                    UsageError(
                         f"cannot write to outbox {self.folder}: {exc.strerror}",
-                        hint=f"{left} email(s) were not handed over and are due "
-                        "again at once; free space or fix the folder's permissions, then "
-                        "run again",
+                        hint=f"{kept}; make the folder writable (read-only mount, "
+                        "immutable flag, permissions) or point outbox:DIR elsewhere",
+                    )
+                    if exc.errno in _REFUSED
+                    else CadenceError(
+                        f"cannot write to outbox {self.folder}: {exc.strerror}",
+                        hint=f"{kept}; free space on its disk, then run again",
                     )
                 )
+                down = TransportDown(error)
                 results.extend([down] * (len(messages) - n))
                 break
         return results
