@@ -69,12 +69,12 @@ def full_check(text: str) -> MailAddress:
     """`parse_address` without its fast path (the tests hold the two equal)."""
     local, at, domain = text.rpartition("@")
     if not at or not local or not domain:
-        raise AddressError("needs exactly one @ with a local part and a domain")
+        raise AddressError("it needs exactly one @ with a local part and a domain")
     if "@" in local:
-        raise AddressError("has more than one @")
+        raise AddressError("it has more than one @")
     address = MailAddress(_local_part(local), _ascii_domain(domain), not local.isascii())
     if len(address.wire.encode("utf-8")) > MAX_ADDRESS:
-        raise AddressError(f"is longer than {MAX_ADDRESS} bytes")
+        raise AddressError(f"it is longer than {MAX_ADDRESS} bytes")
     return address
 
 
@@ -91,16 +91,16 @@ def address_problem(text: str) -> str | None:
 
 def _local_part(local: str) -> str:
     if len(local.encode("utf-8", "surrogatepass")) > MAX_LOCAL:
-        raise AddressError(f"local part is longer than {MAX_LOCAL} bytes")
+        raise AddressError(f"its local part is longer than {MAX_LOCAL} bytes")
     for ch in local:
         if ch.isascii():
             if ch != "." and not _ATEXT.fullmatch(ch):
-                raise AddressError(f"local part may not contain {ch!r}")
+                raise AddressError(f"its local part may not contain {ch!r}")
         elif unicodedata.category(ch) in _REFUSED_CATEGORIES:
             name = unicodedata.name(ch, f"U+{ord(ch):04X}")
-            raise AddressError(f"local part contains the invisible or control character {name}")
+            raise AddressError(f"its local part contains the invisible or control character {name}")
     if local.startswith(".") or local.endswith(".") or ".." in local:
-        raise AddressError("local part may not start or end with a dot or hold two in a row")
+        raise AddressError("its local part may not start or end with a dot or hold two in a row")
     return unicodedata.normalize("NFC", local)
 
 
@@ -110,15 +110,15 @@ def _ascii_domain(domain: str) -> str:
     try:
         ascii_domain = domain.encode("idna").decode("ascii").lower()
     except UnicodeError as exc:
-        raise AddressError(f"domain {domain!r} has no ASCII (IDNA) form: {exc}") from None
+        raise AddressError(f"its domain {domain!r} has no ASCII (IDNA) form: {exc}") from None
     labels = ascii_domain.split(".")
     if len(labels) < 2:
-        raise AddressError("domain needs a dot (name.tld)")
+        raise AddressError("its domain needs a dot (name.tld)")
     for label in labels:
         if not _LABEL.fullmatch(label):
             raise AddressError(
-                f"domain label {label!r} is not letters, digits and inner hyphens (1–63)"
+                f"its domain label {label!r} is not letters, digits and inner hyphens (1–63)"
             )
     if len(ascii_domain) > MAX_ADDRESS - 2:
-        raise AddressError("domain is too long")
+        raise AddressError("its domain is too long")
     return ascii_domain

@@ -203,7 +203,7 @@ def email_problem(email: str) -> str | None:
         return f"{email!r} is not an email address"
     # What the message builder could not write is refused here, before anyone is enrolled.
     problem = address_problem(email)
-    return None if problem is None else f"{email!r} cannot be sent to: it {problem}"
+    return None if problem is None else f"{email!r} cannot be sent to: {problem}"
 
 
 def _row_error(record: RawRecord, seen: dict[str, int], name: str) -> RowError | None:

@@ -229,7 +229,7 @@ def _checked_address(text: str, whose: str) -> MailAddress:
     try:
         return parse_address(text)
     except AddressError as exc:
-        raise MessageError(f"{whose} address {text!r} cannot be written: it {exc}") from None
+        raise MessageError(f"{whose} address {text!r} cannot be written: {exc}") from None
 
 
 def _date(when: datetime) -> str:

@@ -26,6 +26,7 @@ from .rules import (
     choose_at_launch_later,
     schema_rules,
     send_window_order,
+    sender_address,
     step_checks,
     timezone_iana,
 )
@@ -108,6 +109,7 @@ def validator() -> Validator:
             "x-cadence-references": _keyword(_root_checks),
             "x-iana-timezone": _keyword(lambda: iter((timezone_iana.check,))),
             "x-time-range": _keyword(lambda: iter((send_window_order.check,))),
+            "x-sendable-address": _keyword(lambda: iter((sender_address.check,))),
         },
         type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_whole_number),
     )

@@ -73,7 +73,7 @@ def _two_checks(email: str) -> str | None:
     if _EMAIL.match(email) is None:
         return f"{email!r} is not an email address"
     problem = address_problem(email)
-    return None if problem is None else f"{email!r} cannot be sent to: it {problem}"
+    return None if problem is None else f"{email!r} cannot be sent to: {problem}"
 
 
 @settings(max_examples=2000)

@@ -31,7 +31,7 @@ CADENCE_RULE_MODULES = (
     "template_size",
     "same_day_order",
 )
-KEYWORD_RULE_MODULES = ("timezone_iana", "send_window_order")
+KEYWORD_RULE_MODULES = ("timezone_iana", "send_window_order", "sender_address")
 # Rules the schema's standard keywords enforce (named with `x-rule`): registered, not run.
 CATALOGUE_MODULES = ("yaml_rules", "schema_rules", "choose_at_launch_later")
 

@@ -102,7 +102,9 @@ DATE = rule(
 SENDER_EMAIL = rule(
     "sender/email",
     "The sender address is not an email address.",
-    "`sender.email` is the From address, `name@domain.tld`.",
+    "`sender.email` is the From address, `name@domain.tld`, and one every message can carry:"
+    " the check contact addresses get (no control or invisible character, a local part of at"
+    " most 64 bytes, domain labels of at most 63).",
 )
 CONTACT_FIELD = rule(
     "contact-field/name",
