@@ -101,6 +101,33 @@ def test_csv_and_json_formats_parse() -> None:
     assert len(doc["rows"]) == 28 * 5
 
 
+def test_csv_cells_from_contact_data_never_start_a_formula(tmp_path: Path) -> None:
+    contacts = tmp_path / "c.csv"
+    contacts.write_text(
+        "email,company\n=cmd|'/ccalc'!A1@x.example,=HYPERLINK(\"http://evil\")\n"
+        "-ab@x.example,+1\nplain@x.example,Acme\n",
+        encoding="utf-8",
+    )
+    cadence_file = tmp_path / "c.yaml"
+    cadence_file.write_text(
+        "cadence: 1\nname: C\nsender: {name: D, email: d@acme.example}\n"
+        "templates:\n  a: {subject: '{{ contact.company }}', body: '{{ contact.company }} b'}\n"
+        "steps:\n  - {id: s1, day: 1, email: {template: a, send: task}}\n",
+        encoding="utf-8",
+    )
+    args = ["plan", str(cadence_file), "--contacts", str(contacts), *START, "-f", "csv"]
+    code, out, _ = run(*args, "--render")
+    assert code == 0, out
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["contact"] for r in rows] == [
+        "'=cmd|'/ccalc'!A1@x.example", "'-ab@x.example", "plain@x.example"
+    ]  # fmt: skip
+    assert [r["subject"] for r in rows] == ['\'=HYPERLINK("http://evil")', "'+1", "Acme"]
+    assert rows[0]["body"] == '\'=HYPERLINK("http://evil") b'
+    code, out, _ = run(*args[:-2], "-f", "jsonl")  # machines get every value as it is
+    assert json.loads(out.splitlines()[0])["contact"] == "=cmd|'/ccalc'!A1@x.example"
+
+
 def test_markdown_is_a_table() -> None:
     args = ["plan", str(CADENCES / "event-follow-up.yaml"), "--contacts", str(CONTACTS), *START]
     code, out, _ = run(*args, "-f", "markdown")
