@@ -1208,12 +1208,19 @@ def users_link(email: str, db: str) -> int:
     """Print a one-time sign-in URL for EMAIL, valid for 15 minutes (CADENCE_BASE_URL)."""
     from datetime import UTC, datetime
 
-    from .engine.users import base_url, open_users, sign_in_link
+    from .engine.users import SIGN_IN_SECONDS, base_url, open_users, sign_in_link
 
     links = base_url()
+    now = datetime.now(UTC)
     with closing(open_users(db)) as users:
-        url = sign_in_link(users, email, base=links, now=datetime.now(UTC))
-    click.echo(url)
+        url = sign_in_link(users, email, base=links, now=now)
+    click.echo(url)  # alone on stdout, for scripts; what it is on stderr
+    until = datetime.fromtimestamp(now.timestamp() + SIGN_IN_SECONDS, UTC)
+    click.echo(
+        f"one sign-in for {email}, valid for {SIGN_IN_SECONDS // 60} minutes "
+        f"(until {until:%Y-%m-%d %H:%M} UTC)",
+        err=True,
+    )
     return 0
 
 

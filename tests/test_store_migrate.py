@@ -61,7 +61,7 @@ def everything(url: str) -> tuple[object, ...]:
 
 
 def link_token(db: str, email: str, outbox: Path) -> str:
-    return cli("users", "link", email, db=db, outbox=outbox).strip().rsplit("/", 1)[1]
+    return cli("users", "link", email, db=db, outbox=outbox).splitlines()[0].rsplit("/", 1)[1]
 
 
 def test_sqlite_to_postgres_and_back_keeps_everything(tmp_path: Path, postgres_url: str) -> None:

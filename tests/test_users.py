@@ -36,10 +36,11 @@ def test_add_list_link_remove(tmp_path: Path) -> None:
          "timezone": "Europe/Amsterdam"},
     ]  # fmt: skip
     assert "dana@acme.example" in _cli(db, "users", "list")
-    link = _cli(db, "users", "link", "DANA@acme.example").strip()
+    link, note = _cli(db, "users", "link", "DANA@acme.example").splitlines()
+    assert note.startswith("one sign-in for DANA@acme.example, valid for 15 minutes (until ")
     assert link.startswith("http://127.0.0.1:8080/signin/") and len(link) > 60
-    based = _cli(db, "users", "link", "dana@acme.example",
-                 env={"CADENCE_BASE_URL": "https://cadence.example.com/"}).strip()  # fmt: skip
+    based_env = {"CADENCE_BASE_URL": "https://cadence.example.com/"}
+    based = _cli(db, "users", "link", "dana@acme.example", env=based_env).splitlines()[0]
     assert based.startswith("https://cadence.example.com/signin/")
     assert based.rsplit("/", 1)[1] != link.rsplit("/", 1)[1]
     assert _cli(db, "users", "remove", "dana@acme.example") == "removed dana@acme.example\n"
@@ -51,7 +52,7 @@ def test_the_database_keeps_only_hashes_of_sign_in_links(tmp_path: Path) -> None
 
     db = tmp_path / "state.db"
     _cli(db, "users", "add", "dana@acme.example")
-    token = _cli(db, "users", "link", "dana@acme.example").strip().rsplit("/", 1)[1]
+    token = _cli(db, "users", "link", "dana@acme.example").splitlines()[0].rsplit("/", 1)[1]
     with sqlite3.connect(db) as conn:
         stored = [r[0] for r in conn.execute("SELECT token_hash FROM sign_in_tokens")]
     assert token not in stored and len(stored) == 1 and len(stored[0]) == 64
@@ -70,7 +71,7 @@ def test_users_and_sign_in_on_a_postgresql_store(postgres_url: str) -> None:
         ("boss@acme.example", True),
         ("dana@acme.example", False),
     ]
-    link = _cli(postgres_url, "users", "link", "dana@acme.example").strip()
+    link = _cli(postgres_url, "users", "link", "dana@acme.example").splitlines()[0]
     path = link.removeprefix("http://127.0.0.1:8080")
     assert path.startswith("/signin/")
     with psycopg.connect(postgres_url) as conn:

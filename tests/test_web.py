@@ -792,7 +792,7 @@ def test_the_command_center_on_postgresql_shows_what_it_shows_on_sqlite(
             for each in (app, on_pg):
                 client = each.test_client()
                 env = {"CADENCE_DB": postgres_url} if each is on_pg else None
-                path = world.cli("users", "link", email, env=env).strip()
+                path = world.cli("users", "link", email, env=env).splitlines()[0]
                 path = path.removeprefix("http://127.0.0.1:8080")
                 page = client.get(path)
                 assert client.post(path, data={"csrf": csrf_of(page.text)}).status_code == 303

@@ -98,7 +98,7 @@ class World:
         return str(found)
 
     def link(self, email: str, base: str = "http://127.0.0.1:8080") -> str:
-        return self.cli("users", "link", email, env={"CADENCE_BASE_URL": base}).strip()
+        return self.cli("users", "link", email, env={"CADENCE_BASE_URL": base}).splitlines()[0]
 
 
 def make_world(root: Path) -> World:
