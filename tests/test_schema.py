@@ -120,3 +120,14 @@ def test_plain_validator_rejects_choose_at_launch_after_the_first_step() -> None
     plain = Draft202012Validator(schema())
     assert plain.is_valid(steps("choose_at_launch", "task"))
     assert not plain.is_valid(steps("task", "choose_at_launch"))
+
+
+@pytest.mark.parametrize("path", sorted(CADENCES.glob("*.yaml")), ids=lambda p: p.name)
+def test_the_examples_pass_the_schema_alone_in_a_yaml_1_1_loader(path: Path) -> None:
+    # What an editor or CI that knows only the schema sees: PyYAML reads an unquoted
+    # 2026-12-25 as a date object, which the schema's string type refuses.
+    import yaml
+
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    errors = list(Draft202012Validator(schema()).iter_errors(document))
+    assert [e.message for e in errors] == []
