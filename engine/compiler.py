@@ -29,7 +29,7 @@ from .schedule import (
     cadence_shape,
     same_time_reference,
 )
-from .when import SEND_AT_HELP
+from .when import send_at_help
 
 __all__ = [
     "ContactSchedule",
@@ -123,7 +123,7 @@ def check_launch(cadence: Cadence, launch: Launch) -> None:
             raise UsageError(
                 f"step {step.id!r} is sent at a time chosen at launch (choose_at_launch), "
                 "but no --send-at was given",
-                hint=SEND_AT_HELP,
+                hint=send_at_help(cadence.settings.default_timezone),
             )
 
 

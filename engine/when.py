@@ -22,13 +22,19 @@ _TIME_LIKE = re.compile(r"^\d{1,2}:\d{1,2}(:\d{1,2})?$")
 
 WHEN_HELP = (
     "use 'now', an ISO 8601 instant such as 2026-03-02T09:00:00Z or 2026-03-02T09:00+01:00, "
-    "or a local date-time such as 2026-03-02T09:00 (read in the cadence's default_timezone)"
+    "or a local date-time such as 2026-03-02T09:00 (read {zone})"
 )
+
+
+def _zone_words(default_zone: str) -> str:
+    """How a WHEN without an offset is read, for its hint."""
+    return "as UTC" if default_zone == "UTC" else f"in {default_zone}"
+
 
 SEND_AT_HELP = (
     "give --send-at as HH:MM (24-hour, e.g. 09:30: that time on day 1 in each contact's own "
     "zone) or as a date-time: an ISO 8601 instant such as 2026-03-02T09:00Z or "
-    "2026-03-02T09:00+01:00, or a local 2026-03-02T09:00 (read in the cadence's "
+    "2026-03-02T09:00+01:00, or a local 2026-03-02T09:00 (read {zone}, the cadence's "
     "default_timezone)"
 )
 
@@ -74,11 +80,14 @@ def parse_when(
         try:
             parsed = datetime.combine(date.fromisoformat(raw), time(0))
         except ValueError:
-            raise UsageError(f"{option} {text!r} is not {expected}", hint=hint) from None
+            raise UsageError(
+                f"{option} {text!r} is not {expected}",
+                hint=hint.format(zone=_zone_words(default_zone)),
+            ) from None
     if not MIN_YEAR <= parsed.year <= MAX_YEAR:
         raise UsageError(
             f"{option} {text!r} is out of range: the year must be {MIN_YEAR} to {MAX_YEAR}",
-            hint=hint,
+            hint=hint.format(zone=_zone_words(default_zone)),
         )
     if parsed.tzinfo is not None:
         return parsed.astimezone(UTC)
@@ -90,6 +99,11 @@ def parse_when(
     return resolve_local(parsed.date(), parsed.time().replace(tzinfo=None), tz)
 
 
+def send_at_help(default_zone: str) -> str:
+    """What `--send-at` takes, naming the zone a date-time without an offset is read in."""
+    return SEND_AT_HELP.format(zone=_zone_words(default_zone))
+
+
 def parse_send_at(text: str, default_zone: str, *, now: datetime) -> SendAt:
     """Parse `--send-at`: `HH:MM` (time of day on day 1, per contact zone) or any WHEN."""
     raw = text.strip()
@@ -99,7 +113,7 @@ def parse_send_at(text: str, default_zone: str, *, now: datetime) -> SendAt:
     if _TIME_LIKE.match(raw):
         raise UsageError(
             f"--send-at {text!r} is not a valid time of day (HH:MM, 00:00 to 23:59)",
-            hint=SEND_AT_HELP,
+            hint=send_at_help(default_zone),
         )
     return SendAt(
         instant=parse_when(

@@ -148,6 +148,10 @@ def test_bad_start_is_exit_2(example_cadence_path: Path) -> None:
         "plan", str(example_cadence_path), "--contacts", str(CONTACTS), "--start", "soon"
     )
     assert code == 2 and "--start 'soon' is not a valid WHEN" in err
+    assert "2026-03-02T09:00 (read in America/New_York)" in err  # the cadence's zone
+    code, _, err = run("status", "--now", "soon")
+    assert code == 2 and "--now 'soon' is not a valid WHEN" in err
+    assert "2026-03-02T09:00 (read as UTC)" in err  # as --now reads it
 
 
 def test_bad_contact_rows_fail_before_any_output(example_cadence_path: Path) -> None:
