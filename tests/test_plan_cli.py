@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cadence_engine.cli import PLAN_FORMATS, cadence
 from cadence_engine.engine.compiler import Launch, compile_plan, parse_launch
@@ -300,3 +303,30 @@ def test_send_at_before_start_is_a_usage_error() -> None:
     )  # fmt: skip
     assert code == 2
     assert "--send-at 2026-03-01 10:00Z is before the launch (--start 2026-03-02 00:00Z)" in err
+
+
+@given(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30))
+def test_a_markdown_code_cell_shows_its_text_exactly(text: str) -> None:
+    from cadence_engine.engine.formats.plan_markdown import code_cell
+
+    shown = code_cell(text)
+    fence = len(shown) - len(shown.lstrip("`"))
+    assert shown.endswith("`" * fence) and "\n" not in shown
+    inner = shown[fence:-fence]
+    if inner.startswith(" ") and inner.endswith(" ") and inner.strip(" "):
+        inner = inner[1:-1]  # CommonMark strips one space of padding on each side
+    # No run of backticks inside is as long as the fence, so the span cannot end early;
+    # and the text is the cell's, pipes escaped for the table, newlines as spaces.
+    assert all(len(r) < fence for r in re.findall(r"`+", inner))
+    assert inner.replace("\\|", "|") == text.replace("\n", " ")
+
+
+def test_markdown_shows_an_address_with_backticks_and_ampersands_as_written(
+    tmp_path: Path,
+) -> None:
+    contacts = tmp_path / "c.csv"
+    contacts.write_text('email\n"a`b&c|d@x.example"\n', encoding="utf-8")
+    args = ["plan", str(CADENCES / "event-follow-up.yaml"), "--contacts", str(contacts)]
+    code, out, _ = run(*args, *START, "-f", "markdown")
+    assert code == 0, out
+    assert "| ``a`b&c\\|d@x.example`` |" in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TextIO
 
 from .plan_formats import (
@@ -37,6 +38,20 @@ def cell(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "<br>")
 
 
+def code_cell(text: str) -> str:
+    """`text` as a code span in a table cell, shown exactly as written.
+
+    Inside a code span entities are not decoded, so nothing is turned into one; the fence
+    is one backtick longer than the longest run of backticks in `text` (CommonMark), padded
+    with a space when `text` starts or ends with one; a pipe is escaped (GFM reads `\\|`
+    as a pipe inside a cell's spans too)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    body = text.replace("|", "\\|").replace("\n", " ")
+    return f"{fence}{pad}{body}{pad}{fence}"
+
+
 def write(run: PlanRun, pairs: Pairs, out: TextIO) -> int:
     header = HEADER + (["Subject", "Body"] if run.render else [])
     out.write(f"### Plan: {cell(run.cadence.name)}\n\n")
@@ -44,10 +59,8 @@ def write(run: PlanRun, pairs: Pairs, out: TextIO) -> int:
     out.write("|" + "---|" * len(header) + "\n")
     count = 0
     for row in planned_rows(run, pairs):
-        values = [
-            f"`{row.contact}`",
+        texts = [
             str(row.day),
-            f"`{row.step_id}`",
             str(row.action),
             local_text(row),
             row.zone,
@@ -56,7 +69,9 @@ def write(run: PlanRun, pairs: Pairs, out: TextIO) -> int:
             note_text(row),
         ]
         if run.render:
-            values += [row.subject or "", (row.body or "").rstrip("\n")]
-        out.write("| " + " | ".join(cell(v) for v in values) + " |\n")
+            texts += [row.subject or "", (row.body or "").rstrip("\n")]
+        day, action, *rest = (cell(v) for v in texts)
+        values = [code_cell(row.contact), day, code_cell(row.step_id), action, *rest]
+        out.write("| " + " | ".join(values) + " |\n")
         count += 1
     return count
