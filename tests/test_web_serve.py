@@ -60,6 +60,7 @@ def test_serve_behind_a_proxy_path_keeps_the_prefix_in_links(tmp_path: Path) -> 
             answer = conn.getresponse()
             form = answer.read().decode()
             cookie = (answer.getheader("Set-Cookie") or "").split(";")[0]
+            assert "Path=/cadence;" in (answer.getheader("Set-Cookie") or "") + ";"
             action = form.split('action="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
             assert action.startswith("/cadence/signin/")
             conn.request(
@@ -70,6 +71,10 @@ def test_serve_behind_a_proxy_path_keeps_the_prefix_in_links(tmp_path: Path) -> 
             signed_in.read()
             assert signed_in.status == 303
             assert signed_in.getheader("Location") == "/cadence/feed"
+            # The session goes only to the Command Center's paths, not the whole host.
+            session = [v for k, v in signed_in.getheaders() if k == "Set-Cookie"]
+            assert any(v.startswith("cadence_session=") and "Path=/cadence;" in v + ";"
+                       for v in session), session  # fmt: skip
         finally:
             conn.close()
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, g, make_response, redirect, render_template, request
 from flask import url_for as flask_url_for
@@ -68,6 +69,9 @@ def create_app(
     app.config.update(
         CADENCE_BASE_URL=links,
         CADENCE_SECURE_COOKIES=links.startswith("https://"),
+        # Cookies go only to the paths the Command Center answers on (its base URL's
+        # path behind a reverse proxy), not to other sites on the same host.
+        CADENCE_COOKIE_PATH=urlsplit(links).path.rstrip("/") or "/",
         MAX_CONTENT_LENGTH=1024 * 1024,
         SEND_FILE_MAX_AGE_DEFAULT=3600,
     )
@@ -195,14 +199,14 @@ def _routes(app: Flask, now: Callable[[], datetime]) -> None:
         target = request.script_root + _safe_next(request.args.get("next", ""))
         response: BaseResponse = redirect(target, code=303)
         auth.set_cookie(app, response, auth.SESSION_COOKIE, session_id, SESSION_SECONDS)
-        response.delete_cookie(auth.SIGNIN_COOKIE, path="/")
+        response.delete_cookie(auth.SIGNIN_COOKIE, path=app.config["CADENCE_COOKIE_PATH"])
         return response
 
     @app.post("/signout")
     def signout() -> BaseResponse:
         engine_calls.end_session(auth.backend(), g.session_id)
         response = redirect(flask_url_for("signin", notice="signed-out"), code=303)
-        response.delete_cookie(auth.SESSION_COOKIE, path="/")
+        response.delete_cookie(auth.SESSION_COOKIE, path=app.config["CADENCE_COOKIE_PATH"])
         return response
 
     # -- the queue and tasks ---------------------------------------------------------

@@ -76,7 +76,7 @@ def set_cookie(app: Flask, response: BaseResponse, name: str, value: str, max_ag
         name,
         value,
         max_age=max_age,
-        path="/",
+        path=app.config["CADENCE_COOKIE_PATH"],
         httponly=True,
         samesite="Lax",
         secure=bool(app.config["CADENCE_SECURE_COOKIES"]),
