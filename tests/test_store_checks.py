@@ -103,3 +103,61 @@ def test_store_check_names_damaged_pages(launched: Path) -> None:
     result = _cli(["store", "check"], launched)
     assert result.exit_code == 1, result.output
     assert "damaged:" in result.output and "step_runs_due" in result.output
+
+
+GONE_MID_RUN = """
+import os, shutil, sys
+from datetime import UTC, datetime
+from pathlib import Path
+from tests.helpers.runner_env import write_cadence, write_contacts
+from cadence_engine.engine.errors import CadenceError
+from cadence_engine.engine.launch import launch
+from cadence_engine.engine.run.clock import Clock
+from cadence_engine.engine.run.loop import Runner
+from cadence_engine.engine.store import open_store
+from cadence_engine.engine.transports.outbox import OutboxTransport
+
+folder, how = Path(sys.argv[1]), sys.argv[2]
+db = folder / "s.db"
+with open_store(str(db)) as store:
+    launch(store, write_cadence(folder), write_contacts(folder, 3),
+           now=datetime(2026, 3, 2, 8, tzinfo=UTC), start="now")
+    if how == "deleted":  # rm s.db s.db-wal s.db-shm
+        for f in folder.glob("s.db*"):
+            f.unlink()
+    else:  # another store moved into its place
+        with open_store(str(folder / "other.db")):
+            pass
+        os.replace(folder / "other.db", db)
+    try:
+        Runner(store, OutboxTransport(folder / "o"),
+               clock=Clock(datetime(2026, 3, 2, 10, tzinfo=UTC))).run_once()
+    except CadenceError as exc:
+        print(f"exit {exc.exit_code}: {exc}")
+"""
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_store_deleted_or_replaced_mid_run_stops_it_before_the_next_transaction(
+    tmp_path: Path, how: str
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers.runner_env import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-c", GONE_MID_RUN, str(tmp_path), how],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.returncode, done.stderr)
+    db = tmp_path / "s.db"
+    assert (
+        f"exit 2: state store {db} was deleted or replaced while this command ran; "
+        f"{db} {'is gone' if how == 'deleted' else 'is another file now'}"
+    ) in done.stdout
+    assert "restore it from a backup" not in done.stdout  # the hint names the file
+    assert f"hint: restore {db} from a backup, or point CADENCE_DB" in done.stdout
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())  # none sent
+    if how == "replaced":  # the store now in its place was left as it was, -wal and all
+        assert _cli(["store", "check"], db).exit_code == 0

@@ -477,6 +477,7 @@ class SqliteStore:
         refuse_unusable_path(path)
         self._watched: list[tuple[str, int]] = []
         self._held: list[tuple[int, int]] = []
+        self._files: list[tuple[str, tuple[int, int]]] = []  # (path, (st_dev, st_ino))
         self._abandoned = False
         self._batch_depth = 0  # > 0: inside `batch`, whose transaction writes join
         # The last claim's rows as read back (columns → StepRow) and the database's state
@@ -512,7 +513,11 @@ class SqliteStore:
             raise
         watched = self._watch()
         self._watched += watched
-        self._held += [_hold(fd) for _, fd in watched]
+        keys = [_hold(fd) for _, fd in watched]
+        self._held += keys
+        # The files SQLite has open now (the read above made the -wal and -shm); those
+        # opened before connecting may be ones another process deleted as it closed.
+        self._files = [(name, key) for (name, _), key in zip(watched, keys, strict=True)]
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -573,7 +578,9 @@ class SqliteStore:
 
         SQLite maps `-shm` into memory and writes to it on reads too (read marks): once
         that file turns read-only or immutable under a running process, the next access
-        is a SIGBUS that kills it. So every operation first looks at the files it holds.
+        is a SIGBUS that kills it. So every operation first looks at the files it holds,
+        and at their paths: a store deleted or replaced under a running command would take
+        its writes into a file nobody opens again (two stat calls' worth, ~1 µs each).
         It never closes a descriptor of them before the store closes: closing any
         descriptor of a file drops this process's POSIX locks on it, SQLite's included,
         and those of every other store open in the process (the web server keeps one per
@@ -594,11 +601,34 @@ class SqliteStore:
                     self._close_watched()
                     raise self._unwritable(name, exc.strerror or str(exc)) from None
             return
+        for name, key in self._files:
+            try:
+                st = os.stat(name)
+            except FileNotFoundError:
+                self._abandoned = True
+                raise self._replaced(name, "is gone") from None
+            except OSError:
+                continue  # (a folder turned unreadable) SQLite reports what it means
+            if (st.st_dev, st.st_ino) != key:
+                self._abandoned = True
+                raise self._replaced(name, "is another file now")
         for name, fd in self._watched:
             why = _unwritable_fd(fd)
             if why is not None:
                 self._abandoned = True
                 raise self._unwritable(name, why)
+
+    def _replaced(self, name: str, what: str) -> UsageError:
+        # Abandoned like an unwritable store: its close would checkpoint into the deleted
+        # file and then unlink `name`, the -wal and -shm of whatever store is there now.
+        return UsageError(
+            f"state store {self.path} was deleted or replaced while this command ran; "
+            f"{name} {what}, and what this command would write next would go into the "
+            "deleted file and be lost",
+            hint=f"restore {self.path} from a backup, or point CADENCE_DB / --db at the store "
+            "where it is now (a new, empty store in its place would enrol every contact "
+            "again); what was committed before is in the old file",
+        )
 
     def _unwritable(self, name: str, why: str) -> UsageError:
         return UsageError(
