@@ -161,3 +161,26 @@ def test_a_store_deleted_or_replaced_mid_run_stops_it_before_the_next_transactio
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())  # none sent
     if how == "replaced":  # the store now in its place was left as it was, -wal and all
         assert _cli(["store", "check"], db).exit_code == 0
+
+
+def test_store_check_names_a_dropped_trigger(launched: Path) -> None:
+    with closing(sqlite3.connect(launched)) as db:
+        db.execute("DROP TRIGGER events_no_delete")
+    check = _cli(["store", "check"], launched)
+    assert check.exit_code == 1, check.output
+    assert "damaged: trigger events_no_delete is missing" in check.output
+    assert "events_no_update" not in check.output  # the one still there is not named
+    # Opening it for work finds it too: the event log is no longer append-only.
+    result = _cli(REPLY, launched)
+    assert result.exit_code == 1 and "trigger events_no_delete is missing" in result.output
+
+
+def test_store_check_names_a_trigger_that_no_longer_enforces(launched: Path) -> None:
+    with closing(sqlite3.connect(launched)) as db:
+        db.execute("DROP TRIGGER events_no_update")
+        db.execute("CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT 1; END")
+    check = _cli(["store", "check"], launched)
+    assert check.exit_code == 1, check.output
+    assert "damaged: trigger events_no_update is not the one the migrations create" in (
+        check.output
+    )

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import CadenceError, InputError, NotFound, UsageError
 from ..plan import Action
@@ -256,9 +256,15 @@ def check_foreign(path: Path, db: sqlite3.Connection, version: int) -> None:
             )
 
 
+class _Object(NamedTuple):
+    kind: str  # table | index | trigger
+    columns: frozenset[str]  # a table's; empty for the others
+    sql: str  # a trigger's text, whitespace folded; empty for the others
+
+
 @functools.cache
-def expected_schema() -> dict[str, frozenset[str]]:
-    """Every table and index the migrations create: name → its columns (indexes: empty)."""
+def expected_schema() -> dict[str, _Object]:
+    """Every table, index and trigger the migrations create, by name."""
     db = sqlite3.connect(":memory:")
     try:
         for _, script in MIGRATIONS:
@@ -269,10 +275,10 @@ def expected_schema() -> dict[str, frozenset[str]]:
         db.close()
 
 
-def _schema_of(db: sqlite3.Connection) -> dict[str, frozenset[str]]:
-    out: dict[str, frozenset[str]] = {}
-    for kind, name in db.execute(
-        "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'index') "
+def _schema_of(db: sqlite3.Connection) -> dict[str, _Object]:
+    out: dict[str, _Object] = {}
+    for kind, name, sql in db.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE type IN ('table', 'index', 'trigger') "
         "AND name NOT LIKE 'sqlite_%'"
     ).fetchall():
         columns = (
@@ -280,22 +286,26 @@ def _schema_of(db: sqlite3.Connection) -> dict[str, frozenset[str]]:
             if kind == "table"
             else frozenset()
         )
-        out[name] = columns
+        # A trigger's body is what it enforces (the append-only event log): compared too.
+        text = " ".join(str(sql).split()) if kind == "trigger" else ""
+        out[name] = _Object(kind, columns, text)
     return out
 
 
 def schema_problems(db: sqlite3.Connection) -> list[str]:
-    """Tables, columns and indexes of the migrations that the store lacks."""
+    """Tables, columns, indexes and triggers of the migrations that the store lacks."""
     have = _schema_of(db)
     problems: list[str] = []
-    for name, columns in expected_schema().items():
-        if name not in have:
-            kind = "table" if columns else "index"
-            problems.append(f"{kind} {name} is missing")
-        elif missing := sorted(columns - have[name]):
+    for name, want in expected_schema().items():
+        found = have.get(name)
+        if found is None or found.kind != want.kind:
+            problems.append(f"{want.kind} {name} is missing")
+        elif missing := sorted(want.columns - found.columns):
             problems.append(
                 f"table {name} lacks column{'s' * (len(missing) > 1)} " + ", ".join(missing)
             )
+        elif found.sql != want.sql:
+            problems.append(f"trigger {name} is not the one the migrations create")
     return problems
 
 
