@@ -184,3 +184,35 @@ def test_store_check_names_a_trigger_that_no_longer_enforces(launched: Path) -> 
     assert "damaged: trigger events_no_update is not the one the migrations create" in (
         check.output
     )
+
+
+def test_store_check_of_a_missing_path_is_a_usage_error_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    typo = tmp_path / "typo.db"
+    result = _cli(["store", "check"], typo)
+    assert result.exit_code == 2, result.output
+    assert f"no state store at {typo}" in result.output
+    assert list(tmp_path.iterdir()) == []  # no new, empty store, no -wal or -shm
+
+
+def test_store_check_says_a_truncated_file_is_truncated(launched: Path) -> None:
+    size = launched.stat().st_size
+    with launched.open("r+b") as f:
+        f.truncate(size // 2)
+    result = _cli(["store", "check"], launched)
+    assert result.exit_code == 1, result.output
+    assert f"damaged: the file is truncated: {size // 2} bytes" in result.output
+    assert "damaged: table step_runs: " in result.output  # what can be named, is
+    assert "`cadence store check`" not in result.output  # it is store check: no pointing back
+    assert f"sqlite3 {launched} .recover" in result.output
+
+
+def test_store_check_says_unreadable_first_pages(launched: Path) -> None:
+    with launched.open("r+b") as f:  # the schema's page: every table's root is on it
+        f.seek(100)
+        f.write(b"\xff" * 3996)
+    result = _cli(["store", "check"], launched)
+    assert result.exit_code == 1, result.output
+    assert "damaged: its first pages (the schema, sqlite_master) are unreadable" in result.output
+    assert "`cadence store check`" not in result.output

@@ -317,16 +317,23 @@ def integrity_problems(db: sqlite3.Connection, limit: int = 20) -> list[str]:
     }
     out: list[str] = []
     try:
-        lines = [r[0] for r in db.execute(f"PRAGMA integrity_check({limit})")]
+        rows = [str(r[0]) for r in db.execute(f"PRAGMA integrity_check({limit})")]
     except sqlite3.DatabaseError:
         # Too damaged for one pass: check table by table (each with its indexes).
         return _per_table_problems(db)
-    for line in lines:
-        if line == "ok":
+    missing: list[int] = []
+    for line in (part for row in rows for part in row.splitlines()):
+        if line == "ok" or line.startswith("*** in database"):
             continue
-        tree = re.search(r"Tree (\d+)", line)
+        tree = re.search(r"[Tt]ree (?:page )?(\d+)", line)
         owner = roots.get(int(tree.group(1))) if tree else None
+        if owner is None and (page := re.fullmatch(r"invalid page number (\d+)", line)):
+            missing.append(int(page.group(1)))  # one line for all of them, below
+            continue
         out.append(f"{owner}: {line}" if owner else line)
+    if missing:
+        numbers = ", ".join(str(n) for n in sorted(missing))
+        out.insert(0, f"pages {numbers} are referenced but lie beyond the end of the file")
     return out
 
 
@@ -348,6 +355,83 @@ def _per_table_problems(db: sqlite3.Connection) -> list[str]:
             lines = [f"{exc} (pages of the table or of its indexes {', '.join(indexes)})"]
         out += [f"table {table}: {line}" for line in lines if line != "ok"]
     return out or ["the database file is malformed"]
+
+
+def check_file(path: Path) -> list[str]:
+    """`cadence store check` of one file: what is damaged, in words (empty: it is whole).
+
+    It never creates a store (a typo in --db would be "ok"). A file too damaged to open
+    as a store is examined as a file: its length against the pages its header counts, its
+    schema page, then SQLite's integrity check if the schema can be read.
+    """
+    if not path.exists():
+        raise UsageError(
+            f"no state store at {path}: the file does not exist",
+            hint="check --db / CADENCE_DB; `cadence store check` never creates a store",
+        )
+    try:
+        with SqliteStore(path, check_schema=False) as store:
+            problems = store.check()
+    except CadenceError:
+        found = _file_problems(path) + _unopened_problems(path)
+        if not found:
+            raise  # not damage: locked, unwritable, not a database …
+        return found
+    return _file_problems(path) + problems if problems else []
+
+
+def _file_problems(path: Path) -> list[str]:
+    """What the file's first 100 bytes (SQLite's header) say against its length."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(100)
+        size = path.stat().st_size
+        wal = Path(f"{path}-wal")
+        pending = wal.exists() and wal.stat().st_size > 0
+    except OSError:
+        return []
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\0"):
+        return []  # not a SQLite file at all: the open said so
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        return [f"its header is unreadable (page size {page_size} is not one SQLite writes)"]
+    pages = int.from_bytes(head[28:32], "big")
+    # The count is valid when written with the change counter; pages in a -wal not yet
+    # copied back can make the file itself shorter for a while.
+    if head[92:96] != head[24:28] or pages == 0 or pending or size >= pages * page_size:
+        return []
+    return [
+        f"the file is truncated: {size} bytes, where its header counts {pages} pages of "
+        f"{page_size} bytes ({pages * page_size} bytes); pages {size // page_size + 1} to "
+        f"{pages} are missing"
+    ]
+
+
+def _unopened_problems(path: Path) -> list[str]:
+    """Damage of a file the store could not open: its schema page, then its pages."""
+    try:
+        db = sqlite3.connect(path, isolation_level=None)
+    except sqlite3.Error:
+        return []
+    try:
+        db.execute("PRAGMA query_only = ON")
+        # Reads a file shorter than its header says (else refused outright as malformed).
+        db.execute("PRAGMA writable_schema = ON")
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            if not getattr(exc, "sqlite_errorname", "").startswith("SQLITE_CORRUPT"):
+                return []
+            return [
+                f"its first pages (the schema, sqlite_master) are unreadable ({exc}): "
+                "no table can be named"
+            ]
+        return integrity_problems(db)
+    except sqlite3.Error:
+        return []
+    finally:
+        db.close()
 
 
 def damaged(path: Path, problems: list[str]) -> CadenceError:
