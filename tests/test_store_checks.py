@@ -216,3 +216,28 @@ def test_store_check_says_unreadable_first_pages(launched: Path) -> None:
     assert result.exit_code == 1, result.output
     assert "damaged: its first pages (the schema, sqlite_master) are unreadable" in result.output
     assert "`cadence store check`" not in result.output
+
+
+def test_a_store_on_a_full_disk_says_the_disk_is_full(launched: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    disk = tmp_path / "small"
+    disk.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True
+    ).returncode:
+        pytest.skip("needs to mount a small tmpfs (root)")
+    try:
+        db = disk / "state.db"
+        db.write_bytes(launched.read_bytes())  # closed: no -wal or -shm beside it
+        with (disk / "fill").open("wb", buffering=0) as f, pytest.raises(OSError):
+            while True:  # until ENOSPC
+                f.write(b"\0" * 4096)
+        result = _cli(["status"], db)
+        assert result.exit_code == 1, result.output
+        assert f"cannot use state store {db}: the disk is full" in result.output
+        assert "regular file on a local disk" not in result.output
+        (disk / "fill").unlink()
+        assert _cli(["status"], db).exit_code == 0  # with room again it goes on
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)

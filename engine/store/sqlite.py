@@ -188,11 +188,30 @@ def store_error(path: Path, exc: sqlite3.Error) -> CadenceError:
             why = str(exc)
         return UsageError(f"cannot open state store {path}: {why}", hint=_DB_HINT)
     if name.startswith("SQLITE_IOERR") or "disk I/O" in str(exc):
+        if _disk_full(path):  # no room for the -wal and -shm at open: an I/O error
+            return InputError(
+                f"cannot use state store {path}: the disk is full ({exc})",
+                hint=f"free some space on the disk of {path.parent} (SQLite writes "
+                f"{path.name}-wal and {path.name}-shm beside it, and grows them), or {_DB_HINT}",
+            )
         return UsageError(
             f"cannot use {path} as the state store: input/output error ({exc})",
             hint=f"it must be a regular file on a local disk; {_DB_HINT}",
         )
     return InputError(f"state store {path}: {exc}", hint=_DB_HINT)
+
+
+_ROOM = 64 * 1024  # a -shm (32 KiB) and the first frames of a -wal
+
+
+def _disk_full(path: Path) -> bool:
+    """Too little room left on the store's file system (root may use reserved blocks)."""
+    try:
+        st = os.statvfs(path if path.exists() else path.parent)
+    except OSError:
+        return False
+    free = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+    return free * st.f_frsize < _ROOM
 
 
 # -- checks at open: the path, a foreign or altered schema, damage ------------------------
