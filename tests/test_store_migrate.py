@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,12 +148,29 @@ def test_a_non_empty_target_is_refused(tmp_path: Path, postgres_url: str) -> Non
 
 
 def test_a_missing_source_is_a_usage_error(tmp_path: Path) -> None:
+    for source in (str(tmp_path / "none.db"), f"sqlite:///{tmp_path / 'none.db'}"):
+        result = CliRunner().invoke(
+            cadence, ["store", "migrate", "--db", source, "--to", str(tmp_path / "n.db")]
+        )
+        assert result.exit_code == 2
+        assert "no state store there" in result.output
+        assert list(tmp_path.iterdir()) == []  # neither the source nor the target made
+
+
+def test_a_damaged_source_is_refused_and_nothing_is_copied(tmp_path: Path) -> None:
+    source = tmp_path / "cadence.db"
+    demo_state(str(source), tmp_path / "outbox")
+    with source.open("r+b") as f:  # dd if=/dev/urandom bs=4096 seek=5 count=3 conv=notrunc
+        f.seek(5 * 4096)
+        f.write(random.Random(3).randbytes(3 * 4096))
+    target = tmp_path / "copy.db"
     result = CliRunner().invoke(
-        cadence,
-        ["store", "migrate", "--db", str(tmp_path / "none.db"), "--to", str(tmp_path / "n.db")],
+        cadence, ["store", "migrate", "--db", str(source), "--to", str(target)]
     )
-    assert result.exit_code == 2
-    assert "no state store there" in result.output
+    assert result.exit_code == 1, result.output
+    assert f"error: the source store {source} is damaged: table " in result.output
+    assert "nothing was copied" in result.output and "counts verified" not in result.output
+    assert not target.exists()
 
 
 def test_an_unreachable_target_names_to_in_its_hint(

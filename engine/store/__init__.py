@@ -100,7 +100,8 @@ def open_store(url: str | None = None) -> Store:
 def check_store(url: str | None = None) -> list[str]:
     """`cadence store check`: what is damaged in the store (empty: it is whole).
 
-    Opened without the schema check at open, so a damaged store can still be examined.
+    Opened without the schema check at open, so a damaged store can still be examined;
+    a missing file is a usage error, never a new store.
     """
     target = url or os.environ.get("CADENCE_DB") or DEFAULT_DB
     if _is_postgres(target):
@@ -108,10 +109,9 @@ def check_store(url: str | None = None) -> list[str]:
             "cadence store check examines a SQLite store file",
             hint="for PostgreSQL use its own checks (pg_amcheck); the schema is checked at open",
         )
-    from .sqlite import SqliteStore
+    from .sqlite import check_file
 
-    with SqliteStore(_sqlite_path(target), check_schema=False) as store:
-        return store.check()
+    return check_file(_sqlite_path(target))
 
 
 def _is_postgres(target: str) -> bool:

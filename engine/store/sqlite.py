@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import CadenceError, InputError, NotFound, UsageError
 from ..plan import Action
@@ -188,11 +188,30 @@ def store_error(path: Path, exc: sqlite3.Error) -> CadenceError:
             why = str(exc)
         return UsageError(f"cannot open state store {path}: {why}", hint=_DB_HINT)
     if name.startswith("SQLITE_IOERR") or "disk I/O" in str(exc):
+        if _disk_full(path):  # no room for the -wal and -shm at open: an I/O error
+            return InputError(
+                f"cannot use state store {path}: the disk is full ({exc})",
+                hint=f"free some space on the disk of {path.parent} (SQLite writes "
+                f"{path.name}-wal and {path.name}-shm beside it, and grows them), or {_DB_HINT}",
+            )
         return UsageError(
             f"cannot use {path} as the state store: input/output error ({exc})",
             hint=f"it must be a regular file on a local disk; {_DB_HINT}",
         )
     return InputError(f"state store {path}: {exc}", hint=_DB_HINT)
+
+
+_ROOM = 64 * 1024  # a -shm (32 KiB) and the first frames of a -wal
+
+
+def _disk_full(path: Path) -> bool:
+    """Too little room left on the store's file system (root may use reserved blocks)."""
+    try:
+        st = os.statvfs(path if path.exists() else path.parent)
+    except OSError:
+        return False
+    free = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+    return free * st.f_frsize < _ROOM
 
 
 # -- checks at open: the path, a foreign or altered schema, damage ------------------------
@@ -256,9 +275,15 @@ def check_foreign(path: Path, db: sqlite3.Connection, version: int) -> None:
             )
 
 
+class _Object(NamedTuple):
+    kind: str  # table | index | trigger
+    columns: frozenset[str]  # a table's; empty for the others
+    sql: str  # a trigger's text, whitespace folded; empty for the others
+
+
 @functools.cache
-def expected_schema() -> dict[str, frozenset[str]]:
-    """Every table and index the migrations create: name → its columns (indexes: empty)."""
+def expected_schema() -> dict[str, _Object]:
+    """Every table, index and trigger the migrations create, by name."""
     db = sqlite3.connect(":memory:")
     try:
         for _, script in MIGRATIONS:
@@ -269,10 +294,10 @@ def expected_schema() -> dict[str, frozenset[str]]:
         db.close()
 
 
-def _schema_of(db: sqlite3.Connection) -> dict[str, frozenset[str]]:
-    out: dict[str, frozenset[str]] = {}
-    for kind, name in db.execute(
-        "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'index') "
+def _schema_of(db: sqlite3.Connection) -> dict[str, _Object]:
+    out: dict[str, _Object] = {}
+    for kind, name, sql in db.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE type IN ('table', 'index', 'trigger') "
         "AND name NOT LIKE 'sqlite_%'"
     ).fetchall():
         columns = (
@@ -280,22 +305,26 @@ def _schema_of(db: sqlite3.Connection) -> dict[str, frozenset[str]]:
             if kind == "table"
             else frozenset()
         )
-        out[name] = columns
+        # A trigger's body is what it enforces (the append-only event log): compared too.
+        text = " ".join(str(sql).split()) if kind == "trigger" else ""
+        out[name] = _Object(kind, columns, text)
     return out
 
 
 def schema_problems(db: sqlite3.Connection) -> list[str]:
-    """Tables, columns and indexes of the migrations that the store lacks."""
+    """Tables, columns, indexes and triggers of the migrations that the store lacks."""
     have = _schema_of(db)
     problems: list[str] = []
-    for name, columns in expected_schema().items():
-        if name not in have:
-            kind = "table" if columns else "index"
-            problems.append(f"{kind} {name} is missing")
-        elif missing := sorted(columns - have[name]):
+    for name, want in expected_schema().items():
+        found = have.get(name)
+        if found is None or found.kind != want.kind:
+            problems.append(f"{want.kind} {name} is missing")
+        elif missing := sorted(want.columns - found.columns):
             problems.append(
                 f"table {name} lacks column{'s' * (len(missing) > 1)} " + ", ".join(missing)
             )
+        elif found.sql != want.sql:
+            problems.append(f"trigger {name} is not the one the migrations create")
     return problems
 
 
@@ -307,16 +336,23 @@ def integrity_problems(db: sqlite3.Connection, limit: int = 20) -> list[str]:
     }
     out: list[str] = []
     try:
-        lines = [r[0] for r in db.execute(f"PRAGMA integrity_check({limit})")]
+        rows = [str(r[0]) for r in db.execute(f"PRAGMA integrity_check({limit})")]
     except sqlite3.DatabaseError:
         # Too damaged for one pass: check table by table (each with its indexes).
         return _per_table_problems(db)
-    for line in lines:
-        if line == "ok":
+    missing: list[int] = []
+    for line in (part for row in rows for part in row.splitlines()):
+        if line == "ok" or line.startswith("*** in database"):
             continue
-        tree = re.search(r"Tree (\d+)", line)
+        tree = re.search(r"[Tt]ree (?:page )?(\d+)", line)
         owner = roots.get(int(tree.group(1))) if tree else None
+        if owner is None and (page := re.fullmatch(r"invalid page number (\d+)", line)):
+            missing.append(int(page.group(1)))  # one line for all of them, below
+            continue
         out.append(f"{owner}: {line}" if owner else line)
+    if missing:
+        numbers = ", ".join(str(n) for n in sorted(missing))
+        out.insert(0, f"pages {numbers} are referenced but lie beyond the end of the file")
     return out
 
 
@@ -338,6 +374,83 @@ def _per_table_problems(db: sqlite3.Connection) -> list[str]:
             lines = [f"{exc} (pages of the table or of its indexes {', '.join(indexes)})"]
         out += [f"table {table}: {line}" for line in lines if line != "ok"]
     return out or ["the database file is malformed"]
+
+
+def check_file(path: Path) -> list[str]:
+    """`cadence store check` of one file: what is damaged, in words (empty: it is whole).
+
+    It never creates a store (a typo in --db would be "ok"). A file too damaged to open
+    as a store is examined as a file: its length against the pages its header counts, its
+    schema page, then SQLite's integrity check if the schema can be read.
+    """
+    if not path.exists():
+        raise UsageError(
+            f"no state store at {path}: the file does not exist",
+            hint="check --db / CADENCE_DB; `cadence store check` never creates a store",
+        )
+    try:
+        with SqliteStore(path, check_schema=False) as store:
+            problems = store.check()
+    except CadenceError:
+        found = _file_problems(path) + _unopened_problems(path)
+        if not found:
+            raise  # not damage: locked, unwritable, not a database …
+        return found
+    return _file_problems(path) + problems if problems else []
+
+
+def _file_problems(path: Path) -> list[str]:
+    """What the file's first 100 bytes (SQLite's header) say against its length."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(100)
+        size = path.stat().st_size
+        wal = Path(f"{path}-wal")
+        pending = wal.exists() and wal.stat().st_size > 0
+    except OSError:
+        return []
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\0"):
+        return []  # not a SQLite file at all: the open said so
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        return [f"its header is unreadable (page size {page_size} is not one SQLite writes)"]
+    pages = int.from_bytes(head[28:32], "big")
+    # The count is valid when written with the change counter; pages in a -wal not yet
+    # copied back can make the file itself shorter for a while.
+    if head[92:96] != head[24:28] or pages == 0 or pending or size >= pages * page_size:
+        return []
+    return [
+        f"the file is truncated: {size} bytes, where its header counts {pages} pages of "
+        f"{page_size} bytes ({pages * page_size} bytes); pages {size // page_size + 1} to "
+        f"{pages} are missing"
+    ]
+
+
+def _unopened_problems(path: Path) -> list[str]:
+    """Damage of a file the store could not open: its schema page, then its pages."""
+    try:
+        db = sqlite3.connect(path, isolation_level=None)
+    except sqlite3.Error:
+        return []
+    try:
+        db.execute("PRAGMA query_only = ON")
+        # Reads a file shorter than its header says (else refused outright as malformed).
+        db.execute("PRAGMA writable_schema = ON")
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            if not getattr(exc, "sqlite_errorname", "").startswith("SQLITE_CORRUPT"):
+                return []
+            return [
+                f"its first pages (the schema, sqlite_master) are unreadable ({exc}): "
+                "no table can be named"
+            ]
+        return integrity_problems(db)
+    except sqlite3.Error:
+        return []
+    finally:
+        db.close()
 
 
 def damaged(path: Path, problems: list[str]) -> CadenceError:
@@ -477,6 +590,7 @@ class SqliteStore:
         refuse_unusable_path(path)
         self._watched: list[tuple[str, int]] = []
         self._held: list[tuple[int, int]] = []
+        self._files: list[tuple[str, tuple[int, int]]] = []  # (path, (st_dev, st_ino))
         self._abandoned = False
         self._batch_depth = 0  # > 0: inside `batch`, whose transaction writes join
         # The last claim's rows as read back (columns → StepRow) and the database's state
@@ -512,7 +626,11 @@ class SqliteStore:
             raise
         watched = self._watch()
         self._watched += watched
-        self._held += [_hold(fd) for _, fd in watched]
+        keys = [_hold(fd) for _, fd in watched]
+        self._held += keys
+        # The files SQLite has open now (the read above made the -wal and -shm); those
+        # opened before connecting may be ones another process deleted as it closed.
+        self._files = [(name, key) for (name, _), key in zip(watched, keys, strict=True)]
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -573,7 +691,9 @@ class SqliteStore:
 
         SQLite maps `-shm` into memory and writes to it on reads too (read marks): once
         that file turns read-only or immutable under a running process, the next access
-        is a SIGBUS that kills it. So every operation first looks at the files it holds.
+        is a SIGBUS that kills it. So every operation first looks at the files it holds,
+        and at their paths: a store deleted or replaced under a running command would take
+        its writes into a file nobody opens again (two stat calls' worth, ~1 µs each).
         It never closes a descriptor of them before the store closes: closing any
         descriptor of a file drops this process's POSIX locks on it, SQLite's included,
         and those of every other store open in the process (the web server keeps one per
@@ -594,11 +714,34 @@ class SqliteStore:
                     self._close_watched()
                     raise self._unwritable(name, exc.strerror or str(exc)) from None
             return
+        for name, key in self._files:
+            try:
+                st = os.stat(name)
+            except FileNotFoundError:
+                self._abandoned = True
+                raise self._replaced(name, "is gone") from None
+            except OSError:
+                continue  # (a folder turned unreadable) SQLite reports what it means
+            if (st.st_dev, st.st_ino) != key:
+                self._abandoned = True
+                raise self._replaced(name, "is another file now")
         for name, fd in self._watched:
             why = _unwritable_fd(fd)
             if why is not None:
                 self._abandoned = True
                 raise self._unwritable(name, why)
+
+    def _replaced(self, name: str, what: str) -> UsageError:
+        # Abandoned like an unwritable store: its close would checkpoint into the deleted
+        # file and then unlink `name`, the -wal and -shm of whatever store is there now.
+        return UsageError(
+            f"state store {self.path} was deleted or replaced while this command ran; "
+            f"{name} {what}, and what this command would write next would go into the "
+            "deleted file and be lost",
+            hint=f"restore {self.path} from a backup, or point CADENCE_DB / --db at the store "
+            "where it is now (a new, empty store in its place would enrol every contact "
+            "again); what was committed before is in the old file",
+        )
 
     def _unwritable(self, name: str, why: str) -> UsageError:
         return UsageError(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import CadenceError, UsageError
+from ..errors import CadenceError, InputError, UsageError
 
 # Logical tables in the order they can be inserted (references first): name, columns,
 # and which columns are instants (integer seconds on SQLite).
@@ -286,6 +286,9 @@ def _open(url: str, *, write: bool, named: str) -> Iterator[Any]:
     path = _sqlite_path(url)
     if not write and not path.exists():
         raise UsageError(f"{path}: no state store there", hint=f"check {named}")
+    if not write:
+        # A damaged page reads as fewer rows, or none: the counts would still agree.
+        _refuse_damaged(path)
     open_store(str(path)).close()
     with closing(sqlite3.connect(path, isolation_level=None)) as db:
         db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -295,6 +298,21 @@ def _open(url: str, *, write: bool, named: str) -> Iterator[Any]:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+
+def _refuse_damaged(path: Path) -> None:
+    """`cadence store check`'s integrity and schema check of the source, before anything
+    (the target included) is touched."""
+    from .sqlite import check_file
+
+    problems = check_file(path)
+    if problems:
+        raise InputError(
+            f"the source store {path} is damaged: " + "; ".join(problems),
+            hint=f"nothing was copied; `cadence store check --db {path}` lists the damage: "
+            f"restore it from a backup (`sqlite3 {path} .recover` may save its data) and "
+            "migrate that",
+        )
 
 
 def copy_store(source: str, target: str, *, redact: Any = str) -> Copied:
