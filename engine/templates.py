@@ -117,13 +117,6 @@ class _Budget:
                 inside.add(id(item))
         return total
 
-    def admit(self, value: Any) -> None:
-        """Refuse a container a template has just built when it is too large."""
-        if isinstance(value, _CONTAINERS):
-            self.measure(value)
-        elif isinstance(value, str) and len(value) > MAX_BODY_CHARS:
-            _size(len(value), "a value")
-
     def repeated(self, seq: list[Any] | tuple[Any, ...], times: int, result: Any) -> None:
         """`seq * times`, measured from `seq` without walking the result."""
         self.record(result, 1 + max(times, 0) * (self.measure(seq) - 1))
@@ -159,6 +152,7 @@ class _Budget:
 
 
 _CONTAINERS = (list, tuple, dict, set, frozenset, Namespace)
+_monotonic = time.monotonic
 _MUTABLE = (list, dict, set, Namespace)
 
 
@@ -345,14 +339,19 @@ class BoundedSandbox(SandboxedEnvironment):
         check_method(__obj, args)
         owner = getattr(__obj, "__self__", None)
         name = getattr(__obj, "__name__", "")
-        if owner is not None and modifies_known_mutable(owner, name):
+        # isinstance against builtins first: modifies_known_mutable checks ABCs (slow).
+        if isinstance(owner, list | dict | set) and modifies_known_mutable(owner, name):
             before, length = budget.changing(owner), len(owner)
             result = super().call(__context, __obj, *args, **kwargs)
             budget.changed(owner, name, before, length, args)
         else:
             result = super().call(__context, __obj, *args, **kwargs)
-        budget.clock()  # a few slow calls must not add up past the time bound
-        budget.admit(result)
+        if _monotonic() > budget.deadline:  # slow calls must not add up past the bound
+            budget.clock()
+        if isinstance(result, _CONTAINERS):
+            budget.measure(result)
+        elif isinstance(result, str | bytes) and len(result) > MAX_BODY_CHARS:
+            _size(len(result), "a value")
         return result
 
     def sized(self, value: Any) -> Any:
@@ -501,7 +500,8 @@ def _result_checked(func: Callable[..., Any]) -> Callable[..., Any]:
             _size(len(result), "a filtered value")
         budget = _budget.get()
         if budget is not None:
-            budget.clock()
+            if _monotonic() > budget.deadline:
+                budget.clock()
             if isinstance(result, _CONTAINERS):
                 budget.measure(result)
         return result
