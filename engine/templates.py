@@ -9,8 +9,17 @@ decide how long `run` takes or how much memory it uses:
 - every operation that can make a large value from a small template (`*`, `+`, `%`,
   `**`, `~`, `str.format`, `center`, `indent`, `format`, `replace`, `join`, `batch`,
   `slice`, `lipsum`, …) checks the size of its result before it allocates it;
+- every list, tuple, dict and namespace a template builds (a literal, an operator, a
+  filter, a call, a method that adds to one) has its logical size checked against
+  `MAX_BODY_CHARS`: a string counts its length, a container one plus its elements' sizes,
+  a value shared by several elements once for each. `[a, a]` doubles a size, so thirty
+  of them are refused long before `str()`, `hash()` or a sort would walk 2**30 elements
+  in one C call no step counter sees. A list or namespace cannot change once it is
+  inside another one (the other's size would be out of date);
 - loop iterations and calls count against `MAX_RENDER_STEPS`, and the render's wall time
-  against `MAX_RENDER_SECONDS`, so nested loops that print nothing end too;
+  against `MAX_RENDER_SECONDS` (after every call and filter, and every
+  `_STEPS_PER_CLOCK_CHECK` loop iterations), so nested loops that print nothing end too,
+  and so do many slow calls;
 - those operators are not constant-folded at compile time, so `{{ 'a' * 10**9 }}` costs
   nothing to compile (the `template/too-large` rule reports it in `validate`).
 
@@ -21,6 +30,7 @@ render error.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import re
 import string
@@ -30,10 +40,12 @@ from contextvars import ContextVar
 from typing import Any
 
 from jinja2 import Template as JinjaTemplate
-from jinja2 import nodes, pass_context
+from jinja2 import nodes, pass_context, pass_environment
 from jinja2.compiler import CodeGenerator, Frame
+from jinja2.filters import make_attrgetter
 from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, modifies_known_mutable
+from jinja2.utils import Namespace
 
 from .limits import MAX_BODY_CHARS, MAX_INT_DIGITS, MAX_RENDER_SECONDS, MAX_RENDER_STEPS
 
@@ -48,13 +60,18 @@ class RenderLimit(Exception):
 
 
 class _Budget:
-    """Steps and time left for the render in progress."""
+    """Steps and time left for the render in progress, and the logical size of every
+    container it has seen (keyed by id, so each object is also held until the render
+    ends and no id is reused)."""
 
-    __slots__ = ("deadline", "steps")
+    __slots__ = ("deadline", "held", "inside", "sizes", "steps")
 
     def __init__(self) -> None:
         self.steps = 0
         self.deadline = time.monotonic() + MAX_RENDER_SECONDS
+        self.sizes: dict[int, int] = {}
+        self.held: list[Any] = []
+        self.inside: set[int] = set()  # mutable containers held by a measured one
 
     def step(self, n: int = 1) -> None:
         before = self.steps
@@ -69,6 +86,99 @@ class _Budget:
     def clock(self) -> None:
         if time.monotonic() > self.deadline:
             raise RenderLimit(f"the render took longer than {MAX_RENDER_SECONDS:g} seconds")
+
+    def measure(self, value: Any) -> int:
+        """The logical size of `value`: about the length of its `str()`, and the number
+        of elements `hash()`, `==` or a sort may visit."""
+        kind = type(value)
+        if kind is str:
+            return len(value)
+        if kind is int:  # up to MAX_INT_DIGITS digits each
+            return int(value.bit_length()) // 3 + 1
+        if not isinstance(value, _CONTAINERS):
+            return len(value) if isinstance(value, str | bytes) else 1
+        known = self.sizes.get(id(value))
+        if known is not None:
+            return known
+        self.sizes[id(value)] = 0  # a container inside itself prints as `[...]`
+        self.held.append(value)
+        total = 1 + self.add_elements(_elements(value))
+        self.sizes[id(value)] = total
+        return total
+
+    def add_elements(self, elements: Iterable[Any], total: int = 0) -> int:
+        """`total` plus the sizes of `elements`, which are now inside a container."""
+        measure, inside = self.measure, self.inside
+        for item in elements:
+            total += measure(item)
+            if total > MAX_BODY_CHARS:
+                _size(total, "a list or mapping")
+            if isinstance(item, _MUTABLE):
+                inside.add(id(item))
+        return total
+
+    def repeated(self, seq: list[Any] | tuple[Any, ...], times: int, result: Any) -> None:
+        """`seq * times`, measured from `seq` without walking the result."""
+        self.record(result, 1 + max(times, 0) * (self.measure(seq) - 1))
+
+    def joined(self, left: Any, right: Any, result: Any) -> None:
+        """`left + right` of two lists or tuples."""
+        self.record(result, self.measure(left) + self.measure(right) - 1)
+
+    def record(self, value: Any, total: int) -> None:
+        if total > MAX_BODY_CHARS:
+            _size(total, "a list or mapping")
+        self.sizes[id(value)] = total
+        self.held.append(value)
+
+    def changing(self, owner: Any) -> int:
+        """Before a method changes `owner`: its size, if it may change at all."""
+        if id(owner) in self.inside:
+            raise RenderLimit(
+                "a list, mapping or namespace cannot change once it is inside another one"
+            )
+        return self.measure(owner)
+
+    def changed(self, owner: Any, name: str, before: int, length: int, args: Any) -> None:
+        """After `owner.name(*args)`: its new size (`length`: its length before)."""
+        if name in ("append", "add", "insert") and args:
+            total = self.add_elements(args[-1:], before)
+        elif name == "extend":
+            total = self.add_elements(owner[length:], before)
+        else:  # update, setdefault, pop, …: measured again
+            del self.sizes[id(owner)]
+            total = self.measure(owner)
+        self.record(owner, total)
+
+
+_CONTAINERS = (list, tuple, dict, set, frozenset, Namespace)
+_monotonic = time.monotonic
+_MUTABLE = (list, dict, set, Namespace)
+
+
+def _elements(value: Any) -> Iterable[Any]:
+    if isinstance(value, Namespace):
+        value = object.__getattribute__(value, "_Namespace__attrs")
+    if isinstance(value, dict):
+        return itertools.chain.from_iterable(value.items())
+    return value  # type: ignore[no-any-return]
+
+
+class _SizedNamespace(Namespace):
+    """`namespace()`, whose `{% set ns.x = … %}` keeps the namespace's size known."""
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        budget = _budget.get()
+        if budget is not None:
+            attrs: dict[str, Any] = object.__getattribute__(self, "_Namespace__attrs")
+            before = budget.changing(self)
+            if name in attrs:
+                before -= budget.measure(name) + budget.measure(attrs[name])
+            total = budget.add_elements((name, value), before)
+            super().__setitem__(name, value)
+            budget.record(self, total)
+        else:
+            super().__setitem__(name, value)
 
 
 _budget: ContextVar[_Budget | None] = ContextVar("cadence_render_budget", default=None)
@@ -140,7 +250,8 @@ def _check_format_spec(fmt: str) -> None:
 
 
 class _BoundedCodeGenerator(CodeGenerator):
-    """Jinja's code generator, with every `~` concatenation size-checked."""
+    """Jinja's code generator, with every `~` concatenation and every list, tuple and
+    dict literal size-checked."""
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.bounded_concat((")
@@ -148,6 +259,24 @@ class _BoundedCodeGenerator(CodeGenerator):
             self.visit(arg, frame)
             self.write(", ")
         self.write("))")
+
+    def visit_List(self, node: nodes.List, frame: Frame) -> None:
+        self.write("environment.sized(")
+        super().visit_List(node, frame)
+        self.write(")")
+
+    def visit_Tuple(self, node: nodes.Tuple, frame: Frame) -> None:
+        if node.ctx != "load":  # the names of `{% for a, b in … %}`: no value
+            super().visit_Tuple(node, frame)
+            return
+        self.write("environment.sized(")
+        super().visit_Tuple(node, frame)
+        self.write(")")
+
+    def visit_Dict(self, node: nodes.Dict, frame: Frame) -> None:
+        self.write("environment.sized(")
+        super().visit_Dict(node, frame)
+        self.write(")")
 
 
 @pass_context
@@ -191,14 +320,46 @@ class BoundedSandbox(SandboxedEnvironment):
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         check_binop(operator, left, right)
-        return super().call_binop(context, operator, left, right)
+        result = super().call_binop(context, operator, left, right)
+        budget = _budget.get()
+        if budget is not None and isinstance(result, list | tuple):
+            if operator == "*":
+                seq, times = (left, right) if isinstance(left, list | tuple) else (right, left)
+                budget.repeated(seq, times, result)
+            else:
+                budget.joined(left, right, result)
+        return result
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        _step()
+        budget = _budget.get()
+        if budget is None:
+            check_method(__obj, args)
+            return super().call(__context, __obj, *args, **kwargs)
+        budget.step()
         check_method(__obj, args)
-        result = super().call(__context, __obj, *args, **kwargs)
-        _size(_sized(result), "a value")
+        owner = getattr(__obj, "__self__", None)
+        name = getattr(__obj, "__name__", "")
+        # isinstance against builtins first: modifies_known_mutable checks ABCs (slow).
+        if isinstance(owner, list | dict | set) and modifies_known_mutable(owner, name):
+            before, length = budget.changing(owner), len(owner)
+            result = super().call(__context, __obj, *args, **kwargs)
+            budget.changed(owner, name, before, length, args)
+        else:
+            result = super().call(__context, __obj, *args, **kwargs)
+        if _monotonic() > budget.deadline:  # slow calls must not add up past the bound
+            budget.clock()
+        if isinstance(result, _CONTAINERS):
+            budget.measure(result)
+        elif isinstance(result, str | bytes) and len(result) > MAX_BODY_CHARS:
+            _size(len(result), "a value")
         return result
+
+    def sized(self, value: Any) -> Any:
+        """A list, tuple or dict literal, refused when its logical size is too large."""
+        budget = _budget.get()
+        if budget is not None:
+            budget.measure(value)
+        return value
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         wrapped = super().wrap_str_format(value)
@@ -236,6 +397,12 @@ def check_method(obj: Any, args: tuple[Any, ...]) -> None:
             _size(len(owner) * (args[0] if args and isinstance(args[0], int) else 8), "a value")
         elif name == "replace" and len(args) >= 2:
             _check_replace(owner, args[0], args[1])
+        elif name == "translate" and args:
+            table = args[0]
+            if not isinstance(table, dict):
+                raise RenderLimit("str.translate() with a table that is not a mapping")
+            longest = max((_sized(v) for v in table.values()), default=1)
+            _size(len(owner) * max(longest, 1), "a translated value")
         elif name == "join" and args:
             items = args[0]
             if isinstance(items, list | tuple):
@@ -253,7 +420,7 @@ def _bounded_filters(env: SandboxedEnvironment) -> dict[str, Any]:
     f = env.filters
     indent, center, fmt = f["indent"], f["center"], f["format"]
     replace, join, batch, slice_ = f["replace"], f["join"], f["batch"], f["slice"]
-    wordwrap = f["wordwrap"]
+    wordwrap, sum_ = f["wordwrap"], f["sum"]
 
     def b_indent(s: Any, width: Any = 4, first: bool = False, blank: bool = False) -> str:
         text = str(s)
@@ -294,6 +461,18 @@ def _bounded_filters(env: SandboxedEnvironment) -> dict[str, Any]:
         _step(len(str(s)) // 100)
         return str(wordwrap(ctx.environment, s, width, *args, **kwargs))
 
+    @pass_environment
+    def b_sum(env: Any, iterable: Iterable[Any], attribute: Any = None, start: Any = 0) -> Any:
+        # Jinja's `rv += item` would extend a list `start` in place (behind its size's
+        # back) and copy a tuple once for each item (quadratic): both built in one go.
+        if not isinstance(start, list | tuple):
+            return sum_(env, iterable, attribute, start)
+        get = make_attrgetter(env, attribute) if attribute is not None else None
+        parts = [get(p) for p in iterable] if get else list(iterable)
+        if isinstance(start, tuple) and not all(isinstance(p, tuple) for p in parts):
+            return sum_(env, parts, None, start)  # the TypeError Python gives
+        return type(start)(itertools.chain(start, *parts))
+
     bounded: dict[str, Any] = {
         "indent": b_indent,
         "center": b_center,
@@ -303,6 +482,7 @@ def _bounded_filters(env: SandboxedEnvironment) -> dict[str, Any]:
         "batch": b_batch,
         "slice": b_slice,
         "wordwrap": b_wordwrap,
+        "sum": b_sum,
     }
     out = {name: _result_checked(func) for name, func in {**f, **bounded}.items()}
     out["cadence_counted"] = _counted
@@ -318,6 +498,12 @@ def _result_checked(func: Callable[..., Any]) -> Callable[..., Any]:
         result = func(*args, **kwargs)
         if isinstance(result, _SIZED) and len(result) > MAX_BODY_CHARS:
             _size(len(result), "a filtered value")
+        budget = _budget.get()
+        if budget is not None:
+            if _monotonic() > budget.deadline:
+                budget.clock()
+            if isinstance(result, _CONTAINERS):
+                budget.measure(result)
         return result
 
     return checked
@@ -338,6 +524,7 @@ def environment() -> BoundedSandbox:
     env.filters.update(_bounded_filters(env))
     lipsum: Callable[..., str] = env.globals["lipsum"]  # type: ignore[assignment]
     env.globals["lipsum"] = _bounded_lipsum(lipsum)
+    env.globals["namespace"] = _SizedNamespace
     return env
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cadence_engine.cli import cadence
 from cadence_engine.engine import templates
@@ -69,7 +71,7 @@ _MB = 1024 * 1024
         (
             "{% set ns = namespace(x='ab') %}{% for i in range(60) %}"
             "{% set ns.x = [ns.x, ns.x] | join %}{% endfor %}",
-            "joined value",
+            "would be",  # the list, or the string joined from it
         ),
         (
             "{% set ns = namespace(x='ab') %}{% for i in range(60) %}"
@@ -204,3 +206,153 @@ def test_a_subject_over_its_limit_is_a_per_contact_error(tmp_path: Path) -> None
     result = CliRunner().invoke(cadence, args)
     assert result.exit_code == 1, result.output
     assert f"the output passed {MAX_SUBJECT_CHARS:,} characters" in result.output
+
+
+SHARED = """\
+cadence: 1
+name: T
+sender: {name: D, email: dana@acme.example}
+settings: {skip_weekends: false, timezone: UTC, default_timezone: UTC}
+templates:
+  t: {subject: "S", body: %s}
+steps:
+  - {id: s1, day: 1, email: {template: t, send: {at: "09:00"}}}
+"""
+
+_DOUBLED = "a list or mapping would be"
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        pytest.param(
+            "{% set ns=namespace(a=[1]) %}{% for i in range(30) %}"
+            "{% set ns.a = [ns.a, ns.a] %}{% endfor %}{{ ns.a }}",
+            _DOUBLED,
+            id="list-literal-doubled-in-a-loop",
+        ),
+        pytest.param(
+            "{% set a = [1] %}" + "{% set a = [a, a] %}" * 30 + "{{ a }}",
+            _DOUBLED,
+            id="thirty-top-level-sets",
+        ),
+        pytest.param(
+            "{% set ns=namespace(a=(1,)) %}{% for i in range(60) %}"
+            "{% set ns.a = (ns.a, ns.a) %}{% endfor %}{{ {ns.a: 1} | length }}",
+            _DOUBLED,
+            id="tuple-hashed-as-a-key",
+        ),
+        pytest.param(
+            "{% set ns=namespace(a=[1]) %}{% for i in range(30) %}"
+            "{% set ns.a = [ns.a] * 2 %}{% endfor %}{{ ns.a }}",
+            _DOUBLED,
+            id="repeated-list",
+        ),
+        pytest.param(
+            "{% set ns=namespace(a=[1]) %}{% for i in range(30) %}"
+            "{% set ns.a = [{}, {}] | map(attribute='x', default=ns.a) | list %}{% endfor %}"
+            "{{ ns.a }}",
+            _DOUBLED,
+            id="filter-default",
+        ),
+        pytest.param(
+            "{% set ns=namespace(a=1) %}{% for i in range(30) %}"
+            "{% set ns.a = dict(x=ns.a, y=namespace(z=ns.a)) %}{% endfor %}{{ ns.a }}",
+            _DOUBLED,
+            id="dict-and-namespace-calls",
+        ),
+        pytest.param(
+            "{% set a = [1] %}{% for i in range(30) %}{% set _ = a.extend(a) %}{% endfor %}"
+            "{{ a | length }}",
+            _DOUBLED,
+            id="list-extended-by-itself",
+        ),
+        pytest.param(
+            "{% set a = [] %}{% set b = [a, a] %}{% set _ = a.append('x' * 900000) %}{{ b }}",
+            "cannot change once it is inside another one",
+            id="list-changed-inside-another",
+        ),
+        pytest.param(
+            "{{ ('x' * 1000000).translate({120: 'y' * 1000}) | length }}",
+            "a translated value",
+            id="translate",
+        ),
+    ],
+)
+def test_a_shared_structure_is_a_render_error_not_a_hang(
+    tmp_path: Path, body: str, says: str
+) -> None:
+    """Audit A and B: `[a, a]` doubles what `str()` or `hash()` walks in one C call."""
+    path = write_cadence(tmp_path, SHARED % json.dumps(body))
+    tracemalloc.start()
+    try:
+        result = CliRunner().invoke(cadence, ["preview", str(path), "--sample"])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * _MB, f"peak {peak / _MB:.0f} MB"
+    assert result.exit_code == 1, result.output
+    assert "does not render for" in result.output
+    assert says in result.output
+
+
+def test_slow_calls_cannot_add_up_past_the_time_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit C: twenty slow filter calls are twenty steps, far from a step-counted check."""
+    monkeypatch.setattr(templates, "MAX_RENDER_SECONDS", -1.0)  # late after the first call
+    body = "{% for i in range(20) %}{% set x = ('a. ' * 300)|urlize %}{% endfor %}done"
+    path = write_cadence(tmp_path, SHARED % json.dumps(body))
+    result = CliRunner().invoke(cadence, ["preview", str(path), "--sample"])
+    assert result.exit_code == 1, result.output
+    assert "the render took longer than -1 seconds" in result.output
+
+
+def test_ordinary_containers_render_as_before() -> None:
+    source = (
+        "{% set l = [] %}{% for i in range(3) %}{% set _ = l.append(i) %}{% endfor %}{{ l }}"
+        " {{ {'a': (1, 2)} }} {% for a, b in [(1, 2), (3, 4)] %}{{ a }}{{ b }}{% endfor %}"
+        " {{ [[1], [2]] | sum(start=[]) }} {{ [(1,), (2,)] | sum(start=()) }}"
+        " {% set ns = namespace(n=0) %}{% for i in range(3) %}{% set ns.n = ns.n + i %}"
+        "{% endfor %}{{ ns.n }} {{ [1, 2] * 2 }} {{ (1,) + (2,) }} {{ 'ab'.translate({97: 'x'}) }}"
+    )
+    assert render(source, CONTACT) == (
+        "[0, 1, 2] {'a': (1, 2)} 1234 [1, 2] (1, 2) 3 [1, 2, 1, 2] (1, 2) xb"
+    )
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["[%s]", "(%s,)", "{'k': %s}"]),
+            st.lists(st.integers(min_value=0, max_value=30), min_size=1, max_size=4),
+        ),
+        min_size=1,
+        max_size=25,
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_nested_literals_render_or_stop_at_the_size_bound(
+    program: list[tuple[str, list[int]]],
+) -> None:
+    """Each `{% set vN = … %}` nests earlier values (or a 50,000-char string): the render
+    stops exactly when one of them would pass the bound, and otherwise renders."""
+    sizes = [50_000]
+    lines = ["{% set v0 = 'x' * 50000 %}"]
+    too_large = False
+    for n, (shape, picks) in enumerate(program, start=1):
+        chosen = [p % len(sizes) for p in picks]
+        if shape.startswith("{"):  # one key, 'k', of size 1
+            chosen = chosen[:1]
+        names = ", ".join(f"v{c}" for c in chosen)
+        lines.append(f"{{% set v{n} = {shape % names} %}}")
+        size = 1 + sum(sizes[c] for c in chosen) + (1 if shape.startswith("{") else 0)
+        too_large = too_large or size > MAX_BODY_CHARS
+        sizes.append(size)
+    lines.append(f"{{{{ v{len(program)} | length }}}}")
+    source = "".join(lines)
+    if too_large:
+        with pytest.raises(RenderLimit, match=_DOUBLED):
+            render(source, CONTACT)
+    else:
+        render(source, CONTACT)
