@@ -60,7 +60,9 @@ def launch_due(folder: Path, url: str, count: int) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def cadence(url: str, outbox: Path, *args: str) -> subprocess.Popen[str]:
+def cadence(
+    url: str, outbox: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "cadence_engine.cli", *args],
         env={
@@ -68,12 +70,22 @@ def cadence(url: str, outbox: Path, *args: str) -> subprocess.Popen[str]:
             "CADENCE_DB": url,
             "CADENCE_TRANSPORT": f"outbox:{outbox}",
             "NO_COLOR": "1",
+            **(env or {}),
         },
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def stopped(proc: subprocess.Popen[str]) -> bool:
+    """Whether `proc` is stopped (state T in /proc)."""
+    try:
+        with open(f"/proc/{proc.pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "T"
+    except FileNotFoundError:  # it has exited (and been reaped)
+        return False
 
 
 def written(outbox: Path) -> int:
@@ -167,15 +179,52 @@ def test_sigterm_while_the_server_is_down_exits_0(tmp_path: Path, cluster: Clust
     assert err == "", err
 
 
-def test_run_once_that_loses_its_connection_says_so_in_one_error(
+def _frozen_run(cluster: Cluster, outbox: Path) -> subprocess.Popen[str]:
+    """`run --once` over 4,000 due emails, stopped (SIGSTOP) by itself after its 200th
+    message: whatever this machine's speed, the test acts while the run is mid-queue."""
+    freeze = {"CADENCE_FAULT": "after-250", "CADENCE_FAULT_AFTER": "200",
+              "CADENCE_FAULT_SIGNAL": "STOP"}  # fmt: skip
+    run = cadence(cluster.dsn, outbox, "run", "--once", "--batch", str(BATCH), env=freeze)
+    while not stopped(run):
+        assert run.poll() is None, run.communicate()
+        time.sleep(0.05)
+    return run
+
+
+def _let_go(run: subprocess.Popen[str]) -> str:
+    """Continue `run` each time a later message stops it again, to its end: its stderr."""
+    while run.poll() is None:
+        if stopped(run):
+            run.send_signal(signal.SIGCONT)
+        time.sleep(0.01)
+    return run.communicate(timeout=120)[1]
+
+
+def test_run_once_carries_on_past_a_restart_between_transactions(
     tmp_path: Path, cluster: Cluster
 ) -> None:
     launch_due(tmp_path, cluster.dsn, 4000)
     outbox = tmp_path / "outbox"
-    run = cadence(cluster.dsn, outbox, "run", "--once", "--batch", str(BATCH))
-    wait_for(outbox, 200, run)
-    cluster.restart()
-    _, err = run.communicate(timeout=120)
+    run = _frozen_run(cluster, outbox)
+    cluster.restart()  # every connection cut while the run holds none in a transaction
+    err = _let_go(run)
+    # The pool replaces the cut connections: the run goes on, quietly, to the end.
+    assert run.returncode == 0 and err == "", err
+    assert set(message_ids(outbox).values()) == {1} and written(outbox) == 4000
+    assert set(states(cluster.dsn)) == {StepState.SENT}
+
+
+def test_run_once_that_loses_its_server_says_so_in_one_error(
+    tmp_path: Path, cluster: Cluster
+) -> None:
+    launch_due(tmp_path, cluster.dsn, 4000)
+    outbox = tmp_path / "outbox"
+    run = _frozen_run(cluster, outbox)
+    cluster.stop("immediate")
+    try:
+        err = _let_go(run)
+    finally:
+        cluster.start_again()
     assert run.returncode == 1, err
     # Nothing of psycopg's own warnings ("discarding closed connection …"), one line each.
     error, hint = err.splitlines()

@@ -108,6 +108,10 @@ class Cluster:
     def stop(self, mode: str = "fast") -> None:
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
+    def start_again(self) -> None:
+        """Start the stopped server on its data and port (after `stop`)."""
+        self._postmaster()
+
     def restart(self) -> None:
         """Stop at once (every connection cut, no shutdown checkpoint) and start again."""
         self.stop("immediate")
