@@ -8,9 +8,7 @@ no line wrapping. Formatting twice changes nothing.
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Iterable
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -122,31 +120,18 @@ def _not_formatted(path: Path, text: str, exc: Exception) -> str:
             f"{path}:{problem.line}:{problem.col}: not formatted: {problem.message} "
             f"[{problem.rule}]"
         )
-    if isinstance(exc, ValueError) and (bad := _impossible_date(text)) is not None:
-        # The round-trip loader builds dates; `validate` reads such a value as a string.
-        line, col, value = bad
-        return (
-            f"{path}:{line}:{col}: not formatted: {value} is not a date (YYYY-MM-DD); "
-            "fix the date [date/format]"
-        )
+    if isinstance(exc, ValueError):
+        # The round-trip loader builds dates, so 2026-02-30 stops it; `validate` reads such
+        # a value as a string and names it at its line and column: say what it says.
+        from .validate import validate_text
+
+        _, findings = validate_text(text, str(path))
+        for f in findings:
+            if f.rule == "date/format":
+                return f"{f.location()}: not formatted: {f.message} [{f.rule}]"
     mark = getattr(exc, "problem_mark", None)
     where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else f"{path}:1:1"
     if loader.tab_in_value(exc):
         # Valid YAML the round-trip loader cannot read; a space would change the value.
         return f"{where}: not formatted: {loader.VALUE_TAB} [yaml/syntax]"
     return f"{where}: not formatted, the YAML does not parse [yaml/syntax]"
-
-
-_DATE_LIKE = re.compile(r"(?<![\w.:-])(\d{4})-(\d{1,2})-(\d{1,2})(?![\w.:-])")
-
-
-def _impossible_date(text: str) -> tuple[int, int, str] | None:
-    """(line, column, text) of the first date-shaped value that is no date (2026-02-30)."""
-    for number, line in enumerate(text.splitlines(), start=1):
-        code = line.split(" #", 1)[0]
-        for found in _DATE_LIKE.finditer(code):
-            try:
-                date(*(int(part) for part in found.groups()))
-            except ValueError:
-                return number, found.start() + 1, found.group(0)
-    return None

@@ -74,7 +74,8 @@ def test_an_impossible_date_is_named_where_validate_names_it(tmp_path: Path) -> 
     path.write_text(text, encoding="utf-8")
     code, _, err = fmt(str(path))
     assert code == 1 and "Traceback" not in err
-    assert f"{path}:4:26: not formatted: 2026-02-30 is not a date (YYYY-MM-DD)" in err
+    assert f"{path}:4:26: not formatted: settings.holidays[1]: a date is YYYY-MM-DD" in err
+    assert '(got "2026-02-30")' in err
     assert "[date/format]" in err and path.read_text(encoding="utf-8") == text
     checked = CliRunner().invoke(cadence, ["validate", str(path)])
     assert f"{path}:4:26: settings.holidays[1]" in checked.output

@@ -56,14 +56,14 @@ mei.tan@vandelay.example,Mei,Tan,Vandelay,9,+65 6123 4567,Asia/Singapore
 
 def cadence(env: dict[str, str], *args: str) -> None:
     subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), *args], env=env, cwd=ROOT, check=True,
+        [sys.executable, "-m", "cadence_engine.cli", *args], env=env, cwd=ROOT, check=True,
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
 
 
 def link(env: dict[str, str], base: str) -> str:
     return subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "users", "link", "dana@acme.example"],
+        [sys.executable, "-m", "cadence_engine.cli", "users", "link", "dana@acme.example"],
         env={**env, "CADENCE_BASE_URL": base}, cwd=ROOT, check=True, capture_output=True,
         text=True,
     ).stdout.strip()  # fmt: skip

@@ -162,7 +162,9 @@ class Connection:
         self._imap: imaplib.IMAP4 | None = None
         self._context = mailbox.context
 
-    def _error(self, what: str, exc: BaseException) -> MailboxError:
+    def _error(
+        self, what: str, exc: BaseException, kind: type[MailboxError] = MailboxError
+    ) -> MailboxError:
         text = str(exc)
         if self._password:
             text = text.replace(self._password, "****")
@@ -179,7 +181,7 @@ class Connection:
                 f"check the user in the URL and {PASSWORD_ENV} "
                 "(Gmail, Microsoft 365: an app password)"
             )
-        return MailboxError(f"mailbox {self.mailbox.url}: {what}: {text}", hint=hint)
+        return kind(f"mailbox {self.mailbox.url}: {what}: {text}", hint=hint)
 
     def __enter__(self) -> Connection:
         m = self.mailbox
@@ -207,8 +209,7 @@ class Connection:
             imap.login(m.user, self._password)
         except imaplib.IMAP4.error as exc:  # the server said NO
             self.close()
-            refused = self._error("login failed", exc)
-            raise LoginRefused(refused.message, hint=refused.hint) from None
+            raise self._error("login failed", exc, LoginRefused) from None
         except OSError as exc:  # the connection broke
             self.close()
             raise self._error("login failed", exc) from None

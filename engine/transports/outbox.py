@@ -169,23 +169,22 @@ class OutboxTransport:
                 results.append(self._send(envelope, data))
             except OSError as exc:
                 left = sum(1 for k in range(n, len(messages)) if k in allowed)
-                kept = f"the {left} email(s) of this batch not written are due again at once, "
-                kept += "as is everything else still due"
                 # A folder that refuses writes is a setting to fix (exit 2: `run --every`
                 # stops); a full disk or an I/O error may pass (exit 1: tried again).
-                error: CadenceError = (
-                    UsageError(
+                refused = exc.errno in _REFUSED
+                fix = (
+                    "make the folder writable (read-only mount, immutable flag, "
+                    "permissions) or point outbox:DIR elsewhere"
+                    if refused
+                    else "free space on its disk, then run again"
+                )
+                down = TransportDown(
+                    (UsageError if refused else CadenceError)(
                         f"cannot write to outbox {self.folder}: {exc.strerror}",
-                        hint=f"{kept}; make the folder writable (read-only mount, "
-                        "immutable flag, permissions) or point outbox:DIR elsewhere",
-                    )
-                    if exc.errno in _REFUSED
-                    else CadenceError(
-                        f"cannot write to outbox {self.folder}: {exc.strerror}",
-                        hint=f"{kept}; free space on its disk, then run again",
+                        hint=f"the {left} email(s) of this batch not written are due again "
+                        f"at once, as is everything else still due; {fix}",
                     )
                 )
-                down = TransportDown(error)
                 results.extend([down] * (len(messages) - n))
                 break
         return results

@@ -269,6 +269,12 @@ def _routes(app: Flask, now: Callable[[], datetime]) -> None:
 
     @app.post(f"/tasks/<int(min=1, max={MAX_ROW_ID}):task_id>/send")
     def send(task_id: int) -> BaseResponse:
+        try:
+            engine_calls.check_sendable_task(auth.backend(), g.user, task_id)
+        except NotFound:
+            raise  # the 404 page
+        except CadenceError as exc:  # not an open email task: that is the answer, whatever
+            return task_response(task_id, 409, problem=exc.message)  # the form held
         subject = request.form.get("subject", "")
         body = request.form.get("body", "").replace("\r\n", "\n")
         action = request.form.get("action", "")

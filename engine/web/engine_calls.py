@@ -31,6 +31,7 @@ from ..store import (
 from ..store.users import Session, User, UserStore
 from ..tasks import (
     TaskView,
+    check_sendable,
     complete_task,
     list_tasks,
     queue_task_email,
@@ -184,6 +185,13 @@ def task_page(b: Backend, user: User, task_id: int) -> TaskPage:
 def finish_task(b: Backend, user: User, task_id: int, state: str, now: datetime) -> StepRow:
     _visible_row(b, user, task_id)
     return complete_task(b.store, task_id, state, now)
+
+
+def check_sendable_task(b: Backend, user: User, task_id: int) -> None:
+    """Nothing when `task_id` is an open email task `user` may send; else the error saying
+    why (NotFound for a task that is not theirs to see)."""
+    _visible_row(b, user, task_id)
+    check_sendable(b.store, task_id)
 
 
 def send_task(
